@@ -1,0 +1,76 @@
+//! A deliberately badly behaved transform, for Weir's own sandbox and limit tests.
+//! Each record's value names what to do:
+//!
+//! * `loop`: spin forever (the call timeout must stop it)
+//! * `alloc`: allocate without bound (the memory limit must stop it)
+//! * `panic`: panic (a trap)
+//! * `reject`: return an error for the record
+//! * `open-file`: try to read `/etc/passwd` (the sandbox has no filesystem)
+//! * `connect`: try to open a TCP connection to 127.0.0.1:9 (no sockets)
+//! * `env`: report how many environment variables it can see (none)
+//! * `put-huge`: write a 2 MiB state value (over the state value limit)
+//! * `log`: write to stdout, stderr and the log import
+//! * anything else: count it in state (`seen`) and echo it
+
+use weir_sdk::{Config, Context, Error, Record, Transform};
+
+pub struct Misbehave;
+
+impl Transform for Misbehave {
+    fn init(config: &Config) -> Result<Self, Error> {
+        if config.get("fail_init").is_some() {
+            return Err(Error::msg("init refused: fail_init is set"));
+        }
+        Ok(Misbehave)
+    }
+
+    fn process(&mut self, record: Record, ctx: &mut Context<'_>) -> Result<(), Error> {
+        let command = record.value_str()?.to_owned();
+        match command.as_str() {
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "panic" => panic!("the record asked for a panic"),
+            "reject" => return Err(Error::msg("the record asked to be rejected")),
+            "open-file" => {
+                let outcome = match std::fs::read_to_string("/etc/passwd") {
+                    Ok(text) => format!("opened: {} bytes", text.len()),
+                    Err(e) => format!("refused: {e}"),
+                };
+                ctx.send("open-file", outcome);
+            }
+            "connect" => {
+                let outcome = match std::net::TcpStream::connect("127.0.0.1:9") {
+                    Ok(_) => "connected".to_owned(),
+                    Err(e) => format!("refused: {e}"),
+                };
+                ctx.send("connect", outcome);
+            }
+            "env" => ctx.send("env", std::env::vars().count().to_string()),
+            "put-huge" => ctx.state().put("huge", vec![0u8; 2 << 20]),
+            "log" => {
+                println!("hello from stdout");
+                eprintln!("hello from stderr");
+                weir_sdk::log::info("hello from the log import");
+                ctx.send("log", "logged");
+            }
+            other => {
+                let seen = ctx.table::<u64>("").update("seen", |n| n.unwrap_or(0) + 1)?;
+                ctx.send(other, seen.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+weir_sdk::export!(Misbehave);

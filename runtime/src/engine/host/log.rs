@@ -1,0 +1,37 @@
+//! `weir:transform/log`: guest log lines into the host's tracing, tagged with the
+//! pipeline, partition and module version of the instance.
+
+use wasmtime::Result;
+
+use super::HostState;
+use crate::engine::bindings::weir::transform::log::{Host, Level};
+
+/// Longest guest log message kept; the rest is cut so a guest cannot flood the logs.
+const MAX_MESSAGE_BYTES: usize = 8 << 10;
+
+impl Host for HostState {
+    fn log(&mut self, level: Level, mut message: String) -> Result<()> {
+        if message.len() > MAX_MESSAGE_BYTES {
+            let cut = (0..=MAX_MESSAGE_BYTES).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+            message.truncate(cut);
+            message.push_str("…");
+        }
+        let l = &self.labels;
+        macro_rules! emit {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "weir::guest", pipeline = %l.pipeline, partition = l.partition,
+                    module = %l.module, "{message}"
+                )
+            };
+        }
+        match level {
+            Level::Trace => emit!(trace),
+            Level::Debug => emit!(debug),
+            Level::Info => emit!(info),
+            Level::Warn => emit!(warn),
+            Level::Error => emit!(error),
+        }
+        Ok(())
+    }
+}

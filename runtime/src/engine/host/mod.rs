@@ -1,0 +1,67 @@
+//! What a guest can reach: the data behind each instance's `Store`, and one file per
+//! imported WIT interface. WASI is linked too, with an empty context: no preopened
+//! directories, no sockets, no environment, stdout and stderr into our logs.
+
+mod log;
+mod state;
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::InstanceLabels;
+use super::limits::{Limits, MemoryLimiter};
+use super::stdio::GuestStdio;
+use crate::state::PartitionState;
+
+/// Which export the guest is running: state is read-only during `init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Init,
+    Process,
+}
+
+/// The data of one instance's `Store`.
+pub(crate) struct HostState {
+    pub(crate) state: PartitionState,
+    pub(crate) phase: Phase,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) stdio: GuestStdio,
+    pub(crate) labels: Arc<InstanceLabels>,
+    max_key_bytes: u32,
+    max_value_bytes: u32,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl HostState {
+    pub(crate) fn new(labels: Arc<InstanceLabels>, limits: &Limits, state: PartitionState) -> Self {
+        let stdio = GuestStdio::new(labels.clone());
+        // The builder's defaults are the sandbox: no preopens, no env, no args, empty
+        // stdin, and (since wasmtime 48) no TCP or UDP sockets and no name lookups.
+        let wasi = WasiCtx::builder()
+            .stdout(stdio.stdout())
+            .stderr(stdio.stderr())
+            .build();
+        Self {
+            state,
+            phase: Phase::Init,
+            limiter: MemoryLimiter::new(limits.memory_limit_bytes),
+            stdio,
+            labels,
+            max_key_bytes: limits.max_state_key_bytes,
+            max_value_bytes: limits.max_state_value_bytes,
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl super::bindings::weir::transform::types::Host for HostState {}

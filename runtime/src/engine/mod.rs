@@ -1,0 +1,472 @@
+//! The WebAssembly engine: loads transform components, sandboxes them, and runs them.
+//!
+//! * One [`Engine`] per process: one wasmtime `Engine` (sync component calls with
+//!   `concurrency_support(false)`, about 5x cheaper per call on wasmtime 48), the pooling
+//!   allocator, an epoch ticker for call timeouts, and the on-disk compiled cache.
+//! * A [`Module`] is one loaded version of a transform: checked against the contract and
+//!   pre-linked (`InstancePre`), cheap to clone and share between partitions.
+//! * An [`Instance`] is a `Store` per (pipeline, partition). It owns the partition's
+//!   state while it runs, and re-creates itself after a trap: a trap means the guest's
+//!   memory can no longer be trusted, the partition's state can.
+
+pub mod bindings;
+mod cache;
+mod error;
+mod host;
+mod limits;
+mod stdio;
+
+pub use error::{EngineError, GuestFault};
+pub use limits::Limits;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Store, Trap};
+
+use crate::pipeline::{ProcessError, Processor};
+use crate::state::{PartitionState, StateError};
+use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, InputRecord, OutputRecord, Transform, TransformPre};
+use cache::CompiledCache;
+use host::{HostState, Phase};
+
+/// How often the epoch advances: the granularity of call timeouts.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// WASI packages linked (with no capabilities) so that language runtimes load.
+const WASI_PACKAGES: &[&str] = &["wasi:io", "wasi:clocks", "wasi:random", "wasi:cli", "wasi:filesystem", "wasi:sockets"];
+
+/// Settings of an [`Engine`].
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    pub limits: Limits,
+    /// Where compiled modules are kept; `None` compiles every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The content hash of a module: its identity across loads, restarts and hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModuleId(String);
+
+impl ModuleId {
+    pub fn of(wasm: &[u8]) -> Self {
+        Self(cache::hex(&Sha256::digest(wasm)))
+    }
+
+    /// The first 12 hex digits: enough to tell versions apart in logs.
+    pub fn short(&self) -> &str {
+        &self.0[..12]
+    }
+}
+
+impl fmt::Display for ModuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a loaded module's machine code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadSource {
+    /// Compiled by Cranelift during this load.
+    Compiled,
+    /// Read from the compiled cache.
+    Cache,
+}
+
+/// One process's WebAssembly engine. See the module docs.
+pub struct Engine {
+    wasm: wasmtime::Engine,
+    linker: Linker<HostState>,
+    cache: Option<CompiledCache>,
+    limits: Arc<Limits>,
+    _ticker: EpochTicker,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine").field("limits", &self.limits).field("cache", &self.cache).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let setup = |e: wasmtime::Error| EngineError::Setup { reason: format!("{e:#}") };
+        let limits = config.limits;
+        let wasm = wasmtime::Engine::new(&wasm_config(&limits)).map_err(setup)?;
+
+        let mut linker = Linker::new(&wasm);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+        Transform::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s).map_err(setup)?;
+
+        let cache = config.cache_dir.as_deref().map(|dir| CompiledCache::open(dir, &wasm)).transpose()?;
+        let ticker = EpochTicker::start(wasm.clone());
+        Ok(Self { wasm, linker, cache, limits: Arc::new(limits), _ticker: ticker })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Load the module in the file at `path`.
+    pub fn load_file(&self, path: &Path) -> Result<Module, EngineError> {
+        let wasm = std::fs::read(path).map_err(|source| EngineError::ReadModule { path: path.to_path_buf(), source })?;
+        self.load_named(&wasm, &path.display().to_string())
+    }
+
+    /// Load a module from its bytes: compile it (or take it from the compiled cache),
+    /// check its imports and exports against the contract, and pre-link it.
+    pub fn load(&self, wasm: &[u8]) -> Result<Module, EngineError> {
+        self.load_named(wasm, "the module")
+    }
+
+    fn load_named(&self, wasm: &[u8], what: &str) -> Result<Module, EngineError> {
+        check_header(wasm, what)?;
+        let started = Instant::now();
+        let id = ModuleId::of(wasm);
+        let (component, source) = match self.cache.as_ref().and_then(|c| c.load(&self.wasm, &id)) {
+            Some(component) => (component, LoadSource::Cache),
+            None => (self.compile(wasm, &id, what)?, LoadSource::Compiled),
+        };
+        self.check_imports(&component, what)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| EngineError::NotATransform {
+            what: what.to_owned(),
+            reason: format!("{e:#}"),
+        })?;
+        let pre = TransformPre::new(pre).map_err(|e| EngineError::NotATransform {
+            what: what.to_owned(),
+            reason: format!("{e:#}"),
+        })?;
+        let load_time = started.elapsed();
+        tracing::debug!(module = id.short(), ?source, ?load_time, "loaded module");
+        Ok(Module(Arc::new(ModuleInner { id, pre, source, load_time, size: wasm.len() })))
+    }
+
+    fn compile(&self, wasm: &[u8], id: &ModuleId, what: &str) -> Result<Component, EngineError> {
+        let invalid = |e: wasmtime::Error| EngineError::InvalidComponent { what: what.to_owned(), reason: format!("{e:#}") };
+        let Some(cache) = &self.cache else {
+            return Component::new(&self.wasm, wasm).map_err(invalid);
+        };
+        let artifact = self.wasm.precompile_component(wasm).map_err(invalid)?;
+        if let Err(error) = cache.store(id, &artifact) {
+            tracing::warn!(%error, "cannot write the compiled-module cache; the next load will compile again");
+        }
+        // SAFETY: `artifact` was produced just above by this engine's `precompile_component`.
+        unsafe { Component::deserialize(&self.wasm, &artifact) }.map_err(invalid)
+    }
+
+    /// Refuse imports Weir does not provide, naming them, before linking would fail
+    /// with a less helpful message.
+    fn check_imports(&self, component: &Component, what: &str) -> Result<(), EngineError> {
+        let mut unsupported = Vec::new();
+        for (name, _) in component.component_type().imports(&self.wasm) {
+            let (interface, version) = name.split_once('@').unwrap_or((name, ""));
+            let package = interface.split('/').next().unwrap_or(interface);
+            if package == CONTRACT_PACKAGE {
+                if version != CONTRACT_VERSION {
+                    return Err(EngineError::ContractVersion { what: what.to_owned(), found: format!("{package}@{version}") });
+                }
+            } else if !WASI_PACKAGES.contains(&package) {
+                unsupported.push(name.to_owned());
+            }
+        }
+        if unsupported.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::UnsupportedImports { what: what.to_owned(), names: unsupported })
+        }
+    }
+
+    /// Start an instance of `module` for one partition, owning `state`, and run its
+    /// `init` with `config`.
+    pub fn instantiate(
+        &self,
+        module: &Module,
+        labels: InstanceLabels,
+        config: Arc<[(String, String)]>,
+        state: PartitionState,
+    ) -> Result<Instance, EngineError> {
+        let labels = Arc::new(labels);
+        let store = self.new_store(labels.clone(), state);
+        let mut instance = Instance {
+            module: module.clone(),
+            store,
+            bindings: None,
+            config,
+            limits: self.limits.clone(),
+            labels,
+        };
+        instance.start()?;
+        Ok(instance)
+    }
+
+    fn new_store(&self, labels: Arc<InstanceLabels>, state: PartitionState) -> Store<HostState> {
+        let mut store = Store::new(&self.wasm, HostState::new(labels, &self.limits, state));
+        store.limiter(|host| &mut host.limiter);
+        store.epoch_deadline_trap();
+        store
+    }
+}
+
+fn wasm_config(limits: &Limits) -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.concurrency_support(false);
+    config.epoch_interruption(true);
+    config.memory_init_cow(true);
+    config.cranelift_nan_canonicalization(true);
+    config.relaxed_simd_deterministic(true);
+
+    let instances = limits.max_instances;
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    // Interpreter components (Python, JS) bundle several core modules and tables.
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(16))
+        .total_memories(instances.saturating_mul(4))
+        .total_tables(instances.saturating_mul(16))
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(8)
+        .max_tables_per_component(64)
+        .max_component_instance_size(16 << 20)
+        .max_core_instance_size(16 << 20)
+        .max_memory_size(usize::try_from(limits.memory_limit_bytes).unwrap_or(usize::MAX));
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Refuse what is plainly not a component before handing it to the compiler.
+fn check_header(wasm: &[u8], what: &str) -> Result<(), EngineError> {
+    if wasm.get(..4) != Some(b"\0asm") {
+        return Err(EngineError::NotWasm { what: what.to_owned(), magic: wasm.iter().take(4).copied().collect() });
+    }
+    // Bytes 4..8: version 1 and layer 0 is a core module; components use layer 1.
+    if wasm.get(4..8) == Some(&[1, 0, 0, 0]) {
+        return Err(EngineError::CoreModule { what: what.to_owned() });
+    }
+    Ok(())
+}
+
+struct ModuleInner {
+    id: ModuleId,
+    pre: TransformPre<HostState>,
+    source: LoadSource,
+    load_time: Duration,
+    size: usize,
+}
+
+/// One loaded, pre-linked version of a transform.
+#[derive(Clone)]
+pub struct Module(Arc<ModuleInner>);
+
+impl fmt::Debug for Module {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Module").field("id", &self.0.id).field("source", &self.0.source).finish_non_exhaustive()
+    }
+}
+
+impl Module {
+    pub fn id(&self) -> &ModuleId {
+        &self.0.id
+    }
+
+    /// Whether this load compiled the module or read it from the cache.
+    pub fn source(&self) -> LoadSource {
+        self.0.source
+    }
+
+    /// How long the load took, compile or cache read included.
+    pub fn load_time(&self) -> Duration {
+        self.0.load_time
+    }
+
+    /// Size of the component in bytes.
+    pub fn size(&self) -> usize {
+        self.0.size
+    }
+}
+
+/// Who an instance works for: attached to its log lines and errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceLabels {
+    pub pipeline: String,
+    pub partition: i32,
+    /// Short module id.
+    pub module: String,
+}
+
+/// A running transform for one (pipeline, partition). See the module docs.
+pub struct Instance {
+    module: Module,
+    store: Store<HostState>,
+    /// `None` after a trap, until the next call re-creates the instance.
+    bindings: Option<Transform>,
+    config: Arc<[(String, String)]>,
+    limits: Arc<Limits>,
+    labels: Arc<InstanceLabels>,
+}
+
+impl fmt::Debug for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instance").field("module", &self.module).field("labels", &self.labels).finish_non_exhaustive()
+    }
+}
+
+impl Instance {
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+
+    /// Give back the partition's state, e.g. to hand it to another module version.
+    pub fn into_state(self) -> PartitionState {
+        self.store.into_data().state
+    }
+
+    /// Instantiate the module in this store and run `init`.
+    fn start(&mut self) -> Result<(), EngineError> {
+        let instantiate_error = |e: wasmtime::Error| EngineError::Instantiate {
+            module: self.module.id().short().to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let bindings = self.module.0.pre.instantiate(&mut self.store).map_err(instantiate_error)?;
+        self.store.data_mut().phase = Phase::Init;
+        let config = self.config.clone();
+        let result = self.call(|store| bindings.call_init(store, &config));
+        self.store.data_mut().phase = Phase::Process;
+        match result {
+            Ok(Ok(())) => {
+                self.bindings = Some(bindings);
+                Ok(())
+            }
+            Ok(Err(message)) => Err(EngineError::InitRejected { message }),
+            Err(ProcessError::Fault(fault)) => Err(EngineError::InitFault { fault }),
+            Err(other) => Err(EngineError::Instantiate { module: self.module.id().short().to_owned(), reason: other.to_string() }),
+        }
+    }
+
+    /// Throw away the trapped instance and start a fresh one with the same state.
+    fn restart(&mut self) -> Result<(), ProcessError> {
+        let engine = self.store.engine().clone();
+        let state = std::mem::take(&mut self.store.data_mut().state);
+        let mut store = Store::new(&engine, HostState::new(self.labels.clone(), &self.limits, state));
+        store.limiter(|host| &mut host.limiter);
+        store.epoch_deadline_trap();
+        self.store = store;
+        tracing::info!(pipeline = %self.labels.pipeline, partition = self.labels.partition, module = %self.labels.module, "restarting the transform instance after a fault");
+        self.start().map_err(ProcessError::Restart)
+    }
+
+    /// Run one guest call under the call timeout, turning traps into typed errors.
+    fn call<R>(&mut self, f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, ProcessError> {
+        let ticks = self.limits.call_timeout().as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
+        self.store.set_epoch_deadline(ticks);
+        self.store.data().stdio.clear_recent_stderr();
+        let result = f(&mut self.store);
+        let host = self.store.data_mut();
+        host.stdio.flush();
+        let refused = host.limiter.take_refusal();
+        result.map_err(|error| {
+            self.bindings = None;
+            self.classify(error, refused)
+        })
+    }
+
+    fn classify(&mut self, error: wasmtime::Error, refused_memory: Option<usize>) -> ProcessError {
+        let error = match error.downcast::<StateError>() {
+            Ok(state_error) => return ProcessError::Host(state_error),
+            Err(error) => error,
+        };
+        if let Some(fault) = error.downcast_ref::<GuestFault>() {
+            return ProcessError::Fault(fault.clone());
+        }
+        let host = self.store.data();
+        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return ProcessError::Fault(GuestFault::Timeout { limit: self.limits.call_timeout() });
+        }
+        if let Some(requested) = refused_memory {
+            return ProcessError::Fault(GuestFault::MemoryLimit {
+                limit: host.limiter.limit() as u64,
+                requested: requested as u64,
+            });
+        }
+        let mut message = match error.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => format!("{error:#}"),
+        };
+        if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+            let frames: Vec<_> = backtrace.frames().iter().filter_map(|f| f.func_name()).take(4).collect();
+            if !frames.is_empty() {
+                message.push_str(&format!(" in {}", frames.join(" < ")));
+            }
+        }
+        let stderr = host.stdio.take_recent_stderr();
+        if !stderr.is_empty() {
+            message.push_str(&format!("; guest stderr: {}", stderr.join(" | ")));
+        }
+        ProcessError::Fault(GuestFault::Trap { message })
+    }
+}
+
+impl Processor for Instance {
+    fn process(&mut self, records: &[InputRecord]) -> Result<Vec<OutputRecord>, ProcessError> {
+        if self.bindings.is_none() {
+            self.restart()?;
+        }
+        let bindings = self.bindings.take().expect("started above");
+        let outcome = self.call(|store| bindings.call_process(store, records))?;
+        // The guest returned normally, so its instance is still sound.
+        self.bindings = Some(bindings);
+        match outcome {
+            Ok(outputs) => Ok(outputs),
+            Err(rejected) if (rejected.index as usize) < records.len() => {
+                Err(ProcessError::Rejected { index: rejected.index as usize, message: rejected.message })
+            }
+            Err(rejected) => Err(ProcessError::Fault(GuestFault::Contract {
+                message: format!(
+                    "process reported an error for record {} of a batch of {}: {}",
+                    rejected.index,
+                    records.len(),
+                    rejected.message
+                ),
+            })),
+        }
+    }
+
+    fn state(&mut self) -> &mut PartitionState {
+        &mut self.store.data_mut().state
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: wasmtime::Engine) -> Self {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn the epoch thread");
+        Self { stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

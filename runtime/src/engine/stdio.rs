@@ -1,0 +1,177 @@
+//! Guest stdout and stderr, routed into Weir's logs line by line, tagged with the
+//! instance's pipeline, partition and module.
+//!
+//! The last few stderr lines are also kept, because a trapping guest usually says why
+//! there first (a Rust panic message, a Python traceback) and a bare trap code would
+//! leave the user guessing.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use super::InstanceLabels;
+
+/// A line longer than this is logged in pieces rather than buffered without bound.
+const MAX_LINE_BYTES: usize = 8 << 10;
+/// Stderr lines kept to explain a trap.
+const RECENT_STDERR_LINES: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug)]
+struct Lines {
+    labels: Arc<InstanceLabels>,
+    partial: [Vec<u8>; 2],
+    recent_stderr: VecDeque<String>,
+}
+
+impl Lines {
+    fn write(&mut self, stream: Stream, mut bytes: &[u8]) {
+        while let Some(newline) = bytes.iter().position(|&b| b == b'\n') {
+            self.partial[stream as usize].extend_from_slice(&bytes[..newline]);
+            self.emit(stream);
+            bytes = &bytes[newline + 1..];
+        }
+        self.partial[stream as usize].extend_from_slice(bytes);
+        if self.partial[stream as usize].len() >= MAX_LINE_BYTES {
+            self.emit(stream);
+        }
+    }
+
+    fn emit(&mut self, stream: Stream) {
+        let raw = std::mem::take(&mut self.partial[stream as usize]);
+        let line = String::from_utf8_lossy(&raw);
+        let line = line.trim_end_matches('\r');
+        let l = &self.labels;
+        match stream {
+            Stream::Stdout => tracing::info!(
+                target: "weir::guest", pipeline = %l.pipeline, partition = l.partition,
+                module = %l.module, stream = "stdout", "{line}"
+            ),
+            Stream::Stderr => {
+                tracing::warn!(
+                    target: "weir::guest", pipeline = %l.pipeline, partition = l.partition,
+                    module = %l.module, stream = "stderr", "{line}"
+                );
+                if self.recent_stderr.len() == RECENT_STDERR_LINES {
+                    self.recent_stderr.pop_front();
+                }
+                self.recent_stderr.push_back(line.to_owned());
+            }
+        }
+    }
+}
+
+/// The stdout and stderr of one instance.
+#[derive(Debug, Clone)]
+pub(crate) struct GuestStdio(Arc<Mutex<Lines>>);
+
+impl GuestStdio {
+    pub(crate) fn new(labels: Arc<InstanceLabels>) -> Self {
+        Self(Arc::new(Mutex::new(Lines {
+            labels,
+            partial: Default::default(),
+            recent_stderr: VecDeque::new(),
+        })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Lines> {
+        // Only the thread running the guest writes here; a poisoned lock still holds lines.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn stdout(&self) -> GuestOutput {
+        GuestOutput { stdio: self.clone(), stream: Stream::Stdout }
+    }
+
+    pub(crate) fn stderr(&self) -> GuestOutput {
+        GuestOutput { stdio: self.clone(), stream: Stream::Stderr }
+    }
+
+    /// Log unterminated lines: called after every guest call.
+    pub(crate) fn flush(&self) {
+        let mut lines = self.lock();
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            if !lines.partial[stream as usize].is_empty() {
+                lines.emit(stream);
+            }
+        }
+    }
+
+    /// Stderr lines written since the last call to this, oldest first.
+    pub(crate) fn take_recent_stderr(&self) -> Vec<String> {
+        self.lock().recent_stderr.drain(..).collect()
+    }
+
+    /// Forget stderr lines from earlier calls.
+    pub(crate) fn clear_recent_stderr(&self) {
+        self.lock().recent_stderr.clear();
+    }
+}
+
+/// One of an instance's output streams, as WASI sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct GuestOutput {
+    stdio: GuestStdio,
+    stream: Stream,
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.stdio.lock().write(self.stream, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.stdio.lock().write(self.stream, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,259 @@
+//! One batch through a transform, with failures isolated to the records that cause them.
+//!
+//! A batch runs as one state scope. If the transform rejects record `i`, the scope is
+//! rolled back, records before `i` are replayed (their writes went with the rollback),
+//! the policy is applied to `i`, and the rest runs as a new batch. A fault (a trap)
+//! does not say which record caused it, so the batch is re-run one record at a time up
+//! to the first record that fails. Either way a failing record's state writes and
+//! outputs never survive, and every other record's take effect exactly once.
+
+use crate::engine::bindings::{InputRecord, OutputRecord};
+use crate::engine::{EngineError, GuestFault};
+use crate::state::StateError;
+
+use super::{ErrorPolicy, ProcessError, Processor};
+
+/// Why a record could not be processed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FailureReason {
+    #[error("rejected by the transform: {message}")]
+    Rejected { message: String },
+    #[error(transparent)]
+    Fault(GuestFault),
+}
+
+/// A record the policy skipped or set aside for the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFailure {
+    /// Position of the record in the batch.
+    pub index: usize,
+    pub reason: FailureReason,
+}
+
+/// What a batch produced.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Outputs in input order.
+    pub outputs: Vec<OutputRecord>,
+    /// Records that failed, in input order; what to do with them is the policy's.
+    pub failures: Vec<RecordFailure>,
+}
+
+/// The batch cannot complete. The partition's uncommitted state must be discarded.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("record {index} of the batch failed and the error policy is `fail`: {reason}")]
+    RecordFailed { index: usize, reason: FailureReason },
+    #[error(transparent)]
+    Host(#[from] StateError),
+    #[error(transparent)]
+    Restart(EngineError),
+}
+
+/// Run `records` through `processor`, applying `policy` to each record that fails.
+pub fn run_batch<P: Processor + ?Sized>(
+    processor: &mut P,
+    records: &[InputRecord],
+    policy: ErrorPolicy,
+) -> Result<BatchOutcome, BatchError> {
+    let mut run = Run { processor, policy, outcome: BatchOutcome::default() };
+    run.records(records, 0)?;
+    Ok(run.outcome)
+}
+
+enum Attempt {
+    Done,
+    Rejected { at: usize, message: String },
+    Fault(GuestFault),
+}
+
+struct Run<'p, P: ?Sized> {
+    processor: &'p mut P,
+    policy: ErrorPolicy,
+    outcome: BatchOutcome,
+}
+
+impl<P: Processor + ?Sized> Run<'_, P> {
+    /// Process `rest`, whose first record is at `base` in the whole batch.
+    fn records(&mut self, mut rest: &[InputRecord], mut base: usize) -> Result<(), BatchError> {
+        while !rest.is_empty() {
+            let (at, reason) = match self.attempt(rest)? {
+                Attempt::Done => return Ok(()),
+                Attempt::Rejected { at, message } => {
+                    self.records(&rest[..at], base)?;
+                    (at, FailureReason::Rejected { message })
+                }
+                Attempt::Fault(fault) if rest.len() == 1 => (0, FailureReason::Fault(fault)),
+                Attempt::Fault(_) => match self.first_failure(rest)? {
+                    Some(found) => found,
+                    None => return Ok(()),
+                },
+            };
+            self.fail(base + at, reason)?;
+            rest = &rest[at + 1..];
+            base += at + 1;
+        }
+        Ok(())
+    }
+
+    /// Run `records` in one state scope, keeping its effects only if all succeed.
+    fn attempt(&mut self, records: &[InputRecord]) -> Result<Attempt, BatchError> {
+        self.processor.state().begin_batch();
+        let result = self.processor.process(records);
+        let state = self.processor.state();
+        match result {
+            Ok(outputs) => {
+                state.commit_batch();
+                self.outcome.outputs.extend(outputs);
+                return Ok(Attempt::Done);
+            }
+            Err(_) => state.rollback_batch(),
+        }
+        match result {
+            Ok(_) => unreachable!("handled above"),
+            Err(ProcessError::Rejected { index, message }) => Ok(Attempt::Rejected { at: index, message }),
+            Err(ProcessError::Fault(fault)) => Ok(Attempt::Fault(fault)),
+            Err(ProcessError::Host(error)) => Err(BatchError::Host(error)),
+            Err(ProcessError::Restart(error)) => Err(BatchError::Restart(error)),
+        }
+    }
+
+    /// Run `records` one at a time, keeping each success, until one fails.
+    fn first_failure(&mut self, records: &[InputRecord]) -> Result<Option<(usize, FailureReason)>, BatchError> {
+        for (i, record) in records.iter().enumerate() {
+            match self.attempt(std::slice::from_ref(record))? {
+                Attempt::Done => {}
+                Attempt::Rejected { message, .. } => return Ok(Some((i, FailureReason::Rejected { message }))),
+                Attempt::Fault(fault) => return Ok(Some((i, FailureReason::Fault(fault)))),
+            }
+        }
+        // The fault did not recur record by record: every record has now succeeded.
+        Ok(None)
+    }
+
+    fn fail(&mut self, index: usize, reason: FailureReason) -> Result<(), BatchError> {
+        match self.policy {
+            ErrorPolicy::Fail => Err(BatchError::RecordFailed { index, reason }),
+            ErrorPolicy::Skip | ErrorPolicy::DeadLetter => {
+                self.outcome.failures.push(RecordFailure { index, reason });
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::PartitionState;
+
+    /// A native transform: counts records in state, echoes them, and misbehaves on
+    /// the values "reject" and "trap" *after* writing state, so rollback is visible.
+    #[derive(Default)]
+    struct Counter {
+        state: PartitionState,
+        calls: usize,
+    }
+
+    fn count(state: &PartitionState, key: &str) -> u64 {
+        state.get(key.as_bytes()).unwrap().map_or(0, |v| String::from_utf8(v).unwrap().parse().unwrap())
+    }
+
+    impl Processor for Counter {
+        fn process(&mut self, records: &[InputRecord]) -> Result<Vec<OutputRecord>, ProcessError> {
+            self.calls += 1;
+            let mut outputs = Vec::new();
+            for (index, record) in records.iter().enumerate() {
+                let value = record.value.clone().unwrap_or_default();
+                let key = String::from_utf8(value.clone()).unwrap();
+                let n = count(&self.state, &key) + 1;
+                self.state.put(key.clone().into_bytes(), n.to_string().into_bytes());
+                match key.as_str() {
+                    "reject" => return Err(ProcessError::Rejected { index, message: "no".into() }),
+                    "trap" => return Err(ProcessError::Fault(GuestFault::Trap { message: "boom".into() })),
+                    _ => outputs.push(OutputRecord { key: None, value: Some(value), headers: vec![], topic: None, timestamp: None }),
+                }
+            }
+            Ok(outputs)
+        }
+
+        fn state(&mut self) -> &mut PartitionState {
+            &mut self.state
+        }
+    }
+
+    fn records(values: &[&str]) -> Vec<InputRecord> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| InputRecord {
+                key: None,
+                value: Some(v.as_bytes().to_vec()),
+                headers: vec![],
+                timestamp: 0,
+                topic: "in".into(),
+                partition: 0,
+                offset: i as i64,
+            })
+            .collect()
+    }
+
+    fn values(outcome: &BatchOutcome) -> Vec<String> {
+        outcome.outputs.iter().map(|o| String::from_utf8(o.value.clone().unwrap()).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_clean_batch_is_one_call() {
+        let mut p = Counter::default();
+        let outcome = run_batch(&mut p, &records(&["a", "b", "a"]), ErrorPolicy::Fail).unwrap();
+        assert_eq!(values(&outcome), ["a", "b", "a"]);
+        assert_eq!(p.calls, 1);
+        assert_eq!(count(&p.state, "a"), 2);
+    }
+
+    #[test]
+    fn a_rejected_record_is_skipped_and_the_rest_applied_once() {
+        let mut p = Counter::default();
+        let input = records(&["a", "b", "reject", "a", "c"]);
+        let outcome = run_batch(&mut p, &input, ErrorPolicy::Skip).unwrap();
+        assert_eq!(values(&outcome), ["a", "b", "a", "c"]);
+        assert_eq!(outcome.failures, [RecordFailure { index: 2, reason: FailureReason::Rejected { message: "no".into() } }]);
+        assert_eq!(count(&p.state, "a"), 2, "the replayed prefix counts once");
+        assert_eq!(count(&p.state, "b"), 1);
+        assert_eq!(count(&p.state, "reject"), 0, "the failing record's writes are gone");
+    }
+
+    #[test]
+    fn a_fault_is_isolated_to_its_record() {
+        let mut p = Counter::default();
+        let input = records(&["a", "trap", "b", "trap", "c"]);
+        let outcome = run_batch(&mut p, &input, ErrorPolicy::DeadLetter).unwrap();
+        assert_eq!(values(&outcome), ["a", "b", "c"]);
+        let failed: Vec<usize> = outcome.failures.iter().map(|f| f.index).collect();
+        assert_eq!(failed, [1, 3]);
+        assert!(matches!(outcome.failures[0].reason, FailureReason::Fault(GuestFault::Trap { .. })));
+        for key in ["a", "b", "c"] {
+            assert_eq!(count(&p.state, key), 1, "{key}");
+        }
+        assert_eq!(count(&p.state, "trap"), 0);
+    }
+
+    #[test]
+    fn the_fail_policy_stops_at_the_first_failure() {
+        let mut p = Counter::default();
+        let err = run_batch(&mut p, &records(&["a", "b", "reject", "c"]), ErrorPolicy::Fail).unwrap_err();
+        assert!(matches!(err, BatchError::RecordFailed { index: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn failures_at_the_edges_of_a_batch() {
+        let mut p = Counter::default();
+        let outcome = run_batch(&mut p, &records(&["reject", "x", "trap"]), ErrorPolicy::Skip).unwrap();
+        assert_eq!(values(&outcome), ["x"]);
+        assert_eq!(outcome.failures.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(count(&p.state, "x"), 1);
+        let outcome = run_batch(&mut p, &records(&["trap"]), ErrorPolicy::Skip).unwrap();
+        assert!(outcome.outputs.is_empty());
+        assert_eq!(outcome.failures.len(), 1);
+    }
+}

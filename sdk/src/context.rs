@@ -1,0 +1,202 @@
+//! What `process` works with: the partition's state and the outputs of the record.
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Error, Output};
+
+/// Where state lives. In a component it is the Weir host; natively it is
+/// [`testing::MemoryState`](crate::testing::MemoryState) or a host embedding the
+/// transform.
+pub trait StateBackend {
+    fn get(&mut self, key: &[u8]) -> Option<Vec<u8>>;
+    fn put(&mut self, key: &[u8], value: &[u8]);
+    fn delete(&mut self, key: &[u8]);
+    /// Up to `limit` entries under `prefix` strictly after `start_after`, by key.
+    fn scan(&mut self, prefix: &[u8], start_after: Option<&[u8]>, limit: u32) -> Vec<(Vec<u8>, Vec<u8>)>;
+}
+
+/// The host, reached through the `weir:transform/state` imports.
+#[cfg(target_arch = "wasm32")]
+pub(crate) struct WasmState;
+
+#[cfg(target_arch = "wasm32")]
+impl StateBackend for WasmState {
+    fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        crate::bindings::weir::transform::state::get(key)
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        crate::bindings::weir::transform::state::put(key, value)
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        crate::bindings::weir::transform::state::delete(key)
+    }
+
+    fn scan(&mut self, prefix: &[u8], start_after: Option<&[u8]>, limit: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        crate::bindings::weir::transform::state::scan(prefix, start_after, limit)
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect()
+    }
+}
+
+/// The context of one `process` call.
+pub struct Context<'a> {
+    state: &'a mut dyn StateBackend,
+    outputs: &'a mut Vec<Output>,
+    timestamp: i64,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(state: &'a mut dyn StateBackend, outputs: &'a mut Vec<Output>, timestamp: i64) -> Self {
+        Self { state, outputs, timestamp }
+    }
+
+    /// Raw byte-keyed state of the partition.
+    pub fn state(&mut self) -> State<'_> {
+        State { backend: &mut *self.state }
+    }
+
+    /// Typed state: values of type `V` stored as JSON under keys that start with
+    /// `prefix`. JSON keeps the state readable by a transform in any language.
+    pub fn table<V>(&mut self, prefix: &str) -> Table<'_, V> {
+        Table { backend: &mut *self.state, prefix: prefix.as_bytes().to_vec(), value: PhantomData }
+    }
+
+    /// Emit `output`. Without a timestamp of its own it gets the input record's.
+    pub fn emit(&mut self, mut output: Output) {
+        output.timestamp.get_or_insert(self.timestamp);
+        self.outputs.push(output);
+    }
+
+    /// Emit `value` under `key` to the default output topic.
+    pub fn send(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.emit(Output::new(value).with_key(key));
+    }
+
+    /// Emit `value` as JSON under `key` to the default output topic.
+    pub fn send_json<T: Serialize + ?Sized>(&mut self, key: impl Into<Vec<u8>>, value: &T) -> Result<(), Error> {
+        self.emit(Output::json(value)?.with_key(key));
+        Ok(())
+    }
+}
+
+/// Byte-keyed state. Writes become durable at the host's next checkpoint, together
+/// with the input offsets they belong to.
+pub struct State<'a> {
+    backend: &'a mut dyn StateBackend,
+}
+
+impl State<'_> {
+    pub fn get(&mut self, key: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+        self.backend.get(key.as_ref())
+    }
+
+    pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.backend.put(key.as_ref(), value.as_ref());
+    }
+
+    pub fn delete(&mut self, key: impl AsRef<[u8]>) {
+        self.backend.delete(key.as_ref());
+    }
+
+    /// Every entry whose key starts with `prefix`, in key order, fetched a page at a time.
+    pub fn scan(&mut self, prefix: impl AsRef<[u8]>) -> Scan<'_> {
+        Scan::new(&mut *self.backend, prefix.as_ref().to_vec())
+    }
+}
+
+/// Entries under a prefix, in key order. See [`State::scan`].
+pub struct Scan<'a> {
+    backend: &'a mut dyn StateBackend,
+    prefix: Vec<u8>,
+    page: std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
+    last: Option<Vec<u8>>,
+    done: bool,
+}
+
+const SCAN_PAGE: u32 = 256;
+
+impl<'a> Scan<'a> {
+    fn new(backend: &'a mut dyn StateBackend, prefix: Vec<u8>) -> Self {
+        Self { backend, prefix, page: Vec::new().into_iter(), last: None, done: false }
+    }
+}
+
+impl Iterator for Scan<'_> {
+    type Item = (Vec<u8>, Vec<u8>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some((key, value)) = self.page.next() {
+            self.last = Some(key.clone());
+            return Some((key, value));
+        }
+        if self.done {
+            return None;
+        }
+        let page = self.backend.scan(&self.prefix, self.last.as_deref(), SCAN_PAGE);
+        self.done = page.len() < SCAN_PAGE as usize;
+        self.page = page.into_iter();
+        let (key, value) = self.page.next()?;
+        self.last = Some(key.clone());
+        Some((key, value))
+    }
+}
+
+/// Values of type `V`, stored as JSON under `prefix` + key. See [`Context::table`].
+pub struct Table<'a, V> {
+    backend: &'a mut dyn StateBackend,
+    prefix: Vec<u8>,
+    value: PhantomData<fn() -> V>,
+}
+
+impl<V: Serialize + DeserializeOwned> Table<'_, V> {
+    fn key(&self, key: &[u8]) -> Vec<u8> {
+        [self.prefix.as_slice(), key].concat()
+    }
+
+    pub fn get(&mut self, key: impl AsRef<[u8]>) -> Result<Option<V>, Error> {
+        let full = self.key(key.as_ref());
+        self.backend
+            .get(&full)
+            .map(|raw| decode(&full, &raw))
+            .transpose()
+    }
+
+    pub fn put(&mut self, key: impl AsRef<[u8]>, value: &V) -> Result<(), Error> {
+        let full = self.key(key.as_ref());
+        self.backend.put(&full, &serde_json::to_vec(value)?);
+        Ok(())
+    }
+
+    pub fn delete(&mut self, key: impl AsRef<[u8]>) {
+        let full = self.key(key.as_ref());
+        self.backend.delete(&full);
+    }
+
+    /// Replace the value under `key` with `f(current)` and return the new value.
+    pub fn update(&mut self, key: impl AsRef<[u8]>, f: impl FnOnce(Option<V>) -> V) -> Result<V, Error> {
+        let full = self.key(key.as_ref());
+        let current = self.backend.get(&full).map(|raw| decode(&full, &raw)).transpose()?;
+        let new = f(current);
+        self.backend.put(&full, &serde_json::to_vec(&new)?);
+        Ok(new)
+    }
+
+    /// Every entry of the table in key order, with the prefix taken off the keys.
+    pub fn iter(&mut self) -> impl Iterator<Item = Result<(Vec<u8>, V), Error>> + '_ {
+        let prefix_len = self.prefix.len();
+        Scan::new(&mut *self.backend, self.prefix.clone())
+            .map(move |(key, raw)| decode(&key, &raw).map(|value| (key[prefix_len..].to_vec(), value)))
+    }
+}
+
+fn decode<V: DeserializeOwned>(key: &[u8], raw: &[u8]) -> Result<V, Error> {
+    serde_json::from_slice(raw).map_err(|e| {
+        Error::msg(format!("state under {:?} is not the expected JSON: {e}", String::from_utf8_lossy(key)))
+    })
+}

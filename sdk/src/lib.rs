@@ -1,0 +1,163 @@
+//! Write [Weir](https://example.invalid/weir) stream transforms in Rust.
+//!
+//! Implement [`Transform`] for a type, register it with [`export!`], and build for
+//! `wasm32-wasip2`: the result is a WebAssembly component the Weir host runs over a
+//! Kafka stream, with keyed state the host keeps in RocksDB and checkpoints with the
+//! input offsets. The same code runs natively under [`testing::Harness`], so a
+//! transform is unit-tested with plain `cargo test`.
+//!
+//! ```
+//! use weir_sdk::{Config, Context, Error, Record, Transform};
+//!
+//! /// Counts words and emits each word with its running count.
+//! struct WordCount;
+//!
+//! impl Transform for WordCount {
+//!     fn init(_config: &Config) -> Result<Self, Error> {
+//!         Ok(WordCount)
+//!     }
+//!
+//!     fn process(&mut self, record: Record, ctx: &mut Context<'_>) -> Result<(), Error> {
+//!         for word in record.value_str()?.split_whitespace() {
+//!             let count = ctx.table::<u64>("count/").update(word, |n| n.unwrap_or(0) + 1)?;
+//!             ctx.send(word, count.to_string());
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! weir_sdk::export!(WordCount);
+//!
+//! // Natively, with an in-memory state:
+//! let mut harness = weir_sdk::testing::Harness::<WordCount>::new()?;
+//! harness.process_value("to be or not to be")?;
+//! let out = harness.process_value("be")?;
+//! assert_eq!(out[0].value_str()?, "3");
+//! # Ok::<(), weir_sdk::Error>(())
+//! ```
+//!
+//! Records that fail (`process` returns an error) are handled by the pipeline's error
+//! policy: skipped, sent to a dead-letter topic, or stopping the pipeline. The host
+//! discards every state write and output of a failed record.
+
+// Lets the generated bindings and `export!` name this crate the same way from inside
+// and outside it.
+extern crate self as weir_sdk;
+
+mod config;
+mod context;
+mod error;
+pub mod log;
+mod record;
+pub mod testing;
+
+/// Bindings generated from the Weir WIT contract (`wit/` in the Weir repository).
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "transform",
+        pub_export_macro: true,
+        export_macro_name: "__export_transform_bindings",
+        default_bindings_module: "weir_sdk::bindings",
+        runtime_path: "weir_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+pub use config::Config;
+pub use context::{Context, Scan, State, StateBackend, Table};
+pub use error::Error;
+pub use record::{Header, Output, Record};
+
+/// A stream transform: built once per instance from the pipeline's configuration,
+/// then called for each record of its partitions, in offset order.
+pub trait Transform: Sized + 'static {
+    /// Build the transform from the pipeline's `[transform.config]` entries.
+    /// An error refuses the module: it is never deployed.
+    fn init(config: &Config) -> Result<Self, Error>;
+
+    /// Process one record: read and write state and emit outputs through `ctx`.
+    fn process(&mut self, record: Record, ctx: &mut Context<'_>) -> Result<(), Error>;
+}
+
+/// Run `records` through `transform` with `state`, exactly as the Wasm export does:
+/// outputs in order, or the index and message of the first record that failed.
+///
+/// Hosts that embed a transform natively (the harness, benchmarks) call this.
+pub fn run_batch<T: Transform>(
+    transform: &mut T,
+    records: Vec<Record>,
+    state: &mut dyn StateBackend,
+) -> Result<Vec<Output>, bindings::RecordError> {
+    let mut outputs = Vec::new();
+    for (index, record) in records.into_iter().enumerate() {
+        let mut ctx = Context::new(state, &mut outputs, record.timestamp);
+        transform.process(record, &mut ctx).map_err(|error| bindings::RecordError {
+            index: index as u32,
+            message: error.to_string(),
+        })?;
+    }
+    Ok(outputs)
+}
+
+/// Make `$ty` (a [`Transform`]) the transform this component exports.
+///
+/// Use it once, in the crate that builds the component. It expands to nothing outside
+/// `wasm32`, so the crate also builds natively for tests and benchmarks.
+#[macro_export]
+macro_rules! export {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            ::std::thread_local! {
+                static TRANSFORM: ::core::cell::RefCell<::core::option::Option<$ty>> =
+                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            }
+
+            struct Export;
+
+            impl $crate::bindings::Guest for Export {
+                fn init(config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>)
+                    -> ::core::result::Result<(), ::std::string::String>
+                {
+                    TRANSFORM.with(|slot| $crate::__private::init(slot, config))
+                }
+
+                fn process(records: ::std::vec::Vec<$crate::Record>)
+                    -> ::core::result::Result<::std::vec::Vec<$crate::Output>, $crate::bindings::RecordError>
+                {
+                    TRANSFORM.with(|slot| $crate::__private::process(slot, records))
+                }
+            }
+
+            $crate::bindings::__export_transform_bindings!(Export with_types_in $crate::bindings);
+        };
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    use std::cell::RefCell;
+
+    pub use wit_bindgen;
+
+    use crate::{Config, Output, Record, Transform, bindings::RecordError};
+
+    pub fn init<T: Transform>(slot: &RefCell<Option<T>>, config: Vec<(String, String)>) -> Result<(), String> {
+        let transform = T::init(&Config::from(config)).map_err(|e| e.to_string())?;
+        *slot.borrow_mut() = Some(transform);
+        Ok(())
+    }
+
+    pub fn process<T: Transform>(slot: &RefCell<Option<T>>, records: Vec<Record>) -> Result<Vec<Output>, RecordError> {
+        let mut slot = slot.borrow_mut();
+        let Some(transform) = slot.as_mut() else {
+            return Err(RecordError { index: 0, message: "process was called before init".into() });
+        };
+        #[cfg(target_arch = "wasm32")]
+        let mut state = crate::context::WasmState;
+        #[cfg(not(target_arch = "wasm32"))]
+        let mut state = crate::testing::MemoryState::default();
+        crate::run_batch(transform, records, &mut state)
+    }
+}

@@ -1,0 +1,98 @@
+//! Input and output records: the contract's own types, with helpers.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+pub use crate::bindings::weir::transform::types::Header;
+
+/// A record consumed from an input topic.
+pub type Record = crate::bindings::weir::transform::types::InputRecord;
+
+/// A record to write; `topic: None` goes to the pipeline's default output topic.
+pub type Output = crate::bindings::weir::transform::types::OutputRecord;
+
+impl Record {
+    /// A record with `value` and nothing else, as a test input.
+    pub fn from_value(value: impl Into<Vec<u8>>) -> Self {
+        Self {
+            key: None,
+            value: Some(value.into()),
+            headers: Vec::new(),
+            timestamp: 0,
+            topic: String::new(),
+            partition: 0,
+            offset: 0,
+        }
+    }
+
+    /// This record with `key`.
+    pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The key as UTF-8 text, or `None` when there is no key.
+    pub fn key_str(&self) -> Result<Option<&str>, Error> {
+        self.key
+            .as_deref()
+            .map(|key| std::str::from_utf8(key).map_err(|e| Error::msg(format!("key is not UTF-8: {e}"))))
+            .transpose()
+    }
+
+    /// The value as UTF-8 text; an error when it is missing or not UTF-8.
+    pub fn value_str(&self) -> Result<&str, Error> {
+        let value = self.value.as_deref().ok_or_else(|| Error::msg("record has no value"))?;
+        std::str::from_utf8(value).map_err(|e| Error::msg(format!("value is not UTF-8: {e}")))
+    }
+
+    /// The value parsed as JSON into `T`.
+    pub fn value_json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        let value = self.value.as_deref().ok_or_else(|| Error::msg("record has no value"))?;
+        serde_json::from_slice(value).map_err(|e| Error::msg(format!("value is not the expected JSON: {e}")))
+    }
+
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|h| h.key == name).map(|h| h.value.as_slice())
+    }
+}
+
+impl Output {
+    /// An output with `value`, no key, to the default topic.
+    pub fn new(value: impl Into<Vec<u8>>) -> Self {
+        Self { key: None, value: Some(value.into()), headers: Vec::new(), topic: None, timestamp: None }
+    }
+
+    /// An output whose value is `value` serialized as JSON.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, Error> {
+        Ok(Self::new(serde_json::to_vec(value)?))
+    }
+
+    pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push(Header { key: name.into(), value: value.into() });
+        self
+    }
+
+    /// Send this output to `topic` rather than the pipeline's default output topic.
+    pub fn to_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    /// The value as UTF-8 text (handy in tests).
+    pub fn value_str(&self) -> Result<&str, Error> {
+        let value = self.value.as_deref().ok_or_else(|| Error::msg("output has no value"))?;
+        Ok(std::str::from_utf8(value)?)
+    }
+
+    /// The key as UTF-8 text (handy in tests).
+    pub fn key_str(&self) -> Result<Option<&str>, Error> {
+        Ok(self.key.as_deref().map(std::str::from_utf8).transpose()?)
+    }
+}
