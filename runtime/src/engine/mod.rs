@@ -328,10 +328,10 @@ impl Instance {
 
     /// Instantiate the module in this store and run `init`.
     fn start(&mut self) -> Result<(), EngineError> {
-        let instantiate_error = |e: wasmtime::Error| EngineError::Instantiate {
-            module: self.module.id().short().to_owned(),
-            reason: format!("{e:#}"),
-        };
+        // Instantiation runs guest code too (start functions, constructors).
+        self.arm_deadline();
+        let module = self.module.id().short().to_owned();
+        let instantiate_error = |e: wasmtime::Error| EngineError::Instantiate { module, reason: format!("{e:#}") };
         let bindings = self.module.0.pre.instantiate(&mut self.store).map_err(instantiate_error)?;
         self.store.data_mut().phase = Phase::Init;
         let config = self.config.clone();
@@ -360,10 +360,16 @@ impl Instance {
         self.start().map_err(ProcessError::Restart)
     }
 
-    /// Run one guest call under the call timeout, turning traps into typed errors.
-    fn call<R>(&mut self, f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, ProcessError> {
+    /// Allow guest code to run for the call timeout from now (rounded up to a tick, plus
+    /// one for the partial tick in progress).
+    fn arm_deadline(&mut self) {
         let ticks = self.limits.call_timeout().as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
         self.store.set_epoch_deadline(ticks);
+    }
+
+    /// Run one guest call under the call timeout, turning traps into typed errors.
+    fn call<R>(&mut self, f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, ProcessError> {
+        self.arm_deadline();
         self.store.data().stdio.clear_recent_stderr();
         let result = f(&mut self.store);
         let host = self.store.data_mut();

@@ -62,6 +62,9 @@ impl Lines {
                     target: "weir::guest", pipeline = %l.pipeline, partition = l.partition,
                     module = %l.module, stream = "stderr", "{line}"
                 );
+                if line.trim().is_empty() {
+                    return;
+                }
                 if self.recent_stderr.len() == RECENT_STDERR_LINES {
                     self.recent_stderr.pop_front();
                 }

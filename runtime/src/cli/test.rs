@@ -1,0 +1,184 @@
+//! `weir test`: run a module over JSONL records through the same engine, state buffer
+//! and batch path as a pipeline, with the whole run as one checkpoint.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::engine::bindings::{InputRecord, OutputRecord};
+use crate::engine::{Engine, EngineConfig, EngineError, InstanceLabels, Limits};
+use crate::jsonl;
+use crate::pipeline::{BatchError, ErrorPolicy, run_batch};
+use crate::state::{MemoryStore, PartitionState, RocksStore, StateStore};
+
+use super::Exit;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct TestArgs {
+    /// The transform: a WebAssembly component (.wasm).
+    module: PathBuf,
+
+    /// Input records, one JSON object per line.
+    #[arg(long)]
+    input: PathBuf,
+
+    /// Expected outputs, one JSON object per line; a difference exits with 1.
+    #[arg(long)]
+    expect: Option<PathBuf>,
+
+    /// Keep state in RocksDB here, so it carries over to the next run.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+
+    /// Transform configuration, passed to its `init` (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+
+    /// What to do with a record the transform fails on.
+    #[arg(long, value_enum, default_value_t = ErrorPolicy::Fail)]
+    on_error: ErrorPolicy,
+
+    /// Records per call into the transform.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    batch_size: u32,
+
+    /// Topic name given to input records that do not name one.
+    #[arg(long, default_value = "input")]
+    topic: String,
+
+    /// Memory limit of the transform instance, in MiB.
+    #[arg(long, value_name = "MIB")]
+    memory_limit_mb: Option<u64>,
+
+    /// Time limit of one call into the transform, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<u64>,
+
+    /// Where compiled modules are cached [default: ~/.cache/weir/compiled].
+    #[arg(long, env = "WEIR_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+fn parse_key_value(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {raw:?}")),
+    }
+}
+
+/// A failed run: what to print and how to exit.
+struct Failure(Exit, String);
+
+pub(super) fn run(args: TestArgs) -> Exit {
+    match execute(&args) {
+        Ok(exit) => exit,
+        Err(Failure(exit, message)) => {
+            eprintln!("error: {message}");
+            exit
+        }
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<String, Failure> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Failure(Exit::Usage, format!("cannot read the {what} file {}: {e}", path.display())))
+}
+
+fn line_errors(path: &Path, errors: Vec<jsonl::LineError>) -> Failure {
+    let lines: Vec<String> = errors.iter().map(|e| format!("  {}:{e}", path.display())).collect();
+    Failure(Exit::Usage, format!("{} has lines that are not records:\n{}", path.display(), lines.join("\n")))
+}
+
+fn execute(args: &TestArgs) -> Result<Exit, Failure> {
+    let inputs = jsonl::parse_inputs(&read(&args.input, "input")?, &args.topic)
+        .map_err(|errors| line_errors(&args.input, errors))?;
+    let expected = match &args.expect {
+        Some(path) => Some(jsonl::parse_outputs(&read(path, "expect")?).map_err(|errors| line_errors(path, errors))?),
+        None => None,
+    };
+
+    let defaults = Limits::default();
+    let limits = Limits {
+        memory_limit_bytes: args.memory_limit_mb.map_or(defaults.memory_limit_bytes, |mb| mb << 20),
+        call_timeout_ms: args.timeout_ms.unwrap_or(defaults.call_timeout_ms),
+        max_instances: 4,
+        ..defaults
+    };
+    let cache_dir = args.cache_dir.clone().or_else(super::default_cache_dir);
+    let engine = Engine::new(EngineConfig { limits, cache_dir }).map_err(|e| Failure(Exit::Module, e.to_string()))?;
+    let module = engine.load_file(&args.module).map_err(|e| match e {
+        EngineError::ReadModule { .. } => Failure(Exit::Usage, e.to_string()),
+        other => Failure(Exit::Module, other.to_string()),
+    })?;
+    tracing::debug!(module = module.id().short(), source = ?module.source(), load_time = ?module.load_time(), "module ready");
+
+    let store: Box<dyn StateStore> = match &args.state_dir {
+        Some(dir) => Box::new(RocksStore::open(dir).map_err(|e| Failure(Exit::Failed, e.to_string()))?),
+        None => Box::new(MemoryStore::new()),
+    };
+    let labels = InstanceLabels { pipeline: "test".into(), partition: 0, module: module.id().short().to_owned() };
+    let config: Arc<[(String, String)]> = args.config.clone().into();
+    let mut instance = engine
+        .instantiate(&module, labels, config, PartitionState::new(store))
+        .map_err(|e| Failure(Exit::Module, e.to_string()))?;
+
+    let (lines, records): (Vec<usize>, Vec<InputRecord>) = inputs.into_iter().unzip();
+    let mut outputs: Vec<OutputRecord> = Vec::new();
+    let mut failed = 0;
+    for (chunk, start) in records.chunks(args.batch_size as usize).zip((0..).step_by(args.batch_size as usize)) {
+        let at = |index: usize| {
+            let record = &chunk[index];
+            format!("the record on line {} (offset {})", lines[start + index], record.offset)
+        };
+        let outcome = run_batch(&mut instance, chunk, args.on_error).map_err(|error| match error {
+            BatchError::RecordFailed { index, reason } => Failure(
+                Exit::Failed,
+                format!("{} failed, and --on-error is `fail`: {reason}. No state was written.", at(index)),
+            ),
+            other => Failure(Exit::Failed, format!("{other}. No state was written.")),
+        })?;
+        for failure in &outcome.failures {
+            failed += 1;
+            let action = match args.on_error {
+                ErrorPolicy::DeadLetter => "dead-lettered",
+                _ => "skipped",
+            };
+            eprintln!("warning: {} {action}: {}", at(failure.index), failure.reason);
+        }
+        outputs.extend(outcome.outputs);
+    }
+
+    let module_id = module.id().to_string();
+    use crate::pipeline::Processor as _;
+    instance
+        .state()
+        .checkpoint(&[("weir.test.module", module_id.as_bytes())])
+        .map_err(|e| Failure(Exit::Failed, e.to_string()))?;
+
+    let mut stdout = BufWriter::new(std::io::stdout().lock());
+    for output in &outputs {
+        // A closed stdout (`| head`) is not an error worth reporting.
+        if writeln!(stdout, "{}", jsonl::render_output(output)).is_err() {
+            break;
+        }
+    }
+    let _ = stdout.flush();
+
+    let summary = format!("{} records in, {} outputs, {failed} failed", records.len(), outputs.len());
+    match (&expected, &args.expect) {
+        (Some(expected), Some(path)) => match jsonl::diff(expected, &outputs) {
+            None => {
+                eprintln!("ok: {summary}; outputs match {}", path.display());
+                Ok(Exit::Success)
+            }
+            Some(diff) => {
+                eprintln!("outputs differ from {} ({summary}):\n{diff}", path.display());
+                Ok(Exit::Mismatch)
+            }
+        },
+        _ => {
+            eprintln!("ok: {summary}");
+            Ok(Exit::Success)
+        }
+    }
+}
