@@ -50,15 +50,20 @@ struct Line {
 }
 
 impl Line {
-    fn bytes(text: Option<Value>, base64: Option<String>, field: &str) -> Result<Option<Vec<u8>>, String> {
+    fn bytes(
+        text: Option<Value>,
+        base64: Option<String>,
+        field: &str,
+    ) -> Result<Option<Vec<u8>>, String> {
         match (text, base64) {
             (Some(_), Some(_)) => Err(format!("give `{field}` or `{field}_base64`, not both")),
             (None | Some(Value::Null), None) => Ok(None),
             (Some(Value::String(s)), None) => Ok(Some(s.into_bytes())),
             (Some(json), None) => Ok(Some(json.to_string().into_bytes())),
-            (None, Some(b64)) => {
-                BASE64.decode(b64).map(Some).map_err(|e| format!("`{field}_base64` is not base64: {e}"))
-            }
+            (None, Some(b64)) => BASE64
+                .decode(b64)
+                .map(Some)
+                .map_err(|e| format!("`{field}_base64` is not base64: {e}")),
         }
     }
 
@@ -66,7 +71,10 @@ impl Line {
         headers
             .into_iter()
             .map(|(key, value)| match value {
-                Value::String(s) => Ok(Header { key, value: s.into_bytes() }),
+                Value::String(s) => Ok(Header {
+                    key,
+                    value: s.into_bytes(),
+                }),
                 other => Err(format!("header `{key}` must be a string, not {other}")),
             })
             .collect()
@@ -74,7 +82,10 @@ impl Line {
 }
 
 /// Parse each non-blank line of `text` with `parse`, collecting every error.
-fn parse_lines<T>(text: &str, mut parse: impl FnMut(Line, usize) -> Result<T, String>) -> Result<Vec<(usize, T)>, Vec<LineError>> {
+fn parse_lines<T>(
+    text: &str,
+    mut parse: impl FnMut(Line, usize) -> Result<T, String>,
+) -> Result<Vec<(usize, T)>, Vec<LineError>> {
     let mut records = Vec::new();
     let mut errors = Vec::new();
     for (index, raw) in text.lines().enumerate() {
@@ -87,17 +98,26 @@ fn parse_lines<T>(text: &str, mut parse: impl FnMut(Line, usize) -> Result<T, St
             .and_then(|fields| parse(fields, records.len()));
         match parsed {
             Ok(record) => records.push((line, record)),
-            Err(message) if errors.len() < MAX_REPORTED_ERRORS => errors.push(LineError { line, message }),
+            Err(message) if errors.len() < MAX_REPORTED_ERRORS => {
+                errors.push(LineError { line, message })
+            }
             Err(_) => {}
         }
     }
-    if errors.is_empty() { Ok(records) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(records)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Input records with the line each came from. Missing fields default to: no key,
 /// no headers, timestamp 0, topic `default_topic`, partition 0, and offset equal to
 /// the record's position in the file.
-pub fn parse_inputs(text: &str, default_topic: &str) -> Result<Vec<(usize, InputRecord)>, Vec<LineError>> {
+pub fn parse_inputs(
+    text: &str,
+    default_topic: &str,
+) -> Result<Vec<(usize, InputRecord)>, Vec<LineError>> {
     parse_lines(text, |line, position| {
         Ok(InputRecord {
             key: Line::bytes(line.key, line.key_base64, "key")?,
@@ -151,7 +171,10 @@ impl Payload {
         match self {
             Payload::Json(json) => map.insert(field.to_owned(), json),
             Payload::Text(text) => map.insert(field.to_owned(), Value::String(text)),
-            Payload::Binary(bytes) => map.insert(format!("{field}_base64"), Value::String(BASE64.encode(bytes))),
+            Payload::Binary(bytes) => map.insert(
+                format!("{field}_base64"),
+                Value::String(BASE64.encode(bytes)),
+            ),
         };
     }
 }
@@ -172,7 +195,11 @@ impl Canonical {
             topic: record.topic.clone(),
             key: record.key.as_deref().map(Payload::of),
             value: record.value.as_deref().map(Payload::of),
-            headers: record.headers.iter().map(|h| (h.key.clone(), Payload::of(&h.value))).collect(),
+            headers: record
+                .headers
+                .iter()
+                .map(|h| (h.key.clone(), Payload::of(&h.value)))
+                .collect(),
             // Fixture inputs default to timestamp 0, and transforms pass it on: not worth printing.
             timestamp: record.timestamp.filter(|&t| t != 0),
         }
@@ -196,7 +223,10 @@ impl Canonical {
                 .map(|(name, payload)| match payload {
                     Payload::Text(text) => (name, Value::String(text)),
                     Payload::Json(json) => (name, Value::String(json.to_string())),
-                    Payload::Binary(bytes) => (name, Value::String(String::from_utf8_lossy(&bytes).into_owned())),
+                    Payload::Binary(bytes) => (
+                        name,
+                        Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+                    ),
                 })
                 .collect();
             map.insert("headers".into(), Value::Object(headers));
@@ -216,14 +246,27 @@ pub fn render_output(record: &OutputRecord) -> String {
 /// `None` when `actual` matches `expected`; otherwise a unified diff of the two.
 pub fn diff(expected: &[OutputRecord], actual: &[OutputRecord]) -> Option<String> {
     let same = expected.len() == actual.len()
-        && expected.iter().zip(actual).all(|(e, a)| Canonical::of(e) == Canonical::of(a));
+        && expected
+            .iter()
+            .zip(actual)
+            .all(|(e, a)| Canonical::of(e) == Canonical::of(a));
     if same {
         return None;
     }
-    let lines = |records: &[OutputRecord]| records.iter().map(|r| render_output(r) + "\n").collect::<String>();
+    let lines = |records: &[OutputRecord]| {
+        records
+            .iter()
+            .map(|r| render_output(r) + "\n")
+            .collect::<String>()
+    };
     let (expected, actual) = (lines(expected), lines(actual));
     let diff = similar::TextDiff::from_lines(&expected, &actual);
-    Some(diff.unified_diff().context_radius(2).header("expected", "actual").to_string())
+    Some(
+        diff.unified_diff()
+            .context_radius(2)
+            .header("expected", "actual")
+            .to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -237,16 +280,25 @@ mod tests {
 {"value":{"a":1,"b":[2]},"headers":{"h":"v"},"offset":9,"timestamp":5}
 {"value_base64":"/wA="}"#;
         let records = parse_inputs(text, "in").unwrap();
-        assert_eq!(records.iter().map(|(line, _)| *line).collect::<Vec<_>>(), [1, 3, 4]);
+        assert_eq!(
+            records.iter().map(|(line, _)| *line).collect::<Vec<_>>(),
+            [1, 3, 4]
+        );
         let (_, first) = &records[0];
         assert_eq!(first.key.as_deref(), Some(&b"k"[..]));
-        assert_eq!((first.topic.as_str(), first.partition, first.offset), ("in", 0, 0));
+        assert_eq!(
+            (first.topic.as_str(), first.partition, first.offset),
+            ("in", 0, 0)
+        );
         let (_, second) = &records[1];
         assert_eq!(second.value.as_deref(), Some(&br#"{"a":1,"b":[2]}"#[..]));
         assert_eq!((second.offset, second.timestamp), (9, 5));
         assert_eq!(second.headers[0].key, "h");
         assert_eq!(records[2].1.value.as_deref(), Some(&[0xff, 0][..]));
-        assert_eq!(records[2].1.offset, 2, "offset defaults to the position in the file");
+        assert_eq!(
+            records[2].1.offset, 2,
+            "offset defaults to the position in the file"
+        );
     }
 
     #[test]
@@ -254,7 +306,11 @@ mod tests {
         let text = "{\"value\":\"ok\"}\nnot json\n{\"vaule\":\"typo\"}\n{\"value\":\"x\",\"value_base64\":\"eA==\"}\n";
         let errors = parse_inputs(text, "in").unwrap_err();
         assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 3, 4]);
-        assert!(errors[1].to_string().contains("unknown field `vaule`"), "{}", errors[1]);
+        assert!(
+            errors[1].to_string().contains("unknown field `vaule`"),
+            "{}",
+            errors[1]
+        );
         assert!(errors[2].message.contains("not both"));
     }
 
@@ -269,19 +325,39 @@ mod tests {
         };
         assert_eq!(render_output(&json), r#"{"key":"7","value":{"b":1,"a":2}}"#);
         let expected = parse_outputs(r#"{"key":"7","value":{"a":2,"b":1}}"#).unwrap();
-        assert_eq!(diff(&expected, std::slice::from_ref(&json)), None, "JSON key order does not matter");
+        assert_eq!(
+            diff(&expected, std::slice::from_ref(&json)),
+            None,
+            "JSON key order does not matter"
+        );
 
-        let binary = OutputRecord { value: Some(vec![0xff]), key: None, headers: vec![], topic: Some("t".into()), timestamp: Some(3) };
-        assert_eq!(render_output(&binary), r#"{"topic":"t","value_base64":"/w==","timestamp":3}"#);
+        let binary = OutputRecord {
+            value: Some(vec![0xff]),
+            key: None,
+            headers: vec![],
+            topic: Some("t".into()),
+            timestamp: Some(3),
+        };
+        assert_eq!(
+            render_output(&binary),
+            r#"{"topic":"t","value_base64":"/w==","timestamp":3}"#
+        );
     }
 
     #[test]
     fn a_mismatch_is_a_readable_diff() {
-        let expected = parse_outputs("{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":\"1\"}\n").unwrap();
-        let actual = parse_outputs("{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":\"2\"}\n").unwrap();
+        let expected =
+            parse_outputs("{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":\"1\"}\n")
+                .unwrap();
+        let actual =
+            parse_outputs("{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":\"2\"}\n")
+                .unwrap();
         let diff = diff(&expected, &actual).unwrap();
         assert!(diff.contains("-{\"key\":\"b\",\"value\":\"1\"}"), "{diff}");
         assert!(diff.contains("+{\"key\":\"b\",\"value\":\"2\"}"), "{diff}");
-        assert!(super::diff(&expected, &expected[..1]).is_some(), "a missing output is a difference");
+        assert!(
+            super::diff(&expected, &expected[..1]).is_some(),
+            "a missing output is a difference"
+        );
     }
 }

@@ -13,12 +13,17 @@ pub struct Config {
 impl Config {
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The value of `key`, or an error naming it.
     pub fn require(&self, key: &str) -> Result<&str, Error> {
-        self.get(key).ok_or_else(|| Error::msg(format!("missing config `{key}`")))
+        self.get(key)
+            .ok_or_else(|| Error::msg(format!("missing config `{key}`")))
     }
 
     /// The value of `key` parsed as `T`, if set.
@@ -28,7 +33,10 @@ impl Config {
         T::Err: Display,
     {
         self.get(key)
-            .map(|raw| raw.parse().map_err(|e| Error::msg(format!("config `{key}` = {raw:?}: {e}"))))
+            .map(|raw| {
+                raw.parse()
+                    .map_err(|e| Error::msg(format!("config `{key}` = {raw:?}: {e}")))
+            })
             .transpose()
     }
 
@@ -45,6 +53,11 @@ impl From<Vec<(String, String)>> for Config {
 
 impl<'a> FromIterator<(&'a str, &'a str)> for Config {
     fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(iter: I) -> Self {
-        Self { entries: iter.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect() }
+        Self {
+            entries: iter
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
     }
 }

@@ -15,7 +15,12 @@ pub trait StateBackend {
     fn put(&mut self, key: &[u8], value: &[u8]);
     fn delete(&mut self, key: &[u8]);
     /// Up to `limit` entries under `prefix` strictly after `start_after`, by key.
-    fn scan(&mut self, prefix: &[u8], start_after: Option<&[u8]>, limit: u32) -> Vec<(Vec<u8>, Vec<u8>)>;
+    fn scan(
+        &mut self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: u32,
+    ) -> Vec<(Vec<u8>, Vec<u8>)>;
 }
 
 /// The host, reached through the `weir:transform/state` imports.
@@ -36,7 +41,12 @@ impl StateBackend for WasmState {
         crate::bindings::weir::transform::state::delete(key)
     }
 
-    fn scan(&mut self, prefix: &[u8], start_after: Option<&[u8]>, limit: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn scan(
+        &mut self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: u32,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         crate::bindings::weir::transform::state::scan(prefix, start_after, limit)
             .into_iter()
             .map(|e| (e.key, e.value))
@@ -52,19 +62,33 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(state: &'a mut dyn StateBackend, outputs: &'a mut Vec<Output>, timestamp: i64) -> Self {
-        Self { state, outputs, timestamp }
+    pub(crate) fn new(
+        state: &'a mut dyn StateBackend,
+        outputs: &'a mut Vec<Output>,
+        timestamp: i64,
+    ) -> Self {
+        Self {
+            state,
+            outputs,
+            timestamp,
+        }
     }
 
     /// Raw byte-keyed state of the partition.
     pub fn state(&mut self) -> State<'_> {
-        State { backend: &mut *self.state }
+        State {
+            backend: &mut *self.state,
+        }
     }
 
     /// Typed state: values of type `V` stored as JSON under keys that start with
     /// `prefix`. JSON keeps the state readable by a transform in any language.
     pub fn table<V>(&mut self, prefix: &str) -> Table<'_, V> {
-        Table { backend: &mut *self.state, prefix: prefix.as_bytes().to_vec(), value: PhantomData }
+        Table {
+            backend: &mut *self.state,
+            prefix: prefix.as_bytes().to_vec(),
+            value: PhantomData,
+        }
     }
 
     /// Emit `output`. Without a timestamp of its own it gets the input record's.
@@ -79,7 +103,11 @@ impl<'a> Context<'a> {
     }
 
     /// Emit `value` as JSON under `key` to the default output topic.
-    pub fn send_json<T: Serialize + ?Sized>(&mut self, key: impl Into<Vec<u8>>, value: &T) -> Result<(), Error> {
+    pub fn send_json<T: Serialize + ?Sized>(
+        &mut self,
+        key: impl Into<Vec<u8>>,
+        value: &T,
+    ) -> Result<(), Error> {
         self.emit(Output::json(value)?.with_key(key));
         Ok(())
     }
@@ -123,7 +151,13 @@ const SCAN_PAGE: u32 = 256;
 
 impl<'a> Scan<'a> {
     fn new(backend: &'a mut dyn StateBackend, prefix: Vec<u8>) -> Self {
-        Self { backend, prefix, page: Vec::new().into_iter(), last: None, done: false }
+        Self {
+            backend,
+            prefix,
+            page: Vec::new().into_iter(),
+            last: None,
+            done: false,
+        }
     }
 }
 
@@ -138,7 +172,9 @@ impl Iterator for Scan<'_> {
         if self.done {
             return None;
         }
-        let page = self.backend.scan(&self.prefix, self.last.as_deref(), SCAN_PAGE);
+        let page = self
+            .backend
+            .scan(&self.prefix, self.last.as_deref(), SCAN_PAGE);
         self.done = page.len() < SCAN_PAGE as usize;
         self.page = page.into_iter();
         let (key, value) = self.page.next()?;
@@ -179,9 +215,17 @@ impl<V: Serialize + DeserializeOwned> Table<'_, V> {
     }
 
     /// Replace the value under `key` with `f(current)` and return the new value.
-    pub fn update(&mut self, key: impl AsRef<[u8]>, f: impl FnOnce(Option<V>) -> V) -> Result<V, Error> {
+    pub fn update(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        f: impl FnOnce(Option<V>) -> V,
+    ) -> Result<V, Error> {
         let full = self.key(key.as_ref());
-        let current = self.backend.get(&full).map(|raw| decode(&full, &raw)).transpose()?;
+        let current = self
+            .backend
+            .get(&full)
+            .map(|raw| decode(&full, &raw))
+            .transpose()?;
         let new = f(current);
         self.backend.put(&full, &serde_json::to_vec(&new)?);
         Ok(new)
@@ -190,13 +234,17 @@ impl<V: Serialize + DeserializeOwned> Table<'_, V> {
     /// Every entry of the table in key order, with the prefix taken off the keys.
     pub fn iter(&mut self) -> impl Iterator<Item = Result<(Vec<u8>, V), Error>> + '_ {
         let prefix_len = self.prefix.len();
-        Scan::new(&mut *self.backend, self.prefix.clone())
-            .map(move |(key, raw)| decode(&key, &raw).map(|value| (key[prefix_len..].to_vec(), value)))
+        Scan::new(&mut *self.backend, self.prefix.clone()).map(move |(key, raw)| {
+            decode(&key, &raw).map(|value| (key[prefix_len..].to_vec(), value))
+        })
     }
 }
 
 fn decode<V: DeserializeOwned>(key: &[u8], raw: &[u8]) -> Result<V, Error> {
     serde_json::from_slice(raw).map_err(|e| {
-        Error::msg(format!("state under {:?} is not the expected JSON: {e}", String::from_utf8_lossy(key)))
+        Error::msg(format!(
+            "state under {:?} is not the expected JSON: {e}",
+            String::from_utf8_lossy(key)
+        ))
     })
 }

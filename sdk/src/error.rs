@@ -11,7 +11,9 @@ pub struct Error {
 
 impl Error {
     pub fn msg(message: impl fmt::Display) -> Self {
-        Self { message: message.to_string() }
+        Self {
+            message: message.to_string(),
+        }
     }
 }
 

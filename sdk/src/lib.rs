@@ -92,10 +92,12 @@ pub fn run_batch<T: Transform>(
     let mut outputs = Vec::new();
     for (index, record) in records.into_iter().enumerate() {
         let mut ctx = Context::new(state, &mut outputs, record.timestamp);
-        transform.process(record, &mut ctx).map_err(|error| bindings::RecordError {
-            index: index as u32,
-            message: error.to_string(),
-        })?;
+        transform
+            .process(record, &mut ctx)
+            .map_err(|error| bindings::RecordError {
+                index: index as u32,
+                message: error.to_string(),
+            })?;
     }
     Ok(outputs)
 }
@@ -117,20 +119,23 @@ macro_rules! export {
             struct Export;
 
             impl $crate::bindings::Guest for Export {
-                fn init(config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>)
-                    -> ::core::result::Result<(), ::std::string::String>
-                {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::core::result::Result<(), ::std::string::String> {
                     TRANSFORM.with(|slot| $crate::__private::init(slot, config))
                 }
 
-                fn process(records: ::std::vec::Vec<$crate::Record>)
-                    -> ::core::result::Result<::std::vec::Vec<$crate::Output>, $crate::bindings::RecordError>
-                {
+                fn process(
+                    records: ::std::vec::Vec<$crate::Record>,
+                ) -> ::core::result::Result<
+                    ::std::vec::Vec<$crate::Output>,
+                    $crate::bindings::RecordError,
+                > {
                     TRANSFORM.with(|slot| $crate::__private::process(slot, records))
                 }
             }
 
-            $crate::bindings::__export_transform_bindings!(Export with_types_in $crate::bindings);
+    $crate::bindings::__export_transform_bindings!(Export with_types_in $crate::bindings);
         };
     };
 }
@@ -141,23 +146,31 @@ pub mod __private {
 
     pub use wit_bindgen;
 
-    use crate::{Config, Output, Record, Transform, bindings::RecordError};
+    use crate::{Config, Transform};
+    #[cfg(target_arch = "wasm32")]
+    use crate::{Output, Record, bindings::RecordError};
 
-    pub fn init<T: Transform>(slot: &RefCell<Option<T>>, config: Vec<(String, String)>) -> Result<(), String> {
+    pub fn init<T: Transform>(
+        slot: &RefCell<Option<T>>,
+        config: Vec<(String, String)>,
+    ) -> Result<(), String> {
         let transform = T::init(&Config::from(config)).map_err(|e| e.to_string())?;
         *slot.borrow_mut() = Some(transform);
         Ok(())
     }
 
-    pub fn process<T: Transform>(slot: &RefCell<Option<T>>, records: Vec<Record>) -> Result<Vec<Output>, RecordError> {
+    #[cfg(target_arch = "wasm32")]
+    pub fn process<T: Transform>(
+        slot: &RefCell<Option<T>>,
+        records: Vec<Record>,
+    ) -> Result<Vec<Output>, RecordError> {
         let mut slot = slot.borrow_mut();
         let Some(transform) = slot.as_mut() else {
-            return Err(RecordError { index: 0, message: "process was called before init".into() });
+            return Err(RecordError {
+                index: 0,
+                message: "process was called before init".into(),
+            });
         };
-        #[cfg(target_arch = "wasm32")]
-        let mut state = crate::context::WasmState;
-        #[cfg(not(target_arch = "wasm32"))]
-        let mut state = crate::testing::MemoryState::default();
-        crate::run_batch(transform, records, &mut state)
+        crate::run_batch(transform, records, &mut crate::context::WasmState)
     }
 }

@@ -36,32 +36,50 @@ impl Record {
     pub fn key_str(&self) -> Result<Option<&str>, Error> {
         self.key
             .as_deref()
-            .map(|key| std::str::from_utf8(key).map_err(|e| Error::msg(format!("key is not UTF-8: {e}"))))
+            .map(|key| {
+                std::str::from_utf8(key).map_err(|e| Error::msg(format!("key is not UTF-8: {e}")))
+            })
             .transpose()
     }
 
     /// The value as UTF-8 text; an error when it is missing or not UTF-8.
     pub fn value_str(&self) -> Result<&str, Error> {
-        let value = self.value.as_deref().ok_or_else(|| Error::msg("record has no value"))?;
+        let value = self
+            .value
+            .as_deref()
+            .ok_or_else(|| Error::msg("record has no value"))?;
         std::str::from_utf8(value).map_err(|e| Error::msg(format!("value is not UTF-8: {e}")))
     }
 
     /// The value parsed as JSON into `T`.
     pub fn value_json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let value = self.value.as_deref().ok_or_else(|| Error::msg("record has no value"))?;
-        serde_json::from_slice(value).map_err(|e| Error::msg(format!("value is not the expected JSON: {e}")))
+        let value = self
+            .value
+            .as_deref()
+            .ok_or_else(|| Error::msg("record has no value"))?;
+        serde_json::from_slice(value)
+            .map_err(|e| Error::msg(format!("value is not the expected JSON: {e}")))
     }
 
     /// The value of the first header named `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|h| h.key == name).map(|h| h.value.as_slice())
+        self.headers
+            .iter()
+            .find(|h| h.key == name)
+            .map(|h| h.value.as_slice())
     }
 }
 
 impl Output {
     /// An output with `value`, no key, to the default topic.
     pub fn new(value: impl Into<Vec<u8>>) -> Self {
-        Self { key: None, value: Some(value.into()), headers: Vec::new(), topic: None, timestamp: None }
+        Self {
+            key: None,
+            value: Some(value.into()),
+            headers: Vec::new(),
+            topic: None,
+            timestamp: None,
+        }
     }
 
     /// An output whose value is `value` serialized as JSON.
@@ -75,7 +93,10 @@ impl Output {
     }
 
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.push(Header { key: name.into(), value: value.into() });
+        self.headers.push(Header {
+            key: name.into(),
+            value: value.into(),
+        });
         self
     }
 
@@ -87,7 +108,10 @@ impl Output {
 
     /// The value as UTF-8 text (handy in tests).
     pub fn value_str(&self) -> Result<&str, Error> {
-        let value = self.value.as_deref().ok_or_else(|| Error::msg("output has no value"))?;
+        let value = self
+            .value
+            .as_deref()
+            .ok_or_else(|| Error::msg("output has no value"))?;
         Ok(std::str::from_utf8(value)?)
     }
 

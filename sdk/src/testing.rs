@@ -31,7 +31,9 @@ impl MemoryState {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+        self.entries
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
     }
 
     fn record(&mut self, key: &[u8], previous: Option<Vec<u8>>) {
@@ -63,7 +65,12 @@ impl StateBackend for MemoryState {
         self.record(key, previous);
     }
 
-    fn scan(&mut self, prefix: &[u8], start_after: Option<&[u8]>, limit: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn scan(
+        &mut self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: u32,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         let lower = match start_after {
             Some(after) if after >= prefix => Bound::Excluded(after),
             _ => Bound::Included(prefix),
@@ -107,14 +114,16 @@ impl<T: Transform> Harness<T> {
 
     /// Initialise the transform with `config`, e.g. `[("min", "10")].into_iter().collect()`.
     pub fn with_config(config: Config) -> Result<Self, Error> {
-        Ok(Self { transform: T::init(&config)?, state: MemoryState::default(), next_offset: 0 })
+        Ok(Self {
+            transform: T::init(&config)?,
+            state: MemoryState::default(),
+            next_offset: 0,
+        })
     }
 
-    /// Process one record. On error its state writes are undone, as the host does.
-    pub fn process(&mut self, mut record: Record) -> Result<Vec<Output>, Error> {
-        if record.offset == 0 {
-            record.offset = self.next_offset;
-        }
+    /// Process one record as given. On error its state writes are undone, as the
+    /// host does.
+    pub fn process(&mut self, record: Record) -> Result<Vec<Output>, Error> {
         self.next_offset = record.offset + 1;
         self.state.undo.clear();
         match crate::run_batch(&mut self.transform, vec![record], &mut self.state) {
@@ -126,9 +135,11 @@ impl<T: Transform> Harness<T> {
         }
     }
 
-    /// Process a record that has only a value.
+    /// Process a record that has only a value, at the offset after the last record.
     pub fn process_value(&mut self, value: impl Into<Vec<u8>>) -> Result<Vec<Output>, Error> {
-        self.process(Record::from_value(value))
+        let mut record = Record::from_value(value);
+        record.offset = self.next_offset;
+        self.process(record)
     }
 
     /// The state as the transform left it.

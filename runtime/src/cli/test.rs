@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::engine::bindings::{InputRecord, OutputRecord};
 use crate::engine::{Engine, EngineConfig, EngineError, InstanceLabels, Limits};
 use crate::jsonl;
-use crate::pipeline::{BatchError, ErrorPolicy, run_batch};
+use crate::pipeline::{BatchError, ErrorPolicy, Processor as _, run_batch};
 use crate::state::{MemoryStore, PartitionState, RocksStore, StateStore};
 
 use super::Exit;
@@ -80,32 +80,52 @@ pub(super) fn run(args: TestArgs) -> Exit {
 }
 
 fn read(path: &Path, what: &str) -> Result<String, Failure> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Failure(Exit::Usage, format!("cannot read the {what} file {}: {e}", path.display())))
+    std::fs::read_to_string(path).map_err(|e| {
+        Failure(
+            Exit::Usage,
+            format!("cannot read the {what} file {}: {e}", path.display()),
+        )
+    })
 }
 
 fn line_errors(path: &Path, errors: Vec<jsonl::LineError>) -> Failure {
-    let lines: Vec<String> = errors.iter().map(|e| format!("  {}:{e}", path.display())).collect();
-    Failure(Exit::Usage, format!("{} has lines that are not records:\n{}", path.display(), lines.join("\n")))
+    let lines: Vec<String> = errors
+        .iter()
+        .map(|e| format!("  {}:{e}", path.display()))
+        .collect();
+    Failure(
+        Exit::Usage,
+        format!(
+            "{} has lines that are not records:\n{}",
+            path.display(),
+            lines.join("\n")
+        ),
+    )
 }
 
 fn execute(args: &TestArgs) -> Result<Exit, Failure> {
     let inputs = jsonl::parse_inputs(&read(&args.input, "input")?, &args.topic)
         .map_err(|errors| line_errors(&args.input, errors))?;
     let expected = match &args.expect {
-        Some(path) => Some(jsonl::parse_outputs(&read(path, "expect")?).map_err(|errors| line_errors(path, errors))?),
+        Some(path) => Some(
+            jsonl::parse_outputs(&read(path, "expect")?)
+                .map_err(|errors| line_errors(path, errors))?,
+        ),
         None => None,
     };
 
     let defaults = Limits::default();
     let limits = Limits {
-        memory_limit_bytes: args.memory_limit_mb.map_or(defaults.memory_limit_bytes, |mb| mb << 20),
+        memory_limit_bytes: args
+            .memory_limit_mb
+            .map_or(defaults.memory_limit_bytes, |mb| mb << 20),
         call_timeout_ms: args.timeout_ms.unwrap_or(defaults.call_timeout_ms),
         max_instances: 4,
         ..defaults
     };
     let cache_dir = args.cache_dir.clone().or_else(super::default_cache_dir);
-    let engine = Engine::new(EngineConfig { limits, cache_dir }).map_err(|e| Failure(Exit::Module, e.to_string()))?;
+    let engine = Engine::new(EngineConfig { limits, cache_dir })
+        .map_err(|e| Failure(Exit::Module, e.to_string()))?;
     let module = engine.load_file(&args.module).map_err(|e| match e {
         EngineError::ReadModule { .. } => Failure(Exit::Usage, e.to_string()),
         other => Failure(Exit::Module, other.to_string()),
@@ -113,10 +133,16 @@ fn execute(args: &TestArgs) -> Result<Exit, Failure> {
     tracing::debug!(module = module.id().short(), source = ?module.source(), load_time = ?module.load_time(), "module ready");
 
     let store: Box<dyn StateStore> = match &args.state_dir {
-        Some(dir) => Box::new(RocksStore::open(dir).map_err(|e| Failure(Exit::Failed, e.to_string()))?),
+        Some(dir) => {
+            Box::new(RocksStore::open(dir).map_err(|e| Failure(Exit::Failed, e.to_string()))?)
+        }
         None => Box::new(MemoryStore::new()),
     };
-    let labels = InstanceLabels { pipeline: "test".into(), partition: 0, module: module.id().short().to_owned() };
+    let labels = InstanceLabels {
+        pipeline: "test".into(),
+        partition: 0,
+        module: module.id().short().to_owned(),
+    };
     let config: Arc<[(String, String)]> = args.config.clone().into();
     let mut instance = engine
         .instantiate(&module, labels, config, PartitionState::new(store))
@@ -125,31 +151,45 @@ fn execute(args: &TestArgs) -> Result<Exit, Failure> {
     let (lines, records): (Vec<usize>, Vec<InputRecord>) = inputs.into_iter().unzip();
     let mut outputs: Vec<OutputRecord> = Vec::new();
     let mut failed = 0;
-    for (chunk, start) in records.chunks(args.batch_size as usize).zip((0..).step_by(args.batch_size as usize)) {
+    for (chunk, start) in records
+        .chunks(args.batch_size as usize)
+        .zip((0..).step_by(args.batch_size as usize))
+    {
         let at = |index: usize| {
             let record = &chunk[index];
-            format!("the record on line {} (offset {})", lines[start + index], record.offset)
+            format!(
+                "the record on line {} (offset {})",
+                lines[start + index],
+                record.offset
+            )
         };
-        let outcome = run_batch(&mut instance, chunk, args.on_error).map_err(|error| match error {
-            BatchError::RecordFailed { index, reason } => Failure(
-                Exit::Failed,
-                format!("{} failed, and --on-error is `fail`: {reason}. No state was written.", at(index)),
-            ),
-            other => Failure(Exit::Failed, format!("{other}. No state was written.")),
-        })?;
+        let outcome =
+            run_batch(&mut instance, chunk, args.on_error).map_err(|error| match error {
+                BatchError::RecordFailed { index, reason } => Failure(
+                    Exit::Failed,
+                    format!(
+                        "{} failed, and --on-error is `fail`: {reason}. No state was written.",
+                        at(index)
+                    ),
+                ),
+                other => Failure(Exit::Failed, format!("{other}. No state was written.")),
+            })?;
         for failure in &outcome.failures {
             failed += 1;
             let action = match args.on_error {
                 ErrorPolicy::DeadLetter => "dead-lettered",
                 _ => "skipped",
             };
-            eprintln!("warning: {} {action}: {}", at(failure.index), failure.reason);
+            eprintln!(
+                "warning: {} {action}: {}",
+                at(failure.index),
+                failure.reason
+            );
         }
         outputs.extend(outcome.outputs);
     }
 
     let module_id = module.id().to_string();
-    use crate::pipeline::Processor as _;
     instance
         .state()
         .checkpoint(&[("weir.test.module", module_id.as_bytes())])
@@ -164,7 +204,11 @@ fn execute(args: &TestArgs) -> Result<Exit, Failure> {
     }
     let _ = stdout.flush();
 
-    let summary = format!("{} records in, {} outputs, {failed} failed", records.len(), outputs.len());
+    let summary = format!(
+        "{} records in, {} outputs, {failed} failed",
+        records.len(),
+        outputs.len()
+    );
     match (&expected, &args.expect) {
         (Some(expected), Some(path)) => match jsonl::diff(expected, &outputs) {
             None => {
@@ -172,7 +216,10 @@ fn execute(args: &TestArgs) -> Result<Exit, Failure> {
                 Ok(Exit::Success)
             }
             Some(diff) => {
-                eprintln!("outputs differ from {} ({summary}):\n{diff}", path.display());
+                eprintln!(
+                    "outputs differ from {} ({summary}):\n{diff}",
+                    path.display()
+                );
                 Ok(Exit::Mismatch)
             }
         },

@@ -8,6 +8,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "transform",
     imports: { default: trappable },
+    additional_derives: [PartialEq, Eq],
 });
 
 pub use weir::transform::types::Header;
@@ -16,3 +17,19 @@ pub use weir::transform::types::Header;
 pub const CONTRACT_VERSION: &str = "0.1.0";
 /// The contract's package name.
 pub const CONTRACT_PACKAGE: &str = "weir:transform";
+
+impl InputRecord {
+    /// A record with only a value, at `offset` of `topic`/`partition`: for tests,
+    /// benchmarks and tools that make records up.
+    pub fn from_value(topic: &str, partition: i32, offset: i64, value: impl Into<Vec<u8>>) -> Self {
+        Self {
+            key: None,
+            value: Some(value.into()),
+            headers: Vec::new(),
+            timestamp: 0,
+            topic: topic.to_owned(),
+            partition,
+            offset,
+        }
+    }
+}

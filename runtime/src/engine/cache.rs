@@ -23,11 +23,17 @@ pub(crate) struct CompiledCache {
 
 impl CompiledCache {
     pub(crate) fn open(dir: &Path, engine: &wasmtime::Engine) -> Result<Self, EngineError> {
-        std::fs::create_dir_all(dir).map_err(|source| EngineError::Cache { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| EngineError::Cache {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let mut hasher = Sha256Hasher(Sha256::new());
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
         let fingerprint = hex(&hasher.0.finalize()[..8]);
-        Ok(Self { dir: dir.to_path_buf(), fingerprint })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            fingerprint,
+        })
     }
 
     fn path(&self, id: &ModuleId) -> PathBuf {

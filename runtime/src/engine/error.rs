@@ -11,8 +11,13 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot read module {path}: {source}")]
-    ReadModule { path: PathBuf, source: std::io::Error },
-    #[error("{what} is not a WebAssembly file (it starts with {magic:02x?}); pass the .wasm file your build produced")]
+    ReadModule {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{what} is not a WebAssembly file (it starts with {magic:02x?}); pass the .wasm file your build produced"
+    )]
     NotWasm { what: String, magic: Vec<u8> },
     #[error(
         "{what} is a core WebAssembly module, not a component. Build it for wasm32-wasip2 \
@@ -47,7 +52,10 @@ pub enum EngineError {
     #[error("cannot set up the WebAssembly engine: {reason}")]
     Setup { reason: String },
     #[error("cannot use the compiled-module cache at {path}: {source}")]
-    Cache { path: PathBuf, source: std::io::Error },
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A guest misbehaved on some input. The instance is discarded and re-created.
@@ -64,7 +72,11 @@ pub enum GuestFault {
     )]
     MemoryLimit { limit: u64, requested: u64 },
     #[error("the transform wrote a state {what} of {size} bytes, over the limit of {limit} bytes")]
-    StateTooLarge { what: &'static str, size: usize, limit: u32 },
+    StateTooLarge {
+        what: &'static str,
+        size: usize,
+        limit: u32,
+    },
     #[error("the transform wrote state during init, where state is read-only")]
     StateWriteInInit,
     #[error("the transform trapped: {message}")]

@@ -54,7 +54,10 @@ pub(crate) struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub(crate) fn new(limit: u64) -> Self {
-        Self { limit: usize::try_from(limit).unwrap_or(usize::MAX), refused: None }
+        Self {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            refused: None,
+        }
     }
 
     /// The size of the last refused growth since the previous call, clearing it.

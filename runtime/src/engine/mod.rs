@@ -32,7 +32,9 @@ use wasmtime::{Store, Trap};
 
 use crate::pipeline::{ProcessError, Processor};
 use crate::state::{PartitionState, StateError};
-use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, InputRecord, OutputRecord, Transform, TransformPre};
+use bindings::{
+    CONTRACT_PACKAGE, CONTRACT_VERSION, InputRecord, OutputRecord, Transform, TransformPre,
+};
 use cache::CompiledCache;
 use host::{HostState, Phase};
 
@@ -40,7 +42,14 @@ use host::{HostState, Phase};
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// WASI packages linked (with no capabilities) so that language runtimes load.
-const WASI_PACKAGES: &[&str] = &["wasi:io", "wasi:clocks", "wasi:random", "wasi:cli", "wasi:filesystem", "wasi:sockets"];
+const WASI_PACKAGES: &[&str] = &[
+    "wasi:io",
+    "wasi:clocks",
+    "wasi:random",
+    "wasi:cli",
+    "wasi:filesystem",
+    "wasi:sockets",
+];
 
 /// Settings of an [`Engine`].
 #[derive(Debug, Clone, Default)]
@@ -91,23 +100,39 @@ pub struct Engine {
 
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Engine").field("limits", &self.limits).field("cache", &self.cache).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("limits", &self.limits)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
     }
 }
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
-        let setup = |e: wasmtime::Error| EngineError::Setup { reason: format!("{e:#}") };
+        let setup = |e: wasmtime::Error| EngineError::Setup {
+            reason: format!("{e:#}"),
+        };
         let limits = config.limits;
         let wasm = wasmtime::Engine::new(&wasm_config(&limits)).map_err(setup)?;
 
         let mut linker = Linker::new(&wasm);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
-        Transform::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s).map_err(setup)?;
+        Transform::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(setup)?;
 
-        let cache = config.cache_dir.as_deref().map(|dir| CompiledCache::open(dir, &wasm)).transpose()?;
+        let cache = config
+            .cache_dir
+            .as_deref()
+            .map(|dir| CompiledCache::open(dir, &wasm))
+            .transpose()?;
         let ticker = EpochTicker::start(wasm.clone());
-        Ok(Self { wasm, linker, cache, limits: Arc::new(limits), _ticker: ticker })
+        Ok(Self {
+            wasm,
+            linker,
+            cache,
+            limits: Arc::new(limits),
+            _ticker: ticker,
+        })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -116,7 +141,10 @@ impl Engine {
 
     /// Load the module in the file at `path`.
     pub fn load_file(&self, path: &Path) -> Result<Module, EngineError> {
-        let wasm = std::fs::read(path).map_err(|source| EngineError::ReadModule { path: path.to_path_buf(), source })?;
+        let wasm = std::fs::read(path).map_err(|source| EngineError::ReadModule {
+            path: path.to_path_buf(),
+            source,
+        })?;
         self.load_named(&wasm, &path.display().to_string())
     }
 
@@ -135,21 +163,33 @@ impl Engine {
             None => (self.compile(wasm, &id, what)?, LoadSource::Compiled),
         };
         self.check_imports(&component, what)?;
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| EngineError::NotATransform {
-            what: what.to_owned(),
-            reason: format!("{e:#}"),
-        })?;
+        let pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| EngineError::NotATransform {
+                    what: what.to_owned(),
+                    reason: format!("{e:#}"),
+                })?;
         let pre = TransformPre::new(pre).map_err(|e| EngineError::NotATransform {
             what: what.to_owned(),
             reason: format!("{e:#}"),
         })?;
         let load_time = started.elapsed();
         tracing::debug!(module = id.short(), ?source, ?load_time, "loaded module");
-        Ok(Module(Arc::new(ModuleInner { id, pre, source, load_time, size: wasm.len() })))
+        Ok(Module(Arc::new(ModuleInner {
+            id,
+            pre,
+            source,
+            load_time,
+            size: wasm.len(),
+        })))
     }
 
     fn compile(&self, wasm: &[u8], id: &ModuleId, what: &str) -> Result<Component, EngineError> {
-        let invalid = |e: wasmtime::Error| EngineError::InvalidComponent { what: what.to_owned(), reason: format!("{e:#}") };
+        let invalid = |e: wasmtime::Error| EngineError::InvalidComponent {
+            what: what.to_owned(),
+            reason: format!("{e:#}"),
+        };
         let Some(cache) = &self.cache else {
             return Component::new(&self.wasm, wasm).map_err(invalid);
         };
@@ -170,7 +210,10 @@ impl Engine {
             let package = interface.split('/').next().unwrap_or(interface);
             if package == CONTRACT_PACKAGE {
                 if version != CONTRACT_VERSION {
-                    return Err(EngineError::ContractVersion { what: what.to_owned(), found: format!("{package}@{version}") });
+                    return Err(EngineError::ContractVersion {
+                        what: what.to_owned(),
+                        found: format!("{package}@{version}"),
+                    });
                 }
             } else if !WASI_PACKAGES.contains(&package) {
                 unsupported.push(name.to_owned());
@@ -179,7 +222,10 @@ impl Engine {
         if unsupported.is_empty() {
             Ok(())
         } else {
-            Err(EngineError::UnsupportedImports { what: what.to_owned(), names: unsupported })
+            Err(EngineError::UnsupportedImports {
+                what: what.to_owned(),
+                names: unsupported,
+            })
         }
     }
 
@@ -193,7 +239,7 @@ impl Engine {
         state: PartitionState,
     ) -> Result<Instance, EngineError> {
         let labels = Arc::new(labels);
-        let store = self.new_store(labels.clone(), state);
+        let store = new_store(&self.wasm, labels.clone(), &self.limits, state);
         let mut instance = Instance {
             module: module.clone(),
             store,
@@ -205,13 +251,19 @@ impl Engine {
         instance.start()?;
         Ok(instance)
     }
+}
 
-    fn new_store(&self, labels: Arc<InstanceLabels>, state: PartitionState) -> Store<HostState> {
-        let mut store = Store::new(&self.wasm, HostState::new(labels, &self.limits, state));
-        store.limiter(|host| &mut host.limiter);
-        store.epoch_deadline_trap();
-        store
-    }
+/// A store for one instance: its host data, memory limiter and epoch trap.
+fn new_store(
+    engine: &wasmtime::Engine,
+    labels: Arc<InstanceLabels>,
+    limits: &Limits,
+    state: PartitionState,
+) -> Store<HostState> {
+    let mut store = Store::new(engine, HostState::new(labels, limits, state));
+    store.limiter(|host| &mut host.limiter);
+    store.epoch_deadline_trap();
+    store
 }
 
 fn wasm_config(limits: &Limits) -> wasmtime::Config {
@@ -242,11 +294,16 @@ fn wasm_config(limits: &Limits) -> wasmtime::Config {
 /// Refuse what is plainly not a component before handing it to the compiler.
 fn check_header(wasm: &[u8], what: &str) -> Result<(), EngineError> {
     if wasm.get(..4) != Some(b"\0asm") {
-        return Err(EngineError::NotWasm { what: what.to_owned(), magic: wasm.iter().take(4).copied().collect() });
+        return Err(EngineError::NotWasm {
+            what: what.to_owned(),
+            magic: wasm.iter().take(4).copied().collect(),
+        });
     }
     // Bytes 4..8: version 1 and layer 0 is a core module; components use layer 1.
     if wasm.get(4..8) == Some(&[1, 0, 0, 0]) {
-        return Err(EngineError::CoreModule { what: what.to_owned() });
+        return Err(EngineError::CoreModule {
+            what: what.to_owned(),
+        });
     }
     Ok(())
 }
@@ -265,7 +322,10 @@ pub struct Module(Arc<ModuleInner>);
 
 impl fmt::Debug for Module {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Module").field("id", &self.0.id).field("source", &self.0.source).finish_non_exhaustive()
+        f.debug_struct("Module")
+            .field("id", &self.0.id)
+            .field("source", &self.0.source)
+            .finish_non_exhaustive()
     }
 }
 
@@ -312,7 +372,10 @@ pub struct Instance {
 
 impl fmt::Debug for Instance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Instance").field("module", &self.module).field("labels", &self.labels).finish_non_exhaustive()
+        f.debug_struct("Instance")
+            .field("module", &self.module)
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
     }
 }
 
@@ -331,8 +394,16 @@ impl Instance {
         // Instantiation runs guest code too (start functions, constructors).
         self.arm_deadline();
         let module = self.module.id().short().to_owned();
-        let instantiate_error = |e: wasmtime::Error| EngineError::Instantiate { module, reason: format!("{e:#}") };
-        let bindings = self.module.0.pre.instantiate(&mut self.store).map_err(instantiate_error)?;
+        let instantiate_error = |e: wasmtime::Error| EngineError::Instantiate {
+            module,
+            reason: format!("{e:#}"),
+        };
+        let bindings = self
+            .module
+            .0
+            .pre
+            .instantiate(&mut self.store)
+            .map_err(instantiate_error)?;
         self.store.data_mut().phase = Phase::Init;
         let config = self.config.clone();
         let result = self.call(|store| bindings.call_init(store, &config));
@@ -344,7 +415,10 @@ impl Instance {
             }
             Ok(Err(message)) => Err(EngineError::InitRejected { message }),
             Err(ProcessError::Fault(fault)) => Err(EngineError::InitFault { fault }),
-            Err(other) => Err(EngineError::Instantiate { module: self.module.id().short().to_owned(), reason: other.to_string() }),
+            Err(other) => Err(EngineError::Instantiate {
+                module: self.module.id().short().to_owned(),
+                reason: other.to_string(),
+            }),
         }
     }
 
@@ -352,23 +426,32 @@ impl Instance {
     fn restart(&mut self) -> Result<(), ProcessError> {
         let engine = self.store.engine().clone();
         let state = std::mem::take(&mut self.store.data_mut().state);
-        let mut store = Store::new(&engine, HostState::new(self.labels.clone(), &self.limits, state));
-        store.limiter(|host| &mut host.limiter);
-        store.epoch_deadline_trap();
-        self.store = store;
-        tracing::info!(pipeline = %self.labels.pipeline, partition = self.labels.partition, module = %self.labels.module, "restarting the transform instance after a fault");
+        self.store = new_store(&engine, self.labels.clone(), &self.limits, state);
+        let labels = &self.labels;
+        tracing::info!(
+            pipeline = %labels.pipeline, partition = labels.partition, module = %labels.module,
+            "restarting the transform instance after a fault"
+        );
         self.start().map_err(ProcessError::Restart)
     }
 
     /// Allow guest code to run for the call timeout from now (rounded up to a tick, plus
     /// one for the partial tick in progress).
     fn arm_deadline(&mut self) {
-        let ticks = self.limits.call_timeout().as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
+        let ticks = self
+            .limits
+            .call_timeout()
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis()) as u64
+            + 1;
         self.store.set_epoch_deadline(ticks);
     }
 
     /// Run one guest call under the call timeout, turning traps into typed errors.
-    fn call<R>(&mut self, f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, ProcessError> {
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, ProcessError> {
         self.arm_deadline();
         self.store.data().stdio.clear_recent_stderr();
         let result = f(&mut self.store);
@@ -391,7 +474,9 @@ impl Instance {
         }
         let host = self.store.data();
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return ProcessError::Fault(GuestFault::Timeout { limit: self.limits.call_timeout() });
+            return ProcessError::Fault(GuestFault::Timeout {
+                limit: self.limits.call_timeout(),
+            });
         }
         if let Some(requested) = refused_memory {
             return ProcessError::Fault(GuestFault::MemoryLimit {
@@ -404,7 +489,12 @@ impl Instance {
             None => format!("{error:#}"),
         };
         if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
-            let frames: Vec<_> = backtrace.frames().iter().filter_map(|f| f.func_name()).take(4).collect();
+            let frames: Vec<_> = backtrace
+                .frames()
+                .iter()
+                .filter_map(|f| f.func_name())
+                .take(4)
+                .collect();
             if !frames.is_empty() {
                 message.push_str(&format!(" in {}", frames.join(" < ")));
             }
@@ -429,7 +519,10 @@ impl Processor for Instance {
         match outcome {
             Ok(outputs) => Ok(outputs),
             Err(rejected) if (rejected.index as usize) < records.len() => {
-                Err(ProcessError::Rejected { index: rejected.index as usize, message: rejected.message })
+                Err(ProcessError::Rejected {
+                    index: rejected.index as usize,
+                    message: rejected.message,
+                })
             }
             Err(rejected) => Err(ProcessError::Fault(GuestFault::Contract {
                 message: format!(
@@ -464,7 +557,10 @@ impl EpochTicker {
                 }
             })
             .expect("spawn the epoch thread");
-        Self { stop: Some(stop), thread: Some(thread) }
+        Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 }
 

@@ -89,15 +89,23 @@ impl GuestStdio {
 
     fn lock(&self) -> MutexGuard<'_, Lines> {
         // Only the thread running the guest writes here; a poisoned lock still holds lines.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn stdout(&self) -> GuestOutput {
-        GuestOutput { stdio: self.clone(), stream: Stream::Stdout }
+        GuestOutput {
+            stdio: self.clone(),
+            stream: Stream::Stdout,
+        }
     }
 
     pub(crate) fn stderr(&self) -> GuestOutput {
-        GuestOutput { stdio: self.clone(), stream: Stream::Stderr }
+        GuestOutput {
+            stdio: self.clone(),
+            stream: Stream::Stderr,
+        }
     }
 
     /// Log unterminated lines: called after every guest call.
@@ -165,7 +173,11 @@ impl Pollable for GuestOutput {
 }
 
 impl tokio::io::AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.stdio.lock().write(self.stream, buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -56,7 +56,11 @@ pub fn run_batch<P: Processor + ?Sized>(
     records: &[InputRecord],
     policy: ErrorPolicy,
 ) -> Result<BatchOutcome, BatchError> {
-    let mut run = Run { processor, policy, outcome: BatchOutcome::default() };
+    let mut run = Run {
+        processor,
+        policy,
+        outcome: BatchOutcome::default(),
+    };
     run.records(records, 0)?;
     Ok(run.outcome)
 }
@@ -99,31 +103,37 @@ impl<P: Processor + ?Sized> Run<'_, P> {
     /// Run `records` in one state scope, keeping its effects only if all succeed.
     fn attempt(&mut self, records: &[InputRecord]) -> Result<Attempt, BatchError> {
         self.processor.state().begin_batch();
-        let result = self.processor.process(records);
-        let state = self.processor.state();
-        match result {
+        match self.processor.process(records) {
             Ok(outputs) => {
-                state.commit_batch();
+                self.processor.state().commit_batch();
                 self.outcome.outputs.extend(outputs);
-                return Ok(Attempt::Done);
+                Ok(Attempt::Done)
             }
-            Err(_) => state.rollback_batch(),
-        }
-        match result {
-            Ok(_) => unreachable!("handled above"),
-            Err(ProcessError::Rejected { index, message }) => Ok(Attempt::Rejected { at: index, message }),
-            Err(ProcessError::Fault(fault)) => Ok(Attempt::Fault(fault)),
-            Err(ProcessError::Host(error)) => Err(BatchError::Host(error)),
-            Err(ProcessError::Restart(error)) => Err(BatchError::Restart(error)),
+            Err(error) => {
+                self.processor.state().rollback_batch();
+                match error {
+                    ProcessError::Rejected { index, message } => {
+                        Ok(Attempt::Rejected { at: index, message })
+                    }
+                    ProcessError::Fault(fault) => Ok(Attempt::Fault(fault)),
+                    ProcessError::Host(error) => Err(BatchError::Host(error)),
+                    ProcessError::Restart(error) => Err(BatchError::Restart(error)),
+                }
+            }
         }
     }
 
     /// Run `records` one at a time, keeping each success, until one fails.
-    fn first_failure(&mut self, records: &[InputRecord]) -> Result<Option<(usize, FailureReason)>, BatchError> {
+    fn first_failure(
+        &mut self,
+        records: &[InputRecord],
+    ) -> Result<Option<(usize, FailureReason)>, BatchError> {
         for (i, record) in records.iter().enumerate() {
             match self.attempt(std::slice::from_ref(record))? {
                 Attempt::Done => {}
-                Attempt::Rejected { message, .. } => return Ok(Some((i, FailureReason::Rejected { message }))),
+                Attempt::Rejected { message, .. } => {
+                    return Ok(Some((i, FailureReason::Rejected { message })));
+                }
                 Attempt::Fault(fault) => return Ok(Some((i, FailureReason::Fault(fault)))),
             }
         }
@@ -156,7 +166,10 @@ mod tests {
     }
 
     fn count(state: &PartitionState, key: &str) -> u64 {
-        state.get(key.as_bytes()).unwrap().map_or(0, |v| String::from_utf8(v).unwrap().parse().unwrap())
+        state
+            .get(key.as_bytes())
+            .unwrap()
+            .map_or(0, |v| String::from_utf8(v).unwrap().parse().unwrap())
     }
 
     impl Processor for Counter {
@@ -167,11 +180,27 @@ mod tests {
                 let value = record.value.clone().unwrap_or_default();
                 let key = String::from_utf8(value.clone()).unwrap();
                 let n = count(&self.state, &key) + 1;
-                self.state.put(key.clone().into_bytes(), n.to_string().into_bytes());
+                self.state
+                    .put(key.clone().into_bytes(), n.to_string().into_bytes());
                 match key.as_str() {
-                    "reject" => return Err(ProcessError::Rejected { index, message: "no".into() }),
-                    "trap" => return Err(ProcessError::Fault(GuestFault::Trap { message: "boom".into() })),
-                    _ => outputs.push(OutputRecord { key: None, value: Some(value), headers: vec![], topic: None, timestamp: None }),
+                    "reject" => {
+                        return Err(ProcessError::Rejected {
+                            index,
+                            message: "no".into(),
+                        });
+                    }
+                    "trap" => {
+                        return Err(ProcessError::Fault(GuestFault::Trap {
+                            message: "boom".into(),
+                        }));
+                    }
+                    _ => outputs.push(OutputRecord {
+                        key: None,
+                        value: Some(value),
+                        headers: vec![],
+                        topic: None,
+                        timestamp: None,
+                    }),
                 }
             }
             Ok(outputs)
@@ -186,20 +215,16 @@ mod tests {
         values
             .iter()
             .enumerate()
-            .map(|(i, v)| InputRecord {
-                key: None,
-                value: Some(v.as_bytes().to_vec()),
-                headers: vec![],
-                timestamp: 0,
-                topic: "in".into(),
-                partition: 0,
-                offset: i as i64,
-            })
+            .map(|(i, v)| InputRecord::from_value("in", 0, i as i64, *v))
             .collect()
     }
 
     fn values(outcome: &BatchOutcome) -> Vec<String> {
-        outcome.outputs.iter().map(|o| String::from_utf8(o.value.clone().unwrap()).unwrap()).collect()
+        outcome
+            .outputs
+            .iter()
+            .map(|o| String::from_utf8(o.value.clone().unwrap()).unwrap())
+            .collect()
     }
 
     #[test]
@@ -217,10 +242,22 @@ mod tests {
         let input = records(&["a", "b", "reject", "a", "c"]);
         let outcome = run_batch(&mut p, &input, ErrorPolicy::Skip).unwrap();
         assert_eq!(values(&outcome), ["a", "b", "a", "c"]);
-        assert_eq!(outcome.failures, [RecordFailure { index: 2, reason: FailureReason::Rejected { message: "no".into() } }]);
+        assert_eq!(
+            outcome.failures,
+            [RecordFailure {
+                index: 2,
+                reason: FailureReason::Rejected {
+                    message: "no".into()
+                }
+            }]
+        );
         assert_eq!(count(&p.state, "a"), 2, "the replayed prefix counts once");
         assert_eq!(count(&p.state, "b"), 1);
-        assert_eq!(count(&p.state, "reject"), 0, "the failing record's writes are gone");
+        assert_eq!(
+            count(&p.state, "reject"),
+            0,
+            "the failing record's writes are gone"
+        );
     }
 
     #[test]
@@ -231,7 +268,10 @@ mod tests {
         assert_eq!(values(&outcome), ["a", "b", "c"]);
         let failed: Vec<usize> = outcome.failures.iter().map(|f| f.index).collect();
         assert_eq!(failed, [1, 3]);
-        assert!(matches!(outcome.failures[0].reason, FailureReason::Fault(GuestFault::Trap { .. })));
+        assert!(matches!(
+            outcome.failures[0].reason,
+            FailureReason::Fault(GuestFault::Trap { .. })
+        ));
         for key in ["a", "b", "c"] {
             assert_eq!(count(&p.state, key), 1, "{key}");
         }
@@ -241,16 +281,32 @@ mod tests {
     #[test]
     fn the_fail_policy_stops_at_the_first_failure() {
         let mut p = Counter::default();
-        let err = run_batch(&mut p, &records(&["a", "b", "reject", "c"]), ErrorPolicy::Fail).unwrap_err();
-        assert!(matches!(err, BatchError::RecordFailed { index: 2, .. }), "{err}");
+        let err = run_batch(
+            &mut p,
+            &records(&["a", "b", "reject", "c"]),
+            ErrorPolicy::Fail,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, BatchError::RecordFailed { index: 2, .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn failures_at_the_edges_of_a_batch() {
         let mut p = Counter::default();
-        let outcome = run_batch(&mut p, &records(&["reject", "x", "trap"]), ErrorPolicy::Skip).unwrap();
+        let outcome = run_batch(
+            &mut p,
+            &records(&["reject", "x", "trap"]),
+            ErrorPolicy::Skip,
+        )
+        .unwrap();
         assert_eq!(values(&outcome), ["x"]);
-        assert_eq!(outcome.failures.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(
+            outcome.failures.iter().map(|f| f.index).collect::<Vec<_>>(),
+            [0, 2]
+        );
         assert_eq!(count(&p.state, "x"), 1);
         let outcome = run_batch(&mut p, &records(&["trap"]), ErrorPolicy::Skip).unwrap();
         assert!(outcome.outputs.is_empty());

@@ -3,7 +3,7 @@
 
 mod batch;
 
-pub use batch::{BatchError, BatchOutcome, RecordFailure, run_batch};
+pub use batch::{BatchError, BatchOutcome, FailureReason, RecordFailure, run_batch};
 
 use serde::{Deserialize, Serialize};
 

@@ -83,7 +83,11 @@ impl Default for PartitionState {
 
 impl PartitionState {
     pub fn new(store: Box<dyn StateStore>) -> Self {
-        Self { store, writes: WriteSet::default(), undo: None }
+        Self {
+            store,
+            writes: WriteSet::default(),
+            undo: None,
+        }
     }
 
     /// The value of `key`, buffered writes first.
@@ -125,7 +129,9 @@ impl PartitionState {
         let mut buffered: Vec<(&[u8], Option<&[u8]>)> = self
             .writes
             .iter()
-            .filter(|(key, _)| key.starts_with(prefix) && start_after.is_none_or(|after| *key > after))
+            .filter(|(key, _)| {
+                key.starts_with(prefix) && start_after.is_none_or(|after| *key > after)
+            })
             .collect();
         buffered.sort_unstable_by_key(|(key, _)| *key);
         let mut buffered = buffered.into_iter().peekable();
@@ -142,7 +148,10 @@ impl PartitionState {
                     buffered.next_if(|(key, _)| *key <= committed.key.as_slice())
                 {
                     shadowed = key == committed.key.as_slice();
-                    out.extend(value.map(|value| Entry { key: key.to_vec(), value: value.to_vec() }));
+                    out.extend(value.map(|value| Entry {
+                        key: key.to_vec(),
+                        value: value.to_vec(),
+                    }));
                 }
                 cursor = Some(committed.key.clone());
                 if !shadowed {
@@ -154,7 +163,10 @@ impl PartitionState {
             }
             if store_exhausted {
                 out.extend(buffered.by_ref().filter_map(|(key, value)| {
-                    value.map(|value| Entry { key: key.to_vec(), value: value.to_vec() })
+                    value.map(|value| Entry {
+                        key: key.to_vec(),
+                        value: value.to_vec(),
+                    })
                 }));
                 break;
             }
@@ -189,9 +201,15 @@ impl PartitionState {
 
     /// Apply buffered writes and `metadata` to the store in one atomic commit, then
     /// clear the buffer. On error the buffer is kept, so the checkpoint can be retried.
-    pub fn checkpoint(&mut self, metadata: &[(&str, &[u8])]) -> Result<CheckpointStats, StateError> {
+    pub fn checkpoint(
+        &mut self,
+        metadata: &[(&str, &[u8])],
+    ) -> Result<CheckpointStats, StateError> {
         debug_assert!(self.undo.is_none(), "checkpoint inside an open batch");
-        let stats = CheckpointStats { keys: self.writes.len(), bytes: self.writes.bytes() };
+        let stats = CheckpointStats {
+            keys: self.writes.len(),
+            bytes: self.writes.bytes(),
+        };
         self.store.commit(&self.writes, metadata)?;
         self.writes.entries.clear();
         Ok(stats)

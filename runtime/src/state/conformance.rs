@@ -38,7 +38,10 @@ suite!(
 );
 
 fn entry(key: &str, value: &str) -> Entry {
-    Entry { key: key.into(), value: value.into() }
+    Entry {
+        key: key.into(),
+        value: value.into(),
+    }
 }
 
 fn get(state: &PartitionState, key: &str) -> Option<String> {
@@ -57,7 +60,11 @@ fn reads_see_buffer_before_store(make: &mut dyn FnMut() -> Box<dyn StateStore>) 
     assert!(state.pending().is_empty());
     assert_eq!(get(&state, "k"), Some("1".into()), "committed value");
     state.put("k".into(), "2".into());
-    assert_eq!(get(&state, "k"), Some("2".into()), "buffer shadows the store");
+    assert_eq!(
+        get(&state, "k"),
+        Some("2".into()),
+        "buffer shadows the store"
+    );
 }
 
 fn deletes_hide_committed_keys(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
@@ -108,8 +115,15 @@ fn checkpoint_applies_writes_and_metadata_together(make: &mut dyn FnMut() -> Box
     assert_eq!(stats.keys, 1);
     assert_eq!(stats.bytes, "k".len() + "value".len());
     assert_eq!(state.metadata("offset").unwrap(), Some(b"42".to_vec()));
-    assert_eq!(get(&state, "offset"), None, "metadata is not transform state");
-    assert_eq!(state.scan(b"", None, 10).unwrap(), vec![entry("k", "value")]);
+    assert_eq!(
+        get(&state, "offset"),
+        None,
+        "metadata is not transform state"
+    );
+    assert_eq!(
+        state.scan(b"", None, 10).unwrap(),
+        vec![entry("k", "value")]
+    );
     state.checkpoint(&[("offset", b"43")]).unwrap();
     assert_eq!(state.metadata("offset").unwrap(), Some(b"43".to_vec()));
 }
@@ -133,15 +147,33 @@ fn scan_respects_prefix_order_and_paging(make: &mut dyn FnMut() -> Box<dyn State
     }
     state.checkpoint(&[]).unwrap();
     let keys = |entries: Vec<Entry>| -> Vec<String> {
-        entries.into_iter().map(|e| String::from_utf8(e.key).unwrap()).collect()
+        entries
+            .into_iter()
+            .map(|e| String::from_utf8(e.key).unwrap())
+            .collect()
     };
-    assert_eq!(keys(state.scan(b"ab", None, 10).unwrap()), ["ab", "abc", "abd"]);
+    assert_eq!(
+        keys(state.scan(b"ab", None, 10).unwrap()),
+        ["ab", "abc", "abd"]
+    );
     assert_eq!(keys(state.scan(b"ab", Some(b"abc"), 10).unwrap()), ["abd"]);
-    assert_eq!(keys(state.scan(b"ab", Some(b"a"), 10).unwrap()), ["ab", "abc", "abd"]);
-    assert_eq!(keys(state.scan(b"ab", Some(b"zz"), 10).unwrap()), Vec::<String>::new());
+    assert_eq!(
+        keys(state.scan(b"ab", Some(b"a"), 10).unwrap()),
+        ["ab", "abc", "abd"]
+    );
+    assert_eq!(
+        keys(state.scan(b"ab", Some(b"zz"), 10).unwrap()),
+        Vec::<String>::new()
+    );
     assert_eq!(keys(state.scan(b"a", None, 2).unwrap()), ["a", "ab"]);
-    assert_eq!(keys(state.scan(b"a", Some(b"ab"), 2).unwrap()), ["abc", "abd"]);
-    assert_eq!(keys(state.scan(b"", None, 0).unwrap()), Vec::<String>::new());
+    assert_eq!(
+        keys(state.scan(b"a", Some(b"ab"), 2).unwrap()),
+        ["abc", "abd"]
+    );
+    assert_eq!(
+        keys(state.scan(b"", None, 0).unwrap()),
+        Vec::<String>::new()
+    );
     assert_eq!(state.scan(b"b", None, 5).unwrap(), vec![entry("b", "B")]);
 }
 
@@ -195,7 +227,10 @@ fn scan_matches_a_model_under_random_operations(make: &mut dyn FnMut() -> Box<dy
             let expected: Vec<Entry> = model
                 .iter()
                 .filter(|(k, _)| k.starts_with(prefix))
-                .map(|(k, v)| Entry { key: k.clone(), value: v.clone() })
+                .map(|(k, v)| Entry {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
                 .collect();
             for limit in [1, 3, 7, 1000] {
                 let mut paged = Vec::new();
@@ -209,7 +244,10 @@ fn scan_matches_a_model_under_random_operations(make: &mut dyn FnMut() -> Box<dy
                         break;
                     }
                 }
-                assert_eq!(paged, expected, "step {step} prefix {prefix:?} limit {limit}");
+                assert_eq!(
+                    paged, expected,
+                    "step {step} prefix {prefix:?} limit {limit}"
+                );
             }
         }
         for (key, value) in &model {
@@ -229,7 +267,11 @@ fn rocksdb_state_survives_reopen() {
     }
     let state = PartitionState::new(Box::new(RocksStore::open(dir.path()).unwrap()));
     assert_eq!(get(&state, "k"), Some("v".into()));
-    assert_eq!(get(&state, "uncommitted"), None, "only checkpoints are durable");
+    assert_eq!(
+        get(&state, "uncommitted"),
+        None,
+        "only checkpoints are durable"
+    );
     assert_eq!(state.metadata("offset").unwrap(), Some(b"7".to_vec()));
 }
 

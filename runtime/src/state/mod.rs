@@ -60,7 +60,10 @@ pub enum StateError {
         "cannot open the state store at {path}: {source}. Check that the directory is \
          writable and that no other Weir process is using it"
     )]
-    Open { path: PathBuf, source: rocksdb::Error },
+    Open {
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
     #[error("the state store at {path} failed to {operation}: {source}")]
     Io {
         path: PathBuf,

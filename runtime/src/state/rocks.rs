@@ -25,7 +25,9 @@ pub struct RocksStore {
 
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksStore").field("path", &self.path).finish()
+        f.debug_struct("RocksStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -50,8 +52,12 @@ impl RocksStore {
             ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, state_opts),
             ColumnFamilyDescriptor::new(META_CF, Options::default()),
         ];
-        let db = DB::open_cf_descriptors(&db_opts, &path, families)
-            .map_err(|source| StateError::Open { path: path.clone(), source })?;
+        let db = DB::open_cf_descriptors(&db_opts, &path, families).map_err(|source| {
+            StateError::Open {
+                path: path.clone(),
+                source,
+            }
+        })?;
         Ok(Self { db, path })
     }
 
@@ -61,7 +67,11 @@ impl RocksStore {
     }
 
     fn io_error(&self, operation: &'static str) -> impl FnOnce(rocksdb::Error) -> StateError + '_ {
-        move |source| StateError::Io { path: self.path.clone(), operation, source }
+        move |source| StateError::Io {
+            path: self.path.clone(),
+            operation,
+            source,
+        }
     }
 
     fn meta_cf(&self) -> &rocksdb::ColumnFamily {
@@ -98,7 +108,10 @@ impl StateStore for RocksStore {
             if !key.starts_with(prefix) || entries.len() == limit {
                 break;
             }
-            entries.push(Entry { key: key.to_vec(), value: value.to_vec() });
+            entries.push(Entry {
+                key: key.to_vec(),
+                value: value.to_vec(),
+            });
             iter.next();
         }
         iter.status().map_err(self.io_error("scan keys"))?;
@@ -117,7 +130,9 @@ impl StateStore for RocksStore {
         for (name, value) in metadata {
             batch.put_cf(meta, name.as_bytes(), value);
         }
-        self.db.write(batch).map_err(self.io_error("commit a checkpoint"))
+        self.db
+            .write(batch)
+            .map_err(self.io_error("commit a checkpoint"))
     }
 
     fn metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StateError> {

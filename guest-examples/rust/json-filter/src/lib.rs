@@ -35,7 +35,9 @@ pub struct JsonFilter {
 
 impl Transform for JsonFilter {
     fn init(config: &Config) -> Result<Self, Error> {
-        Ok(Self { min_amount_cents: config.parse("min_amount_cents")?.unwrap_or(0) })
+        Ok(Self {
+            min_amount_cents: config.parse("min_amount_cents")?.unwrap_or(0),
+        })
     }
 
     fn process(&mut self, record: Record, ctx: &mut Context<'_>) -> Result<(), Error> {
@@ -70,16 +72,31 @@ mod tests {
             .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].key_str().unwrap(), Some("7"));
-        assert_eq!(out[0].value_str().unwrap(), r#"{"user_id":7,"user_name":"Ada","amount":12.5,"country":"GB"}"#);
-        assert!(h.process_value(r#"{"event":"view","user":{"id":7,"name":"Ada"}}"#).unwrap().is_empty());
+        assert_eq!(
+            out[0].value_str().unwrap(),
+            r#"{"user_id":7,"user_name":"Ada","amount":12.5,"country":"GB"}"#
+        );
+        assert!(
+            h.process_value(r#"{"event":"view","user":{"id":7,"name":"Ada"}}"#)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn applies_the_minimum_and_rejects_bad_json() {
-        let mut h = Harness::<JsonFilter>::with_config([("min_amount_cents", "2000")].into_iter().collect()).unwrap();
+        let mut h = Harness::<JsonFilter>::with_config(
+            [("min_amount_cents", "2000")].into_iter().collect(),
+        )
+        .unwrap();
         let small = r#"{"event":"purchase","user":{"id":1,"name":"B"},"amount_cents":1999}"#;
         assert!(h.process_value(small).unwrap().is_empty());
         assert!(h.process_value("{not json").is_err());
-        assert!(Harness::<JsonFilter>::with_config([("min_amount_cents", "lots")].into_iter().collect()).is_err());
+        assert!(
+            Harness::<JsonFilter>::with_config(
+                [("min_amount_cents", "lots")].into_iter().collect()
+            )
+            .is_err()
+        );
     }
 }

@@ -65,7 +65,9 @@ impl Transform for Misbehave {
                 ctx.send("log", "logged");
             }
             other => {
-                let seen = ctx.table::<u64>("").update("seen", |n| n.unwrap_or(0) + 1)?;
+                let seen = ctx
+                    .table::<u64>("")
+                    .update("seen", |n| n.unwrap_or(0) + 1)?;
                 ctx.send(other, seen.to_string());
             }
         }

@@ -13,14 +13,25 @@ pub struct WordCount {
 
 impl Transform for WordCount {
     fn init(config: &Config) -> Result<Self, Error> {
-        Ok(Self { lowercase: config.parse("lowercase")?.unwrap_or(true) })
+        Ok(Self {
+            lowercase: config.parse("lowercase")?.unwrap_or(true),
+        })
     }
 
     fn process(&mut self, record: Record, ctx: &mut Context<'_>) -> Result<(), Error> {
         let text = record.value_str()?;
-        for word in text.split(|c: char| !c.is_alphanumeric() && c != '\'').filter(|w| !w.is_empty()) {
-            let word = if self.lowercase { word.to_lowercase() } else { word.to_owned() };
-            let count = ctx.table::<u64>("count/").update(&word, |n| n.unwrap_or(0) + 1)?;
+        for word in text
+            .split(|c: char| !c.is_alphanumeric() && c != '\'')
+            .filter(|w| !w.is_empty())
+        {
+            let word = if self.lowercase {
+                word.to_lowercase()
+            } else {
+                word.to_owned()
+            };
+            let count = ctx
+                .table::<u64>("count/")
+                .update(&word, |n| n.unwrap_or(0) + 1)?;
             ctx.send(word, count.to_string());
         }
         Ok(())
@@ -38,9 +49,21 @@ mod tests {
     fn counts_words_across_records() {
         let mut h = Harness::<WordCount>::new().unwrap();
         let out = h.process_value("To be, or not to be").unwrap();
-        let pairs: Vec<(&str, &str)> =
-            out.iter().map(|o| (o.key_str().unwrap().unwrap(), o.value_str().unwrap())).collect();
-        assert_eq!(pairs, [("to", "1"), ("be", "1"), ("or", "1"), ("not", "1"), ("to", "2"), ("be", "2")]);
+        let pairs: Vec<(&str, &str)> = out
+            .iter()
+            .map(|o| (o.key_str().unwrap().unwrap(), o.value_str().unwrap()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("to", "1"),
+                ("be", "1"),
+                ("or", "1"),
+                ("not", "1"),
+                ("to", "2"),
+                ("be", "2")
+            ]
+        );
         h.process_value("BE").unwrap();
         assert_eq!(h.state().get_str("count/be"), Some("3"));
     }
@@ -55,7 +78,9 @@ mod tests {
 
     #[test]
     fn case_is_kept_when_configured() {
-        let mut h = Harness::<WordCount>::with_config([("lowercase", "false")].into_iter().collect()).unwrap();
+        let mut h =
+            Harness::<WordCount>::with_config([("lowercase", "false")].into_iter().collect())
+                .unwrap();
         h.process_value("Weir weir").unwrap();
         assert_eq!(h.state().get_str("count/Weir"), Some("1"));
     }

@@ -12,9 +12,12 @@ const MAX_MESSAGE_BYTES: usize = 8 << 10;
 impl Host for HostState {
     fn log(&mut self, level: Level, mut message: String) -> Result<()> {
         if message.len() > MAX_MESSAGE_BYTES {
-            let cut = (0..=MAX_MESSAGE_BYTES).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=MAX_MESSAGE_BYTES)
+                .rev()
+                .find(|&i| message.is_char_boundary(i))
+                .unwrap_or(0);
             message.truncate(cut);
-            message.push_str("…");
+            message.push('…');
         }
         let l = &self.labels;
         macro_rules! emit {

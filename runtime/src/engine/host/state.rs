@@ -15,12 +15,22 @@ impl HostState {
             return Err(GuestFault::StateWriteInInit.into());
         }
         if key.len() > self.max_key_bytes as usize {
-            return Err(GuestFault::StateTooLarge { what: "key", size: key.len(), limit: self.max_key_bytes }.into());
+            return Err(GuestFault::StateTooLarge {
+                what: "key",
+                size: key.len(),
+                limit: self.max_key_bytes,
+            }
+            .into());
         }
         if let Some(value) = value
             && value.len() > self.max_value_bytes as usize
         {
-            return Err(GuestFault::StateTooLarge { what: "value", size: value.len(), limit: self.max_value_bytes }.into());
+            return Err(GuestFault::StateTooLarge {
+                what: "value",
+                size: value.len(),
+                limit: self.max_value_bytes,
+            }
+            .into());
         }
         Ok(())
     }
@@ -43,12 +53,20 @@ impl Host for HostState {
         Ok(())
     }
 
-    fn scan(&mut self, prefix: Vec<u8>, start_after: Option<Vec<u8>>, limit: u32) -> Result<Vec<Entry>> {
+    fn scan(
+        &mut self,
+        prefix: Vec<u8>,
+        start_after: Option<Vec<u8>>,
+        limit: u32,
+    ) -> Result<Vec<Entry>> {
         let limit = limit.min(MAX_SCAN_PAGE) as usize;
         let entries = self.state.scan(&prefix, start_after.as_deref(), limit)?;
         Ok(entries
             .into_iter()
-            .map(|e| Entry { key: e.key, value: e.value })
+            .map(|e| Entry {
+                key: e.key,
+                value: e.value,
+            })
             .collect())
     }
 }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what building and testing Weir needs on a fresh Debian machine, skipping
+# whatever is already there. Safe to run again.
+set -euo pipefail
+
+need_apt=()
+# librocksdb-sys generates its bindings with bindgen, which needs libclang.
+dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
+dpkg -s clang >/dev/null 2>&1 || need_apt+=(clang)
+if ((${#need_apt[@]})); then
+    echo "setup: installing ${need_apt[*]} with apt-get"
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    echo "setup: adding the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+fi
+for component in clippy rustfmt; do
+    rustup component list --installed | grep -q "^$component" || rustup component add "$component"
+done

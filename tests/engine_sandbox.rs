@@ -1,0 +1,211 @@
+//! The sandbox and the limits, through the engine API: every kind of misbehaviour is
+//! stopped, reported as what it is, isolated to its record, and leaves state intact.
+
+use std::sync::Arc;
+
+use weir_runtime::engine::bindings::InputRecord;
+use weir_runtime::engine::{GuestFault, Instance, InstanceLabels, Module};
+use weir_runtime::pipeline::{BatchOutcome, ErrorPolicy, FailureReason, Processor, run_batch};
+
+use weir_runtime::state::{PartitionState, RocksStore};
+use weir_tests::{engine, guest};
+
+fn misbehave() -> Module {
+    engine()
+        .load_file(&guest("misbehave"))
+        .expect("misbehave loads")
+}
+
+fn instance(module: &Module, state: PartitionState) -> Instance {
+    let labels = InstanceLabels {
+        pipeline: "sandbox".into(),
+        partition: 3,
+        module: module.id().short().into(),
+    };
+    engine()
+        .instantiate(module, labels, Arc::from([]), state)
+        .expect("instantiates")
+}
+
+fn records(values: &[&str]) -> Vec<InputRecord> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| InputRecord::from_value("in", 3, i as i64, *v))
+        .collect()
+}
+
+fn run(instance: &mut Instance, values: &[&str]) -> BatchOutcome {
+    run_batch(instance, &records(values), ErrorPolicy::DeadLetter).expect("no host failure")
+}
+
+fn output_values(outcome: &BatchOutcome) -> Vec<String> {
+    outcome
+        .outputs
+        .iter()
+        .map(|o| String::from_utf8(o.value.clone().unwrap()).unwrap())
+        .collect()
+}
+
+fn fault(outcome: &BatchOutcome) -> &GuestFault {
+    match &outcome.failures[..] {
+        [failure] => match &failure.reason {
+            FailureReason::Fault(fault) => fault,
+            other => panic!("expected a fault, got {other}"),
+        },
+        other => panic!("expected one failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_call_timeout() {
+    let module = misbehave();
+    let mut instance = instance(&module, PartitionState::default());
+    let outcome = run(&mut instance, &["loop"]);
+    assert!(
+        matches!(fault(&outcome), GuestFault::Timeout { .. }),
+        "{:?}",
+        outcome.failures
+    );
+    assert!(
+        fault(&outcome)
+            .to_string()
+            .contains("call timeout of 500ms")
+    );
+}
+
+#[test]
+fn a_memory_bomb_is_stopped_by_the_memory_limit() {
+    let module = misbehave();
+    let mut instance = instance(&module, PartitionState::default());
+    let outcome = run(&mut instance, &["alloc"]);
+    match fault(&outcome) {
+        GuestFault::MemoryLimit { limit, requested } => {
+            assert_eq!(*limit, 64 << 20);
+            assert!(requested > limit);
+        }
+        other => panic!("expected the memory limit, got {other}"),
+    }
+}
+
+#[test]
+fn a_panic_is_a_trap_that_carries_the_guest_message() {
+    let module = misbehave();
+    let mut instance = instance(&module, PartitionState::default());
+    let outcome = run(&mut instance, &["panic"]);
+    let message = fault(&outcome).to_string();
+    assert!(message.contains("unreachable"), "{message}");
+    assert!(
+        message.contains("the record asked for a panic"),
+        "guest stderr is attached: {message}"
+    );
+}
+
+#[test]
+fn oversized_state_writes_are_refused() {
+    let module = misbehave();
+    let mut instance = instance(&module, PartitionState::default());
+    let outcome = run(&mut instance, &["put-huge"]);
+    assert!(
+        matches!(
+            fault(&outcome),
+            GuestFault::StateTooLarge { what: "value", .. }
+        ),
+        "{:?}",
+        outcome.failures
+    );
+    assert!(
+        instance.state().pending().is_empty(),
+        "nothing of the failed record is kept"
+    );
+}
+
+#[test]
+fn the_guest_has_no_filesystem_network_or_environment() {
+    let module = misbehave();
+    let mut instance = instance(&module, PartitionState::default());
+    let outcome = run(&mut instance, &["open-file", "connect", "env"]);
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let values = output_values(&outcome);
+    assert!(
+        values[0].starts_with("refused:"),
+        "opening /etc/passwd: {}",
+        values[0]
+    );
+    assert!(
+        values[1].starts_with("refused:"),
+        "connecting to 127.0.0.1:9: {}",
+        values[1]
+    );
+    assert_eq!(values[2], "0", "environment variables visible to the guest");
+}
+
+#[test]
+fn faults_are_isolated_and_the_instance_recovers_with_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = misbehave();
+    let state = PartitionState::new(Box::new(RocksStore::open(dir.path()).unwrap()));
+    let mut instance = instance(&module, state);
+
+    let outcome = run(
+        &mut instance,
+        &["a", "panic", "b", "loop", "c", "alloc", "reject", "d"],
+    );
+    assert_eq!(
+        output_values(&outcome),
+        ["1", "2", "3", "4"],
+        "each good record counted once"
+    );
+    let kinds: Vec<_> = outcome
+        .failures
+        .iter()
+        .map(|f| match &f.reason {
+            FailureReason::Fault(fault) => fault.kind(),
+            FailureReason::Rejected { .. } => "rejected",
+        })
+        .collect();
+    assert_eq!(kinds, ["trap", "timeout", "memory_limit", "rejected"]);
+    assert_eq!(
+        outcome.failures.iter().map(|f| f.index).collect::<Vec<_>>(),
+        [1, 3, 5, 6]
+    );
+
+    instance.state().checkpoint(&[]).unwrap();
+    let outcome = run(&mut instance, &["e"]);
+    assert_eq!(
+        output_values(&outcome),
+        ["5"],
+        "the restarted instance sees the committed count"
+    );
+}
+
+#[test]
+fn the_fail_policy_stops_and_keeps_nothing() {
+    let module = misbehave();
+    let mut instance = instance(&module, PartitionState::default());
+    let err = run_batch(
+        &mut instance,
+        &records(&["a", "panic", "b"]),
+        ErrorPolicy::Fail,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("record 1"), "{err}");
+}
+
+#[test]
+fn init_can_refuse_its_configuration() {
+    let module = misbehave();
+    let labels = InstanceLabels {
+        pipeline: "p".into(),
+        partition: 0,
+        module: module.id().short().into(),
+    };
+    let config: Arc<[(String, String)]> = Arc::from([("fail_init".to_owned(), "yes".to_owned())]);
+    let err = engine()
+        .instantiate(&module, labels, config, PartitionState::default())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("init refused: fail_init is set"),
+        "{err}"
+    );
+}

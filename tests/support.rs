@@ -1,0 +1,213 @@
+//! Helpers shared by the integration tests and the benchmarks: building the guest
+//! examples, finding fixtures, and one engine per test process.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{LazyLock, OnceLock};
+
+use weir_runtime::engine::{Engine, EngineConfig, Limits};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A file under `guest-examples/fixtures/`.
+pub fn fixture(path: &str) -> PathBuf {
+    repo_root().join("guest-examples/fixtures").join(path)
+}
+
+/// The Cargo target directory the tests were built in.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    // <target>/<profile>/deps/<test>
+    exe.ancestors()
+        .nth(3)
+        .expect("test executables live in <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Where guest components are built: a target directory of their own beside the
+/// host's, so building them never waits on the lock of the build running the tests.
+fn guest_target_dir() -> PathBuf {
+    target_dir().join("guests")
+}
+
+/// A compiled-module cache shared by every test process: modules compile once per
+/// build, not once per test. Safe to share: artifacts are named by module hash and
+/// engine settings, and written atomically.
+pub fn shared_cache_dir() -> PathBuf {
+    target_dir().join("weir-test-compiled")
+}
+
+/// The component of the Rust guest example `name` (e.g. "word-count"), built once
+/// per process with `cargo build --release --target wasm32-wasip2`.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT
+        .get_or_init(build_guests)
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join(format!("weir_example_{}.wasm", name.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "no guest example named {name} at {}",
+        path.display()
+    );
+    path
+}
+
+fn build_guests() -> Result<PathBuf, String> {
+    let target_dir = guest_target_dir();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(repo_root().join("guest-examples"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .status()
+        .map_err(|e| format!("cannot run cargo to build the guest examples: {e}"))?;
+    if !status.success() {
+        return Err("building the guest examples failed (see above). Is the wasm32-wasip2 target installed? \
+                    `rustup target add wasm32-wasip2`, or run scripts/test.sh, which sets everything up"
+            .into());
+    }
+    Ok(target_dir.join("wasm32-wasip2/release"))
+}
+
+/// Limits that make the limit tests quick: a 500 ms call timeout, 64 MiB of memory.
+pub fn test_limits() -> Limits {
+    Limits {
+        call_timeout_ms: 500,
+        memory_limit_bytes: 64 << 20,
+        max_instances: 32,
+        ..Limits::default()
+    }
+}
+
+/// One engine per test process, as in the daemon.
+pub fn engine() -> &'static Engine {
+    static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
+        Engine::new(EngineConfig {
+            limits: test_limits(),
+            cache_dir: Some(shared_cache_dir()),
+        })
+        .expect("engine starts")
+    });
+    &ENGINE
+}
+
+/// A transform compiled natively, run through the same host path as a Wasm instance:
+/// the same batch runner, write buffer and state store. Records are copied in and
+/// outputs copied out, as the Wasm boundary does, so comparing the two isolates
+/// what Wasm itself costs.
+pub mod native {
+    use weir_runtime::engine::bindings::{Header, InputRecord, OutputRecord};
+    use weir_runtime::pipeline::{ProcessError, Processor};
+    use weir_runtime::state::PartitionState;
+    use weir_sdk::{Config, StateBackend, Transform};
+
+    pub struct NativeProcessor<T> {
+        transform: T,
+        state: PartitionState,
+    }
+
+    impl<T: Transform> NativeProcessor<T> {
+        pub fn new(config: &[(&str, &str)], state: PartitionState) -> Self {
+            let config: Config = config.iter().copied().collect();
+            let transform = T::init(&config).unwrap_or_else(|e| panic!("init failed: {e}"));
+            Self { transform, state }
+        }
+    }
+
+    impl<T: Transform> Processor for NativeProcessor<T> {
+        fn process(&mut self, records: &[InputRecord]) -> Result<Vec<OutputRecord>, ProcessError> {
+            let records = records.iter().map(to_sdk).collect();
+            match weir_sdk::run_batch(&mut self.transform, records, &mut Backend(&mut self.state)) {
+                Ok(outputs) => Ok(outputs.into_iter().map(from_sdk).collect()),
+                Err(e) => Err(ProcessError::Rejected {
+                    index: e.index as usize,
+                    message: e.message,
+                }),
+            }
+        }
+
+        fn state(&mut self) -> &mut PartitionState {
+            &mut self.state
+        }
+    }
+
+    struct Backend<'a>(&'a mut PartitionState);
+
+    impl StateBackend for Backend<'_> {
+        fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+            self.0.get(key).expect("state read")
+        }
+
+        fn put(&mut self, key: &[u8], value: &[u8]) {
+            self.0.put(key.to_vec(), value.to_vec());
+        }
+
+        fn delete(&mut self, key: &[u8]) {
+            self.0.delete(key.to_vec());
+        }
+
+        fn scan(
+            &mut self,
+            prefix: &[u8],
+            start_after: Option<&[u8]>,
+            limit: u32,
+        ) -> Vec<(Vec<u8>, Vec<u8>)> {
+            let entries = self
+                .0
+                .scan(prefix, start_after, limit as usize)
+                .expect("state scan");
+            entries.into_iter().map(|e| (e.key, e.value)).collect()
+        }
+    }
+
+    fn to_sdk(r: &InputRecord) -> weir_sdk::Record {
+        weir_sdk::Record {
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r
+                .headers
+                .iter()
+                .map(|h| weir_sdk::Header {
+                    key: h.key.clone(),
+                    value: h.value.clone(),
+                })
+                .collect(),
+            timestamp: r.timestamp,
+            topic: r.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+        }
+    }
+
+    fn from_sdk(o: weir_sdk::Output) -> OutputRecord {
+        OutputRecord {
+            key: o.key,
+            value: o.value,
+            headers: o
+                .headers
+                .into_iter()
+                .map(|h| Header {
+                    key: h.key,
+                    value: h.value,
+                })
+                .collect(),
+            topic: o.topic,
+            timestamp: o.timestamp,
+        }
+    }
+}
