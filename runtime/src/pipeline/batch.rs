@@ -165,7 +165,7 @@ mod tests {
         calls: usize,
     }
 
-    fn count(state: &PartitionState, key: &str) -> u64 {
+    fn count(state: &mut PartitionState, key: &str) -> u64 {
         state
             .get(key.as_bytes())
             .unwrap()
@@ -179,7 +179,7 @@ mod tests {
             for (index, record) in records.iter().enumerate() {
                 let value = record.value.clone().unwrap_or_default();
                 let key = String::from_utf8(value.clone()).unwrap();
-                let n = count(&self.state, &key) + 1;
+                let n = count(&mut self.state, &key) + 1;
                 self.state
                     .put(key.clone().into_bytes(), n.to_string().into_bytes());
                 match key.as_str() {
@@ -233,7 +233,7 @@ mod tests {
         let outcome = run_batch(&mut p, &records(&["a", "b", "a"]), ErrorPolicy::Fail).unwrap();
         assert_eq!(values(&outcome), ["a", "b", "a"]);
         assert_eq!(p.calls, 1);
-        assert_eq!(count(&p.state, "a"), 2);
+        assert_eq!(count(&mut p.state, "a"), 2);
     }
 
     #[test]
@@ -251,10 +251,14 @@ mod tests {
                 }
             }]
         );
-        assert_eq!(count(&p.state, "a"), 2, "the replayed prefix counts once");
-        assert_eq!(count(&p.state, "b"), 1);
         assert_eq!(
-            count(&p.state, "reject"),
+            count(&mut p.state, "a"),
+            2,
+            "the replayed prefix counts once"
+        );
+        assert_eq!(count(&mut p.state, "b"), 1);
+        assert_eq!(
+            count(&mut p.state, "reject"),
             0,
             "the failing record's writes are gone"
         );
@@ -273,9 +277,9 @@ mod tests {
             FailureReason::Fault(GuestFault::Trap { .. })
         ));
         for key in ["a", "b", "c"] {
-            assert_eq!(count(&p.state, key), 1, "{key}");
+            assert_eq!(count(&mut p.state, key), 1, "{key}");
         }
-        assert_eq!(count(&p.state, "trap"), 0);
+        assert_eq!(count(&mut p.state, "trap"), 0);
     }
 
     #[test]
@@ -307,7 +311,7 @@ mod tests {
             outcome.failures.iter().map(|f| f.index).collect::<Vec<_>>(),
             [0, 2]
         );
-        assert_eq!(count(&p.state, "x"), 1);
+        assert_eq!(count(&mut p.state, "x"), 1);
         let outcome = run_batch(&mut p, &records(&["trap"]), ErrorPolicy::Skip).unwrap();
         assert!(outcome.outputs.is_empty());
         assert_eq!(outcome.failures.len(), 1);

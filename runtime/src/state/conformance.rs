@@ -44,7 +44,7 @@ fn entry(key: &str, value: &str) -> Entry {
     }
 }
 
-fn get(state: &PartitionState, key: &str) -> Option<String> {
+fn get(state: &mut PartitionState, key: &str) -> Option<String> {
     state
         .get(key.as_bytes())
         .unwrap()
@@ -53,15 +53,15 @@ fn get(state: &PartitionState, key: &str) -> Option<String> {
 
 fn reads_see_buffer_before_store(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
     let mut state = PartitionState::new(make());
-    assert_eq!(get(&state, "k"), None);
+    assert_eq!(get(&mut state, "k"), None);
     state.put("k".into(), "1".into());
-    assert_eq!(get(&state, "k"), Some("1".into()));
+    assert_eq!(get(&mut state, "k"), Some("1".into()));
     state.checkpoint(&[]).unwrap();
     assert!(state.pending().is_empty());
-    assert_eq!(get(&state, "k"), Some("1".into()), "committed value");
+    assert_eq!(get(&mut state, "k"), Some("1".into()), "committed value");
     state.put("k".into(), "2".into());
     assert_eq!(
-        get(&state, "k"),
+        get(&mut state, "k"),
         Some("2".into()),
         "buffer shadows the store"
     );
@@ -73,10 +73,10 @@ fn deletes_hide_committed_keys(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
     state.put("b".into(), "2".into());
     state.checkpoint(&[]).unwrap();
     state.delete("a".into());
-    assert_eq!(get(&state, "a"), None);
+    assert_eq!(get(&mut state, "a"), None);
     assert_eq!(state.scan(b"", None, 10).unwrap(), vec![entry("b", "2")]);
     state.checkpoint(&[]).unwrap();
-    assert_eq!(get(&state, "a"), None, "the delete was committed");
+    assert_eq!(get(&mut state, "a"), None, "the delete was committed");
     state.delete("never-written".into());
     state.checkpoint(&[]).unwrap();
 }
@@ -92,19 +92,19 @@ fn rollback_restores_the_buffer(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
     state.put("buffered".into(), "b3".into());
     state.put("new".into(), "n".into());
     state.delete("committed".into());
-    assert_eq!(get(&state, "buffered"), Some("b3".into()));
+    assert_eq!(get(&mut state, "buffered"), Some("b3".into()));
     state.rollback_batch();
 
-    assert_eq!(get(&state, "buffered"), Some("b1".into()));
-    assert_eq!(get(&state, "new"), None);
-    assert_eq!(get(&state, "committed"), Some("c".into()));
+    assert_eq!(get(&mut state, "buffered"), Some("b1".into()));
+    assert_eq!(get(&mut state, "new"), None);
+    assert_eq!(get(&mut state, "committed"), Some("c".into()));
     assert_eq!(state.pending().len(), 1);
 
     state.begin_batch();
     state.put("kept".into(), "k".into());
     state.commit_batch();
     state.rollback_batch(); // no open batch: nothing to undo
-    assert_eq!(get(&state, "kept"), Some("k".into()));
+    assert_eq!(get(&mut state, "kept"), Some("k".into()));
 }
 
 fn checkpoint_applies_writes_and_metadata_together(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
@@ -116,7 +116,7 @@ fn checkpoint_applies_writes_and_metadata_together(make: &mut dyn FnMut() -> Box
     assert_eq!(stats.bytes, "k".len() + "value".len());
     assert_eq!(state.metadata("offset").unwrap(), Some(b"42".to_vec()));
     assert_eq!(
-        get(&state, "offset"),
+        get(&mut state, "offset"),
         None,
         "metadata is not transform state"
     );
@@ -136,8 +136,8 @@ fn discard_keeps_committed_state(make: &mut dyn FnMut() -> Box<dyn StateStore>) 
     state.begin_batch();
     state.put("j".into(), "3".into());
     state.discard_uncommitted();
-    assert_eq!(get(&state, "k"), Some("1".into()));
-    assert_eq!(get(&state, "j"), None);
+    assert_eq!(get(&mut state, "k"), Some("1".into()));
+    assert_eq!(get(&mut state, "j"), None);
 }
 
 fn scan_respects_prefix_order_and_paging(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
@@ -178,7 +178,7 @@ fn scan_respects_prefix_order_and_paging(make: &mut dyn FnMut() -> Box<dyn State
 }
 
 /// Random puts, deletes, batches, rollbacks and checkpoints, checked against a BTreeMap
-/// after every step with scans of every page size.
+/// after every step with scans of every page size and point reads.
 fn scan_matches_a_model_under_random_operations(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move |bound: u64| {
@@ -187,12 +187,14 @@ fn scan_matches_a_model_under_random_operations(make: &mut dyn FnMut() -> Box<dy
         rng ^= rng << 17;
         rng % bound
     };
-    let mut state = PartitionState::new(make());
+    // A tiny read cache, so eviction happens all the time.
+    let mut state = PartitionState::with_cache_budget(make(), 512);
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut batch_start: Option<BTreeMap<Vec<u8>, Vec<u8>>> = None;
 
     for step in 0..600 {
         let key = format!("{}{}", ["p", "pa", "q"][next(3) as usize], next(12)).into_bytes();
+        let touched = key.clone();
         match next(10) {
             0..=4 => {
                 let value = format!("v{step}").into_bytes();
@@ -253,6 +255,11 @@ fn scan_matches_a_model_under_random_operations(make: &mut dyn FnMut() -> Box<dy
         for (key, value) in &model {
             assert_eq!(state.get(key).unwrap().as_ref(), Some(value), "step {step}");
         }
+        assert_eq!(
+            state.get(&touched).unwrap(),
+            model.get(&touched).cloned(),
+            "step {step}: the key just touched"
+        );
     }
 }
 
@@ -265,10 +272,10 @@ fn rocksdb_state_survives_reopen() {
         state.checkpoint(&[("offset", b"7")]).unwrap();
         state.put("uncommitted".into(), "x".into());
     }
-    let state = PartitionState::new(Box::new(RocksStore::open(dir.path()).unwrap()));
-    assert_eq!(get(&state, "k"), Some("v".into()));
+    let mut state = PartitionState::new(Box::new(RocksStore::open(dir.path()).unwrap()));
+    assert_eq!(get(&mut state, "k"), Some("v".into()));
     assert_eq!(
-        get(&state, "uncommitted"),
+        get(&mut state, "uncommitted"),
         None,
         "only checkpoints are durable"
     );
