@@ -14,6 +14,7 @@
 //! ever holds what the store holds, so scans and commits can ignore it.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as Slot;
 
 use foldhash::fast::RandomState;
 
@@ -87,10 +88,15 @@ impl ReadCache {
 
     fn insert(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         self.bytes += Self::size(&key, &value);
-        if let Some(old) = self.entries.get_key_value(&key) {
-            self.bytes -= Self::size(old.0, old.1);
+        match self.entries.entry(key) {
+            Slot::Occupied(mut entry) => {
+                self.bytes -= Self::size(entry.key(), entry.get());
+                entry.insert(value);
+            }
+            Slot::Vacant(entry) => {
+                entry.insert(value);
+            }
         }
-        self.entries.insert(key, value);
         if self.bytes > self.budget {
             self.shrink();
         }

@@ -123,8 +123,12 @@ impl StateStore for RocksStore {
     }
 
     fn commit(&mut self, writes: &WriteSet, metadata: &[(&str, &[u8])]) -> Result<(), StateError> {
+        // In key order: the memtable's skiplist then finds each insert position next to
+        // the previous one, several times faster than the buffer's hash order.
+        let mut sorted: Vec<_> = writes.iter().collect();
+        sorted.sort_unstable_by_key(|(key, _)| *key);
         let mut batch = WriteBatch::default();
-        for (key, value) in writes.iter() {
+        for (key, value) in sorted {
             match value {
                 Some(value) => batch.put(key, value),
                 None => batch.delete(key),
