@@ -8,11 +8,13 @@ export WEIR_CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WEIR_CACHE/target}"
 
 scripts/setup.sh
-echo "== building weir (the first build compiles RocksDB and wasmtime: ~15 minutes on 2 cores)"
-cargo build --release --locked -p weir-runtime --bin weir
+# The same package selection as scripts/test.sh, so the two share one build: a different
+# selection unifies features differently and recompiles RocksDB.
+echo "== building weir (a first build compiles RocksDB and wasmtime: ~15 minutes on 2 cores)"
+cargo build --locked --workspace --all-targets
 scripts/build-guests.sh >/dev/null
 
-weir="$CARGO_TARGET_DIR/release/weir"
+weir="$CARGO_TARGET_DIR/debug/weir"
 module="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release/weir_example_word_count.wasm"
 fixtures=guest-examples/fixtures/word-count
 state=$(mktemp -d)

@@ -209,3 +209,28 @@ fn init_can_refuse_its_configuration() {
         "{err}"
     );
 }
+
+#[test]
+fn call_timeouts_outlive_the_engine() {
+    let engine = weir_runtime::engine::Engine::new(weir_runtime::engine::EngineConfig {
+        limits: weir_tests::test_limits(),
+        cache_dir: Some(weir_tests::shared_cache_dir()),
+    })
+    .unwrap();
+    let module = engine.load_file(&guest("misbehave")).unwrap();
+    let labels = InstanceLabels {
+        pipeline: "p".into(),
+        partition: 0,
+        module: module.id().short().into(),
+    };
+    let mut instance = engine
+        .instantiate(&module, labels, Arc::from([]), PartitionState::default())
+        .unwrap();
+    drop(engine);
+    let outcome = run(&mut instance, &["loop"]);
+    assert!(
+        matches!(fault(&outcome), GuestFault::Timeout { .. }),
+        "{:?}",
+        outcome.failures
+    );
+}

@@ -83,10 +83,10 @@ impl<'a> Context<'a> {
 
     /// Typed state: values of type `V` stored as JSON under keys that start with
     /// `prefix`. JSON keeps the state readable by a transform in any language.
-    pub fn table<V>(&mut self, prefix: &str) -> Table<'_, V> {
+    pub fn table<'t, V>(&'t mut self, prefix: &'t str) -> Table<'t, V> {
         Table {
             backend: &mut *self.state,
-            prefix: prefix.as_bytes().to_vec(),
+            prefix: prefix.as_bytes(),
             value: PhantomData,
         }
     }
@@ -186,13 +186,13 @@ impl Iterator for Scan<'_> {
 /// Values of type `V`, stored as JSON under `prefix` + key. See [`Context::table`].
 pub struct Table<'a, V> {
     backend: &'a mut dyn StateBackend,
-    prefix: Vec<u8>,
+    prefix: &'a [u8],
     value: PhantomData<fn() -> V>,
 }
 
 impl<V: Serialize + DeserializeOwned> Table<'_, V> {
     fn key(&self, key: &[u8]) -> Vec<u8> {
-        [self.prefix.as_slice(), key].concat()
+        [self.prefix, key].concat()
     }
 
     pub fn get(&mut self, key: impl AsRef<[u8]>) -> Result<Option<V>, Error> {
@@ -234,7 +234,7 @@ impl<V: Serialize + DeserializeOwned> Table<'_, V> {
     /// Every entry of the table in key order, with the prefix taken off the keys.
     pub fn iter(&mut self) -> impl Iterator<Item = Result<(Vec<u8>, V), Error>> + '_ {
         let prefix_len = self.prefix.len();
-        Scan::new(&mut *self.backend, self.prefix.clone()).map(move |(key, raw)| {
+        Scan::new(&mut *self.backend, self.prefix.to_vec()).map(move |(key, raw)| {
             decode(&key, &raw).map(|value| (key[prefix_len..].to_vec(), value))
         })
     }

@@ -1,4 +1,4 @@
-//! Write [Weir](https://example.invalid/weir) stream transforms in Rust.
+//! Write Weir stream transforms in Rust.
 //!
 //! Implement [`Transform`] for a type, register it with [`export!`], and build for
 //! `wasm32-wasip2`: the result is a WebAssembly component the Weir host runs over a

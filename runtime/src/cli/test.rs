@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::engine::bindings::{InputRecord, OutputRecord};
-use crate::engine::{Engine, EngineConfig, EngineError, InstanceLabels, Limits};
+use crate::engine::{Engine, EngineConfig, EngineError, Instance, InstanceLabels, Limits};
 use crate::jsonl;
 use crate::pipeline::{BatchError, ErrorPolicy, Processor as _, run_batch};
 use crate::state::{MemoryStore, PartitionState, RocksStore, StateStore};
@@ -107,13 +107,53 @@ fn execute(args: &TestArgs) -> Result<Exit, Failure> {
     let inputs = jsonl::parse_inputs(&read(&args.input, "input")?, &args.topic)
         .map_err(|errors| line_errors(&args.input, errors))?;
     let expected = match &args.expect {
-        Some(path) => Some(
+        Some(path) => Some((
+            path,
             jsonl::parse_outputs(&read(path, "expect")?)
                 .map_err(|errors| line_errors(path, errors))?,
-        ),
+        )),
         None => None,
     };
+    let engine = engine(args)?;
+    let mut instance = start(&engine, args)?;
 
+    let (lines, records): (Vec<usize>, Vec<InputRecord>) = inputs.into_iter().unzip();
+    let (outputs, failed) = process(&mut instance, &records, &lines, args)?;
+
+    let module_id = instance.module().id().to_string();
+    instance
+        .state()
+        .checkpoint(&[("weir.test.module", module_id.as_bytes())])
+        .map_err(|e| Failure(Exit::Failed, e.to_string()))?;
+
+    print_outputs(&outputs);
+    let summary = format!(
+        "{} records in, {} outputs, {failed} failed",
+        records.len(),
+        outputs.len()
+    );
+    Ok(match expected {
+        None => {
+            eprintln!("ok: {summary}");
+            Exit::Success
+        }
+        Some((path, expected)) => match jsonl::diff(&expected, &outputs) {
+            None => {
+                eprintln!("ok: {summary}; outputs match {}", path.display());
+                Exit::Success
+            }
+            Some(diff) => {
+                eprintln!(
+                    "outputs differ from {} ({summary}):\n{diff}",
+                    path.display()
+                );
+                Exit::Mismatch
+            }
+        },
+    })
+}
+
+fn engine(args: &TestArgs) -> Result<Engine, Failure> {
     let defaults = Limits::default();
     let limits = Limits {
         memory_limit_bytes: args
@@ -124,8 +164,12 @@ fn execute(args: &TestArgs) -> Result<Exit, Failure> {
         ..defaults
     };
     let cache_dir = args.cache_dir.clone().or_else(super::default_cache_dir);
-    let engine = Engine::new(EngineConfig { limits, cache_dir })
-        .map_err(|e| Failure(Exit::Module, e.to_string()))?;
+    Engine::new(EngineConfig { limits, cache_dir })
+        .map_err(|e| Failure(Exit::Module, e.to_string()))
+}
+
+/// Load the module, open the state and start an instance (running `init`).
+fn start(engine: &Engine, args: &TestArgs) -> Result<Instance, Failure> {
     let module = engine.load_file(&args.module).map_err(|e| match e {
         EngineError::ReadModule { .. } => Failure(Exit::Usage, e.to_string()),
         other => Failure(Exit::Module, other.to_string()),
@@ -144,42 +188,45 @@ fn execute(args: &TestArgs) -> Result<Exit, Failure> {
         module: module.id().short().to_owned(),
     };
     let config: Arc<[(String, String)]> = args.config.clone().into();
-    let mut instance = engine
+    engine
         .instantiate(&module, labels, config, PartitionState::new(store))
-        .map_err(|e| Failure(Exit::Module, e.to_string()))?;
+        .map_err(|e| Failure(Exit::Module, e.to_string()))
+}
 
-    let (lines, records): (Vec<usize>, Vec<InputRecord>) = inputs.into_iter().unzip();
-    let mut outputs: Vec<OutputRecord> = Vec::new();
+/// Run every record in batches; returns the outputs and how many records failed.
+fn process(
+    instance: &mut Instance,
+    records: &[InputRecord],
+    lines: &[usize],
+    args: &TestArgs,
+) -> Result<(Vec<OutputRecord>, usize), Failure> {
+    let batch_size = args.batch_size as usize;
+    let mut outputs = Vec::new();
     let mut failed = 0;
-    for (chunk, start) in records
-        .chunks(args.batch_size as usize)
-        .zip((0..).step_by(args.batch_size as usize))
-    {
+    for (chunk, start) in records.chunks(batch_size).zip((0..).step_by(batch_size)) {
         let at = |index: usize| {
-            let record = &chunk[index];
             format!(
                 "the record on line {} (offset {})",
                 lines[start + index],
-                record.offset
+                chunk[index].offset
             )
         };
-        let outcome =
-            run_batch(&mut instance, chunk, args.on_error).map_err(|error| match error {
-                BatchError::RecordFailed { index, reason } => Failure(
-                    Exit::Failed,
-                    format!(
-                        "{} failed, and --on-error is `fail`: {reason}. No state was written.",
-                        at(index)
-                    ),
+        let outcome = run_batch(instance, chunk, args.on_error).map_err(|error| match error {
+            BatchError::RecordFailed { index, reason } => Failure(
+                Exit::Failed,
+                format!(
+                    "{} failed, and --on-error is `fail`: {reason}. No state was written.",
+                    at(index)
                 ),
-                other => Failure(Exit::Failed, format!("{other}. No state was written.")),
-            })?;
+            ),
+            other => Failure(Exit::Failed, format!("{other}. No state was written.")),
+        })?;
+        let action = match args.on_error {
+            ErrorPolicy::DeadLetter => "dead-lettered",
+            _ => "skipped",
+        };
         for failure in &outcome.failures {
             failed += 1;
-            let action = match args.on_error {
-                ErrorPolicy::DeadLetter => "dead-lettered",
-                _ => "skipped",
-            };
             eprintln!(
                 "warning: {} {action}: {}",
                 at(failure.index),
@@ -188,44 +235,16 @@ fn execute(args: &TestArgs) -> Result<Exit, Failure> {
         }
         outputs.extend(outcome.outputs);
     }
+    Ok((outputs, failed))
+}
 
-    let module_id = module.id().to_string();
-    instance
-        .state()
-        .checkpoint(&[("weir.test.module", module_id.as_bytes())])
-        .map_err(|e| Failure(Exit::Failed, e.to_string()))?;
-
+fn print_outputs(outputs: &[OutputRecord]) {
     let mut stdout = BufWriter::new(std::io::stdout().lock());
-    for output in &outputs {
+    for output in outputs {
         // A closed stdout (`| head`) is not an error worth reporting.
         if writeln!(stdout, "{}", jsonl::render_output(output)).is_err() {
             break;
         }
     }
     let _ = stdout.flush();
-
-    let summary = format!(
-        "{} records in, {} outputs, {failed} failed",
-        records.len(),
-        outputs.len()
-    );
-    match (&expected, &args.expect) {
-        (Some(expected), Some(path)) => match jsonl::diff(expected, &outputs) {
-            None => {
-                eprintln!("ok: {summary}; outputs match {}", path.display());
-                Ok(Exit::Success)
-            }
-            Some(diff) => {
-                eprintln!(
-                    "outputs differ from {} ({summary}):\n{diff}",
-                    path.display()
-                );
-                Ok(Exit::Mismatch)
-            }
-        },
-        _ => {
-            eprintln!("ok: {summary}");
-            Ok(Exit::Success)
-        }
-    }
 }

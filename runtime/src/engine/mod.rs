@@ -95,7 +95,7 @@ pub struct Engine {
     linker: Linker<HostState>,
     cache: Option<CompiledCache>,
     limits: Arc<Limits>,
-    _ticker: EpochTicker,
+    ticker: Arc<EpochTicker>,
 }
 
 impl fmt::Debug for Engine {
@@ -125,13 +125,13 @@ impl Engine {
             .as_deref()
             .map(|dir| CompiledCache::open(dir, &wasm))
             .transpose()?;
-        let ticker = EpochTicker::start(wasm.clone());
+        let ticker = Arc::new(EpochTicker::start(wasm.clone()));
         Ok(Self {
             wasm,
             linker,
             cache,
             limits: Arc::new(limits),
-            _ticker: ticker,
+            ticker,
         })
     }
 
@@ -247,6 +247,7 @@ impl Engine {
             config,
             limits: self.limits.clone(),
             labels,
+            _ticker: self.ticker.clone(),
         };
         instance.start()?;
         Ok(instance)
@@ -368,6 +369,9 @@ pub struct Instance {
     config: Arc<[(String, String)]>,
     limits: Arc<Limits>,
     labels: Arc<InstanceLabels>,
+    /// Keeps call timeouts working for as long as the instance lives, even if the
+    /// `Engine` that made it is dropped first.
+    _ticker: Arc<EpochTicker>,
 }
 
 impl fmt::Debug for Instance {
