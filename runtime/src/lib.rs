@@ -2,12 +2,18 @@
 //!
 //! * [`engine`] loads transform components, sandboxes them and serves their host imports.
 //! * [`state`] holds keyed state: a per-partition write buffer over RocksDB.
-//! * [`pipeline`] runs batches through a transform and applies the per-record error policy.
+//! * [`pipeline`] runs batches through a transform, applies the per-record error policy,
+//!   and runs Kafka partitions: restore, process, checkpoint.
+//! * [`kafka`] talks to Kafka: client settings, the embedded broker, topics, producers.
+//! * [`config`] is the TOML pipeline configuration and its validation.
 //! * [`jsonl`] reads and writes records as JSON lines, the fixture format.
 //! * [`cli`] is the `weir` command line.
 
 pub mod cli;
+pub mod config;
 pub mod engine;
+pub mod failpoint;
 pub mod jsonl;
+pub mod kafka;
 pub mod pipeline;
 pub mod state;

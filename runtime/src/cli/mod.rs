@@ -1,6 +1,8 @@
 //! The `weir` command line. `main` is the only place that decides an exit code.
 
+mod serve;
 mod test;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +32,14 @@ enum LogFormat {
 enum Command {
     /// Run a transform over records from a JSONL file and print its outputs as JSONL.
     Test(test::TestArgs),
+    /// Run the pipelines of a config file against Kafka until SIGTERM or SIGINT.
+    Serve(serve::ServeArgs),
+    /// Produce lines from stdin to a topic, one record per line.
+    Produce(tools::ProduceArgs),
+    /// Print a topic's records as JSON lines (read_committed).
+    Consume(tools::ConsumeArgs),
+    /// Inspect partition state stores.
+    State(tools::StateArgs),
 }
 
 /// What a `weir` process exit code means.
@@ -78,5 +88,9 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Test(args) => test::run(args).into(),
+        Command::Serve(args) => serve::run(args).into(),
+        Command::Produce(args) => tools::produce(args).into(),
+        Command::Consume(args) => tools::consume(args).into(),
+        Command::State(args) => tools::state(args).into(),
     }
 }

@@ -238,14 +238,27 @@ impl Engine {
         config: Arc<[(String, String)]>,
         state: PartitionState,
     ) -> Result<Instance, EngineError> {
+        self.instantiate_with_limits(module, labels, config, state, self.limits.clone())
+    }
+
+    /// [`instantiate`](Self::instantiate) with limits of its own (a pipeline's), which
+    /// must fit within the engine's: its memory cap sizes the instance pool.
+    pub fn instantiate_with_limits(
+        &self,
+        module: &Module,
+        labels: InstanceLabels,
+        config: Arc<[(String, String)]>,
+        state: PartitionState,
+        limits: Arc<Limits>,
+    ) -> Result<Instance, EngineError> {
         let labels = Arc::new(labels);
-        let store = new_store(&self.wasm, labels.clone(), &self.limits, state);
+        let store = new_store(&self.wasm, labels.clone(), &limits, state);
         let mut instance = Instance {
             module: module.clone(),
             store,
             bindings: None,
             config,
-            limits: self.limits.clone(),
+            limits,
             labels,
             _ticker: self.ticker.clone(),
         };

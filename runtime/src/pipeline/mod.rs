@@ -1,7 +1,10 @@
 //! Running records through a transform: batches, per-record failure isolation and the
-//! error policy. Kafka and `weir test` both drive partitions through here.
+//! error policy, which `weir test` and Kafka pipelines share; and, for Kafka, the
+//! partition [`worker`] and the group [`runner`] that starts and stops workers.
 
 mod batch;
+pub mod runner;
+pub mod worker;
 
 pub use batch::{BatchError, BatchOutcome, FailureReason, RecordFailure, run_batch};
 

@@ -10,6 +10,7 @@
 //! This module knows nothing about guests or Kafka.
 
 mod buffer;
+pub mod changelog;
 #[cfg(test)]
 mod conformance;
 mod memory;

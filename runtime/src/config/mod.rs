@@ -1,0 +1,252 @@
+//! Pipeline configuration: the TOML model, loading, and validation that reports every
+//! problem at once.
+//!
+//! ```toml
+//! data_dir = "weir-data"
+//!
+//! [kafka]
+//! brokers = "embedded"              # or "host1:9092,host2:9092"
+//! [kafka.properties]                # passed to librdkafka as they are
+//! "security.protocol" = "SASL_SSL"
+//!
+//! [pipelines.word-count]
+//! module = "word_count.wasm"
+//! inputs = ["text"]
+//! output = "counts"
+//! ```
+//!
+//! Relative paths are resolved against the directory of the config file, so a config
+//! means the same thing whatever directory Weir is started from.
+
+mod validate;
+
+pub use validate::Problem;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Limits;
+use crate::pipeline::ErrorPolicy;
+
+/// The `brokers` value that starts the in-process broker.
+pub const EMBEDDED: &str = "embedded";
+
+/// A whole Weir configuration: where it keeps data, how it reaches Kafka, and the
+/// pipelines it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Partition state, compiled modules and the instance id live here.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    pub kafka: KafkaConfig,
+    /// Pipelines by name. The name appears in logs, metrics and state paths.
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("weir-data")
+}
+
+/// How to reach Kafka.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, or `"embedded"` for the in-process broker.
+    pub brokers: String,
+    /// librdkafka properties passed through as they are: security.protocol,
+    /// sasl.*, ssl.*, client.id, and tuning. Properties Weir must control for its
+    /// guarantees (group.id, isolation.level, transactional.id, ...) are refused.
+    #[serde(default)]
+    pub properties: BTreeMap<String, PropertyValue>,
+    /// Settings of the embedded broker.
+    #[serde(default)]
+    pub embedded: EmbeddedConfig,
+}
+
+/// A librdkafka property value; TOML numbers and booleans are accepted for convenience.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PropertyValue {
+    String(String),
+    Integer(i64),
+    Bool(bool),
+}
+
+impl std::fmt::Display for PropertyValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::String(s) => f.write_str(s),
+            Self::Integer(i) => write!(f, "{i}"),
+            Self::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// The embedded broker: librdkafka's in-process mock cluster on a loopback port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedConfig {
+    /// Partitions of every topic it creates.
+    pub partitions: i32,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self { partitions: 4 }
+    }
+}
+
+/// Delivery guarantee of a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Outputs, changelog and input offsets commit in one Kafka transaction.
+    #[default]
+    ExactlyOnce,
+    /// Idempotent producer; offsets are committed after outputs are acknowledged, so a
+    /// crash can repeat the records since the last commit.
+    AtLeastOnce,
+}
+
+/// One pipeline: a module over input topics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// The transform component (.wasm).
+    pub module: PathBuf,
+    /// Topics to consume.
+    pub inputs: Vec<String>,
+    /// Where outputs go unless the transform names another topic.
+    pub output: String,
+    /// Consumer group; defaults to `weir.<pipeline name>`.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    /// How often each partition checkpoints (commits), in milliseconds.
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// Most records per call into the transform.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// What to do with a record the transform fails on.
+    #[serde(default)]
+    pub on_error: ErrorPolicy,
+    /// Where `on_error = "dead-letter"` sends failed records.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// Passed to the transform's `init`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Replication factor of the changelog topics Weir creates; -1 uses the broker's
+    /// default.
+    #[serde(default = "default_replication")]
+    pub changelog_replication_factor: i32,
+}
+
+fn default_commit_interval_ms() -> u64 {
+    100
+}
+
+fn default_batch_size() -> u32 {
+    256
+}
+
+fn default_replication() -> i32 {
+    -1
+}
+
+impl PipelineConfig {
+    /// The consumer group of pipeline `name`.
+    pub fn group_id(&self, name: &str) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("weir.{name}"))
+    }
+
+    pub fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.commit_interval_ms)
+    }
+
+    /// The changelog topic holding the state of input `topic` under group `group`.
+    pub fn changelog_topic(group: &str, topic: &str) -> String {
+        format!("{group}-{topic}-changelog")
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid TOML for a Weir config: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path} has {} problem(s):\n{}", problems.len(), validate::render(problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+impl Config {
+    /// Read, parse and validate the config at `path`, resolving relative paths
+    /// against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|error| match error {
+            ParseError::Toml(message) => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            ParseError::Invalid(problems) => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            },
+        })
+    }
+
+    /// Parse and validate config text; relative paths are taken relative to `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ParseError> {
+        let mut config: Self = toml::from_str(text).map_err(|e| ParseError::Toml(e.to_string()))?;
+        config.resolve_paths(base);
+        let problems = validate::validate(&config);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ParseError::Invalid(problems))
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        self.data_dir = base.join(&self.data_dir);
+        for pipeline in self.pipelines.values_mut() {
+            pipeline.module = base.join(&pipeline.module);
+        }
+    }
+
+    /// Whether the in-process broker is asked for.
+    pub fn embedded(&self) -> bool {
+        self.kafka.brokers == EMBEDDED
+    }
+}
+
+/// Why config text was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParseError {
+    Toml(String),
+    Invalid(Vec<Problem>),
+}

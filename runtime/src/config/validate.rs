@@ -1,0 +1,346 @@
+//! Every check a config must pass, collected rather than stopping at the first, so one
+//! edit can fix them all.
+
+use std::collections::BTreeMap;
+
+use super::{Config, EMBEDDED, PipelineConfig};
+use crate::pipeline::ErrorPolicy;
+
+/// One thing wrong with a config, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path of the offending setting, e.g. `pipelines.orders.inputs`.
+    pub at: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
+pub(super) fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// librdkafka properties Weir sets itself: letting a config override them would break
+/// the guarantees Weir promises.
+const RESERVED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "isolation.level",
+    "transactional.id",
+    "enable.idempotence",
+    "partition.assignment.strategy",
+    "group.protocol",
+];
+
+const MAX_TOPIC_NAME: usize = 249;
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn fail(&mut self, at: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            at: at.into(),
+            message: message.into(),
+        });
+    }
+
+    fn topic(&mut self, at: &str, name: &str) {
+        if let Err(message) = check_topic_name(name) {
+            self.fail(at, message);
+        }
+    }
+}
+
+/// Kafka's rule for topic names (and ours for pipeline names, which end up in topic
+/// names and directory names).
+fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a valid name"));
+    }
+    if name.len() > MAX_TOPIC_NAME {
+        return Err(format!(
+            "{name:?} is longer than {MAX_TOPIC_NAME} characters"
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{name:?} contains {bad:?}; use only letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn validate(config: &Config) -> Vec<Problem> {
+    let mut check = Checker {
+        problems: Vec::new(),
+    };
+    let kafka = &config.kafka;
+    if kafka.brokers.trim().is_empty() {
+        check.fail(
+            "kafka.brokers",
+            format!("must list bootstrap servers (host:port,...) or be {EMBEDDED:?}"),
+        );
+    }
+    for name in kafka.properties.keys() {
+        if RESERVED_PROPERTIES.contains(&name.as_str()) {
+            check.fail(
+                format!("kafka.properties.{name}"),
+                "Weir sets this property itself to keep its guarantees; remove it",
+            );
+        }
+    }
+    if !(1..=1024).contains(&kafka.embedded.partitions) {
+        check.fail("kafka.embedded.partitions", "must be between 1 and 1024");
+    }
+    if config.pipelines.is_empty() {
+        check.fail(
+            "pipelines",
+            "no pipeline is configured; add a [pipelines.NAME] table",
+        );
+    }
+
+    let mut groups: BTreeMap<String, &str> = BTreeMap::new();
+    for (name, pipeline) in &config.pipelines {
+        let at = |field: &str| format!("pipelines.{name}.{field}");
+        if let Err(message) = check_topic_name(name) {
+            check.fail(
+                format!("pipelines.{name}"),
+                format!("pipeline name {message}"),
+            );
+        }
+        pipeline_checks(&mut check, name, pipeline);
+        let group = pipeline.group_id(name);
+        if let Some(other) = groups.insert(group.clone(), name) {
+            check.fail(
+                at("group_id"),
+                format!("consumer group {group:?} is also used by pipeline {other:?}; each pipeline needs its own"),
+            );
+        }
+    }
+    check.problems
+}
+
+fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
+    let at = |field: &str| format!("pipelines.{name}.{field}");
+    if !pipeline.module.is_file() {
+        check.fail(
+            at("module"),
+            format!(
+                "{} does not exist or is not a file; build the transform first",
+                pipeline.module.display()
+            ),
+        );
+    }
+    if pipeline.inputs.is_empty() {
+        check.fail(at("inputs"), "must name at least one input topic");
+    }
+    for (i, topic) in pipeline.inputs.iter().enumerate() {
+        check.topic(&format!("pipelines.{name}.inputs[{i}]"), topic);
+        if topic == &pipeline.output {
+            check.fail(
+                at("output"),
+                format!("{topic:?} is also an input: a pipeline would consume its own outputs"),
+            );
+        }
+    }
+    check.topic(&at("output"), &pipeline.output);
+    if let Some(group) = &pipeline.group_id {
+        if group.trim().is_empty() {
+            check.fail(at("group_id"), "must not be empty");
+        }
+    }
+    if !(1..=3_600_000).contains(&pipeline.commit_interval_ms) {
+        check.fail(
+            at("commit_interval_ms"),
+            "must be between 1 and 3600000 (one hour)",
+        );
+    }
+    if !(1..=65_536).contains(&pipeline.batch_size) {
+        check.fail(at("batch_size"), "must be between 1 and 65536");
+    }
+    match (&pipeline.on_error, &pipeline.dead_letter_topic) {
+        (ErrorPolicy::DeadLetter, None) => check.fail(
+            at("dead_letter_topic"),
+            "on_error = \"dead-letter\" needs a dead_letter_topic",
+        ),
+        (ErrorPolicy::DeadLetter, Some(topic)) => {
+            check.topic(&at("dead_letter_topic"), topic);
+            if pipeline.inputs.contains(topic) {
+                check.fail(at("dead_letter_topic"), "must not be an input topic");
+            }
+        }
+        (_, Some(_)) => check.fail(
+            at("dead_letter_topic"),
+            "is set but on_error is not \"dead-letter\"; set on_error = \"dead-letter\" or remove it",
+        ),
+        (_, None) => {}
+    }
+    let limits = &pipeline.limits;
+    if limits.memory_limit_bytes < 1 << 20 {
+        check.fail(at("limits.memory_limit_bytes"), "must be at least 1 MiB");
+    }
+    if limits.call_timeout_ms == 0 {
+        check.fail(at("limits.call_timeout_ms"), "must be at least 1");
+    }
+    if limits.max_instances == 0 {
+        check.fail(at("limits.max_instances"), "must be at least 1");
+    }
+    if pipeline.changelog_replication_factor == 0 || pipeline.changelog_replication_factor < -1 {
+        check.fail(
+            at("changelog_replication_factor"),
+            "must be -1 (the broker's default) or at least 1",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Config, Guarantee, ParseError};
+
+    fn module_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.wasm"), b"\0asm").unwrap();
+        dir
+    }
+
+    fn problems(text: &str, base: &Path) -> Vec<String> {
+        match Config::parse(text, base) {
+            Ok(_) => Vec::new(),
+            Err(ParseError::Invalid(problems)) => problems.iter().map(|p| p.to_string()).collect(),
+            Err(ParseError::Toml(message)) => vec![format!("toml: {message}")],
+        }
+    }
+
+    #[test]
+    fn a_minimal_config_gets_defaults() {
+        let dir = module_dir();
+        let config = Config::parse(
+            r#"
+            [kafka]
+            brokers = "embedded"
+            [pipelines.wc]
+            module = "t.wasm"
+            inputs = ["text"]
+            output = "counts"
+            "#,
+            dir.path(),
+        )
+        .unwrap();
+        let wc = &config.pipelines["wc"];
+        assert_eq!(wc.guarantee, Guarantee::ExactlyOnce);
+        assert_eq!(wc.group_id("wc"), "weir.wc");
+        assert_eq!(wc.module, dir.path().join("t.wasm"));
+        assert_eq!(config.data_dir, dir.path().join("weir-data"));
+        assert!(config.embedded());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let dir = module_dir();
+        let found = problems(
+            r#"
+            [kafka]
+            brokers = ""
+            [kafka.properties]
+            "group.id" = "mine"
+            "security.protocol" = "SASL_SSL"
+            [pipelines.wc]
+            module = "missing.wasm"
+            inputs = ["text", "bad topic"]
+            output = "text"
+            commit_interval_ms = 0
+            on_error = "dead-letter"
+            [pipelines.other]
+            module = "t.wasm"
+            inputs = ["a"]
+            output = "b"
+            group_id = "weir.wc"
+            dead_letter_topic = "dlq"
+            "#,
+            dir.path(),
+        );
+        let expected = [
+            "kafka.brokers:",
+            "kafka.properties.group.id:",
+            "pipelines.wc.module:",
+            "pipelines.wc.inputs[1]:",
+            "pipelines.wc.output:",
+            "pipelines.wc.commit_interval_ms:",
+            "pipelines.wc.dead_letter_topic: on_error",
+            "pipelines.other.dead_letter_topic: is set",
+            "pipelines.wc.group_id: consumer group",
+        ];
+        for prefix in expected {
+            assert!(
+                found.iter().any(|p| p.starts_with(prefix)),
+                "no problem starting {prefix:?} in {found:#?}"
+            );
+        }
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+    }
+
+    #[test]
+    fn unknown_settings_are_refused_with_their_name() {
+        let dir = module_dir();
+        let found = problems(
+            r#"
+            [kafka]
+            brokers = "embedded"
+            [pipelines.wc]
+            module = "t.wasm"
+            inputs = ["text"]
+            output = "counts"
+            comit_interval_ms = 5
+            "#,
+            dir.path(),
+        );
+        assert_eq!(found.len(), 1);
+        assert!(found[0].contains("comit_interval_ms"), "{found:?}");
+    }
+
+    #[test]
+    fn property_values_may_be_numbers_and_booleans() {
+        let dir = module_dir();
+        let config = Config::parse(
+            r#"
+            [kafka]
+            brokers = "localhost:9092"
+            properties = { "socket.keepalive.enable" = true, "message.max.bytes" = 2000000 }
+            [pipelines.wc]
+            module = "t.wasm"
+            inputs = ["text"]
+            output = "counts"
+            "#,
+            dir.path(),
+        )
+        .unwrap();
+        let values: Vec<String> = config
+            .kafka
+            .properties
+            .values()
+            .map(|v| v.to_string())
+            .collect();
+        assert_eq!(values, ["2000000", "true"]);
+    }
+}

@@ -1,0 +1,107 @@
+//! Everything that talks to Kafka: client settings, the embedded broker, topic setup,
+//! the per-partition producer, and record conversion. The partition lifecycle that
+//! uses them lives in [`crate::pipeline`].
+
+pub mod embedded;
+pub mod producer;
+pub mod records;
+pub mod topics;
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::config::KafkaConfig;
+
+/// How long a single broker round trip (metadata, commit, init) may take before Weir
+/// gives up and reports it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the brokers are and the pass-through properties, resolved (the embedded
+/// broker's address filled in).
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub bootstrap: String,
+    pub properties: Vec<(String, String)>,
+}
+
+impl ClientSettings {
+    /// Settings for `config`; `bootstrap` replaces `"embedded"` when the in-process
+    /// broker runs.
+    pub fn new(config: &KafkaConfig, bootstrap: &str) -> Self {
+        Self {
+            bootstrap: bootstrap.to_owned(),
+            properties: config
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// A client config with the brokers and pass-through properties set.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+/// A Kafka operation failed: what Weir was doing, the client's error, and a hint.
+#[derive(Debug, thiserror::Error)]
+#[error("{action}: {source}{}", hint(source))]
+pub struct KafkaFailure {
+    pub action: String,
+    #[source]
+    pub source: KafkaError,
+}
+
+impl KafkaFailure {
+    pub fn new(action: impl Into<String>, source: KafkaError) -> Self {
+        Self {
+            action: action.into(),
+            source,
+        }
+    }
+
+    /// Another instance took over the partition: not an error of this instance.
+    pub fn is_fenced(&self) -> bool {
+        matches!(
+            self.source.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::InvalidProducerEpoch | RDKafkaErrorCode::ProducerFenced)
+        )
+    }
+}
+
+/// What to do about the common failures.
+fn hint(error: &KafkaError) -> &'static str {
+    match error.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::Resolve
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::MessageTimedOut,
+        ) => ". Check that the brokers in kafka.brokers are up and reachable from this host",
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed,
+        ) => ". The broker refused this principal: grant it the ACLs listed in the README",
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+            ". Check the sasl.* and ssl.* settings under [kafka.properties]"
+        }
+        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch) => {
+            ". Another Weir instance now owns this partition; this one lets it go"
+        }
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            ". Create the topic, or check its name in the config"
+        }
+        _ => "",
+    }
+}

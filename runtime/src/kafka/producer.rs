@@ -1,0 +1,219 @@
+//! The producer of one input partition: outputs, changelog records and dead letters,
+//! in Kafka transactions under exactly-once or idempotently under at-least-once.
+//!
+//! Each input partition has its own transactional id, `<group>-<topic>-<partition>`.
+//! Whoever owns the partition next initialises a producer with the same id, which
+//! fences the previous owner (a zombie after a network split can no longer commit) and
+//! aborts its open transaction before the new owner reads the changelog.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::{ClientContext, Message, TopicPartitionList};
+
+use super::{ClientSettings, KafkaFailure, REQUEST_TIMEOUT};
+
+/// What a produced record is, for its delivery report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum RecordKind {
+    Output = 0,
+    Changelog = 1,
+    DeadLetter = 2,
+}
+
+/// Delivery reports, gathered between checkpoints.
+#[derive(Debug, Default)]
+struct Deliveries {
+    /// The first failed delivery since the last checkpoint.
+    failure: Mutex<Option<KafkaError>>,
+    /// Offset of the last changelog record delivered, -1 if none.
+    last_changelog: AtomicI64,
+}
+
+/// Routes delivery reports into [`Deliveries`].
+#[derive(Clone)]
+pub struct DeliveryContext(Arc<Deliveries>);
+
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka producer error");
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, kind: usize) {
+        match result {
+            Ok(message) if kind == RecordKind::Changelog as usize => {
+                self.0
+                    .last_changelog
+                    .fetch_max(message.offset(), Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err((error, _)) => {
+                let mut failure = self.0.failure.lock().unwrap_or_else(|p| p.into_inner());
+                failure.get_or_insert_with(|| error.clone());
+            }
+        }
+    }
+}
+
+/// One record to produce.
+pub struct Outgoing<'a> {
+    pub topic: &'a str,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: OwnedHeaders,
+    pub timestamp: Option<i64>,
+    pub kind: RecordKind,
+}
+
+/// The producer of one input partition.
+pub struct PartitionProducer {
+    producer: BaseProducer<DeliveryContext>,
+    deliveries: Arc<Deliveries>,
+    transactional: bool,
+}
+
+impl PartitionProducer {
+    /// A transactional producer with `transactional_id`, or an idempotent one without.
+    /// A transactional producer is initialised here, which fences earlier owners.
+    pub fn new(
+        settings: &ClientSettings,
+        transactional_id: Option<&str>,
+        transaction_timeout: Duration,
+    ) -> Result<Self, KafkaFailure> {
+        let mut config = settings.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("partitioner", "murmur2_random");
+        if let Some(id) = transactional_id {
+            config.set("transactional.id", id).set(
+                "transaction.timeout.ms",
+                transaction_timeout.as_millis().to_string(),
+            );
+        }
+        let deliveries = Arc::new(Deliveries {
+            failure: Mutex::new(None),
+            last_changelog: AtomicI64::new(-1),
+        });
+        let producer: BaseProducer<DeliveryContext> = config
+            .create_with_context(DeliveryContext(deliveries.clone()))
+            .map_err(|e| KafkaFailure::new("cannot create a Kafka producer", e))?;
+        let this = Self {
+            producer,
+            deliveries,
+            transactional: transactional_id.is_some(),
+        };
+        if let Some(id) = transactional_id {
+            this.producer
+                .init_transactions(REQUEST_TIMEOUT)
+                .map_err(|e| {
+                    KafkaFailure::new(format!("cannot initialise transactions for {id:?}"), e)
+                })?;
+            this.begin()?;
+        }
+        Ok(this)
+    }
+
+    fn begin(&self) -> Result<(), KafkaFailure> {
+        self.producer
+            .begin_transaction()
+            .map_err(|e| KafkaFailure::new("cannot begin a transaction", e))
+    }
+
+    /// Queue one record. Waits while librdkafka's queue is full.
+    pub fn send(&self, record: Outgoing<'_>) -> Result<(), KafkaFailure> {
+        let mut base =
+            BaseRecord::with_opaque_to(record.topic, record.kind as usize).headers(record.headers);
+        if let Some(key) = record.key {
+            base = base.key(key);
+        }
+        if let Some(value) = record.value {
+            base = base.payload(value);
+        }
+        if let Some(timestamp) = record.timestamp {
+            base = base.timestamp(timestamp);
+        }
+        loop {
+            match self.producer.send(base) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    base = back;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((error, _)) => {
+                    return Err(KafkaFailure::new(
+                        format!("cannot produce to {:?}", record.topic),
+                        error,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Serve delivery reports without blocking.
+    pub fn poll(&self) {
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Wait until every queued record is acknowledged. Returns the offset of the last
+    /// changelog record, or the first delivery failure.
+    pub fn flush(&self) -> Result<Option<i64>, KafkaFailure> {
+        self.producer
+            .flush(REQUEST_TIMEOUT)
+            .map_err(|e| KafkaFailure::new("records were not acknowledged in time", e))?;
+        let failure = self
+            .deliveries
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(error) = failure {
+            return Err(KafkaFailure::new("the broker refused a record", error));
+        }
+        let last = self.deliveries.last_changelog.swap(-1, Ordering::Relaxed);
+        Ok((last >= 0).then_some(last))
+    }
+
+    /// Commit the open transaction with `offsets` as the group's input offsets, and
+    /// begin the next one. Only for transactional producers.
+    pub fn commit(
+        &self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), KafkaFailure> {
+        debug_assert!(self.transactional);
+        self.producer
+            .send_offsets_to_transaction(offsets, group, REQUEST_TIMEOUT)
+            .map_err(|e| KafkaFailure::new("cannot add input offsets to the transaction", e))?;
+        self.producer
+            .commit_transaction(REQUEST_TIMEOUT)
+            .map_err(|e| KafkaFailure::new("cannot commit the transaction", e))?;
+        self.begin()
+    }
+
+    /// Abort the open transaction (its records become invisible to read_committed
+    /// consumers) and begin a new one.
+    pub fn abort(&self) -> Result<(), KafkaFailure> {
+        if !self.transactional {
+            return Ok(());
+        }
+        self.producer
+            .abort_transaction(REQUEST_TIMEOUT)
+            .map_err(|e| KafkaFailure::new("cannot abort the transaction", e))?;
+        self.begin()
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+}

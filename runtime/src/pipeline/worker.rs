@@ -1,0 +1,664 @@
+//! The worker of one owned input partition: fence the previous owner, restore state
+//! from the changelog, then poll -> process -> emit -> checkpoint until revoked.
+//!
+//! A checkpoint under exactly-once is, in order:
+//!
+//! 1. the buffered state writes go to the changelog (the outputs and dead letters of
+//!    the interval are already in the open transaction);
+//! 2. everything is flushed, so the changelog offsets are known;
+//! 3. the input offset (with the new changelog head in its metadata) joins the
+//!    transaction, which commits;
+//! 4. the write buffer and the offsets are applied to RocksDB in one WriteBatch.
+//!
+//! A crash before 3 aborts everything; between 3 and 4 leaves RocksDB behind Kafka, and
+//! the restore replays the committed changelog tail. Local state is never ahead.
+
+use std::hash::BuildHasher;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header as KafkaHeader, Headers, OwnedHeaders};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::config::Guarantee;
+use crate::engine::bindings::InputRecord;
+use crate::engine::{Engine, EngineError, Instance, InstanceLabels, Limits, Module};
+use crate::failpoint;
+use crate::kafka::producer::{Outgoing, PartitionProducer, RecordKind};
+use crate::kafka::records::{self, DeadLetter};
+use crate::kafka::{ClientSettings, KafkaFailure, REQUEST_TIMEOUT};
+use crate::state::changelog::{self, ChangelogRecord, Decision, ROOT, RestoreError, Restorer};
+use crate::state::{PartitionState, RocksStore, StateError};
+
+use super::{BatchError, ErrorPolicy, FailureReason, Processor as _, run_batch};
+
+/// Metadata keys in the partition's store.
+const META_OFFSET: &str = "kafka.offset";
+const META_HEAD: &str = "changelog.head";
+const META_POSITION: &str = "changelog.position";
+
+/// How long one poll of the partition queue may block, so stop commands are seen.
+const POLL_SLICE: Duration = Duration::from_millis(50);
+
+/// What a pipeline's partitions share.
+#[derive(Debug)]
+pub struct PipelineContext {
+    pub name: String,
+    pub group: String,
+    pub settings: ClientSettings,
+    pub engine: Arc<Engine>,
+    pub module: Module,
+    pub transform_config: Arc<[(String, String)]>,
+    pub limits: Arc<Limits>,
+    pub output: String,
+    pub dead_letter_topic: Option<String>,
+    pub policy: ErrorPolicy,
+    pub guarantee: Guarantee,
+    pub commit_interval: Duration,
+    pub batch_size: usize,
+    /// Partition stores live in `<state_dir>/<topic>-<partition>`.
+    pub state_dir: PathBuf,
+}
+
+impl PipelineContext {
+    /// The transactional id of an input partition: the same on every instance, so the
+    /// next owner fences the previous one.
+    pub fn transactional_id(&self, topic: &str, partition: i32) -> String {
+        format!("{}-{topic}-{partition}", self.group)
+    }
+
+    pub fn changelog_topic(&self, topic: &str) -> String {
+        crate::config::PipelineConfig::changelog_topic(&self.group, topic)
+    }
+}
+
+/// How a worker is told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The partition was revoked or the pipeline stops: checkpoint, then exit.
+    Checkpoint,
+    /// The partition was lost (another member may already own it): exit without
+    /// committing anything.
+    Abandon,
+}
+
+/// Why a partition worker stopped without being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaFailure),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot restore partition state: {0}")]
+    Restore(#[from] RestoreError),
+    #[error("cannot start the transform: {0}")]
+    Engine(#[from] EngineError),
+    #[error("offset {offset}: {source}")]
+    Batch {
+        offset: i64,
+        #[source]
+        source: BatchError,
+    },
+    #[error(
+        "changelog record at offset {offset} of {topic:?} has no Weir checkpoint headers; \
+         the topic is shared with something else. Give the pipeline its own group_id"
+    )]
+    ForeignChangelog { topic: String, offset: i64 },
+}
+
+impl WorkerError {
+    /// Whether another instance took the partition over (not a failure of this one).
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Kafka(failure) if failure.is_fenced())
+    }
+}
+
+/// One owned input partition.
+pub struct Worker<C: ConsumerContext + 'static> {
+    ctx: Arc<PipelineContext>,
+    topic: String,
+    partition: i32,
+    consumer: Arc<BaseConsumer<C>>,
+    queue: PartitionQueue<C>,
+    stop: Receiver<Stop>,
+}
+
+/// State of a running partition between checkpoints.
+struct Running {
+    instance: Instance,
+    producer: PartitionProducer,
+    /// Changelog head and position as of the last checkpoint.
+    head: u64,
+    position: i64,
+    /// The next input offset to process; what a checkpoint commits.
+    next_offset: Option<i64>,
+    /// The offset the last checkpoint committed.
+    committed_offset: Option<i64>,
+}
+
+impl<C: ConsumerContext + 'static> Worker<C> {
+    pub fn new(
+        ctx: Arc<PipelineContext>,
+        topic: String,
+        partition: i32,
+        consumer: Arc<BaseConsumer<C>>,
+        queue: PartitionQueue<C>,
+        stop: Receiver<Stop>,
+    ) -> Self {
+        Self {
+            ctx,
+            topic,
+            partition,
+            consumer,
+            queue,
+            stop,
+        }
+    }
+
+    /// Own the partition until told to stop or until something fails.
+    pub fn run(self) -> Result<(), WorkerError> {
+        let started = Instant::now();
+        let mut running = self.start()?;
+        tracing::info!(
+            pipeline = %self.ctx.name,
+            topic = %self.topic,
+            partition = self.partition,
+            offset = ?running.next_offset,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "partition running"
+        );
+        let result = self.process(&mut running);
+        if result.is_err() {
+            // Nothing after the last checkpoint may become visible.
+            running.instance.state().discard_uncommitted();
+            if let Err(error) = running.producer.abort() {
+                tracing::debug!(%error, "abort after a failure");
+            }
+        }
+        result
+    }
+
+    fn labels(&self) -> InstanceLabels {
+        InstanceLabels {
+            pipeline: self.ctx.name.clone(),
+            partition: self.partition,
+            module: self.ctx.module.id().short().to_owned(),
+        }
+    }
+
+    /// Fence the previous owner, read the committed offset, restore, instantiate.
+    fn start(&self) -> Result<Running, WorkerError> {
+        let ctx = &self.ctx;
+        let transactional_id = (ctx.guarantee == Guarantee::ExactlyOnce)
+            .then(|| ctx.transactional_id(&self.topic, self.partition));
+        let producer = PartitionProducer::new(
+            &ctx.settings,
+            transactional_id.as_deref(),
+            ctx.commit_interval.max(Duration::from_secs(10)),
+        )?;
+        let (committed_offset, committed_head) = self.committed()?;
+
+        let path = ctx
+            .state_dir
+            .join(format!("{}-{}", self.topic, self.partition));
+        let mut state = PartitionState::new(Box::new(RocksStore::open(&path)?));
+        let (head, position) = self.restore(&mut state, committed_head)?;
+
+        let instance = ctx.engine.instantiate_with_limits(
+            &ctx.module,
+            self.labels(),
+            ctx.transform_config.clone(),
+            state,
+            ctx.limits.clone(),
+        )?;
+        Ok(Running {
+            instance,
+            producer,
+            head,
+            position,
+            next_offset: committed_offset,
+            committed_offset,
+        })
+    }
+
+    /// The group's committed offset of this partition and the changelog head in its
+    /// metadata.
+    fn committed(&self) -> Result<(Option<i64>, Option<u64>), WorkerError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, self.partition);
+        let committed = self
+            .consumer
+            .committed_offsets(tpl, REQUEST_TIMEOUT)
+            .map_err(|e| KafkaFailure::new("cannot read the committed offset", e))?;
+        let Some(element) = committed.find_partition(&self.topic, self.partition) else {
+            return Ok((None, None));
+        };
+        match element.offset() {
+            Offset::Offset(offset) => {
+                Ok((Some(offset), changelog::decode_head(element.metadata())))
+            }
+            _ => Ok((None, None)),
+        }
+    }
+
+    /// Bring local state up to the committed changelog head. Returns the head and the
+    /// changelog position the state is at.
+    fn restore(
+        &self,
+        state: &mut PartitionState,
+        committed_head: Option<u64>,
+    ) -> Result<(u64, i64), WorkerError> {
+        let local_head = read_meta(state, META_HEAD)?.map_or(ROOT, |v| v as u64);
+        let local_position = read_meta(state, META_POSITION)?.unwrap_or(0);
+        let changelog_topic = self.ctx.changelog_topic(&self.topic);
+        if committed_head == Some(local_head) && local_head != ROOT {
+            // Local state is at the committed head: skip reading the changelog, whose
+            // tail can only hold aborted records.
+            let (_, end) = self.watermarks(&changelog_topic)?;
+            return Ok((local_head, end.max(local_position)));
+        }
+        let started = Instant::now();
+        let mut reader = ChangelogReader::open(
+            &self.ctx.settings,
+            &changelog_topic,
+            self.partition,
+            local_position,
+        )?;
+        let mut restorer = Restorer::new(local_head);
+        let trust_all = self.ctx.guarantee == Guarantee::AtLeastOnce;
+        let (mut applied, mut discarded) = (0_usize, 0_usize);
+        let mut apply =
+            |decisions: Vec<Decision>, state: &mut PartitionState| -> Result<(), WorkerError> {
+                for decision in decisions {
+                    match decision {
+                        Decision::Apply(block) => {
+                            applied += block.records.len();
+                            apply_block(state, &block.records, block.checkpoint, block.end())?;
+                            failpoint::hit("restore.block");
+                        }
+                        Decision::Discard(block) => discarded += block.records.len(),
+                    }
+                }
+                Ok(())
+            };
+        while let Some(record) = reader.next()? {
+            if trust_all {
+                apply(
+                    vec![Decision::Apply(changelog::Block {
+                        checkpoint: record.checkpoint,
+                        parent: record.parent,
+                        records: vec![record],
+                    })],
+                    state,
+                )?;
+            } else {
+                let decisions = restorer.push(record)?;
+                apply(decisions, state)?;
+            }
+        }
+        let end = reader.end;
+        let head = if trust_all {
+            committed_head.unwrap_or(ROOT)
+        } else {
+            let (decisions, head) = restorer.finish(committed_head)?;
+            apply(decisions, state)?;
+            head
+        };
+        // Record that the whole tail was read (aborted records included).
+        state.checkpoint(&[
+            (META_HEAD, &head.to_be_bytes()),
+            (META_POSITION, &end.to_be_bytes()),
+        ])?;
+        tracing::info!(
+            pipeline = %self.ctx.name,
+            topic = %self.topic,
+            partition = self.partition,
+            applied,
+            discarded,
+            from = local_position,
+            to = end,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "restored state from the changelog"
+        );
+        Ok((head, end))
+    }
+
+    fn watermarks(&self, topic: &str) -> Result<(i64, i64), WorkerError> {
+        Ok(self
+            .consumer
+            .fetch_watermarks(topic, self.partition, REQUEST_TIMEOUT)
+            .map_err(|e| KafkaFailure::new(format!("cannot read the end of {topic:?}"), e))?)
+    }
+
+    /// The processing loop. Returns after a requested stop.
+    fn process(&self, running: &mut Running) -> Result<(), WorkerError> {
+        let mut batch: Vec<InputRecord> = Vec::with_capacity(self.ctx.batch_size);
+        let mut deadline = Instant::now() + self.ctx.commit_interval;
+        loop {
+            match self.stop.try_recv() {
+                Ok(Stop::Checkpoint) | Err(TryRecvError::Disconnected) => {
+                    return self.checkpoint(running);
+                }
+                Ok(Stop::Abandon) => {
+                    running.instance.state().discard_uncommitted();
+                    let _ = running.producer.abort();
+                    return Ok(());
+                }
+                Err(TryRecvError::Empty) => {}
+            }
+            self.fill(&mut batch, running, deadline);
+            if !batch.is_empty() {
+                self.run_batch(running, &batch)?;
+                running.next_offset = batch.last().map(|r| r.offset + 1);
+                batch.clear();
+            }
+            running.producer.poll();
+            if Instant::now() >= deadline {
+                self.checkpoint(running)?;
+                deadline = Instant::now() + self.ctx.commit_interval;
+            }
+        }
+    }
+
+    /// Collect up to a batch of records, waiting at most until `deadline`.
+    fn fill(&self, batch: &mut Vec<InputRecord>, running: &Running, deadline: Instant) {
+        let mut wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(POLL_SLICE);
+        while batch.len() < self.ctx.batch_size {
+            match self.queue.poll(wait) {
+                Some(Ok(message)) => {
+                    // Records before the committed offset were fetched before this
+                    // worker fenced the previous owner; they are already processed.
+                    if running
+                        .committed_offset
+                        .is_some_and(|c| message.offset() < c)
+                    {
+                        continue;
+                    }
+                    batch.push(records::input_record(&message));
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(pipeline = %self.ctx.name, partition = self.partition, %error, "consumer error");
+                    break;
+                }
+                None => break,
+            }
+            wait = Duration::ZERO;
+        }
+    }
+
+    /// Process a batch and queue its outputs and dead letters in the transaction.
+    fn run_batch(&self, running: &mut Running, batch: &[InputRecord]) -> Result<(), WorkerError> {
+        let ctx = &self.ctx;
+        let outcome = run_batch(&mut running.instance, batch, ctx.policy).map_err(|source| {
+            let offset = match &source {
+                BatchError::RecordFailed { index, .. } => batch[*index].offset,
+                _ => batch[0].offset,
+            };
+            WorkerError::Batch { offset, source }
+        })?;
+        let module = running.instance.module().id().short().to_owned();
+        for output in &outcome.outputs {
+            running.producer.send(Outgoing {
+                topic: output.topic.as_deref().unwrap_or(&ctx.output),
+                key: output.key.as_deref(),
+                value: output.value.as_deref(),
+                headers: records::output_headers(output, &module),
+                timestamp: output.timestamp,
+                kind: RecordKind::Output,
+            })?;
+        }
+        for failure in &outcome.failures {
+            let record = &batch[failure.index];
+            let (kind, error) = match &failure.reason {
+                FailureReason::Rejected { message } => ("rejected", message.clone()),
+                FailureReason::Fault(fault) => (fault.kind(), fault.to_string()),
+            };
+            tracing::warn!(
+                pipeline = %ctx.name,
+                topic = %record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                kind,
+                %error,
+                policy = ?ctx.policy,
+                "record failed"
+            );
+            if let Some(topic) = &ctx.dead_letter_topic {
+                let why = DeadLetter {
+                    pipeline: &ctx.name,
+                    module: &module,
+                    kind,
+                    error: &error,
+                };
+                running.producer.send(Outgoing {
+                    topic,
+                    key: record.key.as_deref(),
+                    value: record.value.as_deref(),
+                    headers: records::dead_letter_headers(record, &why),
+                    timestamp: Some(record.timestamp).filter(|t| *t >= 0),
+                    kind: RecordKind::DeadLetter,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commit everything since the last checkpoint. See the module docs for the order.
+    fn checkpoint(&self, running: &mut Running) -> Result<(), WorkerError> {
+        let Some(next_offset) = running.next_offset else {
+            return Ok(());
+        };
+        let state = running.instance.state();
+        if running.committed_offset == Some(next_offset) && state.pending().is_empty() {
+            return Ok(());
+        }
+        let changelog_topic = self.ctx.changelog_topic(&self.topic);
+        let checkpoint_id = (!state.pending().is_empty()).then(new_checkpoint_id);
+        if let Some(id) = checkpoint_id {
+            let offset = next_offset.to_string();
+            for (key, value) in state.pending().iter() {
+                let headers = OwnedHeaders::new_with_capacity(3)
+                    .insert(KafkaHeader {
+                        key: changelog::CHECKPOINT_HEADER,
+                        value: Some(changelog::encode_id(id).as_str()),
+                    })
+                    .insert(KafkaHeader {
+                        key: changelog::PARENT_HEADER,
+                        value: Some(changelog::encode_id(running.head).as_str()),
+                    })
+                    .insert(KafkaHeader {
+                        key: changelog::OFFSET_HEADER,
+                        value: Some(offset.as_str()),
+                    });
+                running.producer.send(Outgoing {
+                    topic: &changelog_topic,
+                    key: Some(key),
+                    value,
+                    headers,
+                    timestamp: None,
+                    kind: RecordKind::Changelog,
+                })?;
+            }
+        }
+        let last_changelog = running.producer.flush()?;
+        failpoint::hit("checkpoint.before-commit");
+
+        let head = checkpoint_id.unwrap_or(running.head);
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(&self.topic, self.partition, Offset::Offset(next_offset))
+            .map_err(|e| KafkaFailure::new("cannot build the offset commit", e))?;
+        if let Some(element) = offsets.find_partition(&self.topic, self.partition) {
+            let mut element = element;
+            element.set_metadata(changelog::encode_head(head));
+        }
+        if running.producer.is_transactional() {
+            let group = self.consumer.group_metadata().ok_or_else(|| {
+                KafkaFailure::new(
+                    "the consumer has no group metadata",
+                    KafkaError::NoMessageReceived,
+                )
+            })?;
+            running.producer.commit(&offsets, &group)?;
+        } else {
+            self.consumer
+                .commit(&offsets, CommitMode::Sync)
+                .map_err(|e| KafkaFailure::new("cannot commit input offsets", e))?;
+        }
+        failpoint::hit("checkpoint.after-commit");
+
+        let position = last_changelog.map_or(running.position, |last| last + 1);
+        running.instance.state().checkpoint(&[
+            (META_OFFSET, &next_offset.to_be_bytes()),
+            (META_HEAD, &head.to_be_bytes()),
+            (META_POSITION, &position.to_be_bytes()),
+        ])?;
+        running.head = head;
+        running.position = position;
+        running.committed_offset = Some(next_offset);
+        Ok(())
+    }
+}
+
+/// A random, non-zero checkpoint id.
+fn new_checkpoint_id() -> u64 {
+    loop {
+        let id = std::hash::RandomState::new().hash_one(Instant::now());
+        if id != ROOT {
+            return id;
+        }
+    }
+}
+
+fn read_meta(state: &PartitionState, name: &str) -> Result<Option<i64>, StateError> {
+    Ok(state
+        .metadata(name)?
+        .and_then(|bytes| Some(i64::from_be_bytes(bytes.as_slice().try_into().ok()?))))
+}
+
+/// Apply one committed changelog block to local state, with the head and position it
+/// leaves the state at, in one write.
+fn apply_block(
+    state: &mut PartitionState,
+    records: &[ChangelogRecord],
+    head: u64,
+    end: i64,
+) -> Result<(), StateError> {
+    for record in records {
+        match &record.value {
+            Some(value) => state.put(record.key.clone(), value.clone()),
+            None => state.delete(record.key.clone()),
+        }
+    }
+    state.checkpoint(&[
+        (META_HEAD, &head.to_be_bytes()),
+        (META_POSITION, &end.to_be_bytes()),
+    ])?;
+    Ok(())
+}
+
+/// Reads one changelog partition from a position to its current end.
+struct ChangelogReader {
+    consumer: BaseConsumer,
+    topic: String,
+    /// The end offset when reading began; nobody else writes (we fenced them).
+    end: i64,
+    done: bool,
+}
+
+impl ChangelogReader {
+    fn open(
+        settings: &ClientSettings,
+        topic: &str,
+        partition: i32,
+        from: i64,
+    ) -> Result<Self, WorkerError> {
+        let consumer: BaseConsumer = settings
+            .client_config()
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("group.id", "weir-restore")
+            .create()
+            .map_err(|e| KafkaFailure::new("cannot create the restore consumer", e))?;
+        let (low, end) = consumer
+            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+            .map_err(|e| KafkaFailure::new(format!("cannot read the end of {topic:?}"), e))?;
+        let start = from.max(low);
+        let done = start >= end;
+        if !done {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, partition, Offset::Offset(start))
+                .map_err(|e| KafkaFailure::new("cannot assign the changelog", e))?;
+            consumer
+                .assign(&tpl)
+                .map_err(|e| KafkaFailure::new(format!("cannot read {topic:?}"), e))?;
+        }
+        Ok(Self {
+            consumer,
+            topic: topic.to_owned(),
+            end,
+            done,
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<ChangelogRecord>, WorkerError> {
+        while !self.done {
+            match self.consumer.poll(REQUEST_TIMEOUT) {
+                None => {
+                    return Err(KafkaFailure::new(
+                        format!("reading {:?} stalled", self.topic),
+                        KafkaError::NoMessageReceived,
+                    )
+                    .into());
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => self.done = true,
+                Some(Err(error)) => {
+                    return Err(
+                        KafkaFailure::new(format!("cannot read {:?}", self.topic), error).into(),
+                    );
+                }
+                Some(Ok(message)) => {
+                    if message.offset() + 1 >= self.end {
+                        self.done = true;
+                    }
+                    return decode(&message, &self.topic).map(Some);
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn decode(message: &impl Message, topic: &str) -> Result<ChangelogRecord, WorkerError> {
+    let header = |name: &str| {
+        message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == name))
+            .and_then(|h| h.value)
+            .and_then(changelog::decode_id)
+    };
+    let (Some(checkpoint), Some(parent)) = (
+        header(changelog::CHECKPOINT_HEADER),
+        header(changelog::PARENT_HEADER),
+    ) else {
+        return Err(WorkerError::ForeignChangelog {
+            topic: topic.to_owned(),
+            offset: message.offset(),
+        });
+    };
+    Ok(ChangelogRecord {
+        offset: message.offset(),
+        checkpoint,
+        parent,
+        key: message.key().unwrap_or_default().to_vec(),
+        value: message.payload().map(<[u8]>::to_vec),
+    })
+}
