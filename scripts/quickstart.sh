@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Quickstart: build Weir and the word-count example, then run it twice over the sample
-# text with `weir test`, keeping state between the runs so the counts carry on.
+# Quickstart: build Weir and the word-count example, start `weir serve` on the embedded
+# Kafka broker, produce some text, and show the counts coming out and the state behind
+# them. Nothing to install beyond what scripts/setup.sh sets up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,23 +11,66 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WEIR_CACHE/target}"
 scripts/setup.sh
 # The same package selection as scripts/test.sh, so the two share one build: a different
 # selection unifies features differently and recompiles RocksDB.
-echo "== building weir (a first build compiles RocksDB and wasmtime: ~15 minutes on 2 cores)"
+echo "== building weir (a first build compiles RocksDB, librdkafka and wasmtime: ~20 minutes on 2 cores)"
 cargo build --locked --workspace --all-targets
 scripts/build-guests.sh >/dev/null
 
 weir="$CARGO_TARGET_DIR/debug/weir"
 module="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release/weir_example_word_count.wasm"
-fixtures=guest-examples/fixtures/word-count
-state=$(mktemp -d)
-trap 'rm -rf "$state"' EXIT
+work=$(mktemp -d)
+serve_pid=
+cleanup() {
+    [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+cat >"$work/weir.toml" <<TOML
+data_dir = "data"
+
+[kafka]
+brokers = "embedded"          # an in-process Kafka broker; use "host:9092" for a real one
+embedded.partitions = 1       # word counts are per partition: one partition, one total
+
+[pipelines.word-count]
+module = "$module"
+inputs = ["text"]
+output = "counts"
+TOML
 
 echo
-echo "== input"
-cat "$fixtures/input.jsonl"
+echo "== config ($work/weir.toml)"
+cat "$work/weir.toml"
 echo
-echo "== first run: word counts, checked against $fixtures/expected.jsonl"
-"$weir" test "$module" --input "$fixtures/input.jsonl" --expect "$fixtures/expected.jsonl" --state-dir "$state"
+echo "== starting weir serve (log: $work/weir.log)"
+"$weir" serve -c "$work/weir.toml" >"$work/weir.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 300); do
+    grep -q "partition running" "$work/weir.log" 2>/dev/null && break
+    kill -0 "$serve_pid" 2>/dev/null || { cat "$work/weir.log"; exit 1; }
+    sleep 0.1
+done
+brokers=$(cat "$work/data/embedded-brokers")
+echo "embedded broker at $brokers: any Kafka client can produce to it"
+
 echo
-echo "== second run over the same text: the counts continue from the state in $state"
-"$weir" test "$module" --input "$fixtures/input.jsonl" --expect "$fixtures/expected-second-run.jsonl" \
-    --state-dir "$state" | grep '"weir"'
+echo "== producing text to topic 'text'"
+printf '%s\n' \
+    "The river runs to the weir" \
+    "and the weir holds the river back." \
+    "Water over the weir, water under the bridge" |
+    tee /dev/stderr | "$weir" produce --brokers "$brokers" --topic text
+
+echo
+echo "== counts coming out of topic 'counts' (one record per word seen: word -> count so far)"
+"$weir" consume --brokers "$brokers" --topic counts --idle-ms 3000
+
+echo
+echo "== stopping weir (SIGTERM: every partition checkpoints first)"
+kill -TERM "$serve_pid"
+wait "$serve_pid"
+serve_pid=
+
+echo
+echo "== the state they came from: partition 0's RocksDB store"
+"$weir" state dump "$work/data/pipelines/word-count/state/text-0"

@@ -7,6 +7,10 @@ need_apt=()
 # librocksdb-sys generates its bindings with bindgen, which needs libclang.
 dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
 dpkg -s clang >/dev/null 2>&1 || need_apt+=(clang)
+# rdkafka builds librdkafka from source: make, and OpenSSL for TLS/SASL to real clusters.
+for package in make pkg-config libssl-dev zlib1g-dev; do
+    dpkg -s "$package" >/dev/null 2>&1 || need_apt+=("$package")
+done
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]} with apt-get"
     sudo_cmd=()

@@ -3,8 +3,8 @@
 # the guest components, runs every test and the lints.
 #
 # Build outputs go to $WEIR_CACHE (default ~/.cache/weir), outside the clone, so a
-# second run reuses them: a cold run compiles RocksDB and wasmtime (about 15 minutes
-# on 2 cores), a warm one takes a minute or two.
+# second run reuses them: a cold run compiles Tansu, RocksDB, librdkafka and wasmtime,
+# a warm one takes a few minutes (the Kafka end-to-end tests dominate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,10 @@ step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
 
 step "setup"
 scripts/setup.sh
+
+step "tansu, the Kafka broker of the end-to-end tests"
+scripts/install-tansu.sh
+export WEIR_TANSU="$WEIR_CACHE/tools/bin/tansu"
 
 step "format"
 cargo fmt --all --check

@@ -7,6 +7,10 @@ use std::sync::{LazyLock, OnceLock};
 
 use weir_runtime::engine::{Engine, EngineConfig, Limits};
 
+pub mod broker;
+pub mod daemon;
+pub mod kafka_raw;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

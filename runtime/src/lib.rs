@@ -6,11 +6,13 @@
 //!   and runs Kafka partitions: restore, process, checkpoint.
 //! * [`kafka`] talks to Kafka: client settings, the embedded broker, topics, producers.
 //! * [`config`] is the TOML pipeline configuration and its validation.
+//! * [`daemon`] runs the pipelines of a config: `weir serve` without the signals.
 //! * [`jsonl`] reads and writes records as JSON lines, the fixture format.
 //! * [`cli`] is the `weir` command line.
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod failpoint;
 pub mod jsonl;

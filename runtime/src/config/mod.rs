@@ -8,6 +8,8 @@
 //! brokers = "embedded"              # or "host1:9092,host2:9092"
 //! [kafka.properties]                # passed to librdkafka as they are
 //! "security.protocol" = "SASL_SSL"
+//! [kafka.consumer_properties]       # consumers only
+//! "session.timeout.ms" = 10000
 //!
 //! [pipelines.word-count]
 //! module = "word_count.wasm"
@@ -63,6 +65,12 @@ pub struct KafkaConfig {
     /// guarantees (group.id, isolation.level, transactional.id, ...) are refused.
     #[serde(default)]
     pub properties: BTreeMap<String, PropertyValue>,
+    /// librdkafka properties for consumers only (session.timeout.ms, fetch sizes, ...).
+    #[serde(default)]
+    pub consumer_properties: BTreeMap<String, PropertyValue>,
+    /// librdkafka properties for producers only (linger.ms, compression.type, ...).
+    #[serde(default)]
+    pub producer_properties: BTreeMap<String, PropertyValue>,
     /// Settings of the embedded broker.
     #[serde(default)]
     pub embedded: EmbeddedConfig,

@@ -100,12 +100,19 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
             format!("must list bootstrap servers (host:port,...) or be {EMBEDDED:?}"),
         );
     }
-    for name in kafka.properties.keys() {
-        if RESERVED_PROPERTIES.contains(&name.as_str()) {
-            check.fail(
-                format!("kafka.properties.{name}"),
-                "Weir sets this property itself to keep its guarantees; remove it",
-            );
+    let tables = [
+        ("properties", &kafka.properties),
+        ("consumer_properties", &kafka.consumer_properties),
+        ("producer_properties", &kafka.producer_properties),
+    ];
+    for (table, properties) in tables {
+        for name in properties.keys() {
+            if RESERVED_PROPERTIES.contains(&name.as_str()) {
+                check.fail(
+                    format!("kafka.{table}.{name}"),
+                    "Weir sets this property itself to keep its guarantees; remove it",
+                );
+            }
         }
     }
     if !(1..=1024).contains(&kafka.embedded.partitions) {
@@ -163,10 +170,12 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
         }
     }
     check.topic(&at("output"), &pipeline.output);
-    if let Some(group) = &pipeline.group_id {
-        if group.trim().is_empty() {
-            check.fail(at("group_id"), "must not be empty");
-        }
+    if pipeline
+        .group_id
+        .as_ref()
+        .is_some_and(|g| g.trim().is_empty())
+    {
+        check.fail(at("group_id"), "must not be empty");
     }
     if !(1..=3_600_000).contains(&pipeline.commit_interval_ms) {
         check.fail(

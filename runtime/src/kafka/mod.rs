@@ -24,27 +24,62 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ClientSettings {
     pub bootstrap: String,
     pub properties: Vec<(String, String)>,
+    pub consumer_properties: Vec<(String, String)>,
+    pub producer_properties: Vec<(String, String)>,
 }
 
 impl ClientSettings {
     /// Settings for `config`; `bootstrap` replaces `"embedded"` when the in-process
     /// broker runs.
     pub fn new(config: &KafkaConfig, bootstrap: &str) -> Self {
+        let strings = |properties: &std::collections::BTreeMap<_, crate::config::PropertyValue>| {
+            properties
+                .iter()
+                .map(|(k, v): (&String, _)| (k.clone(), v.to_string()))
+                .collect()
+        };
         Self {
             bootstrap: bootstrap.to_owned(),
-            properties: config
-                .properties
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_string()))
-                .collect(),
+            properties: strings(&config.properties),
+            consumer_properties: strings(&config.consumer_properties),
+            producer_properties: strings(&config.producer_properties),
         }
     }
 
-    /// A client config with the brokers and pass-through properties set.
+    /// Settings for `bootstrap` alone.
+    pub fn plain(bootstrap: &str) -> Self {
+        Self {
+            bootstrap: bootstrap.to_owned(),
+            properties: Vec::new(),
+            consumer_properties: Vec::new(),
+            producer_properties: Vec::new(),
+        }
+    }
+
+    /// A client config with the brokers and the common pass-through properties, for
+    /// admin and metadata clients.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
         for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// [`client_config`](Self::client_config) plus the consumer properties.
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        for (key, value) in &self.consumer_properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// [`client_config`](Self::client_config) plus the producer properties.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        for (key, value) in &self.producer_properties {
             config.set(key, value);
         }
         config

@@ -90,11 +90,15 @@ impl PartitionProducer {
         transactional_id: Option<&str>,
         transaction_timeout: Duration,
     ) -> Result<Self, KafkaFailure> {
-        let mut config = settings.client_config();
-        config
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("partitioner", "murmur2_random");
+        let mut config = settings.producer_config();
+        // Defaults a config may override: a short linger batches a checkpoint's records;
+        // murmur2 places keys where Java clients (Kafka Streams) would.
+        for (key, default) in [("linger.ms", "5"), ("partitioner", "murmur2_random")] {
+            if config.get(key).is_none() {
+                config.set(key, default);
+            }
+        }
+        config.set("enable.idempotence", "true");
         if let Some(id) = transactional_id {
             config.set("transactional.id", id).set(
                 "transaction.timeout.ms",

@@ -163,7 +163,7 @@ pub enum PipelineError {
         topic: String,
         partition: i32,
         #[source]
-        source: WorkerError,
+        source: Box<WorkerError>,
     },
     #[error(
         "record {topic}/{partition}@{offset} reached the group queue instead of its \
@@ -194,7 +194,7 @@ pub fn run(
     };
     let consumer: BaseConsumer<GroupContext> = ctx
         .settings
-        .client_config()
+        .consumer_config()
         .set("group.id", &ctx.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -246,7 +246,7 @@ pub fn run(
             pipeline: ctx.name.clone(),
             topic,
             partition,
-            source,
+            source: Box::new(source),
         }),
         None => Ok(()),
     }

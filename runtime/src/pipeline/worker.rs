@@ -258,9 +258,18 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         let changelog_topic = self.ctx.changelog_topic(&self.topic);
         if committed_head == Some(local_head) && local_head != ROOT {
             // Local state is at the committed head: skip reading the changelog, whose
-            // tail can only hold aborted records.
-            let (_, end) = self.watermarks(&changelog_topic)?;
-            return Ok((local_head, end.max(local_position)));
+            // tail can only hold aborted records (the next restore skips them too).
+            tracing::info!(
+                pipeline = %self.ctx.name,
+                topic = %self.topic,
+                partition = self.partition,
+                applied = 0,
+                discarded = 0,
+                from = local_position,
+                to = local_position,
+                "restored state from the changelog"
+            );
+            return Ok((local_head, local_position));
         }
         let started = Instant::now();
         let mut reader = ChangelogReader::open(
@@ -326,13 +335,6 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             "restored state from the changelog"
         );
         Ok((head, end))
-    }
-
-    fn watermarks(&self, topic: &str) -> Result<(i64, i64), WorkerError> {
-        Ok(self
-            .consumer
-            .fetch_watermarks(topic, self.partition, REQUEST_TIMEOUT)
-            .map_err(|e| KafkaFailure::new(format!("cannot read the end of {topic:?}"), e))?)
     }
 
     /// The processing loop. Returns after a requested stop.
@@ -564,11 +566,14 @@ fn apply_block(
     Ok(())
 }
 
-/// Reads one changelog partition from a position to its current end.
+/// Reads one changelog partition from a position to its end. The end is where the
+/// broker reports end-of-partition, not a high watermark read beforehand: nobody else
+/// writes the partition (its previous owner is fenced), and some brokers report a
+/// watermark that disagrees with the offsets they hand out.
 struct ChangelogReader {
     consumer: BaseConsumer,
     topic: String,
-    /// The end offset when reading began; nobody else writes (we fenced them).
+    /// The offset after the last record read (or the start position).
     end: i64,
     done: bool,
 }
@@ -581,31 +586,24 @@ impl ChangelogReader {
         from: i64,
     ) -> Result<Self, WorkerError> {
         let consumer: BaseConsumer = settings
-            .client_config()
+            .consumer_config()
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
             .set("group.id", "weir-restore")
             .create()
             .map_err(|e| KafkaFailure::new("cannot create the restore consumer", e))?;
-        let (low, end) = consumer
-            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-            .map_err(|e| KafkaFailure::new(format!("cannot read the end of {topic:?}"), e))?;
-        let start = from.max(low);
-        let done = start >= end;
-        if !done {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(topic, partition, Offset::Offset(start))
-                .map_err(|e| KafkaFailure::new("cannot assign the changelog", e))?;
-            consumer
-                .assign(&tpl)
-                .map_err(|e| KafkaFailure::new(format!("cannot read {topic:?}"), e))?;
-        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(from))
+            .map_err(|e| KafkaFailure::new("cannot assign the changelog", e))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| KafkaFailure::new(format!("cannot read {topic:?}"), e))?;
         Ok(Self {
             consumer,
             topic: topic.to_owned(),
-            end,
-            done,
+            end: from,
+            done: false,
         })
     }
 
@@ -619,16 +617,23 @@ impl ChangelogReader {
                     )
                     .into());
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => self.done = true,
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    self.done = true;
+                    // The position after EOF counts skipped control records too.
+                    if let Ok(position) = self.consumer.position()
+                        && let Some(Offset::Offset(offset)) =
+                            position.elements().first().map(|e| e.offset())
+                    {
+                        self.end = self.end.max(offset);
+                    }
+                }
                 Some(Err(error)) => {
                     return Err(
                         KafkaFailure::new(format!("cannot read {:?}", self.topic), error).into(),
                     );
                 }
                 Some(Ok(message)) => {
-                    if message.offset() + 1 >= self.end {
-                        self.done = true;
-                    }
+                    self.end = message.offset() + 1;
                     return decode(&message, &self.topic).map(Some);
                 }
             }

@@ -1,0 +1,172 @@
+//! `weir serve` as a child process for end-to-end tests: configs written to a temp
+//! directory, JSON logs captured to a file, SIGTERM for a graceful stop, SIGKILL or
+//! armed failpoints for crashes.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// One pipeline's settings for [`write_config`].
+pub struct PipelineSpec<'a> {
+    pub name: &'a str,
+    pub module: &'a Path,
+    pub inputs: &'a [&'a str],
+    pub output: &'a str,
+    /// Extra TOML lines inside the pipeline table.
+    pub extra: &'a str,
+}
+
+/// Write a config for `pipelines` against `bootstrap` with its data in `data_dir`.
+pub fn write_config(
+    dir: &Path,
+    bootstrap: &str,
+    data_dir: &Path,
+    pipelines: &[PipelineSpec<'_>],
+) -> PathBuf {
+    let mut text = format!(
+        "data_dir = {:?}\n\n[kafka]\nbrokers = {bootstrap:?}\n\n[kafka.consumer_properties]\n\
+         \"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n",
+        data_dir.display().to_string()
+    );
+    for p in pipelines {
+        let inputs: Vec<String> = p.inputs.iter().map(|t| format!("{t:?}")).collect();
+        text.push_str(&format!(
+            "\n[pipelines.{}]\nmodule = {:?}\ninputs = [{}]\noutput = {:?}\n{}\n",
+            p.name,
+            p.module.display().to_string(),
+            inputs.join(", "),
+            p.output,
+            p.extra
+        ));
+    }
+    let path = dir.join(format!(
+        "weir-{}.toml",
+        data_dir.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&path, text).expect("write the config");
+    path
+}
+
+/// A running `weir serve`.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Start `exe serve -c config`, with `failpoints` armed (see weir_runtime::failpoint).
+    pub fn start(exe: &Path, config: &Path, log: &Path, failpoints: Option<&str>) -> Self {
+        let mut command = Command::new(exe);
+        command
+            .args(["--log-format", "json", "serve", "-c"])
+            .arg(config)
+            .env("WEIR_LOG", "info,librdkafka=warn")
+            .stdout(File::create(log.with_extension("out")).expect("stdout file"))
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .expect("log file"),
+            );
+        if let Some(points) = failpoints {
+            command.env("WEIR_FAILPOINTS", points);
+        }
+        let child = command.spawn().expect("weir serve starts");
+        Self {
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Log lines (JSON) whose message is `message`, in order.
+    pub fn events(&self, message: &str) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| event["fields"]["message"] == message)
+            .collect()
+    }
+
+    /// Wait until `count` events with `message` were logged.
+    pub fn wait_for(&self, message: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.events(message).len() < count {
+            if let Some(status) = self.exited() {
+                panic!(
+                    "weir exited ({status}) while waiting for {message:?}:\n{}",
+                    self.tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {count} x {message:?} within {timeout:?}:\n{}",
+                self.tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn exited(&self) -> Option<ExitStatus> {
+        // try_wait needs &mut; a cheap /proc check keeps this usable through &self.
+        let pid = self.child.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        match stat {
+            Some(stat) if !stat.contains(") Z ") => None,
+            _ => Some(ExitStatus::default()),
+        }
+    }
+
+    /// The last lines of the log, for failure messages.
+    pub fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// SIGTERM, then wait for the exit (at most 60 s).
+    pub fn terminate(mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        // SAFETY: kill has no preconditions; the pid is our child's.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        self.wait(Duration::from_secs(60))
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Wait for the process to exit on its own (a failpoint fired).
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for weir") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("weir did not exit within {timeout:?}:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! End-to-end tests against a real broker (Tansu): `weir serve` as a child process,
+//! word count over many partitions, restarts, crashes at each step of the checkpoint
+//! cycle, two instances in one group, and dead letters.
+//!
+//! Exactly-once is checked from the raw log (weir_tests::kafka_raw applies commit and
+//! abort markers itself), never from the broker's read_committed filtering, which our
+//! test brokers do not implement.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use weir_runtime::state::{RocksStore, StateStore};
+use weir_tests::broker::Tansu;
+use weir_tests::daemon::{Daemon, PipelineSpec, write_config};
+use weir_tests::{guest, kafka_raw};
+
+const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
+const WAIT: Duration = Duration::from_secs(90);
+
+const WORDS: &[&str] = &[
+    "alder", "birch", "cedar", "elm", "fir", "hazel", "larch", "maple", "oak", "pine", "rowan",
+    "spruce", "willow", "yew",
+];
+
+/// Deterministic text: record `i` of partition `p`.
+fn line(partition: i32, i: usize) -> String {
+    (0..4)
+        .map(|k| WORDS[(i * 7 + k * 3 + partition as usize * 5) % WORDS.len()])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What word count must produce for the records of each partition, in order.
+#[derive(Default)]
+struct Expected {
+    /// (word, count) outputs, as a multiset.
+    outputs: BTreeMap<(String, u64), usize>,
+    /// Final count per word, per partition.
+    state: BTreeMap<i32, BTreeMap<String, u64>>,
+}
+
+impl Expected {
+    fn add(&mut self, partition: i32, text: &str) {
+        let counts = self.state.entry(partition).or_default();
+        for word in text.split(' ') {
+            let n = counts.entry(word.to_owned()).or_default();
+            *n += 1;
+            *self.outputs.entry((word.to_owned(), *n)).or_default() += 1;
+        }
+    }
+
+    fn total_outputs(&self) -> usize {
+        self.outputs.values().sum()
+    }
+}
+
+struct Input {
+    producer: BaseProducer,
+    topic: String,
+    next: BTreeMap<i32, usize>,
+    expected: Expected,
+}
+
+impl Input {
+    fn new(bootstrap: &str, topic: &str) -> Self {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .expect("a producer");
+        Self {
+            producer,
+            topic: topic.to_owned(),
+            next: BTreeMap::new(),
+            expected: Expected::default(),
+        }
+    }
+
+    /// Produce `count` more lines to each of `partitions` and wait for the acks.
+    fn produce(&mut self, partitions: i32, count: usize) {
+        for p in 0..partitions {
+            let start = *self.next.get(&p).unwrap_or(&0);
+            for i in start..start + count {
+                let text = line(p, i);
+                self.send(p, text.as_bytes());
+                self.expected.add(p, &text);
+            }
+            self.next.insert(p, start + count);
+        }
+        self.producer
+            .flush(Duration::from_secs(30))
+            .expect("inputs acknowledged");
+    }
+
+    fn send(&self, partition: i32, value: &[u8]) {
+        let mut record = BaseRecord::<(), [u8]>::to(&self.topic)
+            .partition(partition)
+            .payload(value);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((_, back)) => {
+                    record = back;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+}
+
+/// The committed (word, count) outputs of `topic`, read from the raw log.
+fn committed_outputs(bootstrap: &str, topic: &str) -> BTreeMap<(String, u64), usize> {
+    let mut outputs = BTreeMap::new();
+    for log in kafka_raw::read_topic(bootstrap, topic).expect("read the output topic") {
+        for record in log.committed {
+            let word = String::from_utf8(record.key.unwrap_or_default()).unwrap();
+            let count: u64 = String::from_utf8(record.value.unwrap_or_default())
+                .unwrap()
+                .parse()
+                .unwrap();
+            *outputs.entry((word, count)).or_default() += 1;
+        }
+    }
+    outputs
+}
+
+/// Wait until at least `total` outputs committed.
+fn wait_for_outputs(bootstrap: &str, topic: &str, total: usize, daemon: Option<&Daemon>) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen: usize = committed_outputs(bootstrap, topic).values().sum();
+        if seen >= total {
+            return;
+        }
+        let tail = daemon.map(Daemon::tail).unwrap_or_default();
+        if daemon.is_some_and(|d| d.exited().is_some()) {
+            panic!("weir exited with {seen} of {total} outputs committed:\n{tail}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {seen} of {total} outputs committed:\n{tail}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Every committed output exactly once: nothing missing, nothing twice.
+fn assert_outputs_exact(bootstrap: &str, topic: &str, expected: &Expected) {
+    let actual = committed_outputs(bootstrap, topic);
+    let missing: Vec<_> = expected
+        .outputs
+        .iter()
+        .filter(|(k, n)| actual.get(*k).copied().unwrap_or(0) < **n)
+        .take(10)
+        .collect();
+    let extra: Vec<_> = actual
+        .iter()
+        .filter(|(k, n)| expected.outputs.get(*k).copied().unwrap_or(0) < **n)
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "outputs differ: missing {missing:?}, duplicated or unexpected {extra:?}"
+    );
+}
+
+/// The word counts in the state store of each partition, read from `data_dir`.
+fn assert_state_exact(data_dir: &Path, pipeline: &str, topic: &str, expected: &Expected) {
+    for (partition, counts) in &expected.state {
+        let dir = data_dir.join(format!("pipelines/{pipeline}/state/{topic}-{partition}"));
+        let store = RocksStore::open(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let entries = store.scan(b"count/", None, usize::MAX).unwrap();
+        let actual: BTreeMap<String, u64> = entries
+            .into_iter()
+            .map(|e| {
+                let word = String::from_utf8(e.key[b"count/".len()..].to_vec()).unwrap();
+                (word, serde_json::from_slice(&e.value).unwrap())
+            })
+            .collect();
+        assert_eq!(&actual, counts, "state of partition {partition}");
+    }
+}
+
+struct Setup {
+    broker: Tansu,
+    dir: tempfile::TempDir,
+    module: PathBuf,
+}
+
+impl Setup {
+    fn new(partitions: i32, topics: &[&str]) -> Self {
+        let broker = Tansu::start();
+        broker.create_topic("text", partitions);
+        for topic in topics {
+            broker.create_topic(topic, partitions);
+        }
+        // WEIR_TEST_KEEP=1 keeps configs, logs and state for a look after a failure.
+        let keep = std::env::var_os("WEIR_TEST_KEEP").is_some();
+        let dir = tempfile::Builder::new()
+            .prefix("weir-kafka-")
+            .disable_cleanup(keep)
+            .tempdir()
+            .unwrap();
+        if keep {
+            eprintln!("keeping {}", dir.path().display());
+        }
+        Self {
+            broker,
+            dir,
+            module: guest("word-count"),
+        }
+    }
+
+    fn data_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn config(&self, data: &str, extra: &str) -> PathBuf {
+        write_config(
+            self.dir.path(),
+            &self.broker.bootstrap,
+            &self.data_dir(data),
+            &[PipelineSpec {
+                name: "wc",
+                module: &self.module,
+                inputs: &["text"],
+                output: "counts",
+                extra,
+            }],
+        )
+    }
+
+    fn start(&self, data: &str, failpoints: Option<&str>) -> Daemon {
+        self.start_with(data, "", failpoints)
+    }
+
+    /// Start with `extra` lines in the pipeline's config table.
+    fn start_with(&self, data: &str, extra: &str, failpoints: Option<&str>) -> Daemon {
+        let config = self.config(data, extra);
+        Daemon::start(
+            Path::new(EXE),
+            &config,
+            &self.dir.path().join(format!("{data}.log")),
+            failpoints,
+        )
+    }
+}
+
+#[test]
+fn word_count_over_many_partitions_is_exact() {
+    let setup = Setup::new(8, &["counts"]);
+    let daemon = setup.start("a", None);
+    daemon.wait_for("partition running", 8, WAIT);
+
+    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    input.produce(8, 150);
+    wait_for_outputs(
+        &setup.broker.bootstrap,
+        "counts",
+        input.expected.total_outputs(),
+        Some(&daemon),
+    );
+    assert!(daemon.terminate().success());
+
+    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
+    assert_state_exact(&setup.data_dir("a"), "wc", "text", &input.expected);
+}
+
+#[test]
+fn at_least_once_word_count_is_exact_without_crashes() {
+    let setup = Setup::new(4, &["counts"]);
+    let daemon = setup.start_with("a", "guarantee = \"at-least-once\"", None);
+    daemon.wait_for("partition running", 4, WAIT);
+
+    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    input.produce(4, 100);
+    wait_for_outputs(
+        &setup.broker.bootstrap,
+        "counts",
+        input.expected.total_outputs(),
+        Some(&daemon),
+    );
+    assert!(daemon.terminate().success());
+
+    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
+    assert_state_exact(&setup.data_dir("a"), "wc", "text", &input.expected);
+}
+
+#[test]
+fn a_restart_mid_stream_loses_nothing_and_replays_no_state() {
+    let setup = Setup::new(4, &["counts"]);
+    let mut input = Input::new(&setup.broker.bootstrap, "text");
+
+    let daemon = setup.start("a", None);
+    daemon.wait_for("partition running", 4, WAIT);
+    input.produce(4, 100);
+    wait_for_outputs(
+        &setup.broker.bootstrap,
+        "counts",
+        input.expected.total_outputs(),
+        Some(&daemon),
+    );
+    assert!(daemon.terminate().success());
+
+    // Inputs produced while Weir is down are processed after the restart.
+    input.produce(4, 100);
+    let daemon = setup.start("a", None);
+    daemon.wait_for("partition running", 8, WAIT);
+    let replayed: u64 = daemon
+        .events("restored state from the changelog")
+        .iter()
+        .filter_map(|e| e["fields"]["applied"].as_u64())
+        .sum();
+    assert_eq!(replayed, 0, "local state was current: nothing to replay");
+    input.produce(4, 50);
+    wait_for_outputs(
+        &setup.broker.bootstrap,
+        "counts",
+        input.expected.total_outputs(),
+        Some(&daemon),
+    );
+    assert!(daemon.terminate().success());
+
+    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
+    assert_state_exact(&setup.data_dir("a"), "wc", "text", &input.expected);
+}
+
+/// Crash (SIGKILL from inside, at an exact step) while records flow, restart, finish:
+/// every input counted exactly once, in the outputs and in the state.
+fn crash_and_recover(failpoints: &str, second_failpoints: Option<&str>) {
+    let setup = Setup::new(4, &["counts"]);
+    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    input.produce(4, 60);
+
+    let mut daemon = setup.start("a", Some(failpoints));
+    let status = daemon.wait(WAIT);
+    assert!(
+        !status.success(),
+        "the failpoint {failpoints} should have killed weir"
+    );
+
+    input.produce(4, 60);
+    if let Some(points) = second_failpoints {
+        let mut daemon = setup.start("a", Some(points));
+        assert!(
+            !daemon.wait(WAIT).success(),
+            "the failpoint {points} should have killed weir"
+        );
+    }
+    let daemon = setup.start("a", None);
+    input.produce(4, 30);
+    wait_for_outputs(
+        &setup.broker.bootstrap,
+        "counts",
+        input.expected.total_outputs(),
+        Some(&daemon),
+    );
+    assert!(daemon.terminate().success());
+
+    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
+    assert_state_exact(&setup.data_dir("a"), "wc", "text", &input.expected);
+}
+
+#[test]
+fn a_crash_before_the_transaction_commits_is_exact() {
+    crash_and_recover("checkpoint.before-commit=6", None);
+}
+
+#[test]
+fn a_crash_between_the_kafka_commit_and_the_state_write_is_exact() {
+    crash_and_recover("checkpoint.after-commit=6", None);
+}
+
+#[test]
+fn a_crash_during_restore_is_exact() {
+    // The first crash leaves local state behind Kafka, so the restart restores from
+    // the changelog, and dies after applying its first block.
+    crash_and_recover("checkpoint.after-commit=6", Some("restore.block=1"));
+}
+
+#[test]
+fn two_instances_split_partitions_and_one_takes_over_the_others() {
+    let setup = Setup::new(8, &["counts"]);
+    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let a = setup.start("a", None);
+    let b = setup.start("b", None);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (in_a, in_b) = (owned(&a), owned(&b));
+        if in_a > 0 && in_b > 0 && in_a + in_b == 8 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partitions not split: a owns {in_a}, b owns {in_b}:\n{}\n{}",
+            a.tail(),
+            b.tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    input.produce(8, 80);
+    wait_for_outputs(
+        &setup.broker.bootstrap,
+        "counts",
+        input.expected.total_outputs(),
+        Some(&a),
+    );
+
+    assert!(b.terminate().success());
+    let deadline = Instant::now() + WAIT;
+    while owned(&a) < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "a did not take over:\n{}",
+            a.tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    input.produce(8, 80);
+    wait_for_outputs(
+        &setup.broker.bootstrap,
+        "counts",
+        input.expected.total_outputs(),
+        Some(&a),
+    );
+    assert!(a.terminate().success());
+
+    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
+    // a now holds the state of every partition, b's restored from the changelog.
+    assert_state_exact(&setup.data_dir("a"), "wc", "text", &input.expected);
+}
+
+/// Partitions `daemon` runs now: started minus released.
+fn owned(daemon: &Daemon) -> usize {
+    daemon.events("partition running").len() - daemon.events("partition released").len()
+}
+
+#[test]
+fn a_poison_record_is_dead_lettered_and_the_stream_goes_on() {
+    let setup = Setup::new(1, &["counts", "dead-letters"]);
+    let daemon = setup.start_with(
+        "a",
+        "on_error = \"dead-letter\"\ndead_letter_topic = \"dead-letters\"",
+        None,
+    );
+    daemon.wait_for("partition running", 1, WAIT);
+
+    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    input.send(0, b"oak pine");
+    input.send(0, &[0xff, 0xfe, 0x00]); // not UTF-8: the transform rejects it
+    input.send(0, b"oak");
+    input.producer.flush(Duration::from_secs(30)).unwrap();
+    input.expected.add(0, "oak pine");
+    input.expected.add(0, "oak");
+    wait_for_outputs(&setup.broker.bootstrap, "counts", 3, Some(&daemon));
+    assert!(daemon.terminate().success());
+
+    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
+    let dead: Vec<_> = kafka_raw::read_topic(&setup.broker.bootstrap, "dead-letters")
+        .unwrap()
+        .into_iter()
+        .flat_map(|log| log.committed)
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].value.as_deref(), Some(&[0xff, 0xfe, 0x00][..]));
+    let header = |name: &str| {
+        dead[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(header("weir.dlq.offset").as_deref(), Some("1"));
+    assert_eq!(header("weir.dlq.partition").as_deref(), Some("0"));
+    assert_eq!(header("weir.dlq.pipeline").as_deref(), Some("wc"));
+    assert_eq!(header("weir.dlq.kind").as_deref(), Some("rejected"));
+    assert!(
+        header("weir.dlq.error").is_some_and(|e| e.contains("UTF-8")),
+        "{:?}",
+        header("weir.dlq.error")
+    );
+}
