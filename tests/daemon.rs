@@ -61,7 +61,10 @@ impl Daemon {
         command
             .args(["--log-format", "json", "serve", "-c"])
             .arg(config)
-            .env("WEIR_LOG", "info,librdkafka=warn")
+            .env(
+                "WEIR_LOG",
+                "info,librdkafka=warn,weir_runtime::pipeline::worker=debug",
+            )
             .stdout(File::create(log.with_extension("out")).expect("stdout file"))
             .stderr(
                 std::fs::OpenOptions::new()

@@ -79,6 +79,8 @@ pub enum GuestFault {
     },
     #[error("the transform wrote state during init, where state is read-only")]
     StateWriteInInit,
+    #[error("the transform wrote the empty state key, which Weir reserves for its checkpoints")]
+    ReservedKey,
     #[error("the transform trapped: {message}")]
     Trap { message: String },
     #[error("the transform broke the weir:transform contract: {message}")]
@@ -93,6 +95,7 @@ impl GuestFault {
             Self::MemoryLimit { .. } => "memory_limit",
             Self::StateTooLarge { .. } => "state_too_large",
             Self::StateWriteInInit => "state_write_in_init",
+            Self::ReservedKey => "reserved_key",
             Self::Trap { .. } => "trap",
             Self::Contract { .. } => "contract",
         }

@@ -68,6 +68,8 @@ impl ProducerContext for DeliveryContext {
 /// One record to produce.
 pub struct Outgoing<'a> {
     pub topic: &'a str,
+    /// `None` partitions by key (murmur2, like Java clients).
+    pub partition: Option<i32>,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
     pub headers: OwnedHeaders,
@@ -146,6 +148,9 @@ impl PartitionProducer {
         }
         if let Some(timestamp) = record.timestamp {
             base = base.timestamp(timestamp);
+        }
+        if let Some(partition) = record.partition {
+            base = base.partition(partition);
         }
         loop {
             match self.producer.send(base) {

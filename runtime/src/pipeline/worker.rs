@@ -32,7 +32,9 @@ use crate::failpoint;
 use crate::kafka::producer::{Outgoing, PartitionProducer, RecordKind};
 use crate::kafka::records::{self, DeadLetter};
 use crate::kafka::{ClientSettings, KafkaFailure, REQUEST_TIMEOUT};
-use crate::state::changelog::{self, ChangelogRecord, Decision, ROOT, RestoreError, Restorer};
+use crate::state::changelog::{
+    self, Block, ChangelogRecord, Decision, Local, ROOT, RestoreError, Restorer,
+};
 use crate::state::{PartitionState, RocksStore, StateError};
 
 use super::{BatchError, ErrorPolicy, FailureReason, Processor as _, run_batch};
@@ -201,13 +203,12 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             transactional_id.as_deref(),
             ctx.commit_interval.max(Duration::from_secs(10)),
         )?;
-        let (committed_offset, committed_head) = self.committed()?;
-
         let path = ctx
             .state_dir
             .join(format!("{}-{}", self.topic, self.partition));
         let mut state = PartitionState::new(Box::new(RocksStore::open(&path)?));
-        let (head, position) = self.restore(&mut state, committed_head)?;
+        let committed_offset = self.committed(read_meta(&state, META_OFFSET)?)?;
+        let (head, position) = self.restore(&mut state, committed_offset)?;
 
         let instance = ctx.engine.instantiate_with_limits(
             &ctx.module,
@@ -226,115 +227,123 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         })
     }
 
-    /// The group's committed offset of this partition and the changelog head in its
-    /// metadata.
-    fn committed(&self) -> Result<(Option<i64>, Option<u64>), WorkerError> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.topic, self.partition);
-        let committed = self
-            .consumer
-            .committed_offsets(tpl, REQUEST_TIMEOUT)
-            .map_err(|e| KafkaFailure::new("cannot read the committed offset", e))?;
-        let Some(element) = committed.find_partition(&self.topic, self.partition) else {
-            return Ok((None, None));
-        };
-        match element.offset() {
-            Offset::Offset(offset) => {
-                Ok((Some(offset), changelog::decode_head(element.metadata())))
+    /// The group's committed offset of this partition.
+    ///
+    /// Local state only moves after its Kafka commit succeeded, so a committed offset
+    /// below the local one is a stale answer, not the truth: a broker still completing
+    /// transactions gives it (Tansu applies a transaction's offsets only once the
+    /// transactions overlapping it are resolved), as does one busy with the group (a
+    /// per-partition error). Either is retried until the answer catches up, since
+    /// starting from a stale offset would process records twice.
+    fn committed(&self, local: Option<i64>) -> Result<Option<i64>, WorkerError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&self.topic, self.partition);
+            let committed = self
+                .consumer
+                .committed_offsets(tpl, REQUEST_TIMEOUT)
+                .map_err(|e| KafkaFailure::new("cannot read the committed offset", e))?;
+            let answer = match committed.find_partition(&self.topic, self.partition) {
+                None => Ok(None),
+                Some(element) => element.error().map(|()| match element.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                }),
+            };
+            let stale = match &answer {
+                Ok(offset) => local.is_some_and(|local| offset.is_none_or(|o| o < local)),
+                Err(_) => true,
+            };
+            if !stale {
+                return Ok(answer.unwrap_or_default());
             }
-            _ => Ok((None, None)),
+            if Instant::now() >= deadline {
+                return match answer {
+                    Err(error) => {
+                        Err(KafkaFailure::new("cannot read the committed offset", error).into())
+                    }
+                    // Restore reports the disagreement with what to do about it.
+                    Ok(offset) => Ok(offset),
+                };
+            }
+            tracing::debug!(topic = %self.topic, partition = self.partition, ?answer, ?local, "committed offset not current yet; asking again");
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    /// Bring local state up to the committed changelog head. Returns the head and the
-    /// changelog position the state is at.
+    /// Bring local state up to the committed offset from the changelog. Returns the
+    /// head and the changelog position the state is at.
     fn restore(
         &self,
         state: &mut PartitionState,
-        committed_head: Option<u64>,
+        committed_offset: Option<i64>,
     ) -> Result<(u64, i64), WorkerError> {
-        let local_head = read_meta(state, META_HEAD)?.map_or(ROOT, |v| v as u64);
-        let local_position = read_meta(state, META_POSITION)?.unwrap_or(0);
-        let changelog_topic = self.ctx.changelog_topic(&self.topic);
-        if committed_head == Some(local_head) && local_head != ROOT {
-            // Local state is at the committed head: skip reading the changelog, whose
-            // tail can only hold aborted records (the next restore skips them too).
-            tracing::info!(
-                pipeline = %self.ctx.name,
-                topic = %self.topic,
-                partition = self.partition,
-                applied = 0,
-                discarded = 0,
-                from = local_position,
-                to = local_position,
-                "restored state from the changelog"
-            );
-            return Ok((local_head, local_position));
-        }
+        let local = Local {
+            head: read_meta(state, META_HEAD)?.map_or(ROOT, |v| v as u64),
+            offset: read_meta(state, META_OFFSET)?,
+        };
+        let position = read_meta(state, META_POSITION)?.unwrap_or(0);
+        let mut restorer = Restorer::new(local, committed_offset);
+        let mut progress = RestoreProgress {
+            head: local.head,
+            position,
+            applied: 0,
+            discarded: 0,
+        };
         let started = Instant::now();
-        let mut reader = ChangelogReader::open(
-            &self.ctx.settings,
-            &changelog_topic,
-            self.partition,
-            local_position,
-        )?;
-        let mut restorer = Restorer::new(local_head);
-        let trust_all = self.ctx.guarantee == Guarantee::AtLeastOnce;
-        let (mut applied, mut discarded) = (0_usize, 0_usize);
-        let mut apply =
-            |decisions: Vec<Decision>, state: &mut PartitionState| -> Result<(), WorkerError> {
-                for decision in decisions {
-                    match decision {
-                        Decision::Apply(block) => {
-                            applied += block.records.len();
-                            apply_block(state, &block.records, block.checkpoint, block.end())?;
-                            failpoint::hit("restore.block");
-                        }
-                        Decision::Discard(block) => discarded += block.records.len(),
+        if !restorer.is_current() {
+            let changelog_topic = self.ctx.changelog_topic(&self.topic);
+            let mut reader = ChangelogReader::open(
+                &self.ctx.settings,
+                &changelog_topic,
+                self.partition,
+                position,
+            )?;
+            if self.ctx.guarantee == Guarantee::AtLeastOnce {
+                // No transactions: every record counts, in order, block by block.
+                let mut block: Option<Block> = None;
+                while let Some(record) = reader.next()? {
+                    if record.checkpoint == local.head {
+                        continue;
                     }
+                    if block
+                        .as_ref()
+                        .is_some_and(|b| b.checkpoint != record.checkpoint)
+                    {
+                        progress.apply(state, block.take().into_iter().map(Decision::Apply))?;
+                    }
+                    block
+                        .get_or_insert_with(|| Block {
+                            checkpoint: record.checkpoint,
+                            parent: record.parent,
+                            input_offset: record.input_offset,
+                            records: Vec::new(),
+                        })
+                        .records
+                        .push(record);
                 }
-                Ok(())
-            };
-        while let Some(record) = reader.next()? {
-            if trust_all {
-                apply(
-                    vec![Decision::Apply(changelog::Block {
-                        checkpoint: record.checkpoint,
-                        parent: record.parent,
-                        records: vec![record],
-                    })],
-                    state,
-                )?;
+                progress.apply(state, block.into_iter().map(Decision::Apply))?;
             } else {
-                let decisions = restorer.push(record)?;
-                apply(decisions, state)?;
+                while let Some(record) = reader.next()? {
+                    progress.apply(state, restorer.push(record)?)?;
+                }
+                let (decisions, _) = restorer.finish()?;
+                progress.apply(state, decisions)?;
             }
         }
-        let end = reader.end;
-        let head = if trust_all {
-            committed_head.unwrap_or(ROOT)
-        } else {
-            let (decisions, head) = restorer.finish(committed_head)?;
-            apply(decisions, state)?;
-            head
-        };
-        // Record that the whole tail was read (aborted records included).
-        state.checkpoint(&[
-            (META_HEAD, &head.to_be_bytes()),
-            (META_POSITION, &end.to_be_bytes()),
-        ])?;
         tracing::info!(
             pipeline = %self.ctx.name,
             topic = %self.topic,
             partition = self.partition,
-            applied,
-            discarded,
-            from = local_position,
-            to = end,
+            applied = progress.applied,
+            discarded = progress.discarded,
+            from = position,
+            to = progress.position,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "restored state from the changelog"
         );
-        Ok((head, end))
+        Ok((progress.head, progress.position))
     }
 
     /// The processing loop. Returns after a requested stop.
@@ -409,6 +418,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         for output in &outcome.outputs {
             running.producer.send(Outgoing {
                 topic: output.topic.as_deref().unwrap_or(&ctx.output),
+                partition: None,
                 key: output.key.as_deref(),
                 value: output.value.as_deref(),
                 headers: records::output_headers(output, &module),
@@ -441,6 +451,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 };
                 running.producer.send(Outgoing {
                     topic,
+                    partition: None,
                     key: record.key.as_deref(),
                     value: record.value.as_deref(),
                     headers: records::dead_letter_headers(record, &why),
@@ -462,45 +473,52 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             return Ok(());
         }
         let changelog_topic = self.ctx.changelog_topic(&self.topic);
-        let checkpoint_id = (!state.pending().is_empty()).then(new_checkpoint_id);
-        if let Some(id) = checkpoint_id {
-            let offset = next_offset.to_string();
-            for (key, value) in state.pending().iter() {
-                let headers = OwnedHeaders::new_with_capacity(3)
-                    .insert(KafkaHeader {
-                        key: changelog::CHECKPOINT_HEADER,
-                        value: Some(changelog::encode_id(id).as_str()),
-                    })
-                    .insert(KafkaHeader {
-                        key: changelog::PARENT_HEADER,
-                        value: Some(changelog::encode_id(running.head).as_str()),
-                    })
-                    .insert(KafkaHeader {
-                        key: changelog::OFFSET_HEADER,
-                        value: Some(offset.as_str()),
-                    });
-                running.producer.send(Outgoing {
-                    topic: &changelog_topic,
-                    key: Some(key),
-                    value,
-                    headers,
-                    timestamp: None,
-                    kind: RecordKind::Changelog,
-                })?;
-            }
+        let id = new_checkpoint_id();
+        let (id_header, parent_header) =
+            (changelog::encode_id(id), changelog::encode_id(running.head));
+        let offset = next_offset.to_string();
+        let headers = || {
+            OwnedHeaders::new_with_capacity(3)
+                .insert(KafkaHeader {
+                    key: changelog::CHECKPOINT_HEADER,
+                    value: Some(id_header.as_str()),
+                })
+                .insert(KafkaHeader {
+                    key: changelog::PARENT_HEADER,
+                    value: Some(parent_header.as_str()),
+                })
+                .insert(KafkaHeader {
+                    key: changelog::OFFSET_HEADER,
+                    value: Some(offset.as_str()),
+                })
+        };
+        let send = |key: &[u8], value: Option<&[u8]>| {
+            running.producer.send(Outgoing {
+                topic: &changelog_topic,
+                // The changelog is partitioned like the input: one partition's state.
+                partition: Some(self.partition),
+                key: Some(key),
+                value,
+                headers: headers(),
+                timestamp: None,
+                kind: RecordKind::Changelog,
+            })
+        };
+        if state.pending().is_empty() {
+            // Every checkpoint leaves a record naming its input offset: that is how a
+            // restore finds the committed checkpoint.
+            send(changelog::MARKER_KEY, Some(offset.as_bytes()))?;
+        }
+        for (key, value) in state.pending().iter() {
+            send(key, value)?;
         }
         let last_changelog = running.producer.flush()?;
         failpoint::hit("checkpoint.before-commit");
 
-        let head = checkpoint_id.unwrap_or(running.head);
         let mut offsets = TopicPartitionList::new();
         offsets
             .add_partition_offset(&self.topic, self.partition, Offset::Offset(next_offset))
             .map_err(|e| KafkaFailure::new("cannot build the offset commit", e))?;
-        if let Some(element) = offsets.find_partition(&self.topic, self.partition) {
-            let mut element = element;
-            element.set_metadata(changelog::encode_head(head));
-        }
         if running.producer.is_transactional() {
             let group = self.consumer.group_metadata().ok_or_else(|| {
                 KafkaFailure::new(
@@ -516,15 +534,54 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         }
         failpoint::hit("checkpoint.after-commit");
 
-        let position = last_changelog.map_or(running.position, |last| last + 1);
+        let position = last_changelog.unwrap_or(running.position);
         running.instance.state().checkpoint(&[
             (META_OFFSET, &next_offset.to_be_bytes()),
-            (META_HEAD, &head.to_be_bytes()),
+            (META_HEAD, &id.to_be_bytes()),
             (META_POSITION, &position.to_be_bytes()),
         ])?;
-        running.head = head;
+        tracing::debug!(
+            topic = %self.topic,
+            partition = self.partition,
+            checkpoint = %changelog::encode_id(id),
+            parent = %changelog::encode_id(running.head),
+            offset = next_offset,
+            position,
+            "checkpoint committed"
+        );
+        running.head = id;
         running.position = position;
         running.committed_offset = Some(next_offset);
+        Ok(())
+    }
+}
+
+/// Counts and position of a restore, and applying its decisions.
+struct RestoreProgress {
+    head: u64,
+    position: i64,
+    applied: usize,
+    discarded: usize,
+}
+
+impl RestoreProgress {
+    fn apply(
+        &mut self,
+        state: &mut PartitionState,
+        decisions: impl IntoIterator<Item = Decision>,
+    ) -> Result<(), StateError> {
+        for decision in decisions {
+            match decision {
+                Decision::Apply(block) => {
+                    apply_block(state, &block)?;
+                    self.applied += block.records.iter().filter(|r| !r.is_marker()).count();
+                    self.head = block.checkpoint;
+                    self.position = block.last_offset();
+                    failpoint::hit("restore.block");
+                }
+                Decision::Discard(block) => self.discarded += block.records.len(),
+            }
+        }
         Ok(())
     }
 }
@@ -545,33 +602,48 @@ fn read_meta(state: &PartitionState, name: &str) -> Result<Option<i64>, StateErr
         .and_then(|bytes| Some(i64::from_be_bytes(bytes.as_slice().try_into().ok()?))))
 }
 
-/// Apply one committed changelog block to local state, with the head and position it
-/// leaves the state at, in one write.
-fn apply_block(
-    state: &mut PartitionState,
-    records: &[ChangelogRecord],
-    head: u64,
-    end: i64,
-) -> Result<(), StateError> {
-    for record in records {
+/// Apply one committed changelog block to local state in one write, with the head,
+/// input offset and changelog position it leaves the state at.
+fn apply_block(state: &mut PartitionState, block: &Block) -> Result<(), StateError> {
+    for record in block.records.iter().filter(|r| !r.is_marker()) {
         match &record.value {
             Some(value) => state.put(record.key.clone(), value.clone()),
             None => state.delete(record.key.clone()),
         }
     }
     state.checkpoint(&[
-        (META_HEAD, &head.to_be_bytes()),
-        (META_POSITION, &end.to_be_bytes()),
+        (META_OFFSET, &block.input_offset.to_be_bytes()),
+        (META_HEAD, &block.checkpoint.to_be_bytes()),
+        (META_POSITION, &block.last_offset().to_be_bytes()),
     ])?;
     Ok(())
 }
+
+/// The restore consumer's context: end-of-partition is how a restore ends, not an error
+/// worth a log line.
+struct RestoreContext;
+
+impl rdkafka::ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
+            tracing::warn!(%error, reason, "Kafka restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
 
 /// Reads one changelog partition from a position to its end. The end is where the
 /// broker reports end-of-partition, not a high watermark read beforehand: nobody else
 /// writes the partition (its previous owner is fenced), and some brokers report a
 /// watermark that disagrees with the offsets they hand out.
 struct ChangelogReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<RestoreContext>,
     topic: String,
     /// The offset after the last record read (or the start position).
     end: i64,
@@ -585,13 +657,13 @@ impl ChangelogReader {
         partition: i32,
         from: i64,
     ) -> Result<Self, WorkerError> {
-        let consumer: BaseConsumer = settings
+        let consumer: BaseConsumer<RestoreContext> = settings
             .consumer_config()
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
             .set("group.id", "weir-restore")
-            .create()
+            .create_with_context(RestoreContext)
             .map_err(|e| KafkaFailure::new("cannot create the restore consumer", e))?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(from))
@@ -634,7 +706,16 @@ impl ChangelogReader {
                 }
                 Some(Ok(message)) => {
                     self.end = message.offset() + 1;
-                    return decode(&message, &self.topic).map(Some);
+                    let record = decode(&message, &self.topic)?;
+                    tracing::debug!(
+                        topic = %self.topic,
+                        offset = record.offset,
+                        checkpoint = %changelog::encode_id(record.checkpoint),
+                        parent = %changelog::encode_id(record.parent),
+                        input_offset = record.input_offset,
+                        "changelog record"
+                    );
+                    return Ok(Some(record));
                 }
             }
         }
@@ -650,9 +731,15 @@ fn decode(message: &impl Message, topic: &str) -> Result<ChangelogRecord, Worker
             .and_then(|h| h.value)
             .and_then(changelog::decode_id)
     };
-    let (Some(checkpoint), Some(parent)) = (
+    let input_offset = message
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == changelog::OFFSET_HEADER))
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+    let (Some(checkpoint), Some(parent), Some(input_offset)) = (
         header(changelog::CHECKPOINT_HEADER),
         header(changelog::PARENT_HEADER),
+        input_offset,
     ) else {
         return Err(WorkerError::ForeignChangelog {
             topic: topic.to_owned(),
@@ -663,6 +750,7 @@ fn decode(message: &impl Message, topic: &str) -> Result<ChangelogRecord, Worker
         offset: message.offset(),
         checkpoint,
         parent,
+        input_offset,
         key: message.key().unwrap_or_default().to_vec(),
         value: message.payload().map(<[u8]>::to_vec),
     })

@@ -1,26 +1,27 @@
 //! The changelog: how a partition's state writes are recorded in Kafka, and how a
 //! restore decides which of those records to apply.
 //!
-//! Every checkpoint that writes state gets a random id and produces one changelog
-//! record per written key (a delete is a tombstone). Each record carries three headers:
+//! Every checkpoint gets a random id and produces one changelog record per written key
+//! (a delete is a tombstone), or a single *marker* record under the reserved empty key
+//! when it wrote no state. Each record carries three headers:
 //!
 //! * `weir.checkpoint`: the checkpoint's id;
-//! * `weir.parent`: the id of the previous checkpoint of this partition that wrote
-//!   state (its *head*, 0 before the first), so checkpoints form a chain;
-//! * `weir.offset`: the input offset the checkpoint commits (for people reading the
-//!   topic; restore does not need it).
+//! * `weir.parent`: the id of the previous checkpoint of this partition (0 before the
+//!   first), so checkpoints form a chain;
+//! * `weir.offset`: the input offset the checkpoint commits.
 //!
-//! The transaction that commits a checkpoint also commits the input offset with the
-//! head in its metadata ([`encode_head`]). A restore therefore knows the *committed*
-//! head, and a checkpoint's records are kept only if that checkpoint is on the chain
-//! that leads to it. This does not trust the broker to hide aborted transactions (the
-//! test brokers do not), and it is exact, not a heuristic over offsets: a transaction
-//! that aborted after the same inputs were committed by a retry is still recognised.
+//! The group's committed input offset `C` therefore names the committed *head*: the last
+//! checkpoint in the changelog whose records say `weir.offset = C`. The committed
+//! checkpoints are that head and its ancestors; a checkpoint's records are applied only
+//! if it is one of them. This does not trust the broker to hide aborted transactions
+//! (the test brokers do not), nor to keep offset-commit metadata (Tansu drops it), and it
+//! is exact: a transaction that aborted after the same inputs were committed by a retry
+//! is still recognised.
 //!
-//! Why a chain suffices: a writer advances its head only after its transaction
-//! commits, so a checkpoint named as someone's parent has committed, and two blocks of
+//! Why this holds: a writer takes a checkpoint's parent from the last checkpoint it
+//! *committed*, so a checkpoint named as a parent has committed; and two checkpoints'
 //! records never interleave, because each input partition has one transactional id and
-//! a new owner fences the old one before it writes. See [`Restorer`] for the rules.
+//! a new owner fences the old one before it writes.
 //!
 //! This module is pure logic: no Kafka, no RocksDB.
 
@@ -33,22 +34,12 @@ pub const PARENT_HEADER: &str = "weir.parent";
 /// Header naming the input offset the checkpoint commits.
 pub const OFFSET_HEADER: &str = "weir.offset";
 
+/// Key of the marker record of a checkpoint that wrote no state. Transforms may not
+/// write it (the engine refuses the empty key), so markers never mix with state.
+pub const MARKER_KEY: &[u8] = b"";
+
 /// Id of "no checkpoint yet": the parent of a partition's first checkpoint.
 pub const ROOT: u64 = 0;
-
-/// Prefix of the offset-commit metadata Weir writes, versioned for later changes.
-const HEAD_METADATA_PREFIX: &str = "weir1:";
-
-/// Offset-commit metadata recording the partition's changelog head.
-pub fn encode_head(head: u64) -> String {
-    format!("{HEAD_METADATA_PREFIX}{head:016x}")
-}
-
-/// The head recorded by [`encode_head`]; `None` for metadata Weir did not write.
-pub fn decode_head(metadata: &str) -> Option<u64> {
-    let hex = metadata.strip_prefix(HEAD_METADATA_PREFIX)?;
-    u64::from_str_radix(hex, 16).ok()
-}
 
 /// A header value for a checkpoint id: 16 hex digits, readable in any Kafka tool.
 pub fn encode_id(id: u64) -> String {
@@ -68,9 +59,18 @@ pub struct ChangelogRecord {
     pub offset: i64,
     pub checkpoint: u64,
     pub parent: u64,
+    /// The input offset the checkpoint commits.
+    pub input_offset: i64,
     pub key: Vec<u8>,
     /// `None` deletes the key.
     pub value: Option<Vec<u8>>,
+}
+
+impl ChangelogRecord {
+    /// A checkpoint's marker, not a state write.
+    pub fn is_marker(&self) -> bool {
+        self.key == MARKER_KEY
+    }
 }
 
 /// The records of one checkpoint, in changelog order.
@@ -78,14 +78,31 @@ pub struct ChangelogRecord {
 pub struct Block {
     pub checkpoint: u64,
     pub parent: u64,
+    pub input_offset: i64,
     pub records: Vec<ChangelogRecord>,
 }
 
 impl Block {
-    /// The changelog offset after this block's last record.
-    pub fn end(&self) -> i64 {
-        self.records.last().map_or(0, |r| r.offset + 1)
+    /// Changelog offset of the block's last record: where the next restore may start
+    /// (it skips the records of the checkpoint it already has).
+    pub fn last_offset(&self) -> i64 {
+        self.records.last().map_or(0, |r| r.offset)
     }
+}
+
+/// Where local state stands: its last checkpoint, and the input offset that committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Local {
+    pub head: u64,
+    /// `None` for a store that never checkpointed.
+    pub offset: Option<i64>,
+}
+
+impl Local {
+    pub const EMPTY: Local = Local {
+        head: ROOT,
+        offset: None,
+    };
 }
 
 /// The changelog and the committed offsets disagree: the local store cannot be brought
@@ -95,11 +112,18 @@ pub enum RestoreError {
     #[error(
         "changelog checkpoint {named:016x} is not in the history of the local state \
          (local head {local:016x}): the local state does not belong to this consumer \
-         group (was the data directory copied, or were offsets reset?). Stop Weir, \
-         delete this partition's state directory and start again to rebuild it from \
-         the changelog"
+         group (was the data directory copied, or the changelog topic recreated?). Stop \
+         Weir, delete this partition's state directory and start again to rebuild it \
+         from the changelog"
     )]
     Diverged { named: u64, local: u64 },
+    #[error(
+        "the group's committed offset {offset} matches no checkpoint in the changelog. \
+         The offsets were reset or written by another application, or the changelog \
+         topic was deleted: restore the offsets, or delete the partition's state \
+         directory and reset the offsets to where processing should start"
+    )]
+    UnknownOffset { offset: i64 },
     #[error(
         "the consumer group has no committed offset for this partition, but local state \
          is at changelog checkpoint {local:016x}. Offsets were deleted or expired: stop \
@@ -132,26 +156,47 @@ pub enum Decision {
 ///    only a broker that also removes aborted transactions does (Kafka's log cleaner
 ///    does), so the pending blocks are trusted and applied.
 ///
-/// Anything else (the chain restarting from [`ROOT`], a committed head the changelog
-/// never reaches) means the local state and the group's history disagree.
+/// Records of the local head's own checkpoint are skipped (a restore starts at that
+/// block's last record). Anything else that breaks the chain (it restarting from
+/// [`ROOT`], a committed head the changelog never reaches) means the local state and
+/// the group's history disagree.
 #[derive(Debug)]
 pub struct Restorer {
+    local: Local,
+    committed_offset: Option<i64>,
+    /// The last checkpoint seen whose records commit `committed_offset`.
+    committed_head: Option<u64>,
     /// The head after the last applied block.
     applied: u64,
     pending: VecDeque<Block>,
 }
 
 impl Restorer {
-    /// Start from local state whose head is `local_head`.
-    pub fn new(local_head: u64) -> Self {
+    /// Start from `local` state, towards the group's `committed_offset` (`None` when the
+    /// group has none for the partition).
+    pub fn new(local: Local, committed_offset: Option<i64>) -> Self {
         Self {
-            applied: local_head,
+            local,
+            committed_offset,
+            committed_head: None,
+            applied: local.head,
             pending: VecDeque::new(),
         }
     }
 
+    /// Whether local state is already at the committed offset: nothing to replay.
+    pub fn is_current(&self) -> bool {
+        self.committed_offset.is_some() && self.local.offset == self.committed_offset
+    }
+
     /// Feed the next record, in changelog order; returns the blocks it decided.
     pub fn push(&mut self, record: ChangelogRecord) -> Result<Vec<Decision>, RestoreError> {
+        if record.checkpoint == self.local.head {
+            return Ok(Vec::new());
+        }
+        if Some(record.input_offset) == self.committed_offset {
+            self.committed_head = Some(record.checkpoint);
+        }
         if let Some(block) = self
             .pending
             .iter_mut()
@@ -177,27 +222,29 @@ impl Restorer {
         self.pending.push_back(Block {
             checkpoint: record.checkpoint,
             parent: record.parent,
+            input_offset: record.input_offset,
             records: vec![record],
         });
         Ok(decisions)
     }
 
-    /// The changelog is exhausted. `committed_head` is the head in the committed offset
-    /// metadata, `None` when the group has no committed offset for the partition.
-    /// Returns the last decisions and the head the state is at after applying them.
-    pub fn finish(
-        mut self,
-        committed_head: Option<u64>,
-    ) -> Result<(Vec<Decision>, u64), RestoreError> {
-        let Some(committed) = committed_head else {
-            if self.applied != ROOT {
+    /// The changelog is exhausted: decide the remaining blocks. Returns the last
+    /// decisions and the head the state is at after applying them.
+    pub fn finish(mut self) -> Result<(Vec<Decision>, u64), RestoreError> {
+        let Some(offset) = self.committed_offset else {
+            if self.local.head != ROOT {
                 return Err(RestoreError::NoCommittedOffset {
-                    local: self.applied,
+                    local: self.local.head,
                 });
             }
             // Nothing ever committed: whatever is in the changelog aborted.
             let discarded = self.pending.drain(..).map(Decision::Discard).collect();
             return Ok((discarded, ROOT));
+        };
+        let committed = match self.committed_head {
+            Some(head) => head,
+            None if self.local.offset == Some(offset) => self.local.head,
+            None => return Err(RestoreError::UnknownOffset { offset }),
         };
         let Some(mut decisions) = self.resolve(committed) else {
             return Err(RestoreError::Diverged {
@@ -251,28 +298,31 @@ impl Restorer {
 mod tests {
     use super::*;
 
-    fn record(offset: i64, checkpoint: u64, parent: u64, key: &str) -> ChangelogRecord {
+    /// A record of checkpoint `checkpoint` (parent `parent`) committing input `input`.
+    fn record(offset: i64, checkpoint: u64, parent: u64, input: i64, key: &str) -> ChangelogRecord {
         ChangelogRecord {
             offset,
             checkpoint,
             parent,
+            input_offset: input,
             key: key.as_bytes().to_vec(),
             value: Some(offset.to_string().into_bytes()),
         }
     }
 
-    /// Run a whole changelog; return the checkpoint ids applied and discarded.
+    /// Run a whole changelog; return the checkpoint ids applied and discarded, and the
+    /// head reached.
     fn replay(
-        local: u64,
+        local: Local,
         records: Vec<ChangelogRecord>,
-        committed: Option<u64>,
+        committed: Option<i64>,
     ) -> Result<(Vec<u64>, Vec<u64>, u64), RestoreError> {
-        let mut restorer = Restorer::new(local);
+        let mut restorer = Restorer::new(local, committed);
         let mut decisions = Vec::new();
         for r in records {
             decisions.extend(restorer.push(r)?);
         }
-        let (last, head) = restorer.finish(committed)?;
+        let (last, head) = restorer.finish()?;
         decisions.extend(last);
         let mut applied = Vec::new();
         let mut discarded = Vec::new();
@@ -285,108 +335,145 @@ mod tests {
         Ok((applied, discarded, head))
     }
 
+    fn at(head: u64, offset: i64) -> Local {
+        Local {
+            head,
+            offset: Some(offset),
+        }
+    }
+
     #[test]
-    fn head_metadata_round_trips_and_ignores_foreign_metadata() {
-        assert_eq!(decode_head(&encode_head(0xdead_beef)), Some(0xdead_beef));
-        assert_eq!(decode_head(""), None);
-        assert_eq!(decode_head("someone else's"), None);
+    fn ids_round_trip_as_hex() {
+        assert_eq!(encode_id(0xdead_beef), "00000000deadbeef");
         assert_eq!(decode_id(encode_id(7).as_bytes()), Some(7));
         assert_eq!(decode_id(b"short"), None);
+        assert_eq!(decode_id(b"not hex at all!!"), None);
     }
 
     #[test]
     fn a_linear_committed_chain_is_applied_in_order() {
         let log = vec![
-            record(0, 1, ROOT, "a"),
-            record(1, 1, ROOT, "b"),
-            record(2, 2, 1, "a"),
-            record(3, 3, 2, "c"),
+            record(0, 1, ROOT, 10, "a"),
+            record(1, 1, ROOT, 10, "b"),
+            record(2, 2, 1, 20, "a"),
+            record(3, 3, 2, 30, ""),
         ];
-        assert_eq!(replay(ROOT, log, Some(3)), Ok((vec![1, 2, 3], vec![], 3)));
+        assert_eq!(
+            replay(Local::EMPTY, log, Some(30)),
+            Ok((vec![1, 2, 3], vec![], 3))
+        );
     }
 
     #[test]
     fn the_last_block_is_discarded_when_its_transaction_never_committed() {
-        let log = vec![record(0, 1, ROOT, "a"), record(1, 2, 1, "a")];
-        assert_eq!(replay(ROOT, log, Some(1)), Ok((vec![1], vec![2], 1)));
+        let log = vec![record(0, 1, ROOT, 10, "a"), record(1, 2, 1, 20, "a")];
+        assert_eq!(
+            replay(Local::EMPTY, log, Some(10)),
+            Ok((vec![1], vec![2], 1))
+        );
     }
 
     #[test]
-    fn an_aborted_block_followed_by_its_retry_is_discarded() {
-        // Checkpoint 2 aborted (crash before commit); after restart the same inputs
-        // were committed as checkpoint 3 with the same parent.
+    fn an_aborted_block_followed_by_a_retry_of_the_same_inputs_is_discarded() {
+        // Checkpoint 2 committed input offset 20 but aborted (crash before commit);
+        // after restart the same inputs committed as checkpoint 3: same parent, same
+        // offset. Only the later one counts.
         let log = vec![
-            record(0, 1, ROOT, "a"),
-            record(1, 2, 1, "a"),
-            record(2, 2, 1, "zombie-only-key"),
-            record(3, 3, 1, "a"),
-            record(4, 4, 3, "b"),
+            record(0, 1, ROOT, 10, "a"),
+            record(1, 2, 1, 20, "a"),
+            record(2, 2, 1, 20, "zombie-only-key"),
+            record(3, 3, 1, 20, "a"),
+            record(4, 4, 3, 30, "b"),
         ];
-        assert_eq!(replay(ROOT, log, Some(4)), Ok((vec![1, 3, 4], vec![2], 4)));
+        assert_eq!(
+            replay(Local::EMPTY, log.clone(), Some(30)),
+            Ok((vec![1, 3, 4], vec![2], 4))
+        );
+        assert_eq!(
+            replay(Local::EMPTY, log[..4].to_vec(), Some(20)),
+            Ok((vec![1, 3], vec![2], 3))
+        );
     }
 
     #[test]
     fn several_aborted_attempts_in_a_row_are_all_discarded() {
         let log = vec![
-            record(0, 1, ROOT, "a"),
-            record(1, 2, 1, "a"),
-            record(2, 3, 1, "a"),
-            record(3, 4, 1, "a"),
+            record(0, 1, ROOT, 10, "a"),
+            record(1, 2, 1, 15, "a"),
+            record(2, 3, 1, 25, "a"),
+            record(3, 4, 1, 20, "a"),
         ];
-        assert_eq!(replay(ROOT, log, Some(4)), Ok((vec![1, 4], vec![2, 3], 4)));
+        assert_eq!(
+            replay(Local::EMPTY, log, Some(20)),
+            Ok((vec![1, 4], vec![2, 3], 4))
+        );
     }
 
     #[test]
     fn an_aborted_first_block_is_discarded() {
-        let log = vec![record(0, 9, ROOT, "a"), record(1, 1, ROOT, "a")];
-        assert_eq!(replay(ROOT, log, Some(1)), Ok((vec![1], vec![9], 1)));
+        let log = vec![record(0, 9, ROOT, 10, "a"), record(1, 1, ROOT, 10, "a")];
+        assert_eq!(
+            replay(Local::EMPTY, log, Some(10)),
+            Ok((vec![1], vec![9], 1))
+        );
     }
 
     #[test]
-    fn a_restore_resumes_from_the_local_head() {
-        // Local state already holds checkpoint 5; the changelog tail starts after it.
-        let log = vec![record(10, 6, 5, "a"), record(11, 7, 6, "b")];
-        assert_eq!(replay(5, log, Some(7)), Ok((vec![6, 7], vec![], 7)));
+    fn a_restore_resumes_after_the_local_head_and_skips_its_records() {
+        // The restore starts at the last record of the local head's block (5).
+        let log = vec![
+            record(9, 5, 4, 50, "z"),
+            record(10, 6, 5, 60, "a"),
+            record(11, 7, 6, 70, "b"),
+        ];
+        assert_eq!(
+            replay(at(5, 50), log, Some(70)),
+            Ok((vec![6, 7], vec![], 7))
+        );
     }
 
     #[test]
-    fn local_state_at_the_committed_head_applies_nothing_and_drops_aborted_tail() {
-        let log = vec![record(10, 6, 5, "a")];
-        assert_eq!(replay(5, log, Some(5)), Ok((vec![], vec![6], 5)));
+    fn local_state_at_the_committed_offset_is_current() {
+        assert!(Restorer::new(at(5, 50), Some(50)).is_current());
+        assert!(!Restorer::new(at(5, 50), Some(60)).is_current());
+        assert!(!Restorer::new(Local::EMPTY, None).is_current());
+        // Read anyway, the aborted tail is discarded.
+        let log = vec![record(10, 6, 5, 60, "a")];
+        assert_eq!(replay(at(5, 50), log, Some(50)), Ok((vec![], vec![6], 5)));
     }
 
     #[test]
     fn nothing_committed_discards_everything() {
-        let log = vec![record(0, 1, ROOT, "a")];
-        assert_eq!(replay(ROOT, log, None), Ok((vec![], vec![1], ROOT)));
+        let log = vec![record(0, 1, ROOT, 10, "a")];
+        assert_eq!(replay(Local::EMPTY, log, None), Ok((vec![], vec![1], ROOT)));
     }
 
     #[test]
     fn local_state_without_committed_offsets_is_refused() {
         assert_eq!(
-            replay(5, vec![], None),
+            replay(at(5, 50), vec![], None),
             Err(RestoreError::NoCommittedOffset { local: 5 })
         );
     }
 
     #[test]
-    fn a_committed_head_that_the_changelog_does_not_reach_is_refused() {
-        let log = vec![record(10, 6, 5, "a")];
+    fn a_committed_offset_no_checkpoint_commits_is_refused() {
+        let log = vec![record(10, 6, 5, 60, "a")];
         assert_eq!(
-            replay(5, log, Some(3)),
-            Err(RestoreError::Diverged { named: 3, local: 5 })
+            replay(at(5, 50), log, Some(55)),
+            Err(RestoreError::UnknownOffset { offset: 55 })
         );
         assert_eq!(
-            replay(8, vec![], Some(3)),
-            Err(RestoreError::Diverged { named: 3, local: 8 })
+            replay(Local::EMPTY, vec![], Some(3)),
+            Err(RestoreError::UnknownOffset { offset: 3 })
         );
     }
 
     #[test]
     fn a_changelog_that_restarts_from_the_root_is_refused() {
-        let log = vec![record(0, 1, ROOT, "a")];
+        let log = vec![record(0, 1, ROOT, 10, "a")];
         assert_eq!(
-            replay(8, log, Some(1)),
+            replay(at(8, 80), log, Some(10)),
             Err(RestoreError::Diverged {
                 named: ROOT,
                 local: 8
@@ -397,24 +484,27 @@ mod tests {
     #[test]
     fn a_compacted_parent_trusts_the_broker() {
         // Checkpoint 2's records were all compacted away; 3 names it as parent.
-        let log = vec![record(0, 1, ROOT, "a"), record(5, 3, 2, "b")];
-        assert_eq!(replay(ROOT, log, Some(3)), Ok((vec![1, 3], vec![], 3)));
+        let log = vec![record(0, 1, ROOT, 10, "a"), record(5, 3, 2, 30, "b")];
+        assert_eq!(
+            replay(Local::EMPTY, log, Some(30)),
+            Ok((vec![1, 3], vec![], 3))
+        );
     }
 
     #[test]
     fn records_of_one_block_stay_together() {
-        let mut restorer = Restorer::new(ROOT);
-        assert_eq!(restorer.push(record(0, 1, ROOT, "a")), Ok(vec![]));
-        assert_eq!(restorer.push(record(1, 1, ROOT, "b")), Ok(vec![]));
-        let decided = restorer.push(record(2, 2, 1, "c")).unwrap();
+        let mut restorer = Restorer::new(Local::EMPTY, Some(20));
+        assert_eq!(restorer.push(record(0, 1, ROOT, 10, "a")), Ok(vec![]));
+        assert_eq!(restorer.push(record(1, 1, ROOT, 10, "b")), Ok(vec![]));
+        let decided = restorer.push(record(2, 2, 1, 20, "c")).unwrap();
         let [Decision::Apply(block)] = decided.as_slice() else {
             panic!("expected one applied block, got {decided:?}")
         };
         assert_eq!(block.records.len(), 2);
-        assert_eq!(block.end(), 2);
+        assert_eq!(block.last_offset(), 1);
     }
 
-    /// A writer that crashes before some commits and restarts from the committed head,
+    /// A writer that crashes before some commits and restarts from the committed state,
     /// against a model that only ever sees committed writes. Restoring from any
     /// committed point must reproduce the model exactly.
     #[test]
@@ -428,28 +518,37 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        for _ in 0..200 {
-            let mut log = Vec::new();
+        for _ in 0..300 {
+            let mut log: Vec<ChangelogRecord> = Vec::new();
             let mut model = BTreeMap::new();
-            // (changelog position, head, model) after each commit: places to restore from.
-            let mut snapshots = vec![(0_i64, ROOT, model.clone())];
-            let mut head = ROOT;
+            // (local state, first changelog offset to read, model) after each commit.
+            let mut snapshots = vec![(Local::EMPTY, 0_i64, model.clone())];
+            let (mut head, mut committed_offset) = (ROOT, None::<i64>);
             let mut id = 0;
             for _ in 0..(next() % 12) {
                 id += 1;
+                // A retry after a crash may cover the very same inputs as the attempt
+                // that aborted, so offsets repeat.
+                let input = committed_offset.unwrap_or(0) + 1 + (next() % 2) as i64;
                 let mut writes = BTreeMap::new();
-                for _ in 0..=(next() % 4) {
+                for _ in 0..(next() % 4) {
                     let key = format!("k{}", next() % 6);
                     let value = (next() % 3 != 0).then(|| id.to_string().into_bytes());
                     writes.insert(key, value);
                 }
-                for (key, value) in &writes {
+                let block: Vec<(String, Option<Vec<u8>>)> = if writes.is_empty() {
+                    vec![(String::new(), Some(b"marker".to_vec()))]
+                } else {
+                    writes.clone().into_iter().collect()
+                };
+                for (key, value) in block {
                     log.push(ChangelogRecord {
                         offset: log.len() as i64,
                         checkpoint: id,
                         parent: head,
-                        key: key.clone().into_bytes(),
-                        value: value.clone(),
+                        input_offset: input,
+                        key: key.into_bytes(),
+                        value,
                     });
                 }
                 if next() % 3 != 0 {
@@ -460,22 +559,26 @@ mod tests {
                         };
                     }
                     head = id;
-                    snapshots.push((log.len() as i64, head, model.clone()));
+                    committed_offset = Some(input);
+                    let local = Local {
+                        head,
+                        offset: Some(input),
+                    };
+                    snapshots.push((local, log.len() as i64 - 1, model.clone()));
                 }
             }
-            for (position, local_head, start) in &snapshots {
+            for (local, position, start) in &snapshots {
                 let mut state = start.clone();
-                let mut restorer = Restorer::new(*local_head);
+                let mut restorer = Restorer::new(*local, committed_offset);
                 let mut decisions = Vec::new();
                 for r in log.iter().filter(|r| r.offset >= *position) {
                     decisions.extend(restorer.push(r.clone()).unwrap());
                 }
-                let committed = (head != ROOT || *local_head != ROOT).then_some(head);
-                let (last, reached) = restorer.finish(committed).unwrap();
+                let (last, reached) = restorer.finish().unwrap();
                 decisions.extend(last);
                 for decision in decisions {
                     if let Decision::Apply(block) = decision {
-                        for r in block.records {
+                        for r in block.records.into_iter().filter(|r| !r.is_marker()) {
                             let key = String::from_utf8(r.key).unwrap();
                             match r.value {
                                 Some(v) => state.insert(key, v),

@@ -14,6 +14,9 @@ impl HostState {
         if self.phase == Phase::Init {
             return Err(GuestFault::StateWriteInInit.into());
         }
+        if key == crate::state::changelog::MARKER_KEY {
+            return Err(GuestFault::ReservedKey.into());
+        }
         if key.len() > self.max_key_bytes as usize {
             return Err(GuestFault::StateTooLarge {
                 what: "key",
