@@ -148,8 +148,15 @@ fn wait_for_outputs(bootstrap: &str, topic: &str, total: usize, daemon: Option<&
     }
 }
 
-/// Every committed output exactly once: nothing missing, nothing twice.
+/// Every committed output exactly once: nothing missing, nothing twice; and no
+/// transaction left open (the daemons stopped).
 fn assert_outputs_exact(bootstrap: &str, topic: &str, expected: &Expected) {
+    let open: usize = kafka_raw::read_topic(bootstrap, topic)
+        .expect("read the output topic")
+        .iter()
+        .map(|log| log.open)
+        .sum();
+    assert_eq!(open, 0, "records of transactions never ended in {topic}");
     let actual = committed_outputs(bootstrap, topic);
     let missing: Vec<_> = expected
         .outputs
@@ -348,19 +355,12 @@ fn crash_and_recover(failpoints: &str, second_failpoints: Option<&str>) -> Setup
     input.produce(4, 60);
 
     let mut daemon = setup.start("a", Some(failpoints));
-    let status = daemon.wait(WAIT);
-    assert!(
-        !status.success(),
-        "the failpoint {failpoints} should have killed weir"
-    );
+    assert_killed_by_failpoint(&mut daemon, failpoints);
 
     input.produce(4, 60);
     if let Some(points) = second_failpoints {
         let mut daemon = setup.start("a", Some(points));
-        assert!(
-            !daemon.wait(WAIT).success(),
-            "the failpoint {points} should have killed weir"
-        );
+        assert_killed_by_failpoint(&mut daemon, points);
     }
     let daemon = setup.start("a", None);
     input.produce(4, 30);
@@ -375,6 +375,25 @@ fn crash_and_recover(failpoints: &str, second_failpoints: Option<&str>) -> Setup
     assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
     assert_state_exact(&setup.data_dir("a"), "wc", "text", &input.expected);
     setup
+}
+
+/// The process died of SIGKILL at the failpoint, not of anything else.
+fn assert_killed_by_failpoint(daemon: &mut Daemon, points: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let status = daemon.wait(WAIT);
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "weir should have died at {points}:\n{}",
+        daemon.tail()
+    );
+    let point = points.split('=').next().unwrap_or_default();
+    let reached = daemon
+        .events("failpoint reached: killing the process")
+        .into_iter()
+        .filter(|e| e["fields"]["point"] == point)
+        .count();
+    assert_eq!(reached, 1, "{}", daemon.tail());
 }
 
 #[test]

@@ -73,12 +73,30 @@ enum StateCommand {
     },
 }
 
+/// Counts records the broker refused, which `flush` alone does not report.
+#[derive(Default)]
+struct Refusals(std::sync::Mutex<(u64, Option<String>)>);
+
+impl rdkafka::ClientContext for Refusals {}
+
+impl rdkafka::producer::ProducerContext for Refusals {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            let mut refusals = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            refusals.0 += 1;
+            refusals.1.get_or_insert_with(|| error.to_string());
+        }
+    }
+}
+
 pub(super) fn produce(args: ProduceArgs) -> Exit {
-    let producer: BaseProducer = match args
+    let producer: BaseProducer<Refusals> = match args
         .broker
         .client_config()
         .set("enable.idempotence", "true")
-        .create()
+        .create_with_context(Refusals::default())
     {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot create a producer: {e}")),
@@ -116,6 +134,19 @@ pub(super) fn produce(args: ProduceArgs) -> Exit {
     }
     if let Err(e) = producer.flush(Duration::from_secs(30)) {
         return fail(format!("records were not acknowledged: {e}"));
+    }
+    let (refused, first) = producer
+        .context()
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if refused > 0 {
+        return fail(format!(
+            "the broker refused {refused} of {sent} records to {}: {}",
+            args.broker.topic,
+            first.unwrap_or_default()
+        ));
     }
     eprintln!("produced {sent} records to {}", args.broker.topic);
     Exit::Success

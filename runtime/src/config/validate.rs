@@ -126,6 +126,17 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     }
 
     let mut groups: BTreeMap<String, &str> = BTreeMap::new();
+    let mut changelogs: BTreeMap<String, &str> = BTreeMap::new();
+    let topics_in_use: Vec<&String> = config
+        .pipelines
+        .values()
+        .flat_map(|p| {
+            p.inputs
+                .iter()
+                .chain([&p.output])
+                .chain(&p.dead_letter_topic)
+        })
+        .collect();
     for (name, pipeline) in &config.pipelines {
         let at = |field: &str| format!("pipelines.{name}.{field}");
         if let Err(message) = check_topic_name(name) {
@@ -136,6 +147,21 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
         }
         pipeline_checks(&mut check, name, pipeline);
         let group = pipeline.group_id(name);
+        for input in &pipeline.inputs {
+            let changelog = PipelineConfig::changelog_topic(&group, input);
+            if let Some(other) = changelogs.insert(changelog.clone(), name) {
+                check.fail(
+                    at("group_id"),
+                    format!("the changelog topic {changelog:?} would also be pipeline {other:?}'s; choose another group_id"),
+                );
+            }
+            if topics_in_use.contains(&&changelog) {
+                check.fail(
+                    at("group_id"),
+                    format!("the changelog topic {changelog:?} is also an input or output; choose another group_id"),
+                );
+            }
+        }
         if let Some(other) = groups.insert(group.clone(), name) {
             check.fail(
                 at("group_id"),
@@ -177,10 +203,12 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
     {
         check.fail(at("group_id"), "must not be empty");
     }
-    if !(1..=3_600_000).contains(&pipeline.commit_interval_ms) {
+    // A transaction lasts a commit interval; brokers cap transactions at 15 minutes by
+    // default (transaction.max.timeout.ms), and Weir adds a minute of slack.
+    if !(1..=600_000).contains(&pipeline.commit_interval_ms) {
         check.fail(
             at("commit_interval_ms"),
-            "must be between 1 and 3600000 (one hour)",
+            "must be between 1 and 600000 (ten minutes)",
         );
     }
     if !(1..=65_536).contains(&pipeline.batch_size) {

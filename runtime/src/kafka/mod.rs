@@ -107,8 +107,35 @@ impl KafkaFailure {
     pub fn is_fenced(&self) -> bool {
         matches!(
             self.source.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::InvalidProducerEpoch | RDKafkaErrorCode::ProducerFenced)
+            Some(
+                RDKafkaErrorCode::Fenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::ProducerFenced
+            )
         )
+    }
+
+    /// A failure the partition survives by going back to its last checkpoint: the
+    /// transaction must be aborted (a rebalance bumped the group generation, say), or a
+    /// plain offset commit met a rebalance.
+    pub fn is_recoverable(&self) -> bool {
+        if self.is_fenced() {
+            return false;
+        }
+        let abortable = match &self.source {
+            KafkaError::Transaction(error) => error.txn_requires_abort(),
+            _ => false,
+        };
+        abortable
+            || matches!(
+                self.source.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::RebalanceInProgress
+                        | RDKafkaErrorCode::IllegalGeneration
+                        | RDKafkaErrorCode::UnknownMemberId
+                        | RDKafkaErrorCode::FencedInstanceId
+                )
+            )
     }
 }
 

@@ -1,7 +1,7 @@
 //! The producer of one input partition: outputs, changelog records and dead letters,
 //! in Kafka transactions under exactly-once or idempotently under at-least-once.
 //!
-//! Each input partition has its own transactional id, `<group>-<topic>-<partition>`.
+//! Each input partition has its own transactional id, `<group>:<topic>:<partition>`.
 //! Whoever owns the partition next initialises a producer with the same id, which
 //! fences the previous owner (a zombie after a network split can no longer commit) and
 //! aborts its open transaction before the new owner reads the changelog.

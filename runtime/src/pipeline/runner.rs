@@ -40,7 +40,7 @@ pub struct GroupContext {
     ctx: Arc<PipelineContext>,
     /// The consumer this context belongs to, to split partition queues off it.
     consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
-    workers: Mutex<BTreeMap<Partition, Running>>,
+    workers: Arc<Mutex<BTreeMap<Partition, Running>>>,
     /// The first worker failure; the runner stops the pipeline on it.
     failure: Arc<Mutex<Option<(Partition, WorkerError)>>>,
     failed: Arc<AtomicBool>,
@@ -97,22 +97,32 @@ impl GroupContext {
             );
             let failure = self.failure.clone();
             let failed = self.failed.clone();
+            let registry = Arc::downgrade(&self.workers);
             let name = format!("weir-{}-{}", key.1, key.0);
             let partition = key.clone();
             let pipeline = self.ctx.name.clone();
             let thread = std::thread::Builder::new()
                 .name(name.chars().take(15).collect())
                 .spawn(move || {
-                    if let Err(error) = worker.run() {
-                        if error.is_fenced() {
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run()));
+                    let error = match outcome {
+                        Ok(Ok(())) => return,
+                        Ok(Err(error)) if error.is_fenced() => {
+                            // Another member owns the partition now. Forget the worker, so
+                            // that a later assignment of the partition starts a new one.
                             tracing::info!(%pipeline, topic = %partition.0, partition = partition.1, "partition taken over by another instance");
+                            if let Some(workers) = registry.upgrade() {
+                                workers.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
+                            }
                             return;
                         }
-                        tracing::error!(%pipeline, topic = %partition.0, partition = partition.1, %error, "partition failed");
-                        let mut slot = failure.lock().unwrap_or_else(|p| p.into_inner());
-                        slot.get_or_insert((partition, error));
-                        failed.store(true, Ordering::Release);
-                    }
+                        Ok(Err(error)) => error,
+                        Err(panic) => WorkerError::Panicked(panic_message(&panic)),
+                    };
+                    tracing::error!(%pipeline, topic = %partition.0, partition = partition.1, %error, "partition failed");
+                    let mut slot = failure.lock().unwrap_or_else(|p| p.into_inner());
+                    slot.get_or_insert((partition, error));
+                    failed.store(true, Ordering::Release);
                 })
                 .expect("spawning a partition thread");
             tracing::info!(pipeline = %self.ctx.name, topic = %key.0, partition = key.1, "partition assigned");
@@ -152,6 +162,14 @@ impl GroupContext {
     }
 }
 
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// Why a pipeline stopped on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -188,7 +206,7 @@ pub fn run(
     let context = GroupContext {
         ctx: ctx.clone(),
         consumer: OnceLock::new(),
-        workers: Mutex::new(BTreeMap::new()),
+        workers: Arc::new(Mutex::new(BTreeMap::new())),
         failure: failure.clone(),
         failed: failed.clone(),
     };

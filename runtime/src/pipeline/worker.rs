@@ -3,12 +3,17 @@
 //!
 //! A checkpoint under exactly-once is, in order:
 //!
-//! 1. the buffered state writes go to the changelog (the outputs and dead letters of
-//!    the interval are already in the open transaction);
+//! 1. the buffered state writes go to the changelog, with a marker record naming the
+//!    input offset (the outputs and dead letters of the interval are already in the
+//!    open transaction);
 //! 2. everything is flushed, so the changelog offsets are known;
-//! 3. the input offset (with the new changelog head in its metadata) joins the
-//!    transaction, which commits;
+//! 3. the input offset joins the transaction, which commits;
 //! 4. the write buffer and the offsets are applied to RocksDB in one WriteBatch.
+//!
+//! A checkpoint that fails in a way the partition survives (a rebalance bumped the
+//! group generation, the broker asked for an abort) is aborted and the partition goes
+//! back to its last checkpoint: state buffer dropped, input re-read from the committed
+//! offset.
 //!
 //! A crash before 3 aborts everything; between 3 and 4 leaves RocksDB behind Kafka, and
 //! the restore replays the committed changelog tail. Local state is never ahead.
@@ -71,7 +76,9 @@ impl PipelineContext {
     /// The transactional id of an input partition: the same on every instance, so the
     /// next owner fences the previous one.
     pub fn transactional_id(&self, topic: &str, partition: i32) -> String {
-        format!("{}-{topic}-{partition}", self.group)
+        // ':' cannot appear in a topic name, so no two (group, topic, partition) share
+        // an id however their names are spelled.
+        format!("{}:{topic}:{partition}", self.group)
     }
 
     pub fn changelog_topic(&self, topic: &str) -> String {
@@ -106,6 +113,18 @@ pub enum WorkerError {
         #[source]
         source: BatchError,
     },
+    #[error(
+        "the transform sent an output to {topic:?}, the changelog of this pipeline's state; \
+         outputs there would corrupt the next restore. Send it to another topic"
+    )]
+    OutputToChangelog { topic: String },
+    /// The worker was asked to stop while starting; nothing to clean up.
+    #[error("stopped while starting")]
+    Stopped,
+    #[error(
+        "the partition worker panicked: {0} (a Weir bug; nothing after the last checkpoint was committed)"
+    )]
+    Panicked(String),
     #[error(
         "changelog record at offset {offset} of {topic:?} has no Weir checkpoint headers; \
          the topic is shared with something else. Give the pipeline its own group_id"
@@ -165,7 +184,11 @@ impl<C: ConsumerContext + 'static> Worker<C> {
     /// Own the partition until told to stop or until something fails.
     pub fn run(self) -> Result<(), WorkerError> {
         let started = Instant::now();
-        let mut running = self.start()?;
+        let mut running = match self.start() {
+            Ok(running) => running,
+            Err(WorkerError::Stopped) => return Ok(()),
+            Err(error) => return Err(error),
+        };
         tracing::info!(
             pipeline = %self.ctx.name,
             topic = %self.topic,
@@ -201,14 +224,32 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         let producer = PartitionProducer::new(
             &ctx.settings,
             transactional_id.as_deref(),
-            ctx.commit_interval.max(Duration::from_secs(10)),
+            // A transaction spans one commit interval plus its flush and commit.
+            ctx.commit_interval + Duration::from_secs(60),
         )?;
         let path = ctx
             .state_dir
             .join(format!("{}-{}", self.topic, self.partition));
         let mut state = PartitionState::new(Box::new(RocksStore::open(&path)?));
-        let committed_offset = self.committed(read_meta(&state, META_OFFSET)?)?;
-        let (head, position) = self.restore(&mut state, committed_offset)?;
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let (committed_offset, head, position) = loop {
+            let committed = self.committed(read_meta(&state, META_OFFSET)?)?;
+            match self.restore(&mut state, committed) {
+                Ok((head, position)) => break (committed, head, position),
+                // Blocks applied so far were committed; asking again is safe.
+                Err(WorkerError::Restore(
+                    error @ (RestoreError::BehindChangelog { .. }
+                    | RestoreError::UnknownOffset { .. }),
+                )) if Instant::now() < deadline => {
+                    tracing::debug!(topic = %self.topic, partition = self.partition, %error, "asking for the committed offset again");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        if let Some(offset) = committed_offset {
+            self.seek(offset)?;
+        }
 
         let instance = ctx.engine.instantiate_with_limits(
             &ctx.module,
@@ -225,6 +266,45 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             next_offset: committed_offset,
             committed_offset,
         })
+    }
+
+    /// Start fetching the partition at `offset`, the offset state was restored to. The
+    /// consumer began at the offset it read at assignment, which may be older (read
+    /// before this worker fenced the previous owner) or, on a broker that answers stale
+    /// offsets, newer.
+    fn seek(&self, offset: i64) -> Result<(), WorkerError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let result = self.consumer.seek(
+                &self.topic,
+                self.partition,
+                Offset::Offset(offset),
+                REQUEST_TIMEOUT,
+            );
+            match result {
+                Ok(()) => return Ok(()),
+                // The fetcher may not have started on a just-assigned partition yet.
+                Err(error) if Instant::now() < deadline => {
+                    tracing::debug!(topic = %self.topic, partition = self.partition, %error, "seek not possible yet; retrying");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(error) => {
+                    return Err(KafkaFailure::new(
+                        format!("cannot seek to offset {offset}"),
+                        error,
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+
+    /// Whether a stop was requested while starting (the worker then just exits).
+    fn stop_requested(&self) -> bool {
+        matches!(
+            self.stop.try_recv(),
+            Ok(_) | Err(TryRecvError::Disconnected)
+        )
     }
 
     /// The group's committed offset of this partition.
@@ -304,6 +384,9 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 // No transactions: every record counts, in order, block by block.
                 let mut block: Option<Block> = None;
                 while let Some(record) = reader.next()? {
+                    if self.stop_requested() {
+                        return Err(WorkerError::Stopped);
+                    }
                     if record.checkpoint == local.head {
                         continue;
                     }
@@ -326,10 +409,14 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 progress.apply(state, block.into_iter().map(Decision::Apply))?;
             } else {
                 while let Some(record) = reader.next()? {
+                    if self.stop_requested() {
+                        return Err(WorkerError::Stopped);
+                    }
                     progress.apply(state, restorer.push(record)?)?;
                 }
-                let (decisions, _) = restorer.finish()?;
+                let (decisions, head) = restorer.finish()?;
                 progress.apply(state, decisions)?;
+                debug_assert_eq!(progress.head, head);
             }
         }
         tracing::info!(
@@ -370,10 +457,40 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             }
             running.producer.poll();
             if Instant::now() >= deadline {
-                self.checkpoint(running)?;
+                match self.checkpoint(running) {
+                    Ok(()) => {}
+                    Err(WorkerError::Kafka(failure)) if failure.is_recoverable() => {
+                        self.rewind(running, &failure)?;
+                    }
+                    Err(error) => return Err(error),
+                }
                 deadline = Instant::now() + self.ctx.commit_interval;
             }
         }
+    }
+
+    /// Go back to the last checkpoint after a failure the partition survives: abort the
+    /// transaction, drop the state buffer, and re-read from the committed offset.
+    fn rewind(&self, running: &mut Running, failure: &KafkaFailure) -> Result<(), WorkerError> {
+        tracing::warn!(
+            pipeline = %self.ctx.name,
+            topic = %self.topic,
+            partition = self.partition,
+            error = %failure,
+            offset = ?running.committed_offset,
+            "checkpoint failed; going back to the last one"
+        );
+        running.producer.abort()?;
+        running.instance.state().discard_uncommitted();
+        running.next_offset = running.committed_offset;
+        if let Some(offset) = running.committed_offset {
+            self.seek(offset)?;
+        }
+        Ok(())
+    }
+
+    fn is_changelog(&self, topic: &str) -> bool {
+        topic == self.ctx.changelog_topic(&self.topic)
     }
 
     /// Collect up to a batch of records, waiting at most until `deadline`.
@@ -384,12 +501,16 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         while batch.len() < self.ctx.batch_size {
             match self.queue.poll(wait) {
                 Some(Ok(message)) => {
-                    // Records before the committed offset were fetched before this
-                    // worker fenced the previous owner; they are already processed.
-                    if running
-                        .committed_offset
-                        .is_some_and(|c| message.offset() < c)
-                    {
+                    // Records before the position were fetched before the seek to the
+                    // restored offset; their effects are already in state.
+                    let expected = batch.last().map(|r| r.offset + 1).or(running.next_offset);
+                    if expected.is_some_and(|next| message.offset() < next) {
+                        tracing::debug!(
+                            partition = self.partition,
+                            offset = message.offset(),
+                            ?expected,
+                            "skipping a record before the position"
+                        );
                         continue;
                     }
                     batch.push(records::input_record(&message));
@@ -416,6 +537,13 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         })?;
         let module = running.instance.module().id().short().to_owned();
         for output in &outcome.outputs {
+            if let Some(topic) = &output.topic
+                && self.is_changelog(topic)
+            {
+                return Err(WorkerError::OutputToChangelog {
+                    topic: topic.clone(),
+                });
+            }
             running.producer.send(Outgoing {
                 topic: output.topic.as_deref().unwrap_or(&ctx.output),
                 partition: None,
@@ -504,14 +632,13 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 kind: RecordKind::Changelog,
             })
         };
-        if state.pending().is_empty() {
-            // Every checkpoint leaves a record naming its input offset: that is how a
-            // restore finds the committed checkpoint.
-            send(changelog::MARKER_KEY, Some(offset.as_bytes()))?;
-        }
         for (key, value) in state.pending().iter() {
             send(key, value)?;
         }
+        // Every checkpoint ends with a marker naming its input offset: how a restore
+        // finds the committed checkpoint. It is not a tombstone, so compaction keeps the
+        // latest one even when the checkpoint only deleted keys.
+        send(changelog::MARKER_KEY, Some(offset.as_bytes()))?;
         let last_changelog = running.producer.flush()?;
         failpoint::hit("checkpoint.before-commit");
 
@@ -522,8 +649,8 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         if running.producer.is_transactional() {
             let group = self.consumer.group_metadata().ok_or_else(|| {
                 KafkaFailure::new(
-                    "the consumer has no group metadata",
-                    KafkaError::NoMessageReceived,
+                    "cannot commit: the consumer is not in its group right now",
+                    KafkaError::Global(rdkafka::types::RDKafkaErrorCode::UnknownMemberId),
                 )
             })?;
             running.producer.commit(&offsets, &group)?;
@@ -645,8 +772,6 @@ impl ConsumerContext for RestoreContext {}
 struct ChangelogReader {
     consumer: BaseConsumer<RestoreContext>,
     topic: String,
-    /// The offset after the last record read (or the start position).
-    end: i64,
     done: bool,
 }
 
@@ -663,6 +788,8 @@ impl ChangelogReader {
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
             .set("group.id", "weir-restore")
+            // A position below the log start means records are gone: say so.
+            .set("auto.offset.reset", "error")
             .create_with_context(RestoreContext)
             .map_err(|e| KafkaFailure::new("cannot create the restore consumer", e))?;
         let mut tpl = TopicPartitionList::new();
@@ -674,7 +801,6 @@ impl ChangelogReader {
         Ok(Self {
             consumer,
             topic: topic.to_owned(),
-            end: from,
             done: false,
         })
     }
@@ -689,23 +815,13 @@ impl ChangelogReader {
                     )
                     .into());
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => {
-                    self.done = true;
-                    // The position after EOF counts skipped control records too.
-                    if let Ok(position) = self.consumer.position()
-                        && let Some(Offset::Offset(offset)) =
-                            position.elements().first().map(|e| e.offset())
-                    {
-                        self.end = self.end.max(offset);
-                    }
-                }
+                Some(Err(KafkaError::PartitionEOF(_))) => self.done = true,
                 Some(Err(error)) => {
                     return Err(
                         KafkaFailure::new(format!("cannot read {:?}", self.topic), error).into(),
                     );
                 }
                 Some(Ok(message)) => {
-                    self.end = message.offset() + 1;
                     let record = decode(&message, &self.topic)?;
                     tracing::debug!(
                         topic = %self.topic,

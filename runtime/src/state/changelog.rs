@@ -119,11 +119,24 @@ pub enum RestoreError {
     Diverged { named: u64, local: u64 },
     #[error(
         "the group's committed offset {offset} matches no checkpoint in the changelog. \
-         The offsets were reset or written by another application, or the changelog \
-         topic was deleted: restore the offsets, or delete the partition's state \
-         directory and reset the offsets to where processing should start"
+         The broker may still be completing transactions (Weir asks again), or the \
+         offsets were reset or written by another application, or the changelog topic was \
+         deleted: restore the offsets, or delete the partition's state directory and \
+         reset the offsets to where processing should start"
     )]
     UnknownOffset { offset: i64 },
+    #[error(
+        "the changelog holds committed checkpoint {checkpoint:016x} for input offset \
+         {checkpoint_offset}, beyond the group's committed offset ({}): the broker gave a \
+         stale answer, or the offsets were reset. Weir asks again; if this persists, restore \
+         the offsets or delete the partition's state directory and its changelog",
+        committed.map_or("none".to_owned(), |o| o.to_string())
+    )]
+    BehindChangelog {
+        checkpoint: u64,
+        checkpoint_offset: i64,
+        committed: Option<i64>,
+    },
     #[error(
         "the consumer group has no committed offset for this partition, but local state \
          is at changelog checkpoint {local:016x}. Offsets were deleted or expired: stop \
@@ -205,7 +218,7 @@ impl Restorer {
             block.records.push(record);
             return Ok(Vec::new());
         }
-        let decisions = match self.resolve(record.parent) {
+        let decisions = match self.resolve(record.parent)? {
             Some(decisions) => decisions,
             None if record.parent == ROOT => {
                 return Err(RestoreError::Diverged {
@@ -216,7 +229,9 @@ impl Restorer {
             None => {
                 // Rule 3.
                 self.applied = record.parent;
-                self.pending.drain(..).map(Decision::Apply).collect()
+                let decisions: Vec<_> = self.pending.drain(..).map(Decision::Apply).collect();
+                self.check_committable(&decisions)?;
+                decisions
             }
         };
         self.pending.push_back(Block {
@@ -246,7 +261,7 @@ impl Restorer {
             None if self.local.offset == Some(offset) => self.local.head,
             None => return Err(RestoreError::UnknownOffset { offset }),
         };
-        let Some(mut decisions) = self.resolve(committed) else {
+        let Some(mut decisions) = self.resolve(committed)? else {
             return Err(RestoreError::Diverged {
                 named: committed,
                 local: self.applied,
@@ -256,13 +271,35 @@ impl Restorer {
         Ok((decisions, self.applied))
     }
 
+    /// A block known to have committed must commit an input offset the group has
+    /// committed too (offsets only grow along the chain). If not, the group's answer is
+    /// stale or was reset, and applying the block would put local state ahead of it.
+    fn check_committable(&self, decisions: &[Decision]) -> Result<(), RestoreError> {
+        for decision in decisions {
+            if let Decision::Apply(block) = decision
+                && self.committed_offset.is_none_or(|c| block.input_offset > c)
+            {
+                return Err(RestoreError::BehindChangelog {
+                    checkpoint: block.checkpoint,
+                    checkpoint_offset: block.input_offset,
+                    committed: self.committed_offset,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Decide pending blocks now that `parent` is known to have committed; `None` when
     /// `parent` is neither applied nor pending.
-    fn resolve(&mut self, parent: u64) -> Option<Vec<Decision>> {
+    fn resolve(&mut self, parent: u64) -> Result<Option<Vec<Decision>>, RestoreError> {
         if parent == self.applied {
-            return Some(self.pending.drain(..).map(Decision::Discard).collect());
+            return Ok(Some(
+                self.pending.drain(..).map(Decision::Discard).collect(),
+            ));
         }
-        let position = self.pending.iter().position(|b| b.checkpoint == parent)?;
+        let Some(position) = self.pending.iter().position(|b| b.checkpoint == parent) else {
+            return Ok(None);
+        };
         // Rule 2: walk the ancestors of `parent` back through the pending blocks. One
         // that is missing was compacted away (rule 3 for the rest of the walk).
         let mut chain = vec![position];
@@ -276,21 +313,22 @@ impl Restorer {
                 None => break,
             }
         }
+        let decided: Vec<Block> = self.pending.range(..=position).cloned().collect();
+        let decisions: Vec<Decision> = decided
+            .into_iter()
+            .enumerate()
+            .map(|(i, block)| {
+                if chain.contains(&i) {
+                    Decision::Apply(block)
+                } else {
+                    Decision::Discard(block)
+                }
+            })
+            .collect();
+        self.check_committable(&decisions)?;
+        self.pending.drain(..=position);
         self.applied = parent;
-        let decided: Vec<Block> = self.pending.drain(..=position).collect();
-        Some(
-            decided
-                .into_iter()
-                .enumerate()
-                .map(|(i, block)| {
-                    if chain.contains(&i) {
-                        Decision::Apply(block)
-                    } else {
-                        Decision::Discard(block)
-                    }
-                })
-                .collect(),
-        )
+        Ok(Some(decisions))
     }
 }
 
@@ -440,6 +478,37 @@ mod tests {
         // Read anyway, the aborted tail is discarded.
         let log = vec![record(10, 6, 5, 60, "a")];
         assert_eq!(replay(at(5, 50), log, Some(50)), Ok((vec![], vec![6], 5)));
+    }
+
+    #[test]
+    fn a_committed_chain_without_a_committed_offset_is_refused_before_applying() {
+        // A named as B's parent proves a commit the group does not show (expired or
+        // stale offsets): nothing may be applied.
+        let mut restorer = Restorer::new(Local::EMPTY, None);
+        assert_eq!(restorer.push(record(0, 1, ROOT, 10, "a")), Ok(vec![]));
+        assert_eq!(
+            restorer.push(record(1, 2, 1, 20, "b")),
+            Err(RestoreError::BehindChangelog {
+                checkpoint: 1,
+                checkpoint_offset: 10,
+                committed: None
+            })
+        );
+    }
+
+    #[test]
+    fn a_committed_offset_behind_the_changelog_is_refused_before_applying() {
+        let mut restorer = Restorer::new(Local::EMPTY, Some(10));
+        assert_eq!(restorer.push(record(0, 1, ROOT, 10, "a")), Ok(vec![]));
+        assert!(matches!(restorer.push(record(1, 2, 1, 20, "b")), Ok(d) if d.len() == 1));
+        assert_eq!(
+            restorer.push(record(2, 3, 2, 30, "c")),
+            Err(RestoreError::BehindChangelog {
+                checkpoint: 2,
+                checkpoint_offset: 20,
+                committed: Some(10)
+            })
+        );
     }
 
     #[test]
