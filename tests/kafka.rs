@@ -522,3 +522,69 @@ fn a_poison_record_is_dead_lettered_and_the_stream_goes_on() {
         header("weir.dlq.error")
     );
 }
+
+/// The embedded broker (librdkafka's mock cluster, in the `weir serve` process): the
+/// quickstart's path. It writes no transaction markers, so outputs are read as any
+/// client would; the suite above proves exactly-once on Tansu.
+#[test]
+fn the_embedded_broker_runs_a_pipeline_end_to_end() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    let dir = tempfile::tempdir().unwrap();
+    let module = guest("word-count");
+    let config = write_config(
+        dir.path(),
+        "embedded",
+        &dir.path().join("data"),
+        &[PipelineSpec {
+            name: "wc",
+            module: &module,
+            inputs: &["text"],
+            output: "counts",
+            extra: "",
+        }],
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "[kafka.consumer_properties]",
+            "embedded.partitions = 1\n\n[kafka.consumer_properties]",
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("a.log");
+    let daemon = Daemon::start(Path::new(EXE), &config, &log, None);
+    daemon.wait_for("partition running", 1, WAIT);
+    let bootstrap = std::fs::read_to_string(dir.path().join("data/embedded-brokers")).unwrap();
+    let bootstrap = bootstrap.trim();
+
+    let input = Input::new(bootstrap, "text");
+    input.send(0, b"oak pine oak");
+    input.producer.flush(Duration::from_secs(30)).unwrap();
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "reader")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("counts", 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while seen.len() < 3 && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+            seen.push((key, value));
+        }
+    }
+    assert!(daemon.terminate().success());
+    let pairs: Vec<(&str, &str)> = seen.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(pairs, [("oak", "1"), ("pine", "1"), ("oak", "2")]);
+    let store = RocksStore::open(dir.path().join("data/pipelines/wc/state/text-0")).unwrap();
+    assert_eq!(store.get(b"count/oak").unwrap().as_deref(), Some(&b"2"[..]));
+}
