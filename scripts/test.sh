@@ -17,8 +17,14 @@ step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
 step "setup"
 scripts/setup.sh
 
-step "tansu, the Kafka broker of the end-to-end tests"
-scripts/install-tansu.sh
+# Tansu builds in the background while the workspace builds: on two cores the two
+# builds fill each other's idle stretches (linking, single-crate tails).
+step "tansu, the Kafka broker of the end-to-end tests (in the background)"
+mkdir -p "$WEIR_CACHE"
+tansu_log="$WEIR_CACHE/install-tansu.log"
+scripts/install-tansu.sh >"$tansu_log" 2>&1 &
+tansu_pid=$!
+trap 'kill "$tansu_pid" 2>/dev/null || true' EXIT
 export WEIR_TANSU="$WEIR_CACHE/tools/bin/tansu"
 
 step "format"
@@ -34,6 +40,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "guest unit tests (native)"
 (cd guest-examples && cargo test --locked --target-dir "$CARGO_TARGET_DIR/guests-native")
+
+step "waiting for tansu"
+if ! wait "$tansu_pid"; then
+    cat "$tansu_log"
+    echo "installing tansu failed (log above)" >&2
+    exit 1
+fi
+tail -n 1 "$tansu_log"
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
