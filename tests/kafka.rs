@@ -582,6 +582,8 @@ fn the_embedded_broker_runs_a_pipeline_end_to_end() {
             seen.push((key, value));
         }
     }
+    // Clients first: closing them after the broker is gone waits on timeouts.
+    drop((consumer, input));
     assert!(daemon.terminate().success());
     let pairs: Vec<(&str, &str)> = seen.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(pairs, [("oak", "1"), ("pine", "1"), ("oak", "2")]);
