@@ -222,6 +222,19 @@ impl Setup {
         }
     }
 
+    /// Wait until every output `input` implies has committed in `counts`.
+    fn wait_for_counts(&self, input: &Input, daemon: &Daemon) {
+        let total = input.expected.total_outputs();
+        wait_for_outputs(&self.broker.bootstrap, "counts", total, Some(daemon));
+    }
+
+    /// Outputs in `counts` and the state in data directory `data` are exactly what
+    /// `input` implies.
+    fn assert_exact(&self, input: &Input, data: &str) {
+        assert_outputs_exact(&self.broker.bootstrap, "counts", &input.expected);
+        assert_state_exact(&self.data_dir(data), "wc", "text", &input.expected);
+    }
+
     fn data_dir(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -265,16 +278,10 @@ fn word_count_over_many_partitions_is_exact() {
 
     let mut input = Input::new(&setup.broker.bootstrap, "text");
     input.produce(8, 150);
-    wait_for_outputs(
-        &setup.broker.bootstrap,
-        "counts",
-        input.expected.total_outputs(),
-        Some(&daemon),
-    );
+    setup.wait_for_counts(&input, &daemon);
     assert!(daemon.terminate().success());
 
-    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
-    assert_state_exact(&setup.data_dir("a"), "wc", "text", &input.expected);
+    setup.assert_exact(&input, "a");
 }
 
 #[test]
@@ -285,16 +292,10 @@ fn at_least_once_word_count_is_exact_without_crashes() {
 
     let mut input = Input::new(&setup.broker.bootstrap, "text");
     input.produce(4, 100);
-    wait_for_outputs(
-        &setup.broker.bootstrap,
-        "counts",
-        input.expected.total_outputs(),
-        Some(&daemon),
-    );
+    setup.wait_for_counts(&input, &daemon);
     assert!(daemon.terminate().success());
 
-    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
-    assert_state_exact(&setup.data_dir("a"), "wc", "text", &input.expected);
+    setup.assert_exact(&input, "a");
 }
 
 #[test]
@@ -305,12 +306,7 @@ fn a_restart_mid_stream_loses_nothing_and_replays_no_state() {
     let daemon = setup.start("a", None);
     daemon.wait_for("partition running", 4, WAIT);
     input.produce(4, 100);
-    wait_for_outputs(
-        &setup.broker.bootstrap,
-        "counts",
-        input.expected.total_outputs(),
-        Some(&daemon),
-    );
+    setup.wait_for_counts(&input, &daemon);
     assert!(daemon.terminate().success());
 
     // Inputs produced while Weir is down are processed after the restart.
@@ -324,16 +320,10 @@ fn a_restart_mid_stream_loses_nothing_and_replays_no_state() {
         .sum();
     assert_eq!(replayed, 0, "local state was current: nothing to replay");
     input.produce(4, 50);
-    wait_for_outputs(
-        &setup.broker.bootstrap,
-        "counts",
-        input.expected.total_outputs(),
-        Some(&daemon),
-    );
+    setup.wait_for_counts(&input, &daemon);
     assert!(daemon.terminate().success());
 
-    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
-    assert_state_exact(&setup.data_dir("a"), "wc", "text", &input.expected);
+    setup.assert_exact(&input, "a");
 }
 
 /// Records of aborted transactions in `topic`: evidence that a crash really left an
@@ -364,16 +354,10 @@ fn crash_and_recover(failpoints: &str, second_failpoints: Option<&str>) -> Setup
     }
     let daemon = setup.start("a", None);
     input.produce(4, 30);
-    wait_for_outputs(
-        &setup.broker.bootstrap,
-        "counts",
-        input.expected.total_outputs(),
-        Some(&daemon),
-    );
+    setup.wait_for_counts(&input, &daemon);
     assert!(daemon.terminate().success());
 
-    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
-    assert_state_exact(&setup.data_dir("a"), "wc", "text", &input.expected);
+    setup.assert_exact(&input, "a");
     setup
 }
 
@@ -438,12 +422,7 @@ fn two_instances_split_partitions_and_one_takes_over_the_others() {
         std::thread::sleep(Duration::from_millis(200));
     }
     input.produce(8, 80);
-    wait_for_outputs(
-        &setup.broker.bootstrap,
-        "counts",
-        input.expected.total_outputs(),
-        Some(&a),
-    );
+    setup.wait_for_counts(&input, &a);
 
     assert!(b.terminate().success());
     let deadline = Instant::now() + WAIT;
@@ -456,12 +435,7 @@ fn two_instances_split_partitions_and_one_takes_over_the_others() {
         std::thread::sleep(Duration::from_millis(200));
     }
     input.produce(8, 80);
-    wait_for_outputs(
-        &setup.broker.bootstrap,
-        "counts",
-        input.expected.total_outputs(),
-        Some(&a),
-    );
+    setup.wait_for_counts(&input, &a);
     assert!(a.terminate().success());
 
     assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
