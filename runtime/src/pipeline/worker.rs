@@ -143,6 +143,9 @@ impl WorkerError {
 pub struct Worker<C: ConsumerContext + 'static> {
     ctx: Arc<PipelineContext>,
     topic: String,
+    /// The changelog of this partition's state (computed once: outputs are checked
+    /// against it).
+    changelog_topic: String,
     partition: i32,
     consumer: Arc<BaseConsumer<C>>,
     queue: PartitionQueue<C>,
@@ -172,6 +175,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         stop: Receiver<Stop>,
     ) -> Self {
         Self {
+            changelog_topic: ctx.changelog_topic(&topic),
             ctx,
             topic,
             partition,
@@ -373,10 +377,9 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         };
         let started = Instant::now();
         if !restorer.is_current() {
-            let changelog_topic = self.ctx.changelog_topic(&self.topic);
             let mut reader = ChangelogReader::open(
                 &self.ctx.settings,
-                &changelog_topic,
+                &self.changelog_topic,
                 self.partition,
                 position,
             )?;
@@ -489,10 +492,6 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         Ok(())
     }
 
-    fn is_changelog(&self, topic: &str) -> bool {
-        topic == self.ctx.changelog_topic(&self.topic)
-    }
-
     /// Collect up to a batch of records, waiting at most until `deadline`.
     fn fill(&self, batch: &mut Vec<InputRecord>, running: &Running, deadline: Instant) {
         let mut wait = deadline
@@ -538,7 +537,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         let module = running.instance.module().id().short().to_owned();
         for output in &outcome.outputs {
             if let Some(topic) = &output.topic
-                && self.is_changelog(topic)
+                && *topic == self.changelog_topic
             {
                 return Err(WorkerError::OutputToChangelog {
                     topic: topic.clone(),
@@ -600,7 +599,6 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         if running.committed_offset == Some(next_offset) && state.pending().is_empty() {
             return Ok(());
         }
-        let changelog_topic = self.ctx.changelog_topic(&self.topic);
         let id = new_checkpoint_id();
         let (id_header, parent_header) =
             (changelog::encode_id(id), changelog::encode_id(running.head));
@@ -622,7 +620,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         };
         let send = |key: &[u8], value: Option<&[u8]>| {
             running.producer.send(Outgoing {
-                topic: &changelog_topic,
+                topic: &self.changelog_topic,
                 // The changelog is partitioned like the input: one partition's state.
                 partition: Some(self.partition),
                 key: Some(key),
