@@ -11,6 +11,8 @@ dpkg -s clang >/dev/null 2>&1 || need_apt+=(clang)
 for package in make pkg-config libssl-dev zlib1g-dev; do
     dpkg -s "$package" >/dev/null 2>&1 || need_apt+=("$package")
 done
+# promtool (Debian ships it in prometheus) checks /metrics in the daemon tests.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]} with apt-get"
     sudo_cmd=()

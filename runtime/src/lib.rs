@@ -6,10 +6,14 @@
 //!   and runs Kafka partitions: restore, process, checkpoint.
 //! * [`kafka`] talks to Kafka: client settings, the embedded broker, topics, producers.
 //! * [`config`] is the TOML pipeline configuration and its validation.
-//! * [`daemon`] runs the pipelines of a config: `weir serve` without the signals.
+//! * [`daemon`] runs the pipelines of a config: `weir serve` without the signals; it
+//!   supervises pipelines, reloads config and serves the [`admin`] API.
+//! * [`registry`] keeps module versions and deployment history in the data directory.
+//! * [`metrics`] are the daemon's Prometheus metrics.
 //! * [`jsonl`] reads and writes records as JSON lines, the fixture format.
 //! * [`cli`] is the `weir` command line.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -17,5 +21,7 @@ pub mod engine;
 pub mod failpoint;
 pub mod jsonl;
 pub mod kafka;
+pub mod metrics;
 pub mod pipeline;
+pub mod registry;
 pub mod state;

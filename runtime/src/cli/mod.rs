@@ -1,5 +1,6 @@
 //! The `weir` command line. `main` is the only place that decides an exit code.
 
+mod admin;
 mod serve;
 mod test;
 mod tools;
@@ -38,8 +39,22 @@ enum Command {
     Produce(tools::ProduceArgs),
     /// Print a topic's records as JSON lines (read_committed).
     Consume(tools::ConsumeArgs),
-    /// Inspect partition state stores.
+    /// Read state: a key through a running daemon, or a whole store on disk.
     State(tools::StateArgs),
+    /// Check a config file (and, with --modules, its modules) without running it.
+    Validate(admin::ValidateArgs),
+    /// Deploy a new module version to a running pipeline (hot swap).
+    Deploy(admin::DeployArgs),
+    /// Roll a running pipeline back to its previous module version.
+    Rollback(admin::PipelineArgs),
+    /// Show the pipelines of a running daemon.
+    Status(admin::StatusArgs),
+    /// Show a pipeline's module version history.
+    History(admin::PipelineArgs),
+    /// Stop a pipeline's processing (after a checkpoint) until `weir resume`.
+    Pause(admin::PipelineArgs),
+    /// Resume a paused pipeline, or restart a failed one now.
+    Resume(admin::PipelineArgs),
 }
 
 /// What a `weir` process exit code means.
@@ -47,7 +62,8 @@ enum Command {
 #[repr(u8)]
 pub enum Exit {
     Success = 0,
-    /// The outputs differ from `--expect`.
+    /// The outputs differ from `--expect`; or what was asked for does not exist (a
+    /// pipeline, a state key).
     Mismatch = 1,
     /// Bad arguments or input files.
     Usage = 2,
@@ -55,6 +71,18 @@ pub enum Exit {
     Module = 3,
     /// Processing failed: a record under the `fail` policy, or the state store.
     Failed = 4,
+    /// The daemon cannot be reached, or failed to answer.
+    Unavailable = 5,
+    /// The daemon refused the call: no token, or a wrong one.
+    Unauthorized = 6,
+    /// The daemon refused the call as asked (no earlier version, partition owned
+    /// elsewhere, upload too large, bad parameters).
+    Refused = 7,
+}
+
+impl Exit {
+    /// Nothing found: the same code as a mismatch, "not what you hoped for".
+    pub const NOT_FOUND: Exit = Exit::Mismatch;
 }
 
 impl From<Exit> for ExitCode {
@@ -92,5 +120,12 @@ pub fn main() -> ExitCode {
         Command::Produce(args) => tools::produce(args).into(),
         Command::Consume(args) => tools::consume(args).into(),
         Command::State(args) => tools::state(args).into(),
+        Command::Validate(args) => admin::validate(args).into(),
+        Command::Deploy(args) => admin::deploy(args).into(),
+        Command::Rollback(args) => admin::rollback(args).into(),
+        Command::Status(args) => admin::status(args).into(),
+        Command::History(args) => admin::history(args).into(),
+        Command::Pause(args) => admin::pause(args, true).into(),
+        Command::Resume(args) => admin::pause(args, false).into(),
     }
 }

@@ -1,14 +1,22 @@
-//! `weir serve -c weir.toml`: run every pipeline of a config until SIGTERM or SIGINT,
-//! then checkpoint every partition, leave the groups, and exit 0.
+//! `weir serve -c weir.toml`: run every pipeline of a config, with the admin API,
+//! until SIGTERM or SIGINT; then checkpoint every partition, leave the groups, and exit
+//! 0. SIGHUP, or a change to the config file, reloads the config.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+
+use crate::admin;
 use crate::config::Config;
 use crate::daemon::{Daemon, RunError, StartError};
 
 use super::Exit;
+
+/// How often the config file is checked for changes.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, clap::Args)]
 pub(super) struct ServeArgs {
@@ -16,9 +24,13 @@ pub(super) struct ServeArgs {
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
 
-    /// Where compiled modules are cached [default: ~/.cache/weir/compiled].
+    /// Where compiled modules are cached [default: the registry in the data directory].
     #[arg(long, env = "WEIR_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+
+    /// Do not reload the config when its file changes (SIGHUP still reloads).
+    #[arg(long)]
+    no_watch: bool,
 }
 
 fn report(exit: Exit, message: impl std::fmt::Display) -> Exit {
@@ -32,38 +44,122 @@ pub(super) fn run(args: ServeArgs) -> Exit {
         Ok(config) => config,
         Err(e) => return report(Exit::Usage, e),
     };
-    let cache_dir = args.cache_dir.or_else(super::default_cache_dir);
-    let daemon = match Daemon::prepare(&config, cache_dir) {
-        Ok(daemon) => daemon,
+    let daemon = match Daemon::prepare(&config, args.cache_dir) {
+        Ok(daemon) => Arc::new(daemon),
         Err(e @ StartError::Module { .. }) => return report(Exit::Module, e),
         Err(e) => return report(Exit::Failed, e),
     };
+    let _admin = if config.admin.disabled() {
+        None
+    } else {
+        match admin::start(daemon.clone(), &config.admin) {
+            Ok(server) => Some(server),
+            Err(e) => return report(Exit::Usage, e),
+        }
+    };
 
     let shutdown = Arc::new(AtomicBool::new(false));
-    let stop = shutdown.clone();
+    let reload = Arc::new(AtomicBool::new(false));
+    spawn_signal_handler(shutdown.clone(), reload.clone());
+    spawn_reloader(
+        daemon.clone(),
+        args.config.clone(),
+        !args.no_watch,
+        shutdown.clone(),
+        reload,
+    );
+
+    match daemon.run(&shutdown) {
+        Ok(()) => Exit::Success,
+        Err(e @ RunError::StopTimeout(_)) => report(Exit::Failed, e),
+    }
+}
+
+fn spawn_signal_handler(shutdown: Arc<AtomicBool>, reload: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a signal-handling runtime");
-        if let Some(signal) = runtime.block_on(wait_for_signal()) {
-            tracing::info!(signal, "stopping: checkpointing every partition");
-            stop.store(true, Ordering::Release);
-        }
+        runtime.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            loop {
+                let stop = tokio::select! {
+                    _ = terminate.recv() => Some("SIGTERM"),
+                    _ = interrupt.recv() => Some("SIGINT"),
+                    _ = hangup.recv() => None,
+                };
+                match stop {
+                    Some(signal) => {
+                        tracing::info!(signal, "stopping: checkpointing every partition");
+                        shutdown.store(true, Ordering::Release);
+                        return;
+                    }
+                    None => {
+                        tracing::info!("SIGHUP: reloading the config");
+                        reload.store(true, Ordering::Release);
+                    }
+                }
+            }
+        });
     });
-
-    match daemon.run(&shutdown) {
-        Ok(()) => Exit::Success,
-        Err(e @ (RunError::Pipeline(_) | RunError::StopTimeout(_))) => report(Exit::Failed, e),
-    }
 }
 
-async fn wait_for_signal() -> Option<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).ok()?;
-    let mut interrupt = signal(SignalKind::interrupt()).ok()?;
-    tokio::select! {
-        _ = terminate.recv() => Some("SIGTERM"),
-        _ = interrupt.recv() => Some("SIGINT"),
-    }
+/// Reload on request (SIGHUP) or, with `watch`, when the config file's content
+/// changes. A config that does not load is refused with every problem listed; the
+/// running pipelines keep running.
+fn spawn_reloader(
+    daemon: Arc<Daemon>,
+    path: PathBuf,
+    watch: bool,
+    shutdown: Arc<AtomicBool>,
+    requested: Arc<AtomicBool>,
+) {
+    std::thread::spawn(move || {
+        let mut seen = file_hash(&path);
+        while !shutdown.load(Ordering::Acquire) {
+            std::thread::sleep(WATCH_EVERY);
+            let now = if watch { file_hash(&path) } else { seen.clone() };
+            let changed = now != seen && now.is_some();
+            if !(requested.swap(false, Ordering::AcqRel) || changed) {
+                continue;
+            }
+            seen = now;
+            match Config::load(&path) {
+                Err(error) => {
+                    tracing::error!("config reload refused, the running pipelines keep running: {error}");
+                }
+                Ok(config) => match daemon.reload(config) {
+                    Ok(plan) => tracing::info!(
+                        added = ?plan.add,
+                        removed = ?plan.remove,
+                        restarted = ?plan.restart,
+                        redeployed = ?plan.redeploy,
+                        "config reload applied"
+                    ),
+                    Err(problems) => {
+                        let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+                        tracing::error!(
+                            "config reload refused in part or whole, the running pipelines keep running:\n{}",
+                            list.join("\n")
+                        );
+                    }
+                },
+            }
+        }
+    });
+}
+
+fn file_hash(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path)
+        .ok()
+        .map(|bytes| Sha256::digest(bytes).to_vec())
 }

@@ -63,6 +63,8 @@ pub(super) struct StateArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum StateCommand {
+    /// Read one key's committed value from a running daemon (admin API).
+    Get(super::admin::StateGetArgs),
     /// Print every key and value of a partition's state store as JSON lines.
     Dump {
         /// The partition's state directory (DATA_DIR/pipelines/NAME/state/TOPIC-PARTITION).
@@ -223,6 +225,7 @@ pub(super) fn consume(args: ConsumeArgs) -> Exit {
 
 pub(super) fn state(args: StateArgs) -> Exit {
     match args.command {
+        StateCommand::Get(args) => super::admin::state_get(args),
         StateCommand::Dump { dir, prefix } => {
             if !dir.is_dir() {
                 return fail(format!("{} is not a state directory", dir.display()));

@@ -45,9 +45,58 @@ pub struct Config {
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     pub kafka: KafkaConfig,
+    /// The admin HTTP API (status, deploys, metrics).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Pipelines by name. The name appears in logs, metrics and state paths.
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
+}
+
+/// The environment variable that supplies the admin token when the config has none.
+pub const ADMIN_TOKEN_ENV: &str = "WEIR_ADMIN_TOKEN";
+
+/// The admin HTTP API: JSON status and control, `/metrics`, health and readiness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address to listen on; port 0 picks a free port (written to
+    /// `<data_dir>/admin-url`). `"off"` disables the API.
+    pub listen: String,
+    /// Bearer token that mutating calls (deploy, rollback, pause, resume) must carry.
+    /// Without one here or in `WEIR_ADMIN_TOKEN`, those calls are disabled.
+    pub token: Option<String>,
+    /// Largest module upload accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// The URL other instances and clients reach this one at; given as the owner when a
+    /// state read arrives at the wrong instance. Defaults to `http://<listen>`.
+    pub advertised_url: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".to_owned(),
+            token: None,
+            max_upload_bytes: 128 << 20,
+            advertised_url: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// Whether the API is switched off.
+    pub fn disabled(&self) -> bool {
+        self.listen == "off"
+    }
+
+    /// The token from the config, else from the environment; empty counts as none.
+    pub fn resolved_token(&self) -> Option<String> {
+        self.token
+            .clone()
+            .or_else(|| std::env::var(ADMIN_TOKEN_ENV).ok())
+            .filter(|t| !t.is_empty())
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -157,6 +206,30 @@ pub struct PipelineConfig {
     /// default.
     #[serde(default = "default_replication")]
     pub changelog_replication_factor: i32,
+    /// When a newly deployed version is rolled back on its own.
+    #[serde(default)]
+    pub rollback: RollbackConfig,
+}
+
+/// Automatic rollback: a new version is on trial for its first records; if too many of
+/// them fail, the previous version comes back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RollbackConfig {
+    /// How many records (over all partitions) a new version is judged on; 0 turns
+    /// automatic rollback off.
+    pub trial_records: u64,
+    /// Share of failed records over the trial (0.0 to 1.0) that rolls the version back.
+    pub max_failure_rate: f64,
+}
+
+impl Default for RollbackConfig {
+    fn default() -> Self {
+        Self {
+            trial_records: 1000,
+            max_failure_rate: 0.1,
+        }
+    }
 }
 
 fn default_commit_interval_ms() -> u64 {

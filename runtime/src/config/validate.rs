@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Config, EMBEDDED, PipelineConfig};
+use super::{ADMIN_TOKEN_ENV, AdminConfig, Config, EMBEDDED, PipelineConfig};
 use crate::pipeline::ErrorPolicy;
 
 /// One thing wrong with a config, and where.
@@ -118,6 +118,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     if !(1..=1024).contains(&kafka.embedded.partitions) {
         check.fail("kafka.embedded.partitions", "must be between 1 and 1024");
     }
+    admin_checks(&mut check, &config.admin);
     if config.pipelines.is_empty() {
         check.fail(
             "pipelines",
@@ -170,6 +171,36 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
         }
     }
     check.problems
+}
+
+fn admin_checks(check: &mut Checker, admin: &AdminConfig) {
+    if !admin.disabled() && admin.listen.parse::<std::net::SocketAddr>().is_err() {
+        check.fail(
+            "admin.listen",
+            format!(
+                "{:?} is not an address to listen on; write IP:PORT (e.g. \"127.0.0.1:9464\", \
+                 port 0 for any free port) or \"off\"",
+                admin.listen
+            ),
+        );
+    }
+    if admin.token.as_ref().is_some_and(|t| t.trim().is_empty()) {
+        check.fail(
+            "admin.token",
+            format!("must not be empty; remove it to disable mutating calls, or set {ADMIN_TOKEN_ENV}"),
+        );
+    }
+    if admin.max_upload_bytes < 1024 {
+        check.fail("admin.max_upload_bytes", "must be at least 1024");
+    }
+    if let Some(url) = &admin.advertised_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        check.fail(
+            "admin.advertised_url",
+            "must be an http:// or https:// URL",
+        );
+    }
 }
 
 fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
@@ -240,6 +271,12 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
     }
     if limits.max_instances == 0 {
         check.fail(at("limits.max_instances"), "must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&pipeline.rollback.max_failure_rate) {
+        check.fail(
+            at("rollback.max_failure_rate"),
+            "must be between 0.0 and 1.0 (a share of the trial's records)",
+        );
     }
     if pipeline.changelog_replication_factor == 0 || pipeline.changelog_replication_factor < -1 {
         check.fail(

@@ -68,9 +68,14 @@ impl ModuleId {
         Self(cache::hex(&Sha256::digest(wasm)))
     }
 
+    /// An id from its hex form, as the registry stores it.
+    pub fn from_hex(hex: &str) -> Self {
+        Self(hex.to_owned())
+    }
+
     /// The first 12 hex digits: enough to tell versions apart in logs.
     pub fn short(&self) -> &str {
-        &self.0[..12]
+        &self.0[..self.0.len().min(12)]
     }
 }
 
@@ -154,7 +159,8 @@ impl Engine {
         self.load_named(wasm, "the module")
     }
 
-    fn load_named(&self, wasm: &[u8], what: &str) -> Result<Module, EngineError> {
+    /// [`load`](Self::load), naming the module `what` in errors (e.g. its path).
+    pub fn load_named(&self, wasm: &[u8], what: &str) -> Result<Module, EngineError> {
         check_header(wasm, what)?;
         let started = Instant::now();
         let id = ModuleId::of(wasm);
@@ -450,6 +456,37 @@ impl Instance {
             "restarting the transform instance after a fault"
         );
         self.start().map_err(ProcessError::Restart)
+    }
+
+    /// Hand the partition's state to a new instance of `module` (running its `init`)
+    /// and make that the instance: a hot swap. Call it with no uncommitted state
+    /// writes (at a checkpoint boundary). If the new version cannot start, this
+    /// instance stays exactly as it was, old version and all, and the error says why.
+    pub fn switch_to(&mut self, module: &Module, labels: InstanceLabels) -> Result<(), EngineError> {
+        let engine = self.store.engine().clone();
+        let state = std::mem::take(&mut self.store.data_mut().state);
+        let labels = Arc::new(labels);
+        let old_store = std::mem::replace(
+            &mut self.store,
+            new_store(&engine, labels.clone(), &self.limits, state),
+        );
+        let old_module = std::mem::replace(&mut self.module, module.clone());
+        let old_labels = std::mem::replace(&mut self.labels, labels);
+        let old_bindings = self.bindings.take();
+        match self.start() {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // `init` may have buffered writes; the old version never saw them.
+                self.state().discard_uncommitted();
+                let state = std::mem::take(&mut self.store.data_mut().state);
+                self.store = old_store;
+                self.store.data_mut().state = state;
+                self.module = old_module;
+                self.labels = old_labels;
+                self.bindings = old_bindings;
+                Err(error)
+            }
+        }
     }
 
     /// Allow guest code to run for the call timeout from now (rounded up to a tick, plus

@@ -21,6 +21,15 @@ pub struct EmbeddedBroker {
     bootstrap_file: Option<PathBuf>,
 }
 
+// SAFETY: the mock cluster is a librdkafka handle (and the client that owns it);
+// librdkafka's handles are thread-safe, and the mock-cluster calls post operations to
+// the cluster's own thread. Weir creates topics before sharing the broker and
+// afterwards only reads its address and drops it.
+unsafe impl Send for EmbeddedBroker {}
+// SAFETY: as for Send; `&self` methods only read the address or call thread-safe
+// librdkafka functions.
+unsafe impl Sync for EmbeddedBroker {}
+
 impl std::fmt::Debug for EmbeddedBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedBroker")

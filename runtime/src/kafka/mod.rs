@@ -3,6 +3,7 @@
 //! uses them lives in [`crate::pipeline`].
 
 pub mod embedded;
+pub mod partitioner;
 pub mod producer;
 pub mod records;
 pub mod topics;

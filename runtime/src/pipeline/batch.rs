@@ -22,6 +22,16 @@ pub enum FailureReason {
     Fault(GuestFault),
 }
 
+impl FailureReason {
+    /// Short machine-readable kind, for metrics and dead-letter headers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Rejected { .. } => "rejected",
+            Self::Fault(fault) => fault.kind(),
+        }
+    }
+}
+
 /// A record the policy skipped or set aside for the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordFailure {

@@ -3,7 +3,9 @@
 //! partition [`worker`] and the group [`runner`] that starts and stops workers.
 
 mod batch;
+pub mod control;
 pub mod runner;
+pub mod versions;
 pub mod worker;
 
 pub use batch::{BatchError, BatchOutcome, FailureReason, RecordFailure, run_batch};

@@ -23,24 +23,32 @@ use rdkafka::{ClientContext, Message, TopicPartitionList};
 
 use crate::kafka::KafkaFailure;
 
-use super::worker::{PipelineContext, Stop, Worker, WorkerError};
+use super::control::{Command, PartitionStatus, Stop};
+use super::worker::{PipelineContext, Worker, WorkerError};
 
 /// How often the runner polls the group queue (serving rebalances and heartbeats).
 const GROUP_POLL: Duration = Duration::from_millis(100);
 
-type Partition = (String, i32);
+/// An input partition: topic and partition number.
+pub type Partition = (String, i32);
 
-struct Running {
-    stop: Sender<Stop>,
+/// A partition this member owns: its worker thread and how to reach it.
+#[derive(Debug)]
+pub struct Owned {
+    pub commands: Sender<Command>,
+    pub status: Arc<PartitionStatus>,
     thread: JoinHandle<()>,
 }
+
+/// The partitions a pipeline owns right now, shared with the admin API.
+pub type OwnedPartitions = Arc<Mutex<BTreeMap<Partition, Owned>>>;
 
 /// The group consumer's context: owns the partition workers.
 pub struct GroupContext {
     ctx: Arc<PipelineContext>,
     /// The consumer this context belongs to, to split partition queues off it.
     consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
-    workers: Arc<Mutex<BTreeMap<Partition, Running>>>,
+    workers: OwnedPartitions,
     /// The first worker failure; the runner stops the pipeline on it.
     failure: Arc<Mutex<Option<(Partition, WorkerError)>>>,
     failed: Arc<AtomicBool>,
@@ -86,7 +94,8 @@ impl GroupContext {
                 tracing::error!(topic = %key.0, partition = key.1, "cannot split the partition queue");
                 continue;
             };
-            let (stop, commands) = mpsc::channel();
+            let (sender, commands) = mpsc::channel();
+            let status = Arc::new(PartitionStatus::new());
             let worker = Worker::new(
                 self.ctx.clone(),
                 key.0.clone(),
@@ -94,6 +103,7 @@ impl GroupContext {
                 consumer.clone(),
                 queue,
                 commands,
+                status.clone(),
             );
             let failure = self.failure.clone();
             let failed = self.failed.clone();
@@ -126,7 +136,14 @@ impl GroupContext {
                 })
                 .expect("spawning a partition thread");
             tracing::info!(pipeline = %self.ctx.name, topic = %key.0, partition = key.1, "partition assigned");
-            workers.insert(key, Running { stop, thread });
+            workers.insert(
+                key,
+                Owned {
+                    commands: sender,
+                    status,
+                    thread,
+                },
+            );
         }
     }
 
@@ -135,9 +152,9 @@ impl GroupContext {
         let mut stopping = Vec::new();
         for element in partitions.elements() {
             let key = (element.topic().to_owned(), element.partition());
-            if let Some(running) = workers.remove(&key) {
-                let _ = running.stop.send(stop);
-                stopping.push((key, running.thread));
+            if let Some(owned) = workers.remove(&key) {
+                let _ = owned.commands.send(Command::Stop(stop));
+                stopping.push((key, owned.thread));
             }
         }
         drop(workers);
@@ -152,11 +169,11 @@ impl GroupContext {
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         let all: Vec<_> = std::mem::take(&mut *workers).into_iter().collect();
         drop(workers);
-        for (_, running) in &all {
-            let _ = running.stop.send(Stop::Checkpoint);
+        for (_, owned) in &all {
+            let _ = owned.commands.send(Command::Stop(Stop::Checkpoint));
         }
-        for ((topic, partition), running) in all {
-            let _ = running.thread.join();
+        for ((topic, partition), owned) in all {
+            let _ = owned.thread.join();
             tracing::info!(pipeline = %self.ctx.name, %topic, partition, "partition released");
         }
     }
@@ -206,13 +223,17 @@ pub fn run(
     let context = GroupContext {
         ctx: ctx.clone(),
         consumer: OnceLock::new(),
-        workers: Arc::new(Mutex::new(BTreeMap::new())),
+        workers: ctx.partitions.clone(),
         failure: failure.clone(),
         failed: failed.clone(),
     };
-    let consumer: BaseConsumer<GroupContext> = ctx
-        .settings
-        .consumer_config()
+    let mut config = ctx.settings.consumer_config();
+    if let Some(url) = ctx.advertised_url.get()
+        && config.get("client.id").is_none()
+    {
+        config.set("client.id", crate::daemon::routing::client_id(url));
+    }
+    let consumer: BaseConsumer<GroupContext> = config
         .set("group.id", &ctx.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -18,10 +18,12 @@
 //! A crash before 3 aborts everything; between 3 and 4 leaves RocksDB behind Kafka, and
 //! the restore replays the committed changelog tail. Local state is never ahead.
 
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::base_consumer::PartitionQueue;
@@ -32,8 +34,10 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::Guarantee;
 use crate::engine::bindings::InputRecord;
-use crate::engine::{Engine, EngineError, Instance, InstanceLabels, Limits, Module};
+use crate::engine::{Engine, EngineError, Instance, InstanceLabels, Limits};
 use crate::failpoint;
+use crate::metrics::{Metrics, PartitionMetrics};
+use prometheus_client::metrics::gauge::Gauge;
 use crate::kafka::producer::{Outgoing, PartitionProducer, RecordKind};
 use crate::kafka::records::{self, DeadLetter};
 use crate::kafka::{ClientSettings, KafkaFailure, REQUEST_TIMEOUT};
@@ -42,6 +46,9 @@ use crate::state::changelog::{
 };
 use crate::state::{PartitionState, RocksStore, StateError};
 
+use super::control::{Command, PartitionStatus, Phase, Reply, Stop};
+use super::runner::OwnedPartitions;
+use super::versions::{Active, VersionError, Versions};
 use super::{BatchError, ErrorPolicy, FailureReason, Processor as _, run_batch};
 
 /// Metadata keys in the partition's store.
@@ -52,6 +59,9 @@ const META_POSITION: &str = "changelog.position";
 /// How long one poll of the partition queue may block, so stop commands are seen.
 const POLL_SLICE: Duration = Duration::from_millis(50);
 
+/// How often the state size on disk is measured (a directory walk).
+const STATE_SIZE_EVERY: Duration = Duration::from_secs(10);
+
 /// What a pipeline's partitions share.
 #[derive(Debug)]
 pub struct PipelineContext {
@@ -59,7 +69,17 @@ pub struct PipelineContext {
     pub group: String,
     pub settings: ClientSettings,
     pub engine: Arc<Engine>,
-    pub module: Module,
+    /// The module versions; workers follow the active one.
+    pub versions: Arc<Versions>,
+    pub metrics: Arc<Metrics>,
+    /// Set by the admin API: partitions checkpoint and stop fetching until cleared.
+    pub paused: AtomicBool,
+    /// The partitions this member owns now.
+    pub partitions: OwnedPartitions,
+    /// The admin API's URL, advertised to the group in the consumer's client id.
+    pub advertised_url: OnceLock<String>,
+    /// Partition counts of the inputs, as of the pipeline's start.
+    pub input_partitions: BTreeMap<String, i32>,
     pub transform_config: Arc<[(String, String)]>,
     pub limits: Arc<Limits>,
     pub output: String,
@@ -84,16 +104,6 @@ impl PipelineContext {
     pub fn changelog_topic(&self, topic: &str) -> String {
         crate::config::PipelineConfig::changelog_topic(&self.group, topic)
     }
-}
-
-/// How a worker is told to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// The partition was revoked or the pipeline stops: checkpoint, then exit.
-    Checkpoint,
-    /// The partition was lost (another member may already own it): exit without
-    /// committing anything.
-    Abandon,
 }
 
 /// Why a partition worker stopped without being asked to.
@@ -130,6 +140,12 @@ pub enum WorkerError {
          the topic is shared with something else. Give the pipeline its own group_id"
     )]
     ForeignChangelog { topic: String, offset: i64 },
+    #[error("cannot change module versions: {0}")]
+    Version(Box<VersionError>),
+    /// The running version failed its trial and was rolled back; the worker redoes
+    /// the interval with the restored version (never leaves the worker).
+    #[error("module version {version} failed its trial")]
+    TrialFailed { version: u32 },
 }
 
 impl WorkerError {
@@ -149,12 +165,16 @@ pub struct Worker<C: ConsumerContext + 'static> {
     partition: i32,
     consumer: Arc<BaseConsumer<C>>,
     queue: PartitionQueue<C>,
-    stop: Receiver<Stop>,
+    commands: Receiver<Command>,
+    status: Arc<PartitionStatus>,
+    metrics: PartitionMetrics,
 }
 
 /// State of a running partition between checkpoints.
 struct Running {
     instance: Instance,
+    /// The version the instance runs.
+    active: Arc<Active>,
     producer: PartitionProducer,
     /// Changelog head and position as of the last checkpoint.
     head: u64,
@@ -163,6 +183,10 @@ struct Running {
     next_offset: Option<i64>,
     /// The offset the last checkpoint committed.
     committed_offset: Option<i64>,
+    /// Whether fetching is paused (the pipeline is paused).
+    paused: bool,
+    /// When the state size on disk was last measured.
+    state_measured: Option<Instant>,
 }
 
 impl<C: ConsumerContext + 'static> Worker<C> {
@@ -172,16 +196,19 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         partition: i32,
         consumer: Arc<BaseConsumer<C>>,
         queue: PartitionQueue<C>,
-        stop: Receiver<Stop>,
+        commands: Receiver<Command>,
+        status: Arc<PartitionStatus>,
     ) -> Self {
         Self {
             changelog_topic: ctx.changelog_topic(&topic),
+            metrics: ctx.metrics.partition(&ctx.name, &topic, partition),
             ctx,
             topic,
             partition,
             consumer,
             queue,
-            stop,
+            commands,
+            status,
         }
     }
 
@@ -201,7 +228,11 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "partition running"
         );
+        self.status.set_phase(Phase::Running);
         let result = self.process(&mut running);
+        self.ctx
+            .metrics
+            .release_partition(&self.ctx.name, &self.topic, self.partition);
         if result.is_err() {
             // Nothing after the last checkpoint may become visible.
             running.instance.state().discard_uncommitted();
@@ -212,12 +243,18 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         result
     }
 
-    fn labels(&self) -> InstanceLabels {
+    fn labels(&self, active: &Active) -> InstanceLabels {
         InstanceLabels {
             pipeline: self.ctx.name.clone(),
             partition: self.partition,
-            module: self.ctx.module.id().short().to_owned(),
+            module: active.label(),
         }
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.ctx
+            .state_dir
+            .join(format!("{}-{}", self.topic, self.partition))
     }
 
     /// Fence the previous owner, read the committed offset, restore, instantiate.
@@ -231,10 +268,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             // A transaction spans one commit interval plus its flush and commit.
             ctx.commit_interval + Duration::from_secs(60),
         )?;
-        let path = ctx
-            .state_dir
-            .join(format!("{}-{}", self.topic, self.partition));
-        let mut state = PartitionState::new(Box::new(RocksStore::open(&path)?));
+        let mut state = PartitionState::new(Box::new(RocksStore::open(&self.state_path())?));
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         let (committed_offset, head, position) = loop {
             let committed = self.committed(read_meta(&state, META_OFFSET)?)?;
@@ -255,20 +289,25 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             self.seek(offset)?;
         }
 
+        let active = ctx.versions.active();
         let instance = ctx.engine.instantiate_with_limits(
-            &ctx.module,
-            self.labels(),
+            &active.module,
+            self.labels(&active),
             ctx.transform_config.clone(),
             state,
             ctx.limits.clone(),
         )?;
+        self.status.set_version(active.version);
         Ok(Running {
             instance,
+            active,
             producer,
             head,
             position,
             next_offset: committed_offset,
             committed_offset,
+            paused: false,
+            state_measured: None,
         })
     }
 
@@ -304,11 +343,17 @@ impl<C: ConsumerContext + 'static> Worker<C> {
     }
 
     /// Whether a stop was requested while starting (the worker then just exits).
+    /// Other commands are answered: the partition is not serving yet.
     fn stop_requested(&self) -> bool {
-        matches!(
-            self.stop.try_recv(),
-            Ok(_) | Err(TryRecvError::Disconnected)
-        )
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Stop(_)) | Err(TryRecvError::Disconnected) => return true,
+                Ok(Command::Get { reply, .. }) => {
+                    let _ = reply.send(Err(Reply::NotReady));
+                }
+                Err(TryRecvError::Empty) => return false,
+            }
+        }
     }
 
     /// The group's committed offset of this partition.
@@ -377,11 +422,13 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         };
         let started = Instant::now();
         if !restorer.is_current() {
+            self.status.set_phase(Phase::Restoring);
             let mut reader = ChangelogReader::open(
                 &self.ctx.settings,
                 &self.changelog_topic,
                 self.partition,
                 position,
+                self.metrics.restore_remaining.clone(),
             )?;
             if self.ctx.guarantee == Guarantee::AtLeastOnce {
                 // No transactions: every record counts, in order, block by block.
@@ -441,27 +488,49 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         let mut batch: Vec<InputRecord> = Vec::with_capacity(self.ctx.batch_size);
         let mut deadline = Instant::now() + self.ctx.commit_interval;
         loop {
-            match self.stop.try_recv() {
-                Ok(Stop::Checkpoint) | Err(TryRecvError::Disconnected) => {
-                    return self.checkpoint(running);
-                }
-                Ok(Stop::Abandon) => {
+            let wait = if running.paused {
+                POLL_SLICE
+            } else {
+                Duration::ZERO
+            };
+            match self.serve_commands(running, wait) {
+                Some(Stop::Checkpoint) => return self.checkpoint(running),
+                Some(Stop::Abandon) => {
                     running.instance.state().discard_uncommitted();
                     let _ = running.producer.abort();
                     return Ok(());
                 }
-                Err(TryRecvError::Empty) => {}
+                None => {}
+            }
+            let pause = self.ctx.paused.load(Ordering::Relaxed);
+            if pause != running.paused {
+                self.set_paused(running, pause)?;
+                deadline = Instant::now() + self.ctx.commit_interval;
+                continue;
+            }
+            if running.paused {
+                // Nothing is in flight while paused: every moment is a boundary.
+                self.follow_active(running)?;
+                continue;
             }
             self.fill(&mut batch, running, deadline);
             if !batch.is_empty() {
-                self.run_batch(running, &batch)?;
-                running.next_offset = batch.last().map(|r| r.offset + 1);
+                match self.run_batch(running, &batch) {
+                    Ok(()) => running.next_offset = batch.last().map(|r| r.offset + 1),
+                    Err(WorkerError::TrialFailed { version }) => {
+                        // The interval's records go again, through the restored version.
+                        self.rewind(running, &format!("version {version} failed its trial"))?;
+                        self.follow_active(running)?;
+                        deadline = Instant::now() + self.ctx.commit_interval;
+                    }
+                    Err(error) => return Err(error),
+                }
                 batch.clear();
             }
             running.producer.poll();
             if Instant::now() >= deadline {
                 match self.checkpoint(running) {
-                    Ok(()) => {}
+                    Ok(()) => self.follow_active(running)?,
                     Err(WorkerError::Kafka(failure)) if failure.is_recoverable() => {
                         self.rewind(running, &failure)?;
                     }
@@ -472,16 +541,122 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         }
     }
 
+    /// Answer state reads, waiting up to `wait` for the first command. Returns a stop
+    /// request, if one came.
+    fn serve_commands(&self, running: &mut Running, wait: Duration) -> Option<Stop> {
+        let mut next = match self.commands.recv_timeout(wait) {
+            Ok(command) => Some(command),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return Some(Stop::Checkpoint),
+        };
+        while let Some(command) = next {
+            match command {
+                Command::Stop(stop) => return Some(stop),
+                Command::Get { key, reply } => {
+                    let answer = running
+                        .instance
+                        .state()
+                        .get_committed(&key)
+                        .map_err(|e| Reply::Failed(e.to_string()));
+                    let _ = reply.send(answer);
+                }
+            }
+            next = match self.commands.try_recv() {
+                Ok(command) => Some(command),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => return Some(Stop::Checkpoint),
+            };
+        }
+        None
+    }
+
+    /// Pause (checkpoint, then stop fetching) or resume the partition.
+    fn set_paused(&self, running: &mut Running, pause: bool) -> Result<(), WorkerError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, self.partition);
+        if pause {
+            self.checkpoint(running)?;
+            self.consumer
+                .pause(&tpl)
+                .map_err(|e| KafkaFailure::new("cannot pause fetching", e))?;
+            self.status.set_phase(Phase::Paused);
+        } else {
+            self.consumer
+                .resume(&tpl)
+                .map_err(|e| KafkaFailure::new("cannot resume fetching", e))?;
+            self.status.set_phase(Phase::Running);
+        }
+        running.paused = pause;
+        tracing::info!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, paused = pause, "partition paused or resumed");
+        Ok(())
+    }
+
+    /// Switch to the pipeline's active version if it changed. Called at checkpoint
+    /// boundaries only, so a transaction never mixes versions.
+    fn follow_active(&self, running: &mut Running) -> Result<(), WorkerError> {
+        let active = self.ctx.versions.active();
+        if Arc::ptr_eq(&active, &running.active) {
+            return Ok(());
+        }
+        if active.module.id() == running.active.module.id() {
+            // Back to the module this instance runs (a rollback of a version this
+            // partition never switched to): nothing to restart.
+            self.status.set_version(active.version);
+            running.active = active;
+            return Ok(());
+        }
+        let started = Instant::now();
+        match running
+            .instance
+            .switch_to(&active.module, self.labels(&active))
+        {
+            Ok(()) => {
+                let pause = started.elapsed();
+                self.metrics.swap_pause_seconds.observe(pause.as_secs_f64());
+                tracing::info!(
+                    pipeline = %self.ctx.name,
+                    topic = %self.topic,
+                    partition = self.partition,
+                    from = running.active.version,
+                    to = active.version,
+                    pause_us = pause.as_micros() as u64,
+                    "switched module version"
+                );
+                self.status.set_version(active.version);
+                running.active = active;
+                Ok(())
+            }
+            Err(error) => {
+                // The version passed its init on an empty state but not on this
+                // partition's: it cannot run here, so it cannot run at all.
+                tracing::error!(pipeline = %self.ctx.name, partition = self.partition, version = active.version, %error, "the new version cannot start on this partition; rolling back");
+                let reason = format!(
+                    "init failed on partition {}/{}: {error}",
+                    self.topic, self.partition
+                );
+                self.ctx
+                    .versions
+                    .rollback("weir", Some(reason), true, Some(active.version))
+                    .map_err(|e| WorkerError::Version(Box::new(e)))?;
+                Ok(())
+            }
+        }
+    }
+
     /// Go back to the last checkpoint after a failure the partition survives: abort the
     /// transaction, drop the state buffer, and re-read from the committed offset.
-    fn rewind(&self, running: &mut Running, failure: &KafkaFailure) -> Result<(), WorkerError> {
+    fn rewind(
+        &self,
+        running: &mut Running,
+        why: &dyn std::fmt::Display,
+    ) -> Result<(), WorkerError> {
         tracing::warn!(
             pipeline = %self.ctx.name,
             topic = %self.topic,
             partition = self.partition,
-            error = %failure,
+            reason = %why,
             offset = ?running.committed_offset,
-            "checkpoint failed; going back to the last one"
+            "going back to the last checkpoint"
         );
         running.producer.abort()?;
         running.instance.state().discard_uncommitted();
@@ -527,14 +702,49 @@ impl<C: ConsumerContext + 'static> Worker<C> {
     /// Process a batch and queue its outputs and dead letters in the transaction.
     fn run_batch(&self, running: &mut Running, batch: &[InputRecord]) -> Result<(), WorkerError> {
         let ctx = &self.ctx;
-        let outcome = run_batch(&mut running.instance, batch, ctx.policy).map_err(|source| {
-            let offset = match &source {
-                BatchError::RecordFailed { index, .. } => batch[*index].offset,
-                _ => batch[0].offset,
-            };
-            WorkerError::Batch { offset, source }
-        })?;
-        let module = running.instance.module().id().short().to_owned();
+        let started = Instant::now();
+        let result = run_batch(&mut running.instance, batch, ctx.policy);
+        self.metrics
+            .process_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.records_in.inc_by(batch.len() as u64);
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(BatchError::RecordFailed { index, reason }) => {
+                self.metrics.guest_error(reason.kind());
+                if self.judge_trial(running, 1, 1, Some(&reason)) {
+                    return Err(WorkerError::TrialFailed {
+                        version: running.active.version,
+                    });
+                }
+                let source = BatchError::RecordFailed { index, reason };
+                return Err(WorkerError::Batch {
+                    offset: batch[index].offset,
+                    source,
+                });
+            }
+            Err(source) => {
+                return Err(WorkerError::Batch {
+                    offset: batch[0].offset,
+                    source,
+                });
+            }
+        };
+        for failure in &outcome.failures {
+            self.metrics.guest_error(failure.reason.kind());
+        }
+        if self.judge_trial(
+            running,
+            batch.len() as u64,
+            outcome.failures.len() as u64,
+            None,
+        ) {
+            return Err(WorkerError::TrialFailed {
+                version: running.active.version,
+            });
+        }
+        self.metrics.records_out.inc_by(outcome.outputs.len() as u64);
+        let module = running.active.label();
         for output in &outcome.outputs {
             if let Some(topic) = &output.topic
                 && *topic == self.changelog_topic
@@ -555,9 +765,10 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         }
         for failure in &outcome.failures {
             let record = &batch[failure.index];
-            let (kind, error) = match &failure.reason {
-                FailureReason::Rejected { message } => ("rejected", message.clone()),
-                FailureReason::Fault(fault) => (fault.kind(), fault.to_string()),
+            let kind = failure.reason.kind();
+            let error = match &failure.reason {
+                FailureReason::Rejected { message } => message.clone(),
+                FailureReason::Fault(fault) => fault.to_string(),
             };
             tracing::warn!(
                 pipeline = %ctx.name,
@@ -585,9 +796,48 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                     timestamp: Some(record.timestamp).filter(|t| *t >= 0),
                     kind: RecordKind::DeadLetter,
                 })?;
+                self.metrics.dead_letters.inc();
             }
         }
         Ok(())
+    }
+
+    /// Count a batch against the running version's trial, if it is on one. True when
+    /// the version failed its trial (rolled back here or by another partition): the
+    /// interval must be redone by the restored version. `fatal` is a failure under the
+    /// `fail` policy, which fails the trial at once rather than stopping the pipeline.
+    fn judge_trial(
+        &self,
+        running: &Running,
+        records: u64,
+        failures: u64,
+        fatal: Option<&FailureReason>,
+    ) -> bool {
+        let Some(trial) = &running.active.trial else {
+            return false;
+        };
+        let claimed = match fatal {
+            Some(_) => trial.fail_now(),
+            None => trial.observe(records, failures),
+        };
+        if claimed {
+            let reason = match fatal {
+                Some(reason) => format!(
+                    "a record failed under on_error = \"fail\" during the trial: {reason}"
+                ),
+                None => trial.describe_failure(),
+            };
+            if let Err(error) = self.ctx.versions.rollback(
+                "weir",
+                Some(reason),
+                true,
+                Some(running.active.version),
+            ) {
+                tracing::error!(pipeline = %self.ctx.name, %error, "automatic rollback failed");
+                return false;
+            }
+        }
+        trial.has_failed()
     }
 
     /// Commit everything since the last checkpoint. See the module docs for the order.
@@ -597,8 +847,11 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         };
         let state = running.instance.state();
         if running.committed_offset == Some(next_offset) && state.pending().is_empty() {
+            self.observe_position(running);
             return Ok(());
         }
+        let started = Instant::now();
+        let changes = state.pending().len() as f64;
         let id = new_checkpoint_id();
         let (id_header, parent_header) =
             (changelog::encode_id(id), changelog::encode_id(running.head));
@@ -677,7 +930,32 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         running.head = id;
         running.position = position;
         running.committed_offset = Some(next_offset);
+        self.metrics
+            .checkpoint_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.checkpoint_records.observe(changes);
+        self.observe_position(running);
         Ok(())
+    }
+
+    /// Publish the partition's position and lag (from the high watermark librdkafka
+    /// last saw, without a request) and, now and then, the state size on disk.
+    fn observe_position(&self, running: &mut Running) {
+        let lag = cached_watermarks(self.consumer.client(), &self.topic, self.partition)
+            .map(|(low, high)| (high - running.next_offset.unwrap_or(low)).max(0));
+        if let Some(lag) = lag {
+            self.metrics.consumer_lag.set(lag);
+        }
+        self.status.set_position(running.next_offset, lag);
+        if running
+            .state_measured
+            .is_none_or(|at| at.elapsed() >= STATE_SIZE_EVERY)
+        {
+            running.state_measured = Some(Instant::now());
+            self.metrics
+                .state_bytes
+                .set(i64::try_from(dir_size(&self.state_path())).unwrap_or(i64::MAX));
+        }
     }
 }
 
@@ -709,6 +987,45 @@ impl RestoreProgress {
         }
         Ok(())
     }
+}
+
+/// The low and high watermarks librdkafka last saw for a partition (from fetch
+/// responses), without asking the broker. rdkafka has no safe wrapper for this.
+fn cached_watermarks<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client handle is alive for the call (borrowed from `client`), the
+    // topic is a NUL-terminated string that outlives it, and librdkafka only writes
+    // the two i64s it is given.
+    let code = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            client.native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (code == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some((low, high))
+}
+
+/// Bytes of the files under `dir` (RocksDB keeps a flat directory).
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// A random, non-zero checkpoint id.
@@ -770,6 +1087,9 @@ impl ConsumerContext for RestoreContext {}
 struct ChangelogReader {
     consumer: BaseConsumer<RestoreContext>,
     topic: String,
+    /// The partition's high watermark when the restore began, for progress only.
+    high: Option<i64>,
+    remaining: Gauge,
     done: bool,
 }
 
@@ -779,6 +1099,7 @@ impl ChangelogReader {
         topic: &str,
         partition: i32,
         from: i64,
+        remaining: Gauge,
     ) -> Result<Self, WorkerError> {
         let consumer: BaseConsumer<RestoreContext> = settings
             .consumer_config()
@@ -796,9 +1117,18 @@ impl ChangelogReader {
         consumer
             .assign(&tpl)
             .map_err(|e| KafkaFailure::new(format!("cannot read {topic:?}"), e))?;
+        let high = consumer
+            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+            .map(|(_, high)| high)
+            .ok();
+        if let Some(high) = high {
+            remaining.set((high - from).max(0));
+        }
         Ok(Self {
             consumer,
             topic: topic.to_owned(),
+            high,
+            remaining,
             done: false,
         })
     }
@@ -813,13 +1143,19 @@ impl ChangelogReader {
                     )
                     .into());
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => self.done = true,
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    self.remaining.set(0);
+                    self.done = true;
+                }
                 Some(Err(error)) => {
                     return Err(
                         KafkaFailure::new(format!("cannot read {:?}", self.topic), error).into(),
                     );
                 }
                 Some(Ok(message)) => {
+                    if let Some(high) = self.high {
+                        self.remaining.set((high - message.offset() - 1).max(0));
+                    }
                     let record = decode(&message, &self.topic)?;
                     tracing::debug!(
                         topic = %self.topic,

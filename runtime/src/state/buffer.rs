@@ -307,6 +307,12 @@ impl PartitionState {
         &self.writes
     }
 
+    /// The committed value of `key`, ignoring buffered writes: what a reader outside
+    /// the transform may see (buffered writes can still be rolled back).
+    pub fn get_committed(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.store.get(key)
+    }
+
     /// Committed metadata, e.g. the input offsets of the last checkpoint.
     pub fn metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StateError> {
         self.store.metadata(name)

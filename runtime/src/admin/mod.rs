@@ -1,0 +1,135 @@
+//! The admin HTTP API: JSON status and control of a running daemon, `/metrics`,
+//! health and readiness. `docs/admin-api.yaml` is its OpenAPI description.
+//!
+//! Reads are open; calls that change something (deploy, rollback, pause, resume) need
+//! `Authorization: Bearer <token>`. With no token configured those calls are
+//! disabled, never open. The server runs on its own thread, so a slow deploy (a
+//! Python component compiles for seconds) never touches the processing threads.
+
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::config::AdminConfig;
+use crate::daemon::Daemon;
+
+/// The admin API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(
+        "cannot listen on {listen} for the admin API: {source}; choose another admin.listen \
+         (port 0 picks a free one) or set it to \"off\""
+    )]
+    Bind {
+        listen: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the routes share.
+pub(crate) struct AdminState {
+    pub(crate) daemon: Arc<Daemon>,
+    pub(crate) token: Option<String>,
+    pub(crate) max_upload_bytes: usize,
+}
+
+/// A running admin server; dropping it stops the server.
+#[derive(Debug)]
+pub struct AdminServer {
+    url: String,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AdminServer {
+    /// Where clients reach the API.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Listen on `config.listen` and serve `daemon`'s API. The address it listens on is
+/// written to `<data_dir>/admin-url` for scripts and the CLI.
+pub fn start(daemon: Arc<Daemon>, config: &AdminConfig) -> Result<AdminServer, AdminError> {
+    let bind_error = |source| AdminError::Bind {
+        listen: config.listen.clone(),
+        source,
+    };
+    let listener = std::net::TcpListener::bind(&config.listen).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let url = config
+        .advertised_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let token = config.resolved_token();
+    if token.is_none() {
+        tracing::warn!(
+            "no admin token configured (admin.token or {}): deploy, rollback, pause and resume are disabled",
+            crate::config::ADMIN_TOKEN_ENV
+        );
+    }
+    let state = Arc::new(AdminState {
+        daemon: daemon.clone(),
+        token,
+        max_upload_bytes: usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX),
+    });
+    let router = routes::router(state);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("weir-admin".to_owned())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the admin API's runtime");
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::error!(%error, "the admin API cannot use its socket");
+                        return;
+                    }
+                };
+                let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                });
+                if let Err(error) = serve.await {
+                    tracing::error!(%error, "the admin API stopped");
+                }
+            });
+        })
+        .expect("spawning the admin thread");
+
+    let file = daemon.data_dir().join("admin-url");
+    if let Err(error) = std::fs::write(&file, format!("{url}\n")) {
+        tracing::warn!(file = %file.display(), %error, "cannot write the admin URL file");
+    }
+    daemon.set_admin_url(url.clone());
+    tracing::info!(%url, "admin API listening");
+    Ok(AdminServer {
+        url,
+        addr,
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}

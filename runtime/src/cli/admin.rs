@@ -1,0 +1,405 @@
+//! Commands over a running daemon's admin API: `weir deploy`, `rollback`, `status`,
+//! `history`, `pause`, `resume`, `state get`; and `weir validate`, which needs no
+//! daemon. Human output by default, `--json` prints the API's JSON as it is.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use super::Exit;
+use crate::config::{ADMIN_TOKEN_ENV, Config};
+
+/// Where the daemon is and how to authenticate.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct Connection {
+    /// The daemon's admin API.
+    #[arg(long, env = "WEIR_ADMIN_URL", default_value = "http://127.0.0.1:9464")]
+    url: String,
+    /// Bearer token for calls that change something.
+    #[arg(long, env = ADMIN_TOKEN_ENV, hide_env_values = true)]
+    token: Option<String>,
+    /// Print the API's JSON answer instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct DeployArgs {
+    /// The pipeline to deploy to.
+    pipeline: String,
+    /// The new module (.wasm component).
+    module: PathBuf,
+    /// Recorded in the version history as who deployed [default: $USER].
+    #[arg(long)]
+    user: Option<String>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct PipelineArgs {
+    pipeline: String,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct StatusArgs {
+    /// One pipeline; all of them when left out.
+    pipeline: Option<String>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct StateGetArgs {
+    pipeline: String,
+    /// The state key (UTF-8, or base64 with --base64).
+    key: String,
+    /// The key is base64, and the value is printed as base64.
+    #[arg(long)]
+    base64: bool,
+    /// The input topic whose state to read (needed when the pipeline has several).
+    #[arg(long)]
+    topic: Option<String>,
+    /// The partition to read; by default the one Kafka's default partitioner gives
+    /// the key.
+    #[arg(long)]
+    partition: Option<i32>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct ValidateArgs {
+    /// The config file.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Also load every module (compile and check it against the contract).
+    #[arg(long)]
+    modules: bool,
+}
+
+/// An answer from the API: status and JSON body.
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+impl Connection {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        user: Option<&str>,
+    ) -> Result<Answer, Exit> {
+        let url = format!("{}{path}", self.url.trim_end_matches('/'));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut request = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        if let Some(user) = user {
+            request = request.header("X-Weir-User", user);
+        }
+        let request = request
+            .body(body.map(<[u8]>::to_vec).unwrap_or_default())
+            .map_err(|e| fail(Exit::Usage, format!("bad request to {url}: {e}")))?;
+        let mut response = agent.run(request).map_err(|e| {
+            fail(
+                Exit::Unavailable,
+                format!("cannot reach the Weir daemon at {url}: {e}; is `weir serve` running, and is --url (WEIR_ADMIN_URL) right?"),
+            )
+        })?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Answer { status, body })
+    }
+}
+
+fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
+    eprintln!("error: {message}");
+    exit
+}
+
+/// The exit code for a refused call, after printing the API's reason.
+fn refused(answer: &Answer) -> Exit {
+    let message = answer
+        .body
+        .get("error")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| answer.body.to_string());
+    fail(exit_for(answer.status), message)
+}
+
+/// Print `answer` as JSON, or with `human` when it is a success.
+fn finish(connection: &Connection, answer: Answer, human: impl FnOnce(&Value)) -> Exit {
+    let ok = (200..300).contains(&answer.status);
+    if connection.json {
+        println!("{}", serde_json::to_string_pretty(&answer.body).unwrap_or_default());
+        return if ok {
+            Exit::Success
+        } else {
+            exit_for(answer.status)
+        };
+    }
+    if ok {
+        human(&answer.body);
+        Exit::Success
+    } else {
+        refused(&answer)
+    }
+}
+
+/// What an error status means as an exit code.
+fn exit_for(status: u16) -> Exit {
+    match status {
+        401 | 403 => Exit::Unauthorized,
+        404 => Exit::NOT_FOUND,
+        422 => Exit::Module,
+        400 | 409 | 413 | 421 => Exit::Refused,
+        _ => Exit::Unavailable,
+    }
+}
+
+fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
+    value.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn u64_of(value: &Value, key: &str) -> u64 {
+    value.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+pub(super) fn deploy(args: DeployArgs) -> Exit {
+    let wasm = match std::fs::read(&args.module) {
+        Ok(wasm) => wasm,
+        Err(e) => {
+            return fail(
+                Exit::Usage,
+                format!("cannot read {}: {e}", args.module.display()),
+            );
+        }
+    };
+    let user = args
+        .user
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".to_owned());
+    let path = format!("/v1/pipelines/{}/deploy", args.pipeline);
+    let answer = match args
+        .connection
+        .request("POST", &path, Some(&wasm), Some(&user))
+    {
+        Ok(answer) => answer,
+        Err(exit) => return exit,
+    };
+    finish(&args.connection, answer, |body| {
+        let version = u64_of(body, "version");
+        if body.get("changed") == Some(&Value::Bool(false)) {
+            println!("{} already runs this module (v{version}); nothing changed", args.pipeline);
+        } else {
+            println!(
+                "deployed {} v{version} ({}, {} bytes); partitions switch at their next checkpoint",
+                args.pipeline,
+                short(str_of(&body["event"], "hash")),
+                wasm.len()
+            );
+        }
+    })
+}
+
+pub(super) fn rollback(args: PipelineArgs) -> Exit {
+    let path = format!("/v1/pipelines/{}/rollback", args.pipeline);
+    let answer = match args.connection.request("POST", &path, None, None) {
+        Ok(answer) => answer,
+        Err(exit) => return exit,
+    };
+    finish(&args.connection, answer, |body| {
+        println!(
+            "rolled {} back to v{}; partitions switch at their next checkpoint",
+            args.pipeline,
+            u64_of(body, "version")
+        );
+    })
+}
+
+pub(super) fn pause(args: PipelineArgs, paused: bool) -> Exit {
+    let verb = if paused { "pause" } else { "resume" };
+    let path = format!("/v1/pipelines/{}/{verb}", args.pipeline);
+    let answer = match args.connection.request("POST", &path, None, None) {
+        Ok(answer) => answer,
+        Err(exit) => return exit,
+    };
+    finish(&args.connection, answer, |_| {
+        let done = if paused { "paused" } else { "resumed" };
+        println!("{} {done}", args.pipeline);
+    })
+}
+
+pub(super) fn status(args: StatusArgs) -> Exit {
+    let path = match &args.pipeline {
+        Some(name) => format!("/v1/pipelines/{name}"),
+        None => "/v1/pipelines".to_owned(),
+    };
+    let answer = match args.connection.request("GET", &path, None, None) {
+        Ok(answer) => answer,
+        Err(exit) => return exit,
+    };
+    finish(&args.connection, answer, |body| {
+        let pipelines = match body {
+            Value::Array(all) => all.clone(),
+            one => vec![one.clone()],
+        };
+        println!(
+            "{:<20} {:<9} {:>7} {:<13} {:>10} {:>8}",
+            "PIPELINE", "STATE", "VERSION", "MODULE", "PARTITIONS", "LAG"
+        );
+        for p in &pipelines {
+            let partitions = p["partitions"].as_array().cloned().unwrap_or_default();
+            let lag: u64 = partitions.iter().map(|q| u64_of(q, "lag")).sum();
+            let running = partitions
+                .iter()
+                .filter(|q| str_of(q, "phase") == "running")
+                .count();
+            println!(
+                "{:<20} {:<9} {:>7} {:<13} {:>10} {:>8}",
+                str_of(p, "name"),
+                str_of(p, "state"),
+                format!("v{}", u64_of(p, "version")),
+                short(str_of(p, "module")),
+                format!("{running}/{}", partitions.len()),
+                lag
+            );
+            if let Some(error) = p.get("error").and_then(Value::as_str) {
+                println!("  error: {error}");
+            }
+            if let Some([seen, failed]) = p.get("trial").and_then(|t| {
+                Some([t.get(0)?.as_u64()?, t.get(1)?.as_u64()?])
+            }) {
+                println!("  on trial: {failed} of {seen} records failed so far");
+            }
+        }
+    })
+}
+
+pub(super) fn history(args: PipelineArgs) -> Exit {
+    let path = format!("/v1/pipelines/{}/history", args.pipeline);
+    let answer = match args.connection.request("GET", &path, None, None) {
+        Ok(answer) => answer,
+        Err(exit) => return exit,
+    };
+    finish(&args.connection, answer, |body| {
+        println!(
+            "{:>7}  {:<13} {:<24} {:<12} {:>10}  {:<13} REASON",
+            "VERSION", "ACTION", "AT", "BY", "BYTES", "MODULE"
+        );
+        for e in body.as_array().into_iter().flatten() {
+            println!(
+                "{:>7}  {:<13} {:<24} {:<12} {:>10}  {:<13} {}",
+                format!("v{}", u64_of(e, "version")),
+                str_of(e, "action"),
+                str_of(e, "at"),
+                str_of(e, "by"),
+                u64_of(e, "size"),
+                short(str_of(e, "hash")),
+                str_of(e, "reason")
+            );
+        }
+    })
+}
+
+pub(super) fn state_get(args: StateGetArgs) -> Exit {
+    let encoding = if args.base64 { "base64" } else { "utf8" };
+    let mut query = vec![
+        format!("key={}", encode_query(&args.key)),
+        format!("encoding={encoding}"),
+    ];
+    if let Some(topic) = &args.topic {
+        query.push(format!("topic={}", encode_query(topic)));
+    }
+    if let Some(partition) = args.partition {
+        query.push(format!("partition={partition}"));
+    }
+    let path = format!("/v1/pipelines/{}/state?{}", args.pipeline, query.join("&"));
+    let answer = match args.connection.request("GET", &path, None, None) {
+        Ok(answer) => answer,
+        Err(exit) => return exit,
+    };
+    if answer.status == 421 && !args.connection.json {
+        let owner = answer.body["owner"]
+            .get("admin_url")
+            .and_then(Value::as_str)
+            .map(|url| format!("; ask {url} (weir state get --url {url} ...)"))
+            .unwrap_or_default();
+        return fail(
+            Exit::Refused,
+            format!("{}{owner}", str_of(&answer.body, "error")),
+        );
+    }
+    finish(&args.connection, answer, |body| {
+        println!("{}", str_of(body, "value"));
+    })
+}
+
+/// Percent-encode a query value (everything but unreserved characters).
+fn encode_query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub(super) fn validate(args: ValidateArgs) -> Exit {
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => return fail(Exit::Usage, e),
+    };
+    if args.modules {
+        let engine = match crate::engine::Engine::new(crate::engine::EngineConfig::default()) {
+            Ok(engine) => engine,
+            Err(e) => return fail(Exit::Failed, e),
+        };
+        for (name, pipeline) in &config.pipelines {
+            if let Err(e) = engine.load_file(&pipeline.module) {
+                return fail(Exit::Module, format!("pipeline {name:?}: {e}"));
+            }
+        }
+    }
+    println!(
+        "{} is valid: {} pipeline(s){}",
+        args.config.display(),
+        config.pipelines.len(),
+        if args.modules { ", every module loads" } else { "" }
+    );
+    Exit::Success
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode_query("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(encode_query("oak-1_2.3~"), "oak-1_2.3~");
+    }
+}

@@ -1,0 +1,372 @@
+//! Prometheus metrics of a daemon, served on `/metrics` (OpenMetrics text).
+//!
+//! Partition workers take their handles once ([`Metrics::partition`]) and update plain
+//! atomics on the hot path; label sets are hashed only when a partition starts.
+//! Gauges of a partition this instance no longer owns are removed, so a dashboard does
+//! not show stale lag for partitions that moved.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineLabels {
+    pub pipeline: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub pipeline: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub pipeline: String,
+    pub topic: String,
+    pub partition: i32,
+    /// `rejected`, `trap`, `timeout`, `memory`, ... (see `GuestFault::kind`).
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModuleLabels {
+    pub pipeline: String,
+    pub version: u32,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RollbackLabels {
+    pub pipeline: String,
+    /// `manual` or `automatic`.
+    pub trigger: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn seconds() -> Histogram {
+    // 50 µs to ~27 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+fn record_counts() -> Histogram {
+    // 1 to ~500k records.
+    Histogram::new(exponential_buckets(1.0, 4.0, 10))
+}
+
+/// Every metric of a daemon.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    records_in: Family<PartitionLabels, Counter>,
+    records_out: Family<PartitionLabels, Counter>,
+    process_seconds: Histograms<PartitionLabels>,
+    guest_errors: Family<ErrorLabels, Counter>,
+    dead_letters: Family<PartitionLabels, Counter>,
+    consumer_lag: Family<PartitionLabels, Gauge>,
+    checkpoint_seconds: Histograms<PartitionLabels>,
+    checkpoint_records: Histograms<PartitionLabels>,
+    state_bytes: Family<PartitionLabels, Gauge>,
+    restore_remaining: Family<PartitionLabels, Gauge>,
+    module_info: Family<ModuleLabels, Gauge>,
+    swaps: Family<PipelineLabels, Counter>,
+    rollbacks: Family<RollbackLabels, Counter>,
+    swap_pause_seconds: Histograms<PipelineLabels>,
+    pipeline_up: Family<PipelineLabels, Gauge>,
+    pipeline_restarts: Family<PipelineLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("weir");
+        let records_in = Family::default();
+        registry.register(
+            "records_in",
+            "Input records processed (committed or not)",
+            records_in.clone(),
+        );
+        let records_out = Family::default();
+        registry.register(
+            "records_out",
+            "Output records the transform produced",
+            records_out.clone(),
+        );
+        let process_seconds: Histograms<PartitionLabels> = Family::new_with_constructor(seconds);
+        registry.register_with_unit(
+            "process_batch",
+            "Time one batch spends in the transform",
+            Unit::Seconds,
+            process_seconds.clone(),
+        );
+        let guest_errors = Family::default();
+        registry.register(
+            "guest_errors",
+            "Records the transform failed on, by kind",
+            guest_errors.clone(),
+        );
+        let dead_letters = Family::default();
+        registry.register(
+            "dead_letters",
+            "Records sent to the dead-letter topic",
+            dead_letters.clone(),
+        );
+        let consumer_lag = Family::default();
+        registry.register(
+            "consumer_lag",
+            "Records between the partition's high watermark and the next record to process",
+            consumer_lag.clone(),
+        );
+        let checkpoint_seconds: Histograms<PartitionLabels> =
+            Family::new_with_constructor(seconds);
+        registry.register_with_unit(
+            "checkpoint",
+            "Time a checkpoint takes (changelog, flush, commit, state write)",
+            Unit::Seconds,
+            checkpoint_seconds.clone(),
+        );
+        let checkpoint_records: Histograms<PartitionLabels> =
+            Family::new_with_constructor(record_counts);
+        registry.register(
+            "checkpoint_changelog_records",
+            "State changes one checkpoint writes to the changelog",
+            checkpoint_records.clone(),
+        );
+        let state_bytes = Family::default();
+        registry.register_with_unit(
+            "state_size",
+            "Size of the partition's state store on disk",
+            Unit::Bytes,
+            state_bytes.clone(),
+        );
+        let restore_remaining = Family::default();
+        registry.register(
+            "restore_remaining_records",
+            "Changelog records still to read before the partition runs",
+            restore_remaining.clone(),
+        );
+        let module_info = Family::default();
+        registry.register(
+            "module_version",
+            "The module version a pipeline runs (1 for the active one)",
+            module_info.clone(),
+        );
+        let swaps = Family::default();
+        registry.register(
+            "module_swaps",
+            "Module versions published to a running pipeline",
+            swaps.clone(),
+        );
+        let rollbacks = Family::default();
+        registry.register(
+            "module_rollbacks",
+            "Rollbacks to the previous module version",
+            rollbacks.clone(),
+        );
+        let swap_pause_seconds: Histograms<PipelineLabels> =
+            Family::new_with_constructor(seconds);
+        registry.register_with_unit(
+            "swap_pause",
+            "How long a partition stopped processing to switch module versions",
+            Unit::Seconds,
+            swap_pause_seconds.clone(),
+        );
+        let pipeline_up = Family::default();
+        registry.register(
+            "pipeline_up",
+            "1 while the pipeline runs, 0 when it failed or stopped",
+            pipeline_up.clone(),
+        );
+        let pipeline_restarts = Family::default();
+        registry.register(
+            "pipeline_restarts",
+            "Restarts of a pipeline (after a failure or a config change)",
+            pipeline_restarts.clone(),
+        );
+        Self {
+            registry,
+            records_in,
+            records_out,
+            process_seconds,
+            guest_errors,
+            dead_letters,
+            consumer_lag,
+            checkpoint_seconds,
+            checkpoint_records,
+            state_bytes,
+            restore_remaining,
+            module_info,
+            swaps,
+            rollbacks,
+            swap_pause_seconds,
+            pipeline_up,
+            pipeline_restarts,
+        }
+    }
+
+    /// The metrics in OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    /// Handles for one partition's worker.
+    pub fn partition(&self, pipeline: &str, topic: &str, partition: i32) -> PartitionMetrics {
+        let labels = PartitionLabels {
+            pipeline: pipeline.to_owned(),
+            topic: topic.to_owned(),
+            partition,
+        };
+        PartitionMetrics {
+            records_in: self.records_in.get_or_create(&labels).clone(),
+            records_out: self.records_out.get_or_create(&labels).clone(),
+            process_seconds: self.process_seconds.get_or_create(&labels).clone(),
+            dead_letters: self.dead_letters.get_or_create(&labels).clone(),
+            consumer_lag: self.consumer_lag.get_or_create(&labels).clone(),
+            checkpoint_seconds: self.checkpoint_seconds.get_or_create(&labels).clone(),
+            checkpoint_records: self.checkpoint_records.get_or_create(&labels).clone(),
+            state_bytes: self.state_bytes.get_or_create(&labels).clone(),
+            restore_remaining: self.restore_remaining.get_or_create(&labels).clone(),
+            swap_pause_seconds: self
+                .swap_pause_seconds
+                .get_or_create(&PipelineLabels {
+                    pipeline: pipeline.to_owned(),
+                })
+                .clone(),
+            guest_errors: self.guest_errors.clone(),
+            labels,
+        }
+    }
+
+    /// Forget the gauges of a partition this instance let go of.
+    pub fn release_partition(&self, pipeline: &str, topic: &str, partition: i32) {
+        let labels = PartitionLabels {
+            pipeline: pipeline.to_owned(),
+            topic: topic.to_owned(),
+            partition,
+        };
+        self.consumer_lag.remove(&labels);
+        self.state_bytes.remove(&labels);
+        self.restore_remaining.remove(&labels);
+    }
+
+    /// Record that `pipeline` now runs `version`.
+    pub fn module_active(&self, pipeline: &str, previous: Option<(u32, &str)>, version: u32, hash: &str) {
+        if let Some((version, hash)) = previous {
+            self.module_info.remove(&ModuleLabels {
+                pipeline: pipeline.to_owned(),
+                version,
+                hash: hash.to_owned(),
+            });
+        }
+        self.module_info
+            .get_or_create(&ModuleLabels {
+                pipeline: pipeline.to_owned(),
+                version,
+                hash: hash.to_owned(),
+            })
+            .set(1);
+    }
+
+    pub fn swapped(&self, pipeline: &str) {
+        self.swaps.get_or_create(&pipeline_labels(pipeline)).inc();
+    }
+
+    pub fn rolled_back(&self, pipeline: &str, automatic: bool) {
+        let trigger = if automatic { "automatic" } else { "manual" };
+        self.rollbacks
+            .get_or_create(&RollbackLabels {
+                pipeline: pipeline.to_owned(),
+                trigger: trigger.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn pipeline_up(&self, pipeline: &str, up: bool) {
+        self.pipeline_up
+            .get_or_create(&pipeline_labels(pipeline))
+            .set(i64::from(up));
+    }
+
+    pub fn pipeline_restarted(&self, pipeline: &str) {
+        self.pipeline_restarts
+            .get_or_create(&pipeline_labels(pipeline))
+            .inc();
+    }
+}
+
+fn pipeline_labels(pipeline: &str) -> PipelineLabels {
+    PipelineLabels {
+        pipeline: pipeline.to_owned(),
+    }
+}
+
+/// One partition's metric handles.
+#[derive(Debug, Clone)]
+pub struct PartitionMetrics {
+    pub records_in: Counter,
+    pub records_out: Counter,
+    pub process_seconds: Histogram,
+    pub dead_letters: Counter,
+    pub consumer_lag: Gauge,
+    pub checkpoint_seconds: Histogram,
+    pub checkpoint_records: Histogram,
+    pub state_bytes: Gauge,
+    pub restore_remaining: Gauge,
+    pub swap_pause_seconds: Histogram,
+    guest_errors: Family<ErrorLabels, Counter>,
+    labels: PartitionLabels,
+}
+
+impl PartitionMetrics {
+    /// Count a record the transform failed on (rare: the label set is built here).
+    pub fn guest_error(&self, kind: &str) {
+        self.guest_errors
+            .get_or_create(&ErrorLabels {
+                pipeline: self.labels.pipeline.clone(),
+                topic: self.labels.topic.clone(),
+                partition: self.labels.partition,
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_handles_feed_the_encoded_text() {
+        let metrics = Metrics::new();
+        let p = metrics.partition("wc", "text", 3);
+        p.records_in.inc_by(5);
+        p.guest_error("rejected");
+        p.consumer_lag.set(7);
+        metrics.module_active("wc", None, 2, "abc");
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"weir_records_in_total{pipeline="wc",topic="text",partition="3"} 5"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"kind="rejected""#), "{text}");
+        assert!(
+            text.contains(r#"weir_module_version{pipeline="wc",version="2",hash="abc"} 1"#),
+            "{text}"
+        );
+        metrics.release_partition("wc", "text", 3);
+        assert!(!metrics.encode().contains("weir_consumer_lag{"));
+    }
+}
