@@ -6,273 +6,23 @@
 //! abort markers itself), never from the broker's read_committed filtering, which our
 //! test brokers do not implement.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::Producer;
 use weir_runtime::state::{RocksStore, StateStore};
-use weir_tests::broker::Tansu;
 use weir_tests::daemon::{Daemon, PipelineSpec, write_config};
+use weir_tests::wordcount::{
+    Input, Setup, WAIT, assert_outputs_exact, assert_state_exact, wait_for_outputs,
+};
 use weir_tests::{guest, kafka_raw};
 
 const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
-const WAIT: Duration = Duration::from_secs(90);
-
-const WORDS: &[&str] = &[
-    "alder", "birch", "cedar", "elm", "fir", "hazel", "larch", "maple", "oak", "pine", "rowan",
-    "spruce", "willow", "yew",
-];
-
-/// Deterministic text: record `i` of partition `p`.
-fn line(partition: i32, i: usize) -> String {
-    (0..4)
-        .map(|k| WORDS[(i * 7 + k * 3 + partition as usize * 5) % WORDS.len()])
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// What word count must produce for the records of each partition, in order.
-#[derive(Default)]
-struct Expected {
-    /// (word, count) outputs, as a multiset.
-    outputs: BTreeMap<(String, u64), usize>,
-    /// Final count per word, per partition.
-    state: BTreeMap<i32, BTreeMap<String, u64>>,
-}
-
-impl Expected {
-    fn add(&mut self, partition: i32, text: &str) {
-        let counts = self.state.entry(partition).or_default();
-        for word in text.split(' ') {
-            let n = counts.entry(word.to_owned()).or_default();
-            *n += 1;
-            *self.outputs.entry((word.to_owned(), *n)).or_default() += 1;
-        }
-    }
-
-    fn total_outputs(&self) -> usize {
-        self.outputs.values().sum()
-    }
-}
-
-struct Input {
-    producer: BaseProducer,
-    topic: String,
-    next: BTreeMap<i32, usize>,
-    expected: Expected,
-}
-
-impl Input {
-    fn new(bootstrap: &str, topic: &str) -> Self {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .create()
-            .expect("a producer");
-        Self {
-            producer,
-            topic: topic.to_owned(),
-            next: BTreeMap::new(),
-            expected: Expected::default(),
-        }
-    }
-
-    /// Produce `count` more lines to each of `partitions` and wait for the acks.
-    fn produce(&mut self, partitions: i32, count: usize) {
-        for p in 0..partitions {
-            let start = *self.next.get(&p).unwrap_or(&0);
-            for i in start..start + count {
-                let text = line(p, i);
-                self.send(p, text.as_bytes());
-                self.expected.add(p, &text);
-            }
-            self.next.insert(p, start + count);
-        }
-        self.producer
-            .flush(Duration::from_secs(30))
-            .expect("inputs acknowledged");
-    }
-
-    fn send(&self, partition: i32, value: &[u8]) {
-        let mut record = BaseRecord::<(), [u8]>::to(&self.topic)
-            .partition(partition)
-            .payload(value);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((_, back)) => {
-                    record = back;
-                    self.producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-    }
-}
-
-/// The committed (word, count) outputs of `topic`, read from the raw log.
-fn committed_outputs(bootstrap: &str, topic: &str) -> BTreeMap<(String, u64), usize> {
-    let mut outputs = BTreeMap::new();
-    for log in kafka_raw::read_topic(bootstrap, topic).expect("read the output topic") {
-        for record in log.committed {
-            let word = String::from_utf8(record.key.unwrap_or_default()).unwrap();
-            let count: u64 = String::from_utf8(record.value.unwrap_or_default())
-                .unwrap()
-                .parse()
-                .unwrap();
-            *outputs.entry((word, count)).or_default() += 1;
-        }
-    }
-    outputs
-}
-
-/// Wait until at least `total` outputs committed.
-fn wait_for_outputs(bootstrap: &str, topic: &str, total: usize, daemon: Option<&Daemon>) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let seen: usize = committed_outputs(bootstrap, topic).values().sum();
-        if seen >= total {
-            return;
-        }
-        let tail = daemon.map(Daemon::tail).unwrap_or_default();
-        if daemon.is_some_and(|d| d.exited().is_some()) {
-            panic!("weir exited with {seen} of {total} outputs committed:\n{tail}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {seen} of {total} outputs committed:\n{tail}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// Every committed output exactly once: nothing missing, nothing twice; and no
-/// transaction left open (the daemons stopped).
-fn assert_outputs_exact(bootstrap: &str, topic: &str, expected: &Expected) {
-    let open: usize = kafka_raw::read_topic(bootstrap, topic)
-        .expect("read the output topic")
-        .iter()
-        .map(|log| log.open)
-        .sum();
-    assert_eq!(open, 0, "records of transactions never ended in {topic}");
-    let actual = committed_outputs(bootstrap, topic);
-    let missing: Vec<_> = expected
-        .outputs
-        .iter()
-        .filter(|(k, n)| actual.get(*k).copied().unwrap_or(0) < **n)
-        .take(10)
-        .collect();
-    let extra: Vec<_> = actual
-        .iter()
-        .filter(|(k, n)| expected.outputs.get(*k).copied().unwrap_or(0) < **n)
-        .take(10)
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "outputs differ: missing {missing:?}, duplicated or unexpected {extra:?}"
-    );
-}
-
-/// The word counts in the state store of each partition, read from `data_dir`.
-fn assert_state_exact(data_dir: &Path, pipeline: &str, topic: &str, expected: &Expected) {
-    for (partition, counts) in &expected.state {
-        let dir = data_dir.join(format!("pipelines/{pipeline}/state/{topic}-{partition}"));
-        let store = RocksStore::open(&dir).unwrap_or_else(|e| panic!("{e}"));
-        let entries = store.scan(b"count/", None, usize::MAX).unwrap();
-        let actual: BTreeMap<String, u64> = entries
-            .into_iter()
-            .map(|e| {
-                let word = String::from_utf8(e.key[b"count/".len()..].to_vec()).unwrap();
-                (word, serde_json::from_slice(&e.value).unwrap())
-            })
-            .collect();
-        assert_eq!(&actual, counts, "state of partition {partition}");
-    }
-}
-
-struct Setup {
-    broker: Tansu,
-    dir: tempfile::TempDir,
-    module: PathBuf,
-}
-
-impl Setup {
-    fn new(partitions: i32, topics: &[&str]) -> Self {
-        let broker = Tansu::start();
-        broker.create_topic("text", partitions);
-        for topic in topics {
-            broker.create_topic(topic, partitions);
-        }
-        // WEIR_TEST_KEEP=1 keeps configs, logs and state for a look after a failure.
-        let keep = std::env::var_os("WEIR_TEST_KEEP").is_some();
-        let dir = tempfile::Builder::new()
-            .prefix("weir-kafka-")
-            .disable_cleanup(keep)
-            .tempdir()
-            .unwrap();
-        if keep {
-            eprintln!("keeping {}", dir.path().display());
-        }
-        Self {
-            broker,
-            dir,
-            module: guest("word-count"),
-        }
-    }
-
-    /// Wait until every output `input` implies has committed in `counts`.
-    fn wait_for_counts(&self, input: &Input, daemon: &Daemon) {
-        let total = input.expected.total_outputs();
-        wait_for_outputs(&self.broker.bootstrap, "counts", total, Some(daemon));
-    }
-
-    /// Outputs in `counts` and the state in data directory `data` are exactly what
-    /// `input` implies.
-    fn assert_exact(&self, input: &Input, data: &str) {
-        assert_outputs_exact(&self.broker.bootstrap, "counts", &input.expected);
-        assert_state_exact(&self.data_dir(data), "wc", "text", &input.expected);
-    }
-
-    fn data_dir(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn config(&self, data: &str, extra: &str) -> PathBuf {
-        write_config(
-            self.dir.path(),
-            &self.broker.bootstrap,
-            &self.data_dir(data),
-            &[PipelineSpec {
-                name: "wc",
-                module: &self.module,
-                inputs: &["text"],
-                output: "counts",
-                extra,
-            }],
-        )
-    }
-
-    fn start(&self, data: &str, failpoints: Option<&str>) -> Daemon {
-        self.start_with(data, "", failpoints)
-    }
-
-    /// Start with `extra` lines in the pipeline's config table.
-    fn start_with(&self, data: &str, extra: &str, failpoints: Option<&str>) -> Daemon {
-        let config = self.config(data, extra);
-        Daemon::start(
-            Path::new(EXE),
-            &config,
-            &self.dir.path().join(format!("{data}.log")),
-            failpoints,
-        )
-    }
-}
 
 #[test]
 fn word_count_over_many_partitions_is_exact() {
-    let setup = Setup::new(8, &["counts"]);
+    let setup = Setup::new(EXE, 8, &["counts"]);
     let daemon = setup.start("a", None);
     daemon.wait_for("partition running", 8, WAIT);
 
@@ -286,7 +36,7 @@ fn word_count_over_many_partitions_is_exact() {
 
 #[test]
 fn at_least_once_word_count_is_exact_without_crashes() {
-    let setup = Setup::new(4, &["counts"]);
+    let setup = Setup::new(EXE, 4, &["counts"]);
     let daemon = setup.start_with("a", "guarantee = \"at-least-once\"", None);
     daemon.wait_for("partition running", 4, WAIT);
 
@@ -300,7 +50,7 @@ fn at_least_once_word_count_is_exact_without_crashes() {
 
 #[test]
 fn a_restart_mid_stream_loses_nothing_and_replays_no_state() {
-    let setup = Setup::new(4, &["counts"]);
+    let setup = Setup::new(EXE, 4, &["counts"]);
     let mut input = Input::new(&setup.broker.bootstrap, "text");
 
     let daemon = setup.start("a", None);
@@ -340,7 +90,7 @@ fn aborted_records(bootstrap: &str, topic: &str) -> usize {
 /// every input counted exactly once, in the outputs and in the state. Returns the
 /// broker (still running) for further checks.
 fn crash_and_recover(failpoints: &str, second_failpoints: Option<&str>) -> Setup {
-    let setup = Setup::new(4, &["counts"]);
+    let setup = Setup::new(EXE, 4, &["counts"]);
     let mut input = Input::new(&setup.broker.bootstrap, "text");
     input.produce(4, 60);
 
@@ -403,7 +153,7 @@ fn a_crash_during_restore_is_exact() {
 
 #[test]
 fn two_instances_split_partitions_and_one_takes_over_the_others() {
-    let setup = Setup::new(8, &["counts"]);
+    let setup = Setup::new(EXE, 8, &["counts"]);
     let mut input = Input::new(&setup.broker.bootstrap, "text");
     let a = setup.start("a", None);
     let b = setup.start("b", None);
@@ -453,7 +203,7 @@ fn owned(daemon: &Daemon) -> usize {
 
 #[test]
 fn a_poison_record_is_dead_lettered_and_the_stream_goes_on() {
-    let setup = Setup::new(1, &["counts", "dead-letters"]);
+    let setup = Setup::new(EXE, 1, &["counts", "dead-letters"]);
     let daemon = setup.start_with(
         "a",
         "on_error = \"dead-letter\"\ndead_letter_topic = \"dead-letters\"",

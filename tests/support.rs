@@ -10,6 +10,7 @@ use weir_runtime::engine::{Engine, EngineConfig, Limits};
 pub mod broker;
 pub mod daemon;
 pub mod kafka_raw;
+pub mod wordcount;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

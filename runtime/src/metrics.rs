@@ -127,8 +127,7 @@ impl Metrics {
             "Records between the partition's high watermark and the next record to process",
             consumer_lag.clone(),
         );
-        let checkpoint_seconds: Histograms<PartitionLabels> =
-            Family::new_with_constructor(seconds);
+        let checkpoint_seconds: Histograms<PartitionLabels> = Family::new_with_constructor(seconds);
         registry.register_with_unit(
             "checkpoint",
             "Time a checkpoint takes (changelog, flush, commit, state write)",
@@ -173,8 +172,7 @@ impl Metrics {
             "Rollbacks to the previous module version",
             rollbacks.clone(),
         );
-        let swap_pause_seconds: Histograms<PipelineLabels> =
-            Family::new_with_constructor(seconds);
+        let swap_pause_seconds: Histograms<PipelineLabels> = Family::new_with_constructor(seconds);
         registry.register_with_unit(
             "swap_pause",
             "How long a partition stopped processing to switch module versions",
@@ -222,6 +220,12 @@ impl Metrics {
         text
     }
 
+    /// The metrics in the Prometheus text format (0.0.4), for scrapers and tools
+    /// that do not ask for OpenMetrics (promtool, older agents).
+    pub fn encode_prometheus(&self) -> String {
+        to_prometheus_text(&self.encode())
+    }
+
     /// Handles for one partition's worker.
     pub fn partition(&self, pipeline: &str, topic: &str, partition: i32) -> PartitionMetrics {
         let labels = PartitionLabels {
@@ -263,7 +267,13 @@ impl Metrics {
     }
 
     /// Record that `pipeline` now runs `version`.
-    pub fn module_active(&self, pipeline: &str, previous: Option<(u32, &str)>, version: u32, hash: &str) {
+    pub fn module_active(
+        &self,
+        pipeline: &str,
+        previous: Option<(u32, &str)>,
+        version: u32,
+        hash: &str,
+    ) {
         if let Some((version, hash)) = previous {
             self.module_info.remove(&ModuleLabels {
                 pipeline: pipeline.to_owned(),
@@ -305,6 +315,31 @@ impl Metrics {
             .get_or_create(&pipeline_labels(pipeline))
             .inc();
     }
+}
+
+/// OpenMetrics text to Prometheus text: counters are described under their sample
+/// name (`x_total`, not `x`), and the `UNIT` and `EOF` lines go.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let described = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        text.push_str(described.as_deref().unwrap_or(line));
+        text.push('\n');
+    }
+    text
 }
 
 fn pipeline_labels(pipeline: &str) -> PipelineLabels {
@@ -366,6 +401,12 @@ mod tests {
             text.contains(r#"weir_module_version{pipeline="wc",version="2",hash="abc"} 1"#),
             "{text}"
         );
+        let prometheus = metrics.encode_prometheus();
+        assert!(
+            prometheus.contains("# TYPE weir_records_in_total counter"),
+            "{prometheus}"
+        );
+        assert!(!prometheus.contains("# EOF"));
         metrics.release_partition("wc", "text", 3);
         assert!(!metrics.encode().contains("weir_consumer_lag{"));
     }

@@ -68,6 +68,7 @@ impl IntoResponse for ControlError {
 /// Mutating calls need the configured bearer token; without one they are disabled.
 async fn authorize(State(state): Shared, request: Request, next: Next) -> Response {
     let Some(token) = &state.token else {
+        let _ = axum::body::to_bytes(request.into_body(), state.max_upload_bytes).await;
         return error(
             StatusCode::FORBIDDEN,
             format!(
@@ -87,13 +88,17 @@ async fn authorize(State(state): Shared, request: Request, next: Next) -> Respon
             next.run(request).await
         }
         _ => {
+            // Read the body anyway: a client still sending an upload would see a
+            // reset connection instead of this answer.
+            let _ = axum::body::to_bytes(request.into_body(), state.max_upload_bytes).await;
             let mut response = error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token (Authorization: Bearer <token>; the CLI reads WEIR_ADMIN_TOKEN)",
             );
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("a header value"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("a header value"),
+            );
             response
         }
     }
@@ -126,15 +131,33 @@ async fn ready(State(state): Shared) -> Response {
     }
 }
 
-async fn metrics(State(state): Shared) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.daemon.metrics().encode(),
-    )
-        .into_response()
+/// OpenMetrics for clients that ask for it (Prometheus does), else the classic text
+/// format.
+async fn metrics(State(state): Shared, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let metrics = state.daemon.metrics();
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            metrics.encode(),
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            metrics.encode_prometheus(),
+        )
+            .into_response()
+    }
 }
 
 async fn pipelines(State(state): Shared) -> Response {

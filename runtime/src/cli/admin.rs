@@ -147,7 +147,10 @@ fn refused(answer: &Answer) -> Exit {
 fn finish(connection: &Connection, answer: Answer, human: impl FnOnce(&Value)) -> Exit {
     let ok = (200..300).contains(&answer.status);
     if connection.json {
-        println!("{}", serde_json::to_string_pretty(&answer.body).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer.body).unwrap_or_default()
+        );
         return if ok {
             Exit::Success
         } else {
@@ -210,7 +213,10 @@ pub(super) fn deploy(args: DeployArgs) -> Exit {
     finish(&args.connection, answer, |body| {
         let version = u64_of(body, "version");
         if body.get("changed") == Some(&Value::Bool(false)) {
-            println!("{} already runs this module (v{version}); nothing changed", args.pipeline);
+            println!(
+                "{} already runs this module (v{version}); nothing changed",
+                args.pipeline
+            );
         } else {
             println!(
                 "deployed {} v{version} ({}, {} bytes); partitions switch at their next checkpoint",
@@ -287,9 +293,10 @@ pub(super) fn status(args: StatusArgs) -> Exit {
             if let Some(error) = p.get("error").and_then(Value::as_str) {
                 println!("  error: {error}");
             }
-            if let Some([seen, failed]) = p.get("trial").and_then(|t| {
-                Some([t.get(0)?.as_u64()?, t.get(1)?.as_u64()?])
-            }) {
+            if let Some([seen, failed]) = p
+                .get("trial")
+                .and_then(|t| Some([t.get(0)?.as_u64()?, t.get(1)?.as_u64()?]))
+            {
                 println!("  on trial: {failed} of {seen} records failed so far");
             }
         }
@@ -388,7 +395,11 @@ pub(super) fn validate(args: ValidateArgs) -> Exit {
         "{} is valid: {} pipeline(s){}",
         args.config.display(),
         config.pipelines.len(),
-        if args.modules { ", every module loads" } else { "" }
+        if args.modules {
+            ", every module loads"
+        } else {
+            ""
+        }
     );
     Exit::Success
 }

@@ -127,7 +127,11 @@ fn spawn_reloader(
         let mut seen = file_hash(&path);
         while !shutdown.load(Ordering::Acquire) {
             std::thread::sleep(WATCH_EVERY);
-            let now = if watch { file_hash(&path) } else { seen.clone() };
+            let now = if watch {
+                file_hash(&path)
+            } else {
+                seen.clone()
+            };
             let changed = now != seen && now.is_some();
             if !(requested.swap(false, Ordering::AcqRel) || changed) {
                 continue;
@@ -135,7 +139,9 @@ fn spawn_reloader(
             seen = now;
             match Config::load(&path) {
                 Err(error) => {
-                    tracing::error!("config reload refused, the running pipelines keep running: {error}");
+                    tracing::error!(
+                        "config reload refused, the running pipelines keep running: {error}"
+                    );
                 }
                 Ok(config) => match daemon.reload(config) {
                     Ok(plan) => tracing::info!(
@@ -146,7 +152,8 @@ fn spawn_reloader(
                         "config reload applied"
                     ),
                     Err(problems) => {
-                        let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+                        let list: Vec<String> =
+                            problems.iter().map(|p| format!("  - {p}")).collect();
                         tracing::error!(
                             "config reload refused in part or whole, the running pipelines keep running:\n{}",
                             list.join("\n")

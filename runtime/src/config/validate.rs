@@ -187,7 +187,9 @@ fn admin_checks(check: &mut Checker, admin: &AdminConfig) {
     if admin.token.as_ref().is_some_and(|t| t.trim().is_empty()) {
         check.fail(
             "admin.token",
-            format!("must not be empty; remove it to disable mutating calls, or set {ADMIN_TOKEN_ENV}"),
+            format!(
+                "must not be empty; remove it to disable mutating calls, or set {ADMIN_TOKEN_ENV}"
+            ),
         );
     }
     if admin.max_upload_bytes < 1024 {
@@ -196,10 +198,7 @@ fn admin_checks(check: &mut Checker, admin: &AdminConfig) {
     if let Some(url) = &admin.advertised_url
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
-        check.fail(
-            "admin.advertised_url",
-            "must be an http:// or https:// URL",
-        );
+        check.fail("admin.advertised_url", "must be an http:// or https:// URL");
     }
 }
 

@@ -87,7 +87,10 @@ fn restart_backoff(failures: u32) -> Duration {
 pub enum Health {
     Running,
     /// Failed; restarted at `retry_at` unless something restarts it sooner.
-    Failed { error: String, retry_at: Instant },
+    Failed {
+        error: String,
+        retry_at: Instant,
+    },
     /// Being stopped (removed or restarted by a reload).
     Stopping,
 }
@@ -308,16 +311,16 @@ impl Daemon {
                 self.launch(name, entry);
             }
         }
-        let finished = lock(&self.finished_rx);
         while !shutdown.load(Ordering::Acquire) {
-            match finished.recv_timeout(Duration::from_millis(100)) {
+            // Locked per wait: a reload stopping pipelines takes the reports meanwhile.
+            let report = lock(&self.finished_rx).recv_timeout(Duration::from_millis(100));
+            match report {
                 Ok(report) => self.on_finished(report),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             self.restart_due();
         }
-        drop(finished);
         let names: Vec<String> = lock(&self.pipelines).keys().cloned().collect();
         let stuck = self.stop_pipelines(&names, Instant::now() + SHUTDOWN_GRACE);
         if stuck > 0 {
@@ -385,11 +388,19 @@ impl Daemon {
             let left = deadline.saturating_duration_since(Instant::now());
             match finished.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok((name, generation, result)) => {
-                    waiting.retain(|w| *w != (name.clone(), generation));
+                    let key = (name.clone(), generation);
+                    if !waiting.contains(&key) {
+                        // Another pipeline's report: the run loop's to handle.
+                        self.on_finished((name, generation, result));
+                        continue;
+                    }
+                    waiting.retain(|w| *w != key);
                     self.metrics.pipeline_up(&name, false);
                     match result {
                         Ok(()) => tracing::info!(pipeline = %name, "pipeline stopped"),
-                        Err(error) => tracing::error!(pipeline = %name, %error, "pipeline failed while stopping"),
+                        Err(error) => {
+                            tracing::error!(pipeline = %name, %error, "pipeline failed while stopping")
+                        }
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
@@ -540,8 +551,7 @@ impl Daemon {
     pub fn ready(&self) -> bool {
         self.status().iter().all(|p| {
             p.state == "running"
-                && p
-                    .partitions
+                && p.partitions
                     .iter()
                     .all(|q| matches!(q.phase, Phase::Running | Phase::Paused))
         })

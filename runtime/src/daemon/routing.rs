@@ -41,7 +41,10 @@ pub fn owner(settings: &ClientSettings, group: &str, topic: &str, partition: i32
             member
                 .assignment()
                 .and_then(decode_assignment)
-                .is_some_and(|a| a.iter().any(|(t, ps)| t == topic && ps.contains(&partition)))
+                .is_some_and(|a| {
+                    a.iter()
+                        .any(|(t, ps)| t == topic && ps.contains(&partition))
+                })
         })
         .map(|member| Owner {
             admin_url: member

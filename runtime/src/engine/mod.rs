@@ -462,7 +462,11 @@ impl Instance {
     /// and make that the instance: a hot swap. Call it with no uncommitted state
     /// writes (at a checkpoint boundary). If the new version cannot start, this
     /// instance stays exactly as it was, old version and all, and the error says why.
-    pub fn switch_to(&mut self, module: &Module, labels: InstanceLabels) -> Result<(), EngineError> {
+    pub fn switch_to(
+        &mut self,
+        module: &Module,
+        labels: InstanceLabels,
+    ) -> Result<(), EngineError> {
         let engine = self.store.engine().clone();
         let state = std::mem::take(&mut self.store.data_mut().state);
         let labels = Arc::new(labels);

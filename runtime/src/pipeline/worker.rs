@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::base_consumer::PartitionQueue;
@@ -36,15 +36,15 @@ use crate::config::Guarantee;
 use crate::engine::bindings::InputRecord;
 use crate::engine::{Engine, EngineError, Instance, InstanceLabels, Limits};
 use crate::failpoint;
-use crate::metrics::{Metrics, PartitionMetrics};
-use prometheus_client::metrics::gauge::Gauge;
 use crate::kafka::producer::{Outgoing, PartitionProducer, RecordKind};
 use crate::kafka::records::{self, DeadLetter};
 use crate::kafka::{ClientSettings, KafkaFailure, REQUEST_TIMEOUT};
+use crate::metrics::{Metrics, PartitionMetrics};
 use crate::state::changelog::{
     self, Block, ChangelogRecord, Decision, Local, ROOT, RestoreError, Restorer,
 };
 use crate::state::{PartitionState, RocksStore, StateError};
+use prometheus_client::metrics::gauge::Gauge;
 
 use super::control::{Command, PartitionStatus, Phase, Reply, Stop};
 use super::runner::OwnedPartitions;
@@ -743,7 +743,9 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 version: running.active.version,
             });
         }
-        self.metrics.records_out.inc_by(outcome.outputs.len() as u64);
+        self.metrics
+            .records_out
+            .inc_by(outcome.outputs.len() as u64);
         let module = running.active.label();
         for output in &outcome.outputs {
             if let Some(topic) = &output.topic
@@ -822,17 +824,16 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         };
         if claimed {
             let reason = match fatal {
-                Some(reason) => format!(
-                    "a record failed under on_error = \"fail\" during the trial: {reason}"
-                ),
+                Some(reason) => {
+                    format!("a record failed under on_error = \"fail\" during the trial: {reason}")
+                }
                 None => trial.describe_failure(),
             };
-            if let Err(error) = self.ctx.versions.rollback(
-                "weir",
-                Some(reason),
-                true,
-                Some(running.active.version),
-            ) {
+            if let Err(error) =
+                self.ctx
+                    .versions
+                    .rollback("weir", Some(reason), true, Some(running.active.version))
+            {
                 tracing::error!(pipeline = %self.ctx.name, %error, "automatic rollback failed");
                 return false;
             }

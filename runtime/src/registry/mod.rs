@@ -185,7 +185,9 @@ mod tests {
     fn a_torn_last_line_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(dir.path()).unwrap();
-        registry.append("wc", &event(1, Action::Config, "a")).unwrap();
+        registry
+            .append("wc", &event(1, Action::Config, "a"))
+            .unwrap();
         let path = registry.history_path("wc");
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         file.write_all(b"{\"version\":2,\"act").unwrap();

@@ -1,0 +1,477 @@
+//! The daemon as platform teams run it, against a real broker (Tansu): hot swaps under
+//! load with the CLI, refused versions, automatic rollback, config reload, a stop in
+//! mid-stream, the admin token, and `/metrics` checked by promtool.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use weir_tests::daemon::{Daemon, PipelineSpec, write_config};
+use weir_tests::wordcount::{Input, Setup, WAIT, assert_outputs_exact, wait_for_outputs};
+use weir_tests::{guest, kafka_raw};
+
+const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
+const TOKEN: &str = "test-token";
+
+/// Admin settings appended to a pipeline's config lines: a free port and a token.
+fn admin(token: Option<&str>) -> String {
+    let token = token
+        .map(|t| format!("token = {t:?}\n"))
+        .unwrap_or_default();
+    format!("\n[admin]\nlisten = \"127.0.0.1:0\"\n{token}")
+}
+
+/// The admin URL a daemon with data directory `data` wrote.
+fn admin_url(data: &Path) -> String {
+    let file = data.join("admin-url");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(url) = std::fs::read_to_string(&file) {
+            return url.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no {}", file.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Run the `weir` CLI against `url` with `token`.
+fn cli(url: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(EXE);
+    command
+        .args(args)
+        .env("WEIR_ADMIN_URL", url)
+        .env_remove("WEIR_ADMIN_TOKEN");
+    if let Some(token) = token {
+        command.env("WEIR_ADMIN_TOKEN", token);
+    }
+    command.output().expect("run the weir CLI")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn http_get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent.get(url).call().expect("the admin API answers");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+/// The same transform with another content hash: a custom section appended to the
+/// component (custom sections are allowed anywhere and change no behaviour).
+fn variant(module: &Path, dir: &Path, tag: &str) -> PathBuf {
+    let mut wasm = std::fs::read(module).unwrap();
+    let mut payload = vec![tag.len() as u8];
+    payload.extend_from_slice(tag.as_bytes());
+    payload.extend_from_slice(b"variant");
+    wasm.push(0);
+    wasm.push(payload.len() as u8);
+    wasm.extend_from_slice(&payload);
+    let path = dir.join(format!("{tag}.wasm"));
+    std::fs::write(&path, wasm).unwrap();
+    path
+}
+
+/// Sum of a counter's samples in Prometheus text (every label set).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The `weir.module` header of every committed output, per partition in offset order.
+fn version_headers(bootstrap: &str, topic: &str) -> Vec<Vec<String>> {
+    kafka_raw::read_topic(bootstrap, topic)
+        .unwrap()
+        .into_iter()
+        .map(|log| {
+            log.committed
+                .iter()
+                .map(|r| {
+                    r.headers
+                        .iter()
+                        .find(|(k, _)| k == "weir.module")
+                        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_swap_under_load_is_exact_and_switches_the_version() {
+    let setup = Setup::new(EXE, 2, &["counts"]);
+    let daemon = setup.start_with("a", &admin(Some(TOKEN)), None);
+    daemon.wait_for("partition running", 2, WAIT);
+    let url = admin_url(&setup.data_dir("a"));
+    let v2 = variant(&setup.module, setup.dir.path(), "v2");
+
+    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    input.produce(2, 100);
+    let deployed = cli(
+        &url,
+        Some(TOKEN),
+        &["deploy", "wc", v2.to_str().unwrap(), "--user", "alice"],
+    );
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&deployed.stdout).contains("deployed wc v2"));
+    // Keep records flowing while partitions switch at their checkpoints.
+    for _ in 0..5 {
+        input.produce(2, 40);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    daemon.wait_for("switched module version", 2, WAIT);
+    input.produce(2, 50);
+    setup.wait_for_counts(&input, &daemon);
+
+    // Totals exact; on each partition the header switches once, from v1 to v2.
+    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
+    for headers in version_headers(&setup.broker.bootstrap, "counts") {
+        let first_v2 = headers.iter().position(|h| h.starts_with("v2-"));
+        let first_v2 = first_v2.expect("outputs of v2 on every partition");
+        assert!(first_v2 > 0, "v1 ran first");
+        assert!(headers[..first_v2].iter().all(|h| h.starts_with("v1-")));
+        assert!(headers[first_v2..].iter().all(|h| h.starts_with("v2-")));
+    }
+
+    let status = json(&cli(&url, None, &["status", "wc", "--json"]));
+    assert_eq!(status["version"], 2);
+    assert_eq!(status["state"], "running");
+    let history = json(&cli(&url, None, &["history", "wc", "--json"]));
+    let actions: Vec<_> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["version"].as_u64().unwrap(),
+                e["action"].as_str().unwrap().to_owned(),
+                e["by"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (1, "config".to_owned(), "config".to_owned()),
+            (2, "deploy".to_owned(), "alice".to_owned())
+        ]
+    );
+
+    // A state read reaches the partition that owns it.
+    let (word, expected) = input.expected.state[&0].iter().next().unwrap();
+    let key = format!("count/{word}");
+    let value = cli(
+        &url,
+        None,
+        &["state", "get", "wc", &key, "--partition", "0"],
+    );
+    assert!(
+        value.status.success(),
+        "{}",
+        String::from_utf8_lossy(&value.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&value.stdout).trim(),
+        expected.to_string()
+    );
+    let missing = cli(
+        &url,
+        None,
+        &["state", "get", "wc", "no-such-word", "--partition", "0"],
+    );
+    assert_eq!(missing.status.code(), Some(1));
+
+    // Rollback on command: back to v1.
+    let rolled = cli(&url, Some(TOKEN), &["rollback", "wc"]);
+    assert!(
+        rolled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rolled.stderr)
+    );
+    input.produce(2, 20);
+    setup.wait_for_counts(&input, &daemon);
+    assert_eq!(
+        json(&cli(&url, None, &["status", "wc", "--json"]))["version"],
+        1
+    );
+
+    // Metrics: promtool accepts them and they agree with what was sent.
+    let (status, metrics) = http_get(&format!("{url}/metrics"));
+    assert_eq!(status, 200);
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/setup.sh installs it)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), metrics.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}\n{metrics}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let sent: usize = input.next.values().sum();
+    assert_eq!(
+        metric_sum(&metrics, "weir_records_in_total"),
+        sent as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(&metrics, "weir_records_out_total"),
+        input.expected.total_outputs() as f64
+    );
+    assert_eq!(metric_sum(&metrics, "weir_module_swaps_total"), 1.0);
+    assert_eq!(metric_sum(&metrics, "weir_module_rollbacks_total"), 1.0);
+    assert!(metrics.contains("weir_swap_pause_seconds_count"));
+    assert!(metrics.contains("weir_consumer_lag{"));
+    assert!(metrics.contains("weir_state_size_bytes{"));
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn a_broken_version_is_refused_and_the_old_keeps_serving() {
+    let setup = Setup::new(EXE, 1, &["counts"]);
+    let daemon = setup.start_with("a", &admin(Some(TOKEN)), None);
+    daemon.wait_for("partition running", 1, WAIT);
+    let url = admin_url(&setup.data_dir("a"));
+    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    input.produce(1, 20);
+
+    let garbage = setup.dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"this is not a module").unwrap();
+    let refused = cli(
+        &url,
+        Some(TOKEN),
+        &["deploy", "wc", garbage.to_str().unwrap()],
+    );
+    assert_eq!(refused.status.code(), Some(3), "module refused");
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("cannot be loaded"), "{message}");
+
+    // No token, a wrong token: refused, and nothing changed.
+    let v2 = variant(&setup.module, setup.dir.path(), "v2");
+    for token in [None, Some("wrong")] {
+        let denied = cli(&url, token, &["deploy", "wc", v2.to_str().unwrap()]);
+        assert_eq!(denied.status.code(), Some(6), "{token:?}");
+    }
+    let (status, _) = http_get(&format!("{url}/health"));
+    assert_eq!(status, 200);
+
+    input.produce(1, 20);
+    setup.wait_for_counts(&input, &daemon);
+    assert_eq!(
+        json(&cli(&url, None, &["status", "wc", "--json"]))["version"],
+        1
+    );
+    assert_eq!(
+        json(&cli(&url, None, &["history", "wc", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(daemon.terminate().success());
+    setup.assert_exact(&input, "a");
+
+    // Without a token configured, mutating calls are disabled, not open.
+    let daemon = setup.start_with("b", &admin(None), None);
+    let url = admin_url(&setup.data_dir("b"));
+    let disabled = cli(&url, Some(TOKEN), &["rollback", "wc"]);
+    assert_eq!(disabled.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&disabled.stderr).contains("disabled"));
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn a_failing_version_is_rolled_back_automatically() {
+    let setup = Setup::new(EXE, 1, &["counts", "dead-letters"]);
+    let extra = format!(
+        "on_error = \"dead-letter\"\ndead_letter_topic = \"dead-letters\"\n\
+         rollback = {{ trial_records = 20, max_failure_rate = 0.5 }}\n{}",
+        admin(Some(TOKEN))
+    );
+    let daemon = setup.start_with("a", &extra, None);
+    daemon.wait_for("partition running", 1, WAIT);
+    let url = admin_url(&setup.data_dir("a"));
+    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    input.produce(1, 10);
+    setup.wait_for_counts(&input, &daemon);
+
+    // Paused, so the bad version's first batch holds every record sent meanwhile.
+    assert!(cli(&url, Some(TOKEN), &["pause", "wc"]).status.success());
+    daemon.wait_for("partition paused or resumed", 1, WAIT);
+    // json-filter rejects every record that is not JSON: all of word count's input.
+    let bad = guest("json-filter");
+    let deployed = cli(&url, Some(TOKEN), &["deploy", "wc", bad.to_str().unwrap()]);
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    input.produce(1, 30);
+    assert!(cli(&url, Some(TOKEN), &["resume", "wc"]).status.success());
+
+    daemon.wait_for(
+        "rolled back; partitions switch at their next checkpoint",
+        1,
+        WAIT,
+    );
+    input.produce(1, 10);
+    setup.wait_for_counts(&input, &daemon);
+    let history = json(&cli(&url, None, &["history", "wc", "--json"]));
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "auto-rollback");
+    assert_eq!(last["version"], 1);
+    assert!(
+        last["reason"].as_str().unwrap().contains("failed"),
+        "{last}"
+    );
+    assert!(daemon.terminate().success());
+
+    // The failing interval was redone by v1: every record counted, none dead-lettered.
+    setup.assert_exact(&input, "a");
+    let dead: usize = kafka_raw::read_topic(&setup.broker.bootstrap, "dead-letters")
+        .unwrap()
+        .iter()
+        .map(|log| log.committed.len())
+        .sum();
+    assert_eq!(dead, 0);
+}
+
+#[test]
+fn a_config_reload_touches_only_the_changed_pipeline() {
+    let setup = Setup::new(EXE, 1, &["counts", "text2", "counts2"]);
+    let data = setup.data_dir("a");
+    let module = setup.module.clone();
+    let pipelines = |batch: &'static str| -> Vec<PipelineSpec<'_>> {
+        vec![
+            PipelineSpec {
+                name: "one",
+                module: &module,
+                inputs: &["text"],
+                output: "counts",
+                extra: "",
+            },
+            PipelineSpec {
+                name: "two",
+                module: &module,
+                inputs: &["text2"],
+                output: "counts2",
+                extra: batch,
+            },
+        ]
+    };
+    let config = write_config(
+        setup.dir.path(),
+        &setup.broker.bootstrap,
+        &data,
+        &pipelines(""),
+    );
+    let log = setup.dir.path().join("a.log");
+    let daemon = Daemon::start(Path::new(EXE), &config, &log, None);
+    daemon.wait_for("partition running", 2, WAIT);
+
+    // An invalid config is refused whole; both keep running.
+    let valid = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        valid.replace("output = \"counts2\"", "output = \"text2\""),
+    )
+    .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("config reload refused")
+    {
+        assert!(Instant::now() < deadline, "{}", daemon.tail());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Only `two` changes: it restarts, `one` keeps its partition.
+    write_config(
+        setup.dir.path(),
+        &setup.broker.bootstrap,
+        &data,
+        &pipelines("batch_size = 7"),
+    );
+    daemon.wait_for("config reload applied", 1, WAIT);
+    daemon.wait_for("partition running", 3, WAIT);
+    let assigned = |pipeline: &str| {
+        daemon
+            .events("partition assigned")
+            .iter()
+            .filter(|e| e["fields"]["pipeline"] == pipeline)
+            .count()
+    };
+    assert_eq!(assigned("one"), 1, "{}", daemon.tail());
+    assert_eq!(assigned("two"), 2, "{}", daemon.tail());
+
+    // Both still count exactly.
+    let mut one = Input::new(&setup.broker.bootstrap, "text");
+    let mut two = Input::new(&setup.broker.bootstrap, "text2");
+    one.produce(1, 30);
+    two.produce(1, 30);
+    wait_for_outputs(
+        &setup.broker.bootstrap,
+        "counts",
+        one.expected.total_outputs(),
+        Some(&daemon),
+    );
+    wait_for_outputs(
+        &setup.broker.bootstrap,
+        "counts2",
+        two.expected.total_outputs(),
+        Some(&daemon),
+    );
+    // An identical config restarts nothing.
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + "\n").unwrap();
+    daemon.wait_for("config reloaded: nothing changed", 1, WAIT);
+    assert_eq!(assigned("two"), 2);
+    assert!(daemon.terminate().success());
+    assert_outputs_exact(&setup.broker.bootstrap, "counts", &one.expected);
+    assert_outputs_exact(&setup.broker.bootstrap, "counts2", &two.expected);
+}
+
+#[test]
+fn sigterm_mid_stream_stops_in_bounded_time_and_a_restart_is_exact() {
+    let setup = Setup::new(EXE, 4, &["counts"]);
+    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let daemon = setup.start("a", None);
+    daemon.wait_for("partition running", 4, WAIT);
+    input.produce(4, 400);
+    // Stop while the backlog is being worked through.
+    daemon.wait_for("checkpoint committed", 4, WAIT);
+    let stopping = Instant::now();
+    assert!(daemon.terminate().success());
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(30), "stopped in {took:?}");
+
+    let daemon = setup.start("a", None);
+    input.produce(4, 50);
+    setup.wait_for_counts(&input, &daemon);
+    assert!(daemon.terminate().success());
+    setup.assert_exact(&input, "a");
+}
