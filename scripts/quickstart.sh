@@ -32,6 +32,9 @@ data_dir = "data"
 brokers = "embedded"          # an in-process Kafka broker; use "host:9092" for a real one
 embedded.partitions = 1       # word counts are per partition: one partition, one total
 
+[admin]
+listen = "127.0.0.1:0"        # any free port; written to data/admin-url
+
 [pipelines.word-count]
 module = "$module"
 inputs = ["text"]
@@ -64,6 +67,14 @@ printf '%s\n' \
 echo
 echo "== counts coming out of topic 'counts' (one record per word seen: word -> count so far)"
 "$weir" consume --brokers "$brokers" --topic counts --idle-ms 3000
+
+echo
+echo "== the running daemon, through its admin API (weir status, weir state get)"
+WEIR_ADMIN_URL=$(cat "$work/data/admin-url")
+export WEIR_ADMIN_URL
+"$weir" status
+printf 'count of "weir": '
+"$weir" state get word-count count/weir --partition 0
 
 echo
 echo "== stopping weir (SIGTERM: every partition checkpoints first)"
