@@ -29,6 +29,10 @@ pub fn write_config(
          \"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n",
         data_dir.display().to_string()
     );
+    if !pipelines.iter().any(|p| p.extra.contains("[admin]")) {
+        // Any free port: several instances run side by side in the tests.
+        text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    }
     for p in pipelines {
         let inputs: Vec<String> = p.inputs.iter().map(|t| format!("{t:?}")).collect();
         text.push_str(&format!(

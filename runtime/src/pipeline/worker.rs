@@ -268,7 +268,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             // A transaction spans one commit interval plus its flush and commit.
             ctx.commit_interval + Duration::from_secs(60),
         )?;
-        let mut state = PartitionState::new(Box::new(RocksStore::open(&self.state_path())?));
+        let mut state = PartitionState::new(Box::new(RocksStore::open(self.state_path())?));
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         let (committed_offset, head, position) = loop {
             let committed = self.committed(read_meta(&state, META_OFFSET)?)?;
