@@ -79,7 +79,7 @@ pub enum ControlError {
 
 /// How long a failed pipeline waits before its next start: doubling from 1 s to 1 min.
 fn restart_backoff(failures: u32) -> Duration {
-    Duration::from_secs(1u64 << failures.min(6).saturating_sub(1)).min(Duration::from_secs(60))
+    Duration::from_secs(1u64 << failures.clamp(1, 7).saturating_sub(1)).min(Duration::from_secs(60))
 }
 
 /// What a supervised pipeline is doing.
