@@ -443,10 +443,21 @@ impl Daemon {
                     tracing::info!(pipeline = %name, "pipeline started by the config");
                     pipelines.insert(name.clone(), entry);
                 }
-                Err(error) => problems.push(Problem {
-                    at: format!("pipelines.{name}"),
-                    message: error.to_string(),
-                }),
+                Err(error) => {
+                    // A restarted pipeline that cannot start with its new settings goes
+                    // back to its old ones after the backoff, rather than staying down.
+                    if let Some(old) = pipelines.get_mut(name) {
+                        old.failures += 1;
+                        old.health = Health::Failed {
+                            error: format!("the reloaded settings did not start: {error}"),
+                            retry_at: Instant::now() + restart_backoff(old.failures),
+                        };
+                    }
+                    problems.push(Problem {
+                        at: format!("pipelines.{name}"),
+                        message: format!("{error}; the pipeline keeps its previous settings"),
+                    });
+                }
             }
         }
         for name in &plan.redeploy {
@@ -528,11 +539,8 @@ impl Daemon {
             .get_mut(name)
             .ok_or_else(|| ControlError::NoSuchPipeline(name.to_owned()))?;
         entry.ctx.paused.store(paused, Ordering::Release);
-        if !paused && matches!(entry.health, Health::Failed { .. }) {
-            entry.health = Health::Failed {
-                error: String::new(),
-                retry_at: Instant::now(),
-            };
+        if !paused && let Health::Failed { retry_at, .. } = &mut entry.health {
+            *retry_at = Instant::now();
         }
         tracing::info!(pipeline = %name, paused, "pipeline paused or resumed");
         Ok(())
