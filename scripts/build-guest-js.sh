@@ -31,6 +31,11 @@ sdk="$project/weir.js"
 [ -f "$sdk" ] || sdk="$here/../sdk/js/weir.js"
 [ -f "$sdk" ] || { echo "error: no weir.js in $project or in the repository's sdk/js" >&2; exit 2; }
 
+# One install at a time (tests build guests in parallel); the others wait, then find
+# the toolchain in place.
+mkdir -p "$cache"
+exec 9>"$cache/.install-js.lock"
+flock 9
 if [ ! -f "$entry" ]; then
     command -v npm >/dev/null || { echo "error: node and npm are needed to install ComponentizeJS (apt-get install nodejs npm)" >&2; exit 1; }
     echo "installing @bytecodealliance/componentize-js $version into $tools"
@@ -44,6 +49,7 @@ if [ ! -f "$entry" ]; then
     mv "$tools.partial" "$tools"
     echo "installed componentize-js $version in $(($(date +%s) - started))s"
 fi
+flock -u 9
 
 sources=("$sdk" "$wit")
 while IFS= read -r -d '' file; do sources+=("$file"); done < <(find "$project" -name '*.js' -not -path '*/node_modules/*' -print0)
@@ -64,7 +70,7 @@ mkdir -p "$(dirname "$out")"
 started=$(date +%s)
 # `http` and `fetch-event` would import wasi:http, which Weir does not provide; stdio,
 # clocks and random stay, so console.log lands in Weir's logs.
-WEIR_CJS="$entry" node --input-type=module - "$stage/app.js" "$wit" "$out.tmp" <<'JS'
+WEIR_CJS="$entry" node --input-type=module - "$stage/app.js" "$wit" "$out.tmp.$$" <<'JS'
 const { componentize } = await import(process.env.WEIR_CJS);
 const { writeFile } = await import("node:fs/promises");
 const [source, wit, out] = process.argv.slice(2);
@@ -76,6 +82,6 @@ const { component } = await componentize({
 });
 await writeFile(out, component);
 JS
-mv "$out.tmp" "$out"
+mv "$out.tmp.$$" "$out"
 echo "$inputs" >"$out.inputs"
 echo "built $out ($(stat -c %s "$out") bytes, $(($(date +%s) - started))s)"

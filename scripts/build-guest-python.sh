@@ -31,6 +31,11 @@ if [ ! -f "$project/weir.py" ]; then
     dirs+=("$here/../sdk/python")
 fi
 
+# One install at a time (tests build guests in parallel); the others wait, then find
+# the toolchain in place.
+mkdir -p "$cache"
+exec 9>"$cache/.install-python.lock"
+flock 9
 if [ ! -x "$venv/bin/componentize-py" ]; then
     command -v python3 >/dev/null || { echo "error: python3 is needed to install componentize-py (apt-get install python3 python3-venv)" >&2; exit 1; }
     echo "installing componentize-py $version into $venv"
@@ -43,6 +48,7 @@ if [ ! -x "$venv/bin/componentize-py" ]; then
     mv "$venv.partial" "$venv"
     echo "installed componentize-py $version in $(($(date +%s) - started))s"
 fi
+flock -u 9
 
 inputs="$( { echo "componentize-py $version"; find "${dirs[@]}" "$wit" -type f \( -name '*.py' -o -name '*.wit' \) | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -d' ' -f1)"
 if [ -f "$out" ] && [ "$(cat "$out.inputs" 2>/dev/null)" = "$inputs" ]; then
@@ -55,7 +61,7 @@ started=$(date +%s)
 paths=()
 for dir in "${dirs[@]}"; do paths+=(-p "$dir"); done
 PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python3" "$venv/bin/componentize-py" \
-    -d "$wit" -w transform componentize app "${paths[@]}" -o "$out.tmp" >/dev/null
-mv "$out.tmp" "$out"
+    -d "$wit" -w transform componentize app "${paths[@]}" -o "$out.tmp.$$" >/dev/null
+mv "$out.tmp.$$" "$out"
 echo "$inputs" >"$out.inputs"
 echo "built $out ($(stat -c %s "$out") bytes, $(($(date +%s) - started))s)"
