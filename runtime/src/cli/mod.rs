@@ -1,5 +1,6 @@
 //! The `weir` command line. `main` is the only place that decides an exit code.
 
+mod new;
 mod serve;
 mod test;
 mod tools;
@@ -40,6 +41,9 @@ enum Command {
     Consume(tools::ConsumeArgs),
     /// Inspect partition state stores.
     State(tools::StateArgs),
+    /// Create a transform project (Rust, Python, JavaScript or C) that builds and passes
+    /// its own sample fixture.
+    New(new::NewArgs),
 }
 
 /// What a `weir` process exit code means.
@@ -92,5 +96,6 @@ pub fn main() -> ExitCode {
         Command::Produce(args) => tools::produce(args).into(),
         Command::Consume(args) => tools::consume(args).into(),
         Command::State(args) => tools::state(args).into(),
+        Command::New(args) => new::run(args).into(),
     }
 }

@@ -59,6 +59,25 @@ impl CompiledCache {
         }
     }
 
+    /// Hold the compile lock of `id` until the returned guard drops: processes loading
+    /// the same new module at once (partitions of several daemons, parallel tests) then
+    /// compile it once, the others waiting and reading the artifact it stored. An
+    /// interpreter component takes seconds to compile, so this saves whole cores. `None`
+    /// when the lock file cannot be made: compiling without it is merely slower.
+    pub(crate) fn lock(&self, id: &ModuleId) -> Option<CompileLock> {
+        use std::os::fd::AsRawFd;
+        let path = self.dir.join(format!("{id}-{}.lock", self.fingerprint));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ok()?;
+        // SAFETY: flock on a descriptor this function owns; released when it closes.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0;
+        locked.then_some(CompileLock { _file: file })
+    }
+
     /// Keep `artifact` for `id`. Written to a temporary file and renamed, so a crash
     /// never leaves a half-written artifact under the real name.
     pub(crate) fn store(&self, id: &ModuleId, artifact: &[u8]) -> std::io::Result<()> {
@@ -67,6 +86,11 @@ impl CompiledCache {
         tmp.persist(self.path(id)).map_err(|e| e.error)?;
         Ok(())
     }
+}
+
+/// An exclusive lock on compiling one module, released on drop (the file closes).
+pub(crate) struct CompileLock {
+    _file: std::fs::File,
 }
 
 /// Feeds `Hash` output into SHA-256: `DefaultHasher` is not stable across Rust releases.

@@ -158,10 +158,7 @@ impl Engine {
         check_header(wasm, what)?;
         let started = Instant::now();
         let id = ModuleId::of(wasm);
-        let (component, source) = match self.cache.as_ref().and_then(|c| c.load(&self.wasm, &id)) {
-            Some(component) => (component, LoadSource::Cache),
-            None => (self.compile(wasm, &id, what)?, LoadSource::Compiled),
-        };
+        let (component, source) = self.compile_or_load(wasm, &id, what)?;
         self.check_imports(&component, what)?;
         let pre =
             self.linker
@@ -183,6 +180,31 @@ impl Engine {
             load_time,
             size: wasm.len(),
         })))
+    }
+
+    /// The module from the compiled cache, or compiled (and cached) under the cache's
+    /// per-module lock, so that concurrent loads of one module compile it once.
+    fn compile_or_load(
+        &self,
+        wasm: &[u8],
+        id: &ModuleId,
+        what: &str,
+    ) -> Result<(Component, LoadSource), EngineError> {
+        let Some(cache) = &self.cache else {
+            return Ok((self.compile(wasm, id, what)?, LoadSource::Compiled));
+        };
+        if let Some(component) = cache.load(&self.wasm, id) {
+            return Ok((component, LoadSource::Cache));
+        }
+        let _lock = cache.lock(id);
+        // Another process may have compiled it while this one waited for the lock.
+        if let Some(component) = cache.load(&self.wasm, id) {
+            return Ok((component, LoadSource::Cache));
+        }
+        let started = Instant::now();
+        let component = self.compile(wasm, id, what)?;
+        tracing::info!(module = id.short(), size = wasm.len(), compile_time = ?started.elapsed(), "compiled module");
+        Ok((component, LoadSource::Compiled))
     }
 
     fn compile(&self, wasm: &[u8], id: &ModuleId, what: &str) -> Result<Component, EngineError> {
