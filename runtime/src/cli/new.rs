@@ -266,7 +266,7 @@ mod tests {
     fn every_placeholder_is_filled() {
         let sdk = built_in_sdk_path();
         for lang in Lang::value_variants() {
-            for file in files(*lang, "my-app", Some(&sdk)).unwrap() {
+            for file in files(*lang, "my-app", Some(sdk.as_path())).unwrap() {
                 assert!(
                     !file.contents.contains("{{name}}")
                         && !file.contents.contains("{{crate_name}}")
