@@ -523,10 +523,14 @@ impl Instance {
                 requested: requested as u64,
             });
         }
+        let stderr = host.stdio.take_recent_stderr();
         let mut message = match error.downcast_ref::<Trap>() {
             Some(trap) => trap.to_string(),
             None => format!("{error:#}"),
         };
+        if let Some(exception) = stdio::uncaught_exception(&stderr) {
+            message = format!("uncaught exception {exception} ({message})");
+        }
         if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
             let frames: Vec<_> = backtrace
                 .frames()
@@ -538,7 +542,6 @@ impl Instance {
                 message.push_str(&format!(" in {}", frames.join(" < ")));
             }
         }
-        let stderr = host.stdio.take_recent_stderr();
         if !stderr.is_empty() {
             message.push_str(&format!("; guest stderr: {}", stderr.join(" | ")));
         }

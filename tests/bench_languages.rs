@@ -3,6 +3,8 @@
 //! `PartitionState`, with state in memory so the number is the transform's, not
 //! RocksDB's. Prints one row per language; `BENCHMARKS.md` has the results.
 //!
+//! Run: `cargo run --release -p weir-tests --example bench-languages [LANG...]`.
+//!
 //! Per language: component size; compile time (a load with an empty compiled cache);
 //! load time from the cache; instantiate time (a fresh instance plus its `init`); and
 //! records per second over the word-count fixture's lines, batch 256, in a loop.
@@ -102,7 +104,7 @@ fn measure(name: &str, path: &std::path::Path) {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; any other argument filters by language name.
+    // Arguments filter by language name.
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
