@@ -249,3 +249,23 @@ fn build_scripts_explain_a_missing_entry_point() {
         assert!(err.contains("has no"), "{}: {err}", lang.name());
     }
 }
+
+/// An interpreter whose initial memory exceeds the memory limit is refused at load with
+/// what it needs and which setting to raise, not as an invalid component; the default
+/// limit fits it.
+#[test]
+fn a_memory_limit_too_low_for_the_interpreter_says_what_it_needs() {
+    let module = lang_guest(Lang::Python, "word-count");
+    let input = fixture("word-count/input.jsonl");
+    let out = weir_test(&module, &input, &[&"--memory-limit-mb", &"8"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bytes of memory to start, over the memory limit of 8388608 bytes")
+            && err.contains("--memory-limit-mb"),
+        "{err}"
+    );
+    // The compiled artifact is sound and stays cached: the default limit loads it.
+    let out = weir_test(&module, &input, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -193,12 +193,17 @@ impl Engine {
         let Some(cache) = &self.cache else {
             return Ok((self.compile(wasm, id, what)?, LoadSource::Compiled));
         };
-        if let Some(component) = cache.load(&self.wasm, id) {
+        let cached = |engine: &Self| {
+            cache
+                .load(&engine.wasm, id)
+                .map_err(|e| engine.invalid_component(e, what))
+        };
+        if let Some(component) = cached(self)? {
             return Ok((component, LoadSource::Cache));
         }
         let _lock = cache.lock(id);
         // Another process may have compiled it while this one waited for the lock.
-        if let Some(component) = cache.load(&self.wasm, id) {
+        if let Some(component) = cached(self)? {
             return Ok((component, LoadSource::Cache));
         }
         let started = Instant::now();
@@ -207,11 +212,24 @@ impl Engine {
         Ok((component, LoadSource::Compiled))
     }
 
+    /// A component wasmtime refused: too little memory allowed for it to start, or
+    /// invalid.
+    fn invalid_component(&self, error: wasmtime::Error, what: &str) -> EngineError {
+        match memory_needed(&error) {
+            Some(needed) => EngineError::MemoryLimitTooLow {
+                what: what.to_owned(),
+                needed,
+                limit: self.limits.memory_limit_bytes,
+            },
+            None => EngineError::InvalidComponent {
+                what: what.to_owned(),
+                reason: format!("{error:#}"),
+            },
+        }
+    }
+
     fn compile(&self, wasm: &[u8], id: &ModuleId, what: &str) -> Result<Component, EngineError> {
-        let invalid = |e: wasmtime::Error| EngineError::InvalidComponent {
-            what: what.to_owned(),
-            reason: format!("{e:#}"),
-        };
+        let invalid = |e: wasmtime::Error| self.invalid_component(e, what);
         let Some(cache) = &self.cache else {
             return Component::new(&self.wasm, wasm).map_err(invalid);
         };
@@ -325,6 +343,18 @@ fn wasm_config(limits: &Limits) -> wasmtime::Config {
         .max_memory_size(usize::try_from(limits.memory_limit_bytes).unwrap_or(usize::MAX));
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     config
+}
+
+/// The initial memory a component needs, when `error` is wasmtime refusing it because
+/// that exceeds the instance memory limit. Interpreters (Python's is 13 MiB) start with
+/// large memories; wasmtime reports this only in its message, hence the parsing.
+fn memory_needed(error: &wasmtime::Error) -> Option<u64> {
+    let text = format!("{error:#}");
+    let (_, rest) = text.split_once("minimum byte size of ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    rest.contains("exceeds the limit")
+        .then(|| digits.parse().ok())
+        .flatten()
 }
 
 /// Refuse what is plainly not a component before handing it to the compiler.
