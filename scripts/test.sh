@@ -27,12 +27,21 @@ tansu_pid=$!
 trap 'kill "$tansu_pid" 2>/dev/null || true' EXIT
 export WEIR_TANSU="$WEIR_CACHE/tools/bin/tansu"
 
+# The Python, JavaScript and C guests install their toolchains on first use (pip,
+# npm, apt, and cargo-installed wasm-tools and wit-bindgen: about 8 CPU-minutes cold),
+# so they build in the background too.
+step "guest examples in Python, JavaScript and C (in the background)"
+guests_log="$WEIR_CACHE/build-guests-langs.log"
+scripts/build-guests.sh python js c >"$guests_log" 2>&1 &
+guests_pid=$!
+trap 'kill "$tansu_pid" "$guests_pid" 2>/dev/null || true' EXIT
+
 step "format"
 cargo fmt --all --check
 (cd guest-examples && cargo fmt --all --check)
 
-step "build the guest examples (wasm32-wasip2)"
-scripts/build-guests.sh
+step "build the Rust guest examples (wasm32-wasip2)"
+scripts/build-guests.sh rust
 
 step "lint"
 # Clippy in build mode: clippy-driver wraps rustc for the workspace's own crates under
@@ -54,6 +63,14 @@ if ! wait "$tansu_pid"; then
     exit 1
 fi
 tail -n 1 "$tansu_log"
+
+step "waiting for the Python, JavaScript and C guests"
+if ! wait "$guests_pid"; then
+    cat "$guests_log"
+    echo "building the Python, JavaScript and C guests failed (log above)" >&2
+    exit 1
+fi
+cat "$guests_log"
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -475,3 +475,110 @@ fn sigterm_mid_stream_stops_in_bounded_time_and_a_restart_is_exact() {
     assert!(daemon.terminate().success());
     setup.assert_exact(&input, "a");
 }
+
+#[test]
+fn a_state_read_through_either_instance_reaches_the_owner() {
+    let setup = Setup::new(EXE, 4, &["counts"]);
+    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let a = setup.start("a", None);
+    let b = setup.start("b", None);
+    let running = |d: &Daemon| {
+        d.events("partition running")
+            .len()
+            .saturating_sub(d.events("partition released").len())
+    };
+    let deadline = Instant::now() + WAIT;
+    while !(running(&a) > 0 && running(&b) > 0 && running(&a) + running(&b) == 4) {
+        assert!(
+            Instant::now() < deadline,
+            "partitions not split:\n{}\n{}",
+            a.tail(),
+            b.tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    input.produce(4, 40);
+    setup.wait_for_counts(&input, &a);
+
+    // Every partition's state answers through either instance: the one that does not
+    // own it names the owner (421), and the CLI asks the owner.
+    let urls = [
+        admin_url(&setup.data_dir("a")),
+        admin_url(&setup.data_dir("b")),
+    ];
+    let mut misdirected = 0;
+    for partition in 0..4 {
+        let (word, count) = input.expected.state[&partition].iter().next().unwrap();
+        let path = format!("/v1/pipelines/wc/state?key=count/{word}&partition={partition}");
+        let answers: Vec<(u16, String)> = urls
+            .iter()
+            .map(|url| http_get(&format!("{url}{path}")))
+            .collect();
+        let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+        assert!(
+            statuses.contains(&200) && statuses.contains(&421),
+            "partition {partition}: {answers:?}"
+        );
+        for (url, (status, body)) in urls.iter().zip(&answers) {
+            if *status == 421 {
+                misdirected += 1;
+                let body: serde_json::Value = serde_json::from_str(body).unwrap();
+                let owner = body["owner"]["admin_url"].as_str().unwrap_or_default();
+                assert!(urls.contains(&owner.to_owned()) && owner != url, "{body}");
+            }
+            let read = cli(
+                url,
+                None,
+                &[
+                    "state",
+                    "get",
+                    "wc",
+                    &format!("count/{word}"),
+                    "--partition",
+                    &partition.to_string(),
+                ],
+            );
+            assert!(
+                read.status.success(),
+                "{}",
+                String::from_utf8_lossy(&read.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&read.stdout).trim(),
+                count.to_string()
+            );
+        }
+    }
+    assert_eq!(misdirected, 4);
+    assert!(b.terminate().success());
+    assert!(a.terminate().success());
+}
+
+#[test]
+fn a_pause_outlives_a_restart() {
+    let setup = Setup::new(EXE, 1, &["counts"]);
+    let extra = admin(Some(TOKEN));
+    let daemon = setup.start_with("a", &extra, None);
+    daemon.wait_for("partition running", 1, WAIT);
+    let url = admin_url(&setup.data_dir("a"));
+    assert!(cli(&url, Some(TOKEN), &["pause", "wc"]).status.success());
+    daemon.wait_for("partition paused or resumed", 1, WAIT);
+    assert!(daemon.terminate().success());
+    assert!(
+        !setup.data_dir("a").join("admin-url").exists(),
+        "a stopped daemon leaves no admin-url behind"
+    );
+    let daemon = setup.start_with("a", &extra, None);
+    daemon.wait_for("partition paused or resumed", 1, WAIT);
+    let url = admin_url(&setup.data_dir("a"));
+    assert_eq!(
+        json(&cli(&url, None, &["status", "wc", "--json"]))["state"],
+        "paused"
+    );
+    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    input.produce(1, 20);
+    assert!(cli(&url, Some(TOKEN), &["resume", "wc"]).status.success());
+    setup.wait_for_counts(&input, &daemon);
+    assert!(daemon.terminate().success());
+    setup.assert_exact(&input, "a");
+}

@@ -10,6 +10,7 @@ use weir_runtime::engine::{Engine, EngineConfig, Limits};
 pub mod broker;
 pub mod daemon;
 pub mod kafka_raw;
+pub mod languages;
 pub mod wordcount;
 
 /// The repository root.
@@ -37,7 +38,7 @@ fn target_dir() -> PathBuf {
 
 /// Where guest components are built: a target directory of their own beside the
 /// host's, so building them never waits on the lock of the build running the tests.
-fn guest_target_dir() -> PathBuf {
+pub fn guest_target_dir() -> PathBuf {
     target_dir().join("guests")
 }
 

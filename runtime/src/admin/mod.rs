@@ -9,6 +9,7 @@
 mod routes;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -41,6 +42,9 @@ pub(crate) struct AdminState {
 pub struct AdminServer {
     url: String,
     addr: SocketAddr,
+    /// `<data_dir>/admin-url`, removed when the server stops so that no script finds
+    /// the address of a daemon that is gone.
+    url_file: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -63,6 +67,10 @@ impl Drop for AdminServer {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        // Only our own address: another daemon may have written the file since.
+        if std::fs::read_to_string(&self.url_file).is_ok_and(|text| text.trim() == self.url) {
+            let _ = std::fs::remove_file(&self.url_file);
         }
     }
 }
@@ -129,6 +137,7 @@ pub fn start(daemon: Arc<Daemon>, config: &AdminConfig) -> Result<AdminServer, A
     Ok(AdminServer {
         url,
         addr,
+        url_file: file,
         stop: Some(stop),
         thread: Some(thread),
     })

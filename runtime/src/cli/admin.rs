@@ -342,19 +342,41 @@ pub(super) fn state_get(args: StateGetArgs) -> Exit {
         query.push(format!("partition={partition}"));
     }
     let path = format!("/v1/pipelines/{}/state?{}", args.pipeline, query.join("&"));
-    let answer = match args.connection.request("GET", &path, None, None) {
+    let mut answer = match args.connection.request("GET", &path, None, None) {
         Ok(answer) => answer,
         Err(exit) => return exit,
     };
+    // Another instance owns the key's partition: ask it, once. (Partitions may move
+    // again in between; a second 421 is reported rather than chased.)
+    let owner_url = (answer.status == 421)
+        .then(|| {
+            answer.body["owner"]
+                .get("admin_url")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .flatten();
+    let followed = owner_url.is_some();
+    if let Some(url) = owner_url {
+        eprintln!("reading from the partition's owner, {url}");
+        let owner = Connection {
+            url,
+            ..args.connection.clone()
+        };
+        answer = match owner.request("GET", &path, None, None) {
+            Ok(answer) => answer,
+            Err(exit) => return exit,
+        };
+    }
     if answer.status == 421 && !args.connection.json {
-        let owner = answer.body["owner"]
-            .get("admin_url")
-            .and_then(Value::as_str)
-            .map(|url| format!("; ask {url} (weir state get --url {url} ...)"))
-            .unwrap_or_default();
+        let hint = if followed {
+            "the partition moved while asking; try again after the rebalance"
+        } else {
+            "its owner is unknown: every instance needs an admin API (and [admin] advertised_url when 127.0.0.1 is not how others reach it)"
+        };
         return fail(
             Exit::Refused,
-            format!("{}{owner}", str_of(&answer.body, "error")),
+            format!("{} ({hint})", str_of(&answer.body, "error")),
         );
     }
     finish(&args.connection, answer, |body| {

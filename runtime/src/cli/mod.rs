@@ -1,6 +1,7 @@
 //! The `weir` command line. `main` is the only place that decides an exit code.
 
 mod admin;
+mod new;
 mod serve;
 mod test;
 mod tools;
@@ -55,6 +56,9 @@ enum Command {
     Pause(admin::PipelineArgs),
     /// Resume a paused pipeline, or restart a failed one now.
     Resume(admin::PipelineArgs),
+    /// Create a transform project (Rust, Python, JavaScript or C) that builds and passes
+    /// its own sample fixture.
+    New(new::NewArgs),
 }
 
 /// What a `weir` process exit code means.
@@ -127,5 +131,6 @@ pub fn main() -> ExitCode {
         Command::History(args) => admin::history(args).into(),
         Command::Pause(args) => admin::pause(args, true).into(),
         Command::Resume(args) => admin::pause(args, false).into(),
+        Command::New(args) => new::run(args).into(),
     }
 }

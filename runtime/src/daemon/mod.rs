@@ -211,7 +211,7 @@ impl Daemon {
             engine: self.engine.clone(),
             versions: Arc::new(versions),
             metrics: self.metrics.clone(),
-            paused: AtomicBool::new(false),
+            paused: AtomicBool::new(self.registry.is_paused(name)),
             partitions: OwnedPartitions::default(),
             advertised_url: lock(&self.admin_url)
                 .clone()
@@ -538,6 +538,7 @@ impl Daemon {
         let entry = pipelines
             .get_mut(name)
             .ok_or_else(|| ControlError::NoSuchPipeline(name.to_owned()))?;
+        self.registry.set_paused(name, paused)?;
         entry.ctx.paused.store(paused, Ordering::Release);
         if !paused && let Health::Failed { retry_at, .. } = &mut entry.health {
             *retry_at = Instant::now();
@@ -601,7 +602,15 @@ impl Daemon {
             .get(&(topic.clone(), partition))
             .map(|owned| owned.commands.clone());
         let Some(sender) = sender else {
-            let owner = routing::owner(&self.settings, &ctx.group, &topic, partition);
+            let me = self.admin_url();
+            let owner = routing::owner(
+                &self.settings,
+                &ctx.group,
+                name,
+                me.as_deref(),
+                &topic,
+                partition,
+            );
             return Ok(StateLookup::NotOwned {
                 topic,
                 partition,

@@ -1,6 +1,11 @@
 //! Which group member owns a partition, so a state read that reaches the wrong
 //! instance can say where to ask. Members advertise their admin URL in their Kafka
-//! client id (`weir|<url>`); the group description names each member's partitions.
+//! client id (`weir|<url>`). The broker's group description names the members and, on
+//! Kafka, each one's partitions. Brokers that describe members but not their
+//! assignments (Tansu leaves everything but the member id empty) are covered by asking
+//! the members' admin APIs which partitions they run.
+
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Serialize;
@@ -9,6 +14,9 @@ use crate::kafka::{ClientSettings, REQUEST_TIMEOUT};
 
 /// The client id prefix under which a member advertises its admin URL.
 const URL_PREFIX: &str = "weir|";
+
+/// How long asking one member's admin API may take.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The client id a group member uses to advertise `admin_url`.
 pub fn client_id(admin_url: &str) -> String {
@@ -25,35 +33,135 @@ pub struct Owner {
     pub host: String,
 }
 
-/// Ask the group coordinator who owns `topic`/`partition` in `group`. `None` when the
-/// broker does not say (no such member, or no DescribeGroups support).
-pub fn owner(settings: &ClientSettings, group: &str, topic: &str, partition: i32) -> Option<Owner> {
+/// A group member as the broker describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub client_id: String,
+    pub host: String,
+    /// Its partitions per topic, when the broker says.
+    pub assignment: Option<Vec<(String, Vec<i32>)>>,
+}
+
+impl Member {
+    fn owner(&self) -> Owner {
+        Owner {
+            admin_url: self.client_id.strip_prefix(URL_PREFIX).map(str::to_owned),
+            client_id: self.client_id.clone(),
+            host: self.host.clone(),
+        }
+    }
+
+    fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.assignment
+            .iter()
+            .flatten()
+            .any(|(t, ps)| t == topic && ps.contains(&partition))
+    }
+}
+
+/// Ask the broker, then if need be the members, who owns `topic`/`partition` in the
+/// group of pipeline `pipeline`. `me` (this instance's admin URL) is never asked.
+/// `None` when nobody can tell.
+pub fn owner(
+    settings: &ClientSettings,
+    group: &str,
+    pipeline: &str,
+    me: Option<&str>,
+    topic: &str,
+    partition: i32,
+) -> Option<Owner> {
+    let members = members(settings, group)?;
+    if let Some(owner) = members.iter().find(|m| m.owns(topic, partition)) {
+        return Some(owner.owner());
+    }
+    members
+        .iter()
+        .filter(|m| m.assignment.is_none())
+        .map(Member::owner)
+        .filter(|o| o.admin_url.is_some() && o.admin_url.as_deref() != me)
+        .find(|o| {
+            runs(
+                o.admin_url.as_deref().unwrap_or_default(),
+                pipeline,
+                topic,
+                partition,
+            )
+        })
+}
+
+/// The members of `group`, from the group coordinator.
+fn members(settings: &ClientSettings, group: &str) -> Option<Vec<Member>> {
     let client: BaseConsumer = settings.client_config().create().ok()?;
     let groups = client
         .fetch_group_list(Some(group), REQUEST_TIMEOUT)
         .map_err(|error| tracing::debug!(%error, group, "cannot describe the group"))
         .ok()?;
-    groups
+    let members = groups
         .groups()
         .iter()
         .flat_map(|g| g.members())
-        .find(|member| {
-            member
+        .map(|m| Member {
+            client_id: described_client_id(m.client_id(), m.id()).to_owned(),
+            host: m.client_host().to_owned(),
+            assignment: m
                 .assignment()
-                .and_then(decode_assignment)
-                .is_some_and(|a| {
-                    a.iter()
-                        .any(|(t, ps)| t == topic && ps.contains(&partition))
-                })
+                .filter(|bytes| !bytes.is_empty())
+                .and_then(decode_assignment),
         })
-        .map(|member| Owner {
-            admin_url: member
-                .client_id()
-                .strip_prefix(URL_PREFIX)
-                .map(str::to_owned),
-            client_id: member.client_id().to_owned(),
-            host: member.client_host().to_owned(),
-        })
+        .collect::<Vec<_>>();
+    tracing::debug!(group, ?members, "group members");
+    Some(members)
+}
+
+/// A member's client id: as described, or else read from its member id, which the
+/// coordinator makes as `<client id>-<uuid>` (Kafka and Tansu alike).
+pub fn described_client_id<'a>(client_id: &'a str, member_id: &'a str) -> &'a str {
+    if !client_id.is_empty() {
+        return client_id;
+    }
+    let is_uuid = |tail: &str| {
+        tail.len() == 36
+            && tail.char_indices().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => c == '-',
+                _ => c.is_ascii_hexdigit(),
+            })
+    };
+    match member_id
+        .len()
+        .checked_sub(37)
+        .map(|at| member_id.split_at(at))
+    {
+        Some((head, tail)) if tail.starts_with('-') && is_uuid(&tail[1..]) => head,
+        _ => member_id,
+    }
+}
+
+/// Whether the instance at `admin_url` runs `topic`/`partition` of `pipeline` now.
+fn runs(admin_url: &str, pipeline: &str, topic: &str, partition: i32) -> bool {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(ASK_TIMEOUT))
+        .build()
+        .into();
+    let url = format!(
+        "{}/v1/pipelines/{pipeline}",
+        admin_url.trim_end_matches('/')
+    );
+    let status: serde_json::Value = match agent
+        .get(&url)
+        .call()
+        .and_then(|mut response| response.body_mut().read_json())
+    {
+        Ok(status) => status,
+        Err(error) => {
+            tracing::debug!(%url, %error, "cannot ask a group member for its partitions");
+            return false;
+        }
+    };
+    status["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| p["topic"] == topic && p["partition"] == partition)
 }
 
 /// Decode a consumer-protocol member assignment: version (i16), then topics, each a
@@ -115,7 +223,44 @@ mod tests {
 
     #[test]
     fn the_admin_url_round_trips_through_the_client_id() {
-        let id = client_id("http://10.0.0.5:9464");
-        assert_eq!(id.strip_prefix(URL_PREFIX), Some("http://10.0.0.5:9464"));
+        let member = Member {
+            client_id: client_id("http://10.0.0.5:9464"),
+            host: String::new(),
+            assignment: None,
+        };
+        assert_eq!(
+            member.owner().admin_url.as_deref(),
+            Some("http://10.0.0.5:9464")
+        );
+    }
+
+    #[test]
+    fn a_client_id_is_read_from_the_member_id_when_not_described() {
+        let member_id = "weir|http://127.0.0.1:9464-3f2a9c1e-07b4-4d2a-9e0f-2b6c8d1e5a70";
+        assert_eq!(
+            described_client_id("", member_id),
+            "weir|http://127.0.0.1:9464"
+        );
+        assert_eq!(described_client_id("weir|x", member_id), "weir|x");
+        assert_eq!(
+            described_client_id("", "rdkafka-no-uuid"),
+            "rdkafka-no-uuid"
+        );
+        assert_eq!(
+            described_client_id("", "a-3f2a9c1e-07b4-4d2a-9e0f-2b6c8d1e5a7"),
+            "a-3f2a9c1e-07b4-4d2a-9e0f-2b6c8d1e5a7"
+        );
+    }
+
+    #[test]
+    fn an_assigned_member_owns_its_partitions() {
+        let member = Member {
+            client_id: "weir|http://b".to_owned(),
+            host: "/10.0.0.6".to_owned(),
+            assignment: Some(vec![("text".to_owned(), vec![1, 3])]),
+        };
+        assert!(member.owns("text", 3));
+        assert!(!member.owns("text", 2));
+        assert!(!member.owns("other", 1));
     }
 }

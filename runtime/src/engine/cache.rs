@@ -40,23 +40,49 @@ impl CompiledCache {
         self.dir.join(format!("{id}-{}.cwasm", self.fingerprint))
     }
 
-    /// The cached artifact for `id`, if there is a usable one.
-    pub(crate) fn load(&self, engine: &wasmtime::Engine, id: &ModuleId) -> Option<Component> {
+    /// The cached artifact for `id`, if there is a usable one. An artifact whose
+    /// memory does not fit this engine's limits is kept (it is sound; the limit is
+    /// what is wrong) and the error returned, so the caller can say so.
+    pub(crate) fn load(
+        &self,
+        engine: &wasmtime::Engine,
+        id: &ModuleId,
+    ) -> Result<Option<Component>, wasmtime::Error> {
         let path = self.path(id);
         if !path.exists() {
-            return None;
+            return Ok(None);
         }
         // SAFETY: the file was written by `store` below from `Engine::precompile_component`
         // output, into a directory only Weir writes; wasmtime also checks that the
         // artifact matches this engine's version and settings before using it.
         match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => Some(component),
+            Ok(component) => Ok(Some(component)),
+            Err(error) if super::memory_needed(&error).is_some() => Err(error),
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "discarding an unusable compiled module; it will be recompiled");
                 let _ = std::fs::remove_file(&path);
-                None
+                Ok(None)
             }
         }
+    }
+
+    /// Hold the compile lock of `id` until the returned guard drops: processes loading
+    /// the same new module at once (partitions of several daemons, parallel tests) then
+    /// compile it once, the others waiting and reading the artifact it stored. An
+    /// interpreter component takes seconds to compile, so this saves whole cores. `None`
+    /// when the lock file cannot be made: compiling without it is merely slower.
+    pub(crate) fn lock(&self, id: &ModuleId) -> Option<CompileLock> {
+        use std::os::fd::AsRawFd;
+        let path = self.dir.join(format!("{id}-{}.lock", self.fingerprint));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ok()?;
+        // SAFETY: flock on a descriptor this function owns; released when it closes.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0;
+        locked.then_some(CompileLock { _file: file })
     }
 
     /// Keep `artifact` for `id`. Written to a temporary file and renamed, so a crash
@@ -67,6 +93,11 @@ impl CompiledCache {
         tmp.persist(self.path(id)).map_err(|e| e.error)?;
         Ok(())
     }
+}
+
+/// An exclusive lock on compiling one module, released on drop (the file closes).
+pub(crate) struct CompileLock {
+    _file: std::fs::File,
 }
 
 /// Feeds `Hash` output into SHA-256: `DefaultHasher` is not stable across Rust releases.

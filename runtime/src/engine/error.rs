@@ -41,6 +41,15 @@ pub enum EngineError {
         version = super::bindings::CONTRACT_VERSION,
     )]
     ContractVersion { what: String, found: String },
+    #[error(
+        "{what} needs {needed} bytes of memory to start, over the memory limit of {limit} \
+         bytes; raise limits.memory_limit_bytes (weir test: --memory-limit-mb)"
+    )]
+    MemoryLimitTooLow {
+        what: String,
+        needed: u64,
+        limit: u64,
+    },
     #[error("{what} does not fit the weir:transform contract: {reason}")]
     NotATransform { what: String, reason: String },
     #[error("cannot start an instance of module {module}: {reason}")]

@@ -164,10 +164,7 @@ impl Engine {
         check_header(wasm, what)?;
         let started = Instant::now();
         let id = ModuleId::of(wasm);
-        let (component, source) = match self.cache.as_ref().and_then(|c| c.load(&self.wasm, &id)) {
-            Some(component) => (component, LoadSource::Cache),
-            None => (self.compile(wasm, &id, what)?, LoadSource::Compiled),
-        };
+        let (component, source) = self.compile_or_load(wasm, &id, what)?;
         self.check_imports(&component, what)?;
         let pre =
             self.linker
@@ -191,11 +188,54 @@ impl Engine {
         })))
     }
 
-    fn compile(&self, wasm: &[u8], id: &ModuleId, what: &str) -> Result<Component, EngineError> {
-        let invalid = |e: wasmtime::Error| EngineError::InvalidComponent {
-            what: what.to_owned(),
-            reason: format!("{e:#}"),
+    /// The module from the compiled cache, or compiled (and cached) under the cache's
+    /// per-module lock, so that concurrent loads of one module compile it once.
+    fn compile_or_load(
+        &self,
+        wasm: &[u8],
+        id: &ModuleId,
+        what: &str,
+    ) -> Result<(Component, LoadSource), EngineError> {
+        let Some(cache) = &self.cache else {
+            return Ok((self.compile(wasm, id, what)?, LoadSource::Compiled));
         };
+        let cached = |engine: &Self| {
+            cache
+                .load(&engine.wasm, id)
+                .map_err(|e| engine.invalid_component(e, what))
+        };
+        if let Some(component) = cached(self)? {
+            return Ok((component, LoadSource::Cache));
+        }
+        let _lock = cache.lock(id);
+        // Another process may have compiled it while this one waited for the lock.
+        if let Some(component) = cached(self)? {
+            return Ok((component, LoadSource::Cache));
+        }
+        let started = Instant::now();
+        let component = self.compile(wasm, id, what)?;
+        tracing::info!(module = id.short(), size = wasm.len(), compile_time = ?started.elapsed(), "compiled module");
+        Ok((component, LoadSource::Compiled))
+    }
+
+    /// A component wasmtime refused: too little memory allowed for it to start, or
+    /// invalid.
+    fn invalid_component(&self, error: wasmtime::Error, what: &str) -> EngineError {
+        match memory_needed(&error) {
+            Some(needed) => EngineError::MemoryLimitTooLow {
+                what: what.to_owned(),
+                needed,
+                limit: self.limits.memory_limit_bytes,
+            },
+            None => EngineError::InvalidComponent {
+                what: what.to_owned(),
+                reason: format!("{error:#}"),
+            },
+        }
+    }
+
+    fn compile(&self, wasm: &[u8], id: &ModuleId, what: &str) -> Result<Component, EngineError> {
+        let invalid = |e: wasmtime::Error| self.invalid_component(e, what);
         let Some(cache) = &self.cache else {
             return Component::new(&self.wasm, wasm).map_err(invalid);
         };
@@ -309,6 +349,18 @@ fn wasm_config(limits: &Limits) -> wasmtime::Config {
         .max_memory_size(usize::try_from(limits.memory_limit_bytes).unwrap_or(usize::MAX));
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     config
+}
+
+/// The initial memory a component needs, when `error` is wasmtime refusing it because
+/// that exceeds the instance memory limit. Interpreters (Python's is 13 MiB) start with
+/// large memories; wasmtime reports this only in its message, hence the parsing.
+fn memory_needed(error: &wasmtime::Error) -> Option<u64> {
+    let text = format!("{error:#}");
+    let (_, rest) = text.split_once("minimum byte size of ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    rest.contains("exceeds the limit")
+        .then(|| digits.parse().ok())
+        .flatten()
 }
 
 /// Refuse what is plainly not a component before handing it to the compiler.
@@ -542,10 +594,14 @@ impl Instance {
                 requested: requested as u64,
             });
         }
+        let stderr = host.stdio.take_recent_stderr();
         let mut message = match error.downcast_ref::<Trap>() {
             Some(trap) => trap.to_string(),
             None => format!("{error:#}"),
         };
+        if let Some(exception) = stdio::uncaught_exception(&stderr) {
+            message = format!("uncaught exception {exception} ({message})");
+        }
         if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
             let frames: Vec<_> = backtrace
                 .frames()
@@ -557,7 +613,6 @@ impl Instance {
                 message.push_str(&format!(" in {}", frames.join(" < ")));
             }
         }
-        let stderr = host.stdio.take_recent_stderr();
         if !stderr.is_empty() {
             message.push_str(&format!("; guest stderr: {}", stderr.join(" | ")));
         }

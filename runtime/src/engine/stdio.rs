@@ -74,6 +74,20 @@ impl Lines {
     }
 }
 
+/// The exception line of the last Python traceback in `stderr` (`ValueError: bad`),
+/// if there is one. Interpreter guests that let an exception escape print the
+/// traceback and then abort, so the trap itself says only `unreachable`; this line is
+/// what the user needs to see first.
+pub(crate) fn uncaught_exception(stderr: &[String]) -> Option<&str> {
+    let start = stderr
+        .iter()
+        .rposition(|line| line.starts_with("Traceback (most recent call last)"))?;
+    stderr[start + 1..]
+        .iter()
+        .map(String::as_str)
+        .find(|line| !line.starts_with(char::is_whitespace) && !line.is_empty())
+}
+
 /// The stdout and stderr of one instance.
 #[derive(Debug, Clone)]
 pub(crate) struct GuestStdio(Arc<Mutex<Lines>>);
@@ -188,5 +202,37 @@ impl tokio::io::AsyncWrite for GuestOutput {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uncaught_exception;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_exception_line_of_the_last_traceback_is_found() {
+        let stderr = lines(
+            "Traceback (most recent call last):\n  File \"/0/app.py\", line 3, in process\n\
+             KeyError: 'old'\nTraceback (most recent call last):\n  File \"/0/app.py\", \
+             line 10, in process\n    raise RuntimeError(\"kaboom\")\nRuntimeError: kaboom\n\
+             thread '<unnamed>' panicked at runtime/src/lib.rs:1293:29:",
+        );
+        assert_eq!(uncaught_exception(&stderr), Some("RuntimeError: kaboom"));
+    }
+
+    #[test]
+    fn stderr_without_a_traceback_has_no_exception() {
+        assert_eq!(
+            uncaught_exception(&lines("panicked at src/lib.rs:1:1:\nboom")),
+            None
+        );
+        assert_eq!(
+            uncaught_exception(&lines("Traceback (most recent call last):")),
+            None
+        );
     }
 }

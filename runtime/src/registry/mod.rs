@@ -7,6 +7,7 @@
 //!   modules/<sha256>.wasm          every uploaded or configured module, once
 //!   compiled/                      the engine's compiled-artifact cache
 //!   history/<pipeline>.jsonl       one deployment event per line, append-only
+//!   paused/<pipeline>              present while an operator has the pipeline paused
 //! ```
 //!
 //! What the history means (current version, rollback target, what to run at start) is
@@ -54,7 +55,7 @@ impl Registry {
     /// Open (creating when missing) the registry in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, RegistryError> {
         let root = data_dir.join("registry");
-        for dir in ["modules", "compiled", "history"] {
+        for dir in ["modules", "compiled", "history", "paused"] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(RegistryError::new("create", &path))?;
         }
@@ -72,6 +73,31 @@ impl Registry {
 
     fn history_path(&self, pipeline: &str) -> PathBuf {
         self.root.join("history").join(format!("{pipeline}.jsonl"))
+    }
+
+    fn paused_path(&self, pipeline: &str) -> PathBuf {
+        self.root.join("paused").join(pipeline)
+    }
+
+    /// Whether an operator paused `pipeline` (and has not resumed it since). A pause
+    /// outlives restarts: a daemon restarted during an incident must not quietly
+    /// resume what someone stopped on purpose.
+    pub fn is_paused(&self, pipeline: &str) -> bool {
+        self.paused_path(pipeline).exists()
+    }
+
+    /// Record that `pipeline` is paused, or no longer is.
+    pub fn set_paused(&self, pipeline: &str, paused: bool) -> Result<(), RegistryError> {
+        let path = self.paused_path(pipeline);
+        let result = if paused {
+            File::create(&path).and_then(|file| file.sync_all())
+        } else {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        };
+        result.map_err(RegistryError::new("record the pause in", &path))
     }
 
     /// Keep `wasm` under its hash (a no-op when it is already there).
@@ -179,6 +205,19 @@ mod tests {
             [1, 2]
         );
         assert!(reopened.history("other").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_pause_is_remembered_until_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        assert!(!registry.is_paused("wc"));
+        registry.set_paused("wc", true).unwrap();
+        assert!(Registry::open(dir.path()).unwrap().is_paused("wc"));
+        assert!(!registry.is_paused("other"));
+        registry.set_paused("wc", false).unwrap();
+        registry.set_paused("wc", false).unwrap();
+        assert!(!registry.is_paused("wc"));
     }
 
     #[test]

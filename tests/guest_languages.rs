@@ -1,0 +1,271 @@
+//! Python, JavaScript and C guests on the same contract as the Rust ones: each word
+//! count reproduces the shared fixtures through `weir test` (state carried across runs
+//! included), a guest's exception reaches Weir's error output with its message, and
+//! `weir new` makes, for every language, a project that builds and passes its own
+//! sample fixture.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use weir_tests::languages::{Lang, lang_guest};
+use weir_tests::{fixture, guest_target_dir, shared_cache_dir};
+
+fn weir(args: &[&dyn AsRef<OsStr>]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir-under-test"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .env("WEIR_CACHE_DIR", shared_cache_dir())
+        .env("WEIR_LOG", "info")
+        .output()
+        .expect("weir runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn weir_test(module: &Path, input: &Path, extra: &[&dyn AsRef<OsStr>]) -> Output {
+    let mut args: Vec<&dyn AsRef<OsStr>> = vec![&"test", &module, &"--input", &input];
+    args.extend_from_slice(extra);
+    weir(&args)
+}
+
+/// The word-count fixtures twice over one state directory: the second run continues
+/// the counts of the first.
+fn word_count_reproduces_the_fixtures(lang: Lang) {
+    let module = lang_guest(lang, "word-count");
+    let input = fixture("word-count/input.jsonl");
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("state");
+    for expected in [
+        "word-count/expected.jsonl",
+        "word-count/expected-second-run.jsonl",
+    ] {
+        let out = weir_test(
+            &module,
+            &input,
+            &[&"--expect", &fixture(expected), &"--state-dir", &state_dir],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{} against {expected}: {}",
+            lang.name(),
+            stderr(&out)
+        );
+    }
+    // The counts came from the state directory: without it the second fixture fails.
+    let fresh = weir_test(
+        &module,
+        &input,
+        &[
+            &"--expect",
+            &fixture("word-count/expected-second-run.jsonl"),
+        ],
+    );
+    assert_eq!(fresh.status.code(), Some(1), "{}", stderr(&fresh));
+}
+
+#[test]
+fn python_word_count_reproduces_the_fixtures() {
+    word_count_reproduces_the_fixtures(Lang::Python);
+}
+
+#[test]
+fn js_word_count_reproduces_the_fixtures() {
+    word_count_reproduces_the_fixtures(Lang::Js);
+}
+
+#[test]
+fn c_word_count_reproduces_the_fixtures() {
+    word_count_reproduces_the_fixtures(Lang::C);
+}
+
+/// A value that is not UTF-8 makes every word count fail that record with its own
+/// message; the records before it still count, in the failed run nothing is kept.
+fn bad_record_fails_with_the_guest_message(lang: Lang, message: &str) {
+    let module = lang_guest(lang, "word-count");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"value\":\"a b\"}\n{\"value_base64\":\"//4=\"}\n{\"value\":\"a\"}\n",
+    )
+    .unwrap();
+
+    let failed = weir_test(&module, &input, &[]);
+    assert_eq!(failed.status.code(), Some(4), "{}", stderr(&failed));
+    let err = stderr(&failed);
+    assert!(err.contains("line 2 (offset 1) failed"), "{err}");
+    assert!(
+        err.contains(message),
+        "{} should say {message:?}: {err}",
+        lang.name()
+    );
+
+    let skipped = weir_test(&module, &input, &[&"--on-error", &"skip"]);
+    assert_eq!(skipped.status.code(), Some(0), "{}", stderr(&skipped));
+    assert_eq!(
+        String::from_utf8(skipped.stdout).unwrap(),
+        "{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\",\"value\":\"1\"}\n{\"key\":\"a\",\"value\":\"2\"}\n"
+    );
+}
+
+#[test]
+fn a_python_exception_is_a_record_error_with_its_message() {
+    bad_record_fails_with_the_guest_message(
+        Lang::Python,
+        "ValueError: the record's value is not UTF-8 text",
+    );
+}
+
+#[test]
+fn a_js_exception_is_a_record_error_with_its_message() {
+    bad_record_fails_with_the_guest_message(
+        Lang::Js,
+        "TypeError: the record's value is not UTF-8 text",
+    );
+}
+
+#[test]
+fn the_c_word_count_rejects_a_bad_record_with_its_message() {
+    bad_record_fails_with_the_guest_message(Lang::C, "the record's value is not UTF-8 text");
+}
+
+/// A configuration the transform refuses stops `weir test` before any record, with the
+/// guest's reason.
+#[test]
+fn a_refused_config_reports_the_guest_reason() {
+    for lang in [Lang::Python, Lang::Js, Lang::C] {
+        let out = weir_test(
+            &lang_guest(lang, "word-count"),
+            &fixture("word-count/input.jsonl"),
+            &[&"--config", &"lowercase=maybe"],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}: {}",
+            lang.name(),
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(r#"config "lowercase" must be "true" or "false""#),
+            "{}: {}",
+            lang.name(),
+            stderr(&out)
+        );
+    }
+}
+
+/// `weir new --lang <lang>` in a fresh directory, built with the project's own
+/// `build.sh`, passing its own fixture; a record without a value fails with the
+/// template's message.
+fn new_project_builds_and_passes(lang: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("my-transform");
+    let created = weir(&[&"new", &"--lang", &lang, &project]);
+    assert_eq!(created.status.code(), Some(0), "{}", stderr(&created));
+
+    let mut build = Command::new(project.join("build.sh"));
+    if lang == "rust" {
+        // Shared between runs, so the SDK's dependencies compile once.
+        build.env("CARGO_TARGET_DIR", guest_target_dir().join("new-rust"));
+    }
+    let status = build.status().expect("build.sh runs");
+    assert!(status.success(), "{lang}: build.sh failed (see above)");
+
+    let module = project.join("my-transform.wasm");
+    let input = project.join("fixtures/input.jsonl");
+    let expected = project.join("fixtures/expected.jsonl");
+    let out = weir_test(&module, &input, &[&"--expect", &expected]);
+    assert_eq!(out.status.code(), Some(0), "{lang}: {}", stderr(&out));
+
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "{\"key\":\"k\",\"value\":\"\"}\n").unwrap();
+    let out = weir_test(&module, &empty, &[]);
+    assert_eq!(out.status.code(), Some(4), "{lang}: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the record has no value"),
+        "{lang}: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn weir_new_rust_builds_and_passes_its_fixture() {
+    new_project_builds_and_passes("rust");
+}
+
+#[test]
+fn weir_new_python_builds_and_passes_its_fixture() {
+    new_project_builds_and_passes("python");
+}
+
+#[test]
+fn weir_new_js_builds_and_passes_its_fixture() {
+    new_project_builds_and_passes("js");
+}
+
+#[test]
+fn weir_new_c_builds_and_passes_its_fixture() {
+    new_project_builds_and_passes("c");
+}
+
+#[test]
+fn weir_new_refuses_bad_names_and_occupied_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("Bad Name");
+    let out = weir(&[&"new", &"--lang", &"python", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot name a project"),
+        "{}",
+        stderr(&out)
+    );
+
+    let taken: PathBuf = dir.path().join("taken");
+    std::fs::create_dir(&taken).unwrap();
+    std::fs::write(taken.join("file"), "").unwrap();
+    let out = weir(&[&"new", &"--lang", &"c", &taken]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+
+    let out = weir(&[&"new", &"--lang", &"cobol", &dir.path().join("x")]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// The build scripts refuse a directory that is not a project of their language.
+#[test]
+fn build_scripts_explain_a_missing_entry_point() {
+    let dir = tempfile::tempdir().unwrap();
+    for lang in Lang::ALL {
+        let out = Command::new(lang.build_script())
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", lang.name());
+        let err = stderr(&out);
+        assert!(err.contains("has no"), "{}: {err}", lang.name());
+    }
+}
+
+/// An interpreter whose initial memory exceeds the memory limit is refused at load with
+/// what it needs and which setting to raise, not as an invalid component; the default
+/// limit fits it.
+#[test]
+fn a_memory_limit_too_low_for_the_interpreter_says_what_it_needs() {
+    let module = lang_guest(Lang::Python, "word-count");
+    let input = fixture("word-count/input.jsonl");
+    let out = weir_test(&module, &input, &[&"--memory-limit-mb", &"8"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bytes of memory to start, over the memory limit of 8388608 bytes")
+            && err.contains("--memory-limit-mb"),
+        "{err}"
+    );
+    // The compiled artifact is sound and stays cached: the default limit loads it.
+    let out = weir_test(&module, &input, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
