@@ -2,27 +2,18 @@
 //! their shared fixtures.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use weir_tests::{fixture, guest, shared_cache_dir};
+use weir_tests::{fixture, guest, run_weir, run_weir_test, stderr};
+
+const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
 fn weir(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir-under-test"))
-        .args(args.iter().map(|a| a.as_ref()))
-        .env("WEIR_CACHE_DIR", shared_cache_dir())
-        .env("WEIR_LOG", "info")
-        .output()
-        .expect("weir runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    run_weir(EXE, args)
 }
 
 fn test_cmd(module: &Path, input: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"test", &module, &"--input", &input];
-    args.extend_from_slice(extra);
-    weir(&args)
+    run_weir_test(EXE, module, input, extra)
 }
 
 #[test]

@@ -9,25 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use weir_tests::languages::{Lang, lang_guest};
-use weir_tests::{fixture, guest_target_dir, shared_cache_dir};
+use weir_tests::{fixture, guest_target_dir, run_weir, run_weir_test, stderr};
+
+const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
 fn weir(args: &[&dyn AsRef<OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir-under-test"))
-        .args(args.iter().map(|a| a.as_ref()))
-        .env("WEIR_CACHE_DIR", shared_cache_dir())
-        .env("WEIR_LOG", "info")
-        .output()
-        .expect("weir runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    run_weir(EXE, args)
 }
 
 fn weir_test(module: &Path, input: &Path, extra: &[&dyn AsRef<OsStr>]) -> Output {
-    let mut args: Vec<&dyn AsRef<OsStr>> = vec![&"test", &module, &"--input", &input];
-    args.extend_from_slice(extra);
-    weir(&args)
+    run_weir_test(EXE, module, input, extra)
 }
 
 /// The word-count fixtures twice over one state directory: the second run continues

@@ -49,6 +49,34 @@ pub fn shared_cache_dir() -> PathBuf {
     target_dir().join("weir-test-compiled")
 }
 
+/// Run the `weir` binary `exe` with `args` as a user runs it, with the shared
+/// compiled-module cache and info logs.
+pub fn run_weir(exe: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> std::process::Output {
+    Command::new(exe)
+        .args(args.iter().map(|a| a.as_ref()))
+        .env("WEIR_CACHE_DIR", shared_cache_dir())
+        .env("WEIR_LOG", "info")
+        .output()
+        .expect("weir runs")
+}
+
+/// `weir test MODULE --input INPUT EXTRA...` with [`run_weir`].
+pub fn run_weir_test(
+    exe: &str,
+    module: &Path,
+    input: &Path,
+    extra: &[&dyn AsRef<std::ffi::OsStr>],
+) -> std::process::Output {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"test", &module, &"--input", &input];
+    args.extend_from_slice(extra);
+    run_weir(exe, &args)
+}
+
+/// A process's stderr as text.
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// The component of the Rust guest example `name` (e.g. "word-count"), built once
 /// per process with `cargo build --release --target wasm32-wasip2`.
 pub fn guest(name: &str) -> PathBuf {

@@ -127,6 +127,24 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Make a request and report its answer: `human` prints a success, `--json` prints
+    /// the answer as it is, and a refusal prints the API's reason.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        user: Option<&str>,
+        human: impl FnOnce(&Value),
+    ) -> Exit {
+        match self.request(method, path, body, user) {
+            Ok(answer) => finish(self, answer, human),
+            Err(exit) => exit,
+        }
+    }
+}
+
 fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
     eprintln!("error: {message}");
     exit
@@ -203,14 +221,7 @@ pub(super) fn deploy(args: DeployArgs) -> Exit {
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "cli".to_owned());
     let path = format!("/v1/pipelines/{}/deploy", args.pipeline);
-    let answer = match args
-        .connection
-        .request("POST", &path, Some(&wasm), Some(&user))
-    {
-        Ok(answer) => answer,
-        Err(exit) => return exit,
-    };
-    finish(&args.connection, answer, |body| {
+    args.connection.call("POST", &path, Some(&wasm), Some(&user), |body| {
         let version = u64_of(body, "version");
         if body.get("changed") == Some(&Value::Bool(false)) {
             println!(
@@ -230,11 +241,7 @@ pub(super) fn deploy(args: DeployArgs) -> Exit {
 
 pub(super) fn rollback(args: PipelineArgs) -> Exit {
     let path = format!("/v1/pipelines/{}/rollback", args.pipeline);
-    let answer = match args.connection.request("POST", &path, None, None) {
-        Ok(answer) => answer,
-        Err(exit) => return exit,
-    };
-    finish(&args.connection, answer, |body| {
+    args.connection.call("POST", &path, None, None, |body| {
         println!(
             "rolled {} back to v{}; partitions switch at their next checkpoint",
             args.pipeline,
@@ -246,11 +253,7 @@ pub(super) fn rollback(args: PipelineArgs) -> Exit {
 pub(super) fn pause(args: PipelineArgs, paused: bool) -> Exit {
     let verb = if paused { "pause" } else { "resume" };
     let path = format!("/v1/pipelines/{}/{verb}", args.pipeline);
-    let answer = match args.connection.request("POST", &path, None, None) {
-        Ok(answer) => answer,
-        Err(exit) => return exit,
-    };
-    finish(&args.connection, answer, |_| {
+    args.connection.call("POST", &path, None, None, |_| {
         let done = if paused { "paused" } else { "resumed" };
         println!("{} {done}", args.pipeline);
     })
@@ -261,11 +264,7 @@ pub(super) fn status(args: StatusArgs) -> Exit {
         Some(name) => format!("/v1/pipelines/{name}"),
         None => "/v1/pipelines".to_owned(),
     };
-    let answer = match args.connection.request("GET", &path, None, None) {
-        Ok(answer) => answer,
-        Err(exit) => return exit,
-    };
-    finish(&args.connection, answer, |body| {
+    args.connection.call("GET", &path, None, None, |body| {
         let pipelines = match body {
             Value::Array(all) => all.clone(),
             one => vec![one.clone()],
@@ -305,11 +304,7 @@ pub(super) fn status(args: StatusArgs) -> Exit {
 
 pub(super) fn history(args: PipelineArgs) -> Exit {
     let path = format!("/v1/pipelines/{}/history", args.pipeline);
-    let answer = match args.connection.request("GET", &path, None, None) {
-        Ok(answer) => answer,
-        Err(exit) => return exit,
-    };
-    finish(&args.connection, answer, |body| {
+    args.connection.call("GET", &path, None, None, |body| {
         println!(
             "{:>7}  {:<13} {:<24} {:<12} {:>10}  {:<13} REASON",
             "VERSION", "ACTION", "AT", "BY", "BYTES", "MODULE"
