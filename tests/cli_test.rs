@@ -4,13 +4,9 @@
 use std::path::Path;
 use std::process::Output;
 
-use weir_tests::{fixture, guest, run_weir, run_weir_test, stderr};
+use weir_tests::{fixture, guest, run_weir_test, stderr};
 
 const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
-
-fn weir(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    run_weir(EXE, args)
-}
 
 fn test_cmd(module: &Path, input: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     run_weir_test(EXE, module, input, extra)
