@@ -247,17 +247,20 @@ async fn rollback(State(state): Shared, Path(name): Path<String>, headers: Heade
 }
 
 async fn pause(State(state): Shared, Path(name): Path<String>) -> Response {
-    set_paused(&state, &name, true)
+    set_paused(&state, name, true).await
 }
 
 async fn resume(State(state): Shared, Path(name): Path<String>) -> Response {
-    set_paused(&state, &name, false)
+    set_paused(&state, name, false).await
 }
 
-fn set_paused(state: &AdminState, name: &str, paused: bool) -> Response {
-    match state.daemon.set_paused(name, paused) {
-        Ok(()) => Json(json!({ "paused": paused })).into_response(),
-        Err(e) => e.into_response(),
+/// Off the API's thread: recording the pause writes to disk.
+async fn set_paused(state: &AdminState, name: String, paused: bool) -> Response {
+    let daemon = state.daemon.clone();
+    match tokio::task::spawn_blocking(move || daemon.set_paused(&name, paused)).await {
+        Ok(Ok(())) => Json(json!({ "paused": paused })).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, join),
     }
 }
 

@@ -21,6 +21,10 @@ pub(super) struct Connection {
     /// Print the API's JSON answer instead of text.
     #[arg(long)]
     json: bool,
+    /// Set when the URL was not given but advertised by another instance (a state
+    /// read's owner), so that an error says where it came from.
+    #[arg(skip)]
+    advertised: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,9 +114,14 @@ impl Connection {
             .body(body.map(<[u8]>::to_vec).unwrap_or_default())
             .map_err(|e| fail(Exit::Usage, format!("bad request to {url}: {e}")))?;
         let mut response = agent.run(request).map_err(|e| {
+            let hint = if self.advertised {
+                "the partition's owner advertises this address: set [admin] advertised_url on that instance to one this machine can reach"
+            } else {
+                "is `weir serve` running, and is --url (WEIR_ADMIN_URL) right?"
+            };
             fail(
                 Exit::Unavailable,
-                format!("cannot reach the Weir daemon at {url}: {e}; is `weir serve` running, and is --url (WEIR_ADMIN_URL) right?"),
+                format!("cannot reach the Weir daemon at {url}: {e}; {hint}"),
             )
         })?;
         let status = response.status().as_u16();
@@ -354,8 +363,12 @@ pub(super) fn state_get(args: StateGetArgs) -> Exit {
     let followed = owner_url.is_some();
     if let Some(url) = owner_url {
         eprintln!("reading from the partition's owner, {url}");
+        // A state read needs no token, and the owner's address came from the group,
+        // not from the user: the token stays here.
         let owner = Connection {
             url,
+            token: None,
+            advertised: true,
             ..args.connection.clone()
         };
         answer = match owner.request("GET", &path, None, None) {
@@ -364,10 +377,17 @@ pub(super) fn state_get(args: StateGetArgs) -> Exit {
         };
     }
     if answer.status == 421 && !args.connection.json {
+        let owner = &answer.body["owner"];
         let hint = if followed {
-            "the partition moved while asking; try again after the rebalance"
+            "the partition moved while asking; try again after the rebalance".to_owned()
+        } else if owner.is_object() {
+            format!(
+                "its owner, client {:?} on {:?}, advertises no admin API; give it one with [admin] listen",
+                str_of(owner, "client_id"),
+                str_of(owner, "host")
+            )
         } else {
-            "its owner is unknown: every instance needs an admin API (and [admin] advertised_url when 127.0.0.1 is not how others reach it)"
+            "no instance says it owns the partition (a rebalance may be under way); try again, and check `weir status` on each instance".to_owned()
         };
         return fail(
             Exit::Refused,

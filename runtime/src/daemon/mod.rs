@@ -123,6 +123,9 @@ pub struct Daemon {
     pipelines: Mutex<BTreeMap<String, Supervised>>,
     finished_tx: mpsc::Sender<Finished>,
     finished_rx: Mutex<mpsc::Receiver<Finished>>,
+    /// Reports of pipelines being stopped that the run loop received before the
+    /// stopping thread took the channel; the stopping thread collects them here.
+    stopped: Mutex<Vec<Finished>>,
     /// Where the admin API listens, once it does.
     admin_url: Mutex<Option<String>>,
     /// Declared last: the broker must outlive the pipelines that use it.
@@ -164,6 +167,7 @@ impl Daemon {
             pipelines: Mutex::new(BTreeMap::new()),
             finished_tx,
             finished_rx: Mutex::new(finished_rx),
+            stopped: Mutex::new(Vec::new()),
             admin_url: Mutex::new(None),
             _embedded: embedded,
         };
@@ -203,6 +207,10 @@ impl Daemon {
                 pipeline: name.to_owned(),
                 source: Box::new(source),
             })?;
+        let paused = self.registry.is_paused(name);
+        if paused {
+            tracing::warn!(pipeline = %name, "the pipeline starts paused, as it was left: `weir resume` it to process");
+        }
         let config = lock(&self.config);
         let ctx = PipelineContext {
             name: name.to_owned(),
@@ -211,7 +219,7 @@ impl Daemon {
             engine: self.engine.clone(),
             versions: Arc::new(versions),
             metrics: self.metrics.clone(),
-            paused: AtomicBool::new(self.registry.is_paused(name)),
+            paused: AtomicBool::new(paused),
             partitions: OwnedPartitions::default(),
             advertised_url: lock(&self.admin_url)
                 .clone()
@@ -334,7 +342,12 @@ impl Daemon {
         let Some(entry) = pipelines.get_mut(&name) else {
             return;
         };
-        if entry.generation != generation || entry.health == Health::Stopping {
+        if entry.generation != generation {
+            return;
+        }
+        if entry.health == Health::Stopping {
+            // Whoever is stopping it waits for this report.
+            lock(&self.stopped).push((name, generation, result));
             return;
         }
         self.metrics.pipeline_up(&name, false);
@@ -385,26 +398,35 @@ impl Daemon {
         }
         let finished = lock(&self.finished_rx);
         while !waiting.is_empty() {
+            // Reports the run loop took before this thread had the channel.
+            let (mut reports, others): (Vec<Finished>, Vec<Finished>) =
+                std::mem::take(&mut *lock(&self.stopped))
+                    .into_iter()
+                    .partition(|(name, generation, _)| {
+                        waiting.contains(&(name.clone(), *generation))
+                    });
+            lock(&self.stopped).extend(others);
             let left = deadline.saturating_duration_since(Instant::now());
             match finished.recv_timeout(left.min(Duration::from_millis(100))) {
-                Ok((name, generation, result)) => {
-                    let key = (name.clone(), generation);
-                    if !waiting.contains(&key) {
-                        // Another pipeline's report: the run loop's to handle.
-                        self.on_finished((name, generation, result));
-                        continue;
-                    }
-                    waiting.retain(|w| *w != key);
-                    self.metrics.pipeline_up(&name, false);
-                    match result {
-                        Ok(()) => tracing::info!(pipeline = %name, "pipeline stopped"),
-                        Err(error) => {
-                            tracing::error!(pipeline = %name, %error, "pipeline failed while stopping")
-                        }
-                    }
-                }
+                Ok(report) => reports.push(report),
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
                 Err(_) => break,
+            }
+            for (name, generation, result) in reports {
+                let key = (name.clone(), generation);
+                if !waiting.contains(&key) {
+                    // Another pipeline's report: the run loop's to handle.
+                    self.on_finished((name, generation, result));
+                    continue;
+                }
+                waiting.retain(|w| *w != key);
+                self.metrics.pipeline_up(&name, false);
+                match result {
+                    Ok(()) => tracing::info!(pipeline = %name, "pipeline stopped"),
+                    Err(error) => {
+                        tracing::error!(pipeline = %name, %error, "pipeline failed while stopping")
+                    }
+                }
             }
         }
         waiting.len()
@@ -428,6 +450,10 @@ impl Daemon {
         let mut pipelines = lock(&self.pipelines);
         for name in &plan.remove {
             pipelines.remove(name);
+            // A pipeline added again later under this name starts fresh, not paused.
+            if let Err(error) = self.registry.set_paused(name, false) {
+                tracing::warn!(pipeline = %name, %error, "cannot clear the removed pipeline's pause");
+            }
             tracing::info!(pipeline = %name, "pipeline removed by the config");
         }
         *lock(&self.config) = new.clone();
@@ -534,11 +560,16 @@ impl Daemon {
     /// Pause or resume a pipeline's partitions. Resuming a failed pipeline restarts it
     /// now.
     pub fn set_paused(&self, name: &str, paused: bool) -> Result<(), ControlError> {
+        if !lock(&self.pipelines).contains_key(name) {
+            return Err(ControlError::NoSuchPipeline(name.to_owned()));
+        }
+        // Recorded first (outside the lock: it syncs to disk), so that a pause the
+        // caller was told about survives a crash.
+        self.registry.set_paused(name, paused)?;
         let mut pipelines = lock(&self.pipelines);
         let entry = pipelines
             .get_mut(name)
             .ok_or_else(|| ControlError::NoSuchPipeline(name.to_owned()))?;
-        self.registry.set_paused(name, paused)?;
         entry.ctx.paused.store(paused, Ordering::Release);
         if !paused && let Health::Failed { retry_at, .. } = &mut entry.health {
             *retry_at = Instant::now();
@@ -611,6 +642,18 @@ impl Daemon {
                 &topic,
                 partition,
             );
+            // The group gives the partition to this instance, but its worker has not
+            // started it yet (or is restarting it).
+            if owner
+                .as_ref()
+                .is_some_and(|o| o.admin_url.is_some() && o.admin_url == me)
+            {
+                return Ok(StateLookup::Owned {
+                    topic,
+                    partition,
+                    answer: Err(Reply::NotReady),
+                });
+            }
             return Ok(StateLookup::NotOwned {
                 topic,
                 partition,

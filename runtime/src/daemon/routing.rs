@@ -10,13 +10,16 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Serialize;
 
-use crate::kafka::{ClientSettings, REQUEST_TIMEOUT};
+use crate::kafka::ClientSettings;
 
 /// The client id prefix under which a member advertises its admin URL.
 const URL_PREFIX: &str = "weir|";
 
 /// How long asking one member's admin API may take.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long describing the group may take: a misdirected read should fail fast.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The client id a group member uses to advertise `admin_url`.
 pub fn client_id(admin_url: &str) -> String {
@@ -74,26 +77,46 @@ pub fn owner(
     if let Some(owner) = members.iter().find(|m| m.owns(topic, partition)) {
         return Some(owner.owner());
     }
+    // Ask every candidate at once: a 421 should not wait on members one by one.
+    let candidates = to_ask(&members, me);
+    std::thread::scope(|scope| {
+        let asks: Vec<_> = candidates
+            .iter()
+            .map(|owner| {
+                let url = owner.admin_url.as_deref().unwrap_or_default();
+                scope.spawn(move || runs(url, pipeline, topic, partition))
+            })
+            .collect();
+        asks.into_iter()
+            .map(|ask| ask.join().unwrap_or(false))
+            .zip(&candidates)
+            .find_map(|(runs, owner)| runs.then(|| owner.clone()))
+    })
+}
+
+/// The members to ask for their partitions, when the broker did not describe any
+/// assignment: those that advertise an admin URL, other than `me`.
+fn to_ask(members: &[Member], me: Option<&str>) -> Vec<Owner> {
+    if members.iter().any(|m| m.assignment.is_some()) {
+        // The broker describes assignments, and nobody has the partition right now.
+        return Vec::new();
+    }
     members
         .iter()
-        .filter(|m| m.assignment.is_none())
         .map(Member::owner)
         .filter(|o| o.admin_url.is_some() && o.admin_url.as_deref() != me)
-        .find(|o| {
-            runs(
-                o.admin_url.as_deref().unwrap_or_default(),
-                pipeline,
-                topic,
-                partition,
-            )
-        })
+        .collect()
 }
 
 /// The members of `group`, from the group coordinator.
 fn members(settings: &ClientSettings, group: &str) -> Option<Vec<Member>> {
-    let client: BaseConsumer = settings.client_config().create().ok()?;
+    let client: BaseConsumer = settings
+        .client_config()
+        .create()
+        .map_err(|error| tracing::warn!(%error, "cannot create a client to describe the group"))
+        .ok()?;
     let groups = client
-        .fetch_group_list(Some(group), REQUEST_TIMEOUT)
+        .fetch_group_list(Some(group), DESCRIBE_TIMEOUT)
         .map_err(|error| tracing::debug!(%error, group, "cannot describe the group"))
         .ok()?;
     let members = groups
@@ -126,12 +149,9 @@ pub fn described_client_id<'a>(client_id: &'a str, member_id: &'a str) -> &'a st
                 _ => c.is_ascii_hexdigit(),
             })
     };
-    match member_id
-        .len()
-        .checked_sub(37)
-        .map(|at| member_id.split_at(at))
-    {
-        Some((head, tail)) if tail.starts_with('-') && is_uuid(&tail[1..]) => head,
+    let at = member_id.len().saturating_sub(37);
+    match (member_id.get(..at), member_id.get(at..)) {
+        (Some(head), Some(tail)) if tail.starts_with('-') && is_uuid(&tail[1..]) => head,
         _ => member_id,
     }
 }
@@ -250,6 +270,37 @@ mod tests {
             described_client_id("", "a-3f2a9c1e-07b4-4d2a-9e0f-2b6c8d1e5a7"),
             "a-3f2a9c1e-07b4-4d2a-9e0f-2b6c8d1e5a7"
         );
+    }
+
+    #[test]
+    fn members_are_asked_only_when_no_assignment_is_described() {
+        let member = |url: &str, assignment| Member {
+            client_id: client_id(url),
+            host: String::new(),
+            assignment,
+        };
+        let plain = Member {
+            client_id: "rdkafka".to_owned(),
+            host: String::new(),
+            assignment: None,
+        };
+        let undescribed = [member("http://a", None), member("http://b", None), plain];
+        let asked: Vec<_> = to_ask(&undescribed, Some("http://a"))
+            .into_iter()
+            .filter_map(|o| o.admin_url)
+            .collect();
+        assert_eq!(asked, ["http://b"]);
+        let described = [
+            member("http://a", Some(vec![])),
+            member("http://b", Some(vec![("text".to_owned(), vec![0])])),
+        ];
+        assert!(to_ask(&described, Some("http://a")).is_empty());
+    }
+
+    #[test]
+    fn a_multibyte_member_id_does_not_panic() {
+        let id = "weir|http://café.example:9464-xx3f2a9c1e-07b4-4d2a-9e0f-2b6c8d1e5a7é";
+        assert_eq!(described_client_id("", id), id);
     }
 
     #[test]

@@ -83,7 +83,12 @@ impl Registry {
     /// outlives restarts: a daemon restarted during an incident must not quietly
     /// resume what someone stopped on purpose.
     pub fn is_paused(&self, pipeline: &str) -> bool {
-        self.paused_path(pipeline).exists()
+        let path = self.paused_path(pipeline);
+        path.try_exists().unwrap_or_else(|error| {
+            // Unreadable: paused is the safe reading (nothing runs that was stopped).
+            tracing::warn!(file = %path.display(), %error, "cannot tell whether the pipeline is paused; keeping it paused");
+            true
+        })
     }
 
     /// Record that `pipeline` is paused, or no longer is.
@@ -93,11 +98,14 @@ impl Registry {
             File::create(&path).and_then(|file| file.sync_all())
         } else {
             match fs::remove_file(&path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
                 other => other,
             }
         };
-        result.map_err(RegistryError::new("record the pause in", &path))
+        // The directory entry too, or a crash could forget the change.
+        result
+            .and_then(|()| File::open(self.root.join("paused"))?.sync_all())
+            .map_err(RegistryError::new("record the pause in", &path))
     }
 
     /// Keep `wasm` under its hash (a no-op when it is already there).
