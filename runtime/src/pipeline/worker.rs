@@ -56,6 +56,12 @@ const META_OFFSET: &str = "kafka.offset";
 const META_HEAD: &str = "changelog.head";
 const META_POSITION: &str = "changelog.position";
 
+/// How long a restore keeps asking for the committed offset while the changelog holds
+/// a block past it (see `start`): long enough for a broker to apply the offsets of a
+/// transaction that committed just before a crash, short enough that a restart after
+/// an aborted transaction is barely delayed.
+const SETTLE_TIME: Duration = Duration::from_secs(3);
+
 /// How long one poll of the partition queue may block, so stop commands are seen.
 const POLL_SLICE: Duration = Duration::from_millis(50);
 
@@ -270,10 +276,21 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         )?;
         let mut state = PartitionState::new(Box::new(RocksStore::open(self.state_path())?));
         let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let settle = Instant::now() + SETTLE_TIME;
         let (committed_offset, head, position) = loop {
             let committed = self.committed(read_meta(&state, META_OFFSET)?)?;
             match self.restore(&mut state, committed) {
-                Ok((head, position)) => break (committed, head, position),
+                // A block past the committed offset is an aborted transaction's, or a
+                // committed one's whose offsets the broker has not applied yet (Tansu
+                // applies them once the transactions overlapping it end). Discarding
+                // the second kind would process its records twice, so the offset is
+                // asked for again for a moment before the block is given up. Nothing
+                // was written for it: a later pass sees it again.
+                Ok(progress) if progress.discarded > 0 && Instant::now() < settle => {
+                    tracing::debug!(topic = %self.topic, partition = self.partition, committed, "a changelog block past the committed offset; asking for the offset again");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Ok(progress) => break (committed, progress.head, progress.position),
                 // Blocks applied so far were committed; asking again is safe.
                 Err(WorkerError::Restore(
                     error @ (RestoreError::BehindChangelog { .. }
@@ -402,12 +419,13 @@ impl<C: ConsumerContext + 'static> Worker<C> {
     }
 
     /// Bring local state up to the committed offset from the changelog. Returns the
-    /// head and the changelog position the state is at.
+    /// head and the changelog position the state is at, and what was applied and
+    /// discarded.
     fn restore(
         &self,
         state: &mut PartitionState,
         committed_offset: Option<i64>,
-    ) -> Result<(u64, i64), WorkerError> {
+    ) -> Result<RestoreProgress, WorkerError> {
         let local = Local {
             head: read_meta(state, META_HEAD)?.map_or(ROOT, |v| v as u64),
             offset: read_meta(state, META_OFFSET)?,
@@ -480,7 +498,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "restored state from the changelog"
         );
-        Ok((progress.head, progress.position))
+        Ok(progress)
     }
 
     /// The processing loop. Returns after a requested stop.
