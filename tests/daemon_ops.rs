@@ -123,6 +123,9 @@ fn a_swap_under_load_is_exact_and_switches_the_version() {
 
     let mut input = Input::new(&setup.broker.bootstrap, "text");
     input.produce(2, 100);
+    // v1 has visibly run before the deploy.
+    setup.wait_for_counts(&input, &daemon);
+    input.produce(2, 100);
     let deployed = cli(
         &url,
         Some(TOKEN),
