@@ -115,6 +115,31 @@ impl Daemon {
         }
     }
 
+    /// Partitions this instance runs now: started minus released.
+    pub fn running_partitions(&self) -> usize {
+        self.events("partition running")
+            .len()
+            .saturating_sub(self.events("partition released").len())
+    }
+
+    /// Wait until `a` and `b` together run all `total` partitions, each some.
+    pub fn wait_for_split(a: &Daemon, b: &Daemon, total: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (in_a, in_b) = (a.running_partitions(), b.running_partitions());
+            if in_a > 0 && in_b > 0 && in_a + in_b == total {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partitions not split: a runs {in_a}, b runs {in_b}:\n{}\n{}",
+                a.tail(),
+                b.tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The exit status, if the process has exited.
     pub fn exited(&self) -> Option<ExitStatus> {
         // try_wait needs &mut; a cheap /proc check keeps this usable through &self.

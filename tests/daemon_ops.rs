@@ -490,21 +490,7 @@ fn a_state_read_through_either_instance_reaches_the_owner() {
     let mut input = Input::new(&setup.broker.bootstrap, "text");
     let a = setup.start("a", None);
     let b = setup.start("b", None);
-    let running = |d: &Daemon| {
-        d.events("partition running")
-            .len()
-            .saturating_sub(d.events("partition released").len())
-    };
-    let deadline = Instant::now() + WAIT;
-    while !(running(&a) > 0 && running(&b) > 0 && running(&a) + running(&b) == 4) {
-        assert!(
-            Instant::now() < deadline,
-            "partitions not split:\n{}\n{}",
-            a.tail(),
-            b.tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    Daemon::wait_for_split(&a, &b, 4, WAIT);
     input.produce(4, 40);
     setup.wait_for_counts(&input, &a);
 

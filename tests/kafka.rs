@@ -157,26 +157,13 @@ fn two_instances_split_partitions_and_one_takes_over_the_others() {
     let mut input = Input::new(&setup.broker.bootstrap, "text");
     let a = setup.start("a", None);
     let b = setup.start("b", None);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (in_a, in_b) = (owned(&a), owned(&b));
-        if in_a > 0 && in_b > 0 && in_a + in_b == 8 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "partitions not split: a owns {in_a}, b owns {in_b}:\n{}\n{}",
-            a.tail(),
-            b.tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    Daemon::wait_for_split(&a, &b, 8, WAIT);
     input.produce(8, 80);
     setup.wait_for_counts(&input, &a);
 
     assert!(b.terminate().success());
     let deadline = Instant::now() + WAIT;
-    while owned(&a) < 8 {
+    while a.running_partitions() < 8 {
         assert!(
             Instant::now() < deadline,
             "a did not take over:\n{}",
@@ -191,14 +178,6 @@ fn two_instances_split_partitions_and_one_takes_over_the_others() {
     assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
     // a now holds the state of every partition, b's restored from the changelog.
     assert_state_exact(&setup.data_dir("a"), "wc", "text", &input.expected);
-}
-
-/// Partitions `daemon` runs now: started minus released.
-fn owned(daemon: &Daemon) -> usize {
-    daemon
-        .events("partition running")
-        .len()
-        .saturating_sub(daemon.events("partition released").len())
 }
 
 #[test]
