@@ -70,6 +70,28 @@ fn http_get(url: &str) -> (u16, String) {
     )
 }
 
+/// `weir state get wc count/WORD --partition P` through `url`: the value it prints.
+fn state_get(url: &str, word: &str, partition: i32) -> String {
+    let read = cli(
+        url,
+        None,
+        &[
+            "state",
+            "get",
+            "wc",
+            &format!("count/{word}"),
+            "--partition",
+            &partition.to_string(),
+        ],
+    );
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    String::from_utf8_lossy(&read.stdout).trim().to_owned()
+}
+
 /// The same transform with another content hash: a custom section appended to the
 /// component (custom sections are allowed anywhere and change no behaviour).
 fn variant(module: &Path, dir: &Path, tag: &str) -> PathBuf {
@@ -187,21 +209,7 @@ fn a_swap_under_load_is_exact_and_switches_the_version() {
 
     // A state read reaches the partition that owns it.
     let (word, expected) = input.expected.state[&0].iter().next().unwrap();
-    let key = format!("count/{word}");
-    let value = cli(
-        &url,
-        None,
-        &["state", "get", "wc", &key, "--partition", "0"],
-    );
-    assert!(
-        value.status.success(),
-        "{}",
-        String::from_utf8_lossy(&value.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&value.stdout).trim(),
-        expected.to_string()
-    );
+    assert_eq!(state_get(&url, word, 0), expected.to_string());
     let missing = cli(
         &url,
         None,
@@ -520,27 +528,7 @@ fn a_state_read_through_either_instance_reaches_the_owner() {
                 let owner = body["owner"]["admin_url"].as_str().unwrap_or_default();
                 assert!(urls.contains(&owner.to_owned()) && owner != url, "{body}");
             }
-            let read = cli(
-                url,
-                None,
-                &[
-                    "state",
-                    "get",
-                    "wc",
-                    &format!("count/{word}"),
-                    "--partition",
-                    &partition.to_string(),
-                ],
-            );
-            assert!(
-                read.status.success(),
-                "{}",
-                String::from_utf8_lossy(&read.stderr)
-            );
-            assert_eq!(
-                String::from_utf8_lossy(&read.stdout).trim(),
-                count.to_string()
-            );
+            assert_eq!(state_get(url, word, partition), count.to_string());
         }
     }
     assert_eq!(misdirected, 4);
