@@ -3,11 +3,20 @@
 //! 1. a native rdkafka consume -> produce pass-through (the limit of this machine and
 //!    broker: no transform, no state, no transactions);
 //! 2. Weir stateless (the byte-map example) under exactly-once;
-//! 3. Weir stateful word count under exactly-once;
+//! 3. Weir stateful word count under exactly-once, over one-word records (one state
+//!    update and one output per input, the same traffic as the pass-through) and over
+//!    ~100-byte lines of ~15 words (15 updates and 15 outputs per input);
 //! 4. end-to-end latency of (2) at a fixed moderate rate.
 //!
+//! Throughput is the steady state: input records per second from the first progress to
+//! the end (for the pass-through, the first record received to the last output
+//! acknowledged; for Weir, the first committed checkpoint to the one that commits the
+//! last input). Group join and startup are reported apart, as the time to first progress.
+//!
 //! `cargo bench -p weir-benches --bench e2e` (a release build). Records and rate can be
-//! set with WEIR_BENCH_RECORDS (default 1,000,000) and WEIR_BENCH_RATE (default 5,000/s).
+//! set with WEIR_BENCH_RECORDS (default 1,000,000) and WEIR_BENCH_RATE (default 5,000/s);
+//! WEIR_BENCH_COMMIT_MS sets the pipelines' commit interval (default: Weir's default), and
+//! WEIR_BENCH_CASES picks cases: stateless,stateful,lines,latency (default: all).
 //! Weir runs in this process through `weir_runtime::daemon`, the code `weir serve` runs.
 
 use std::path::Path;
@@ -82,7 +91,15 @@ fn send(producer: &BaseProducer, topic: &str, partition: Option<i32>, value: &[u
     }
 }
 
-fn fill_input(bootstrap: &str, topic: &str, records: u64) {
+/// Distinct words of the one-word input, as in the engine bench's stateful count.
+const DISTINCT_WORDS: u64 = 100_000;
+
+/// A one-word value, cycling through `DISTINCT_WORDS` words in a scattered order.
+fn word(i: u64) -> String {
+    format!("w{:06}", (i * 7919) % DISTINCT_WORDS)
+}
+
+fn fill_input(bootstrap: &str, topic: &str, records: u64, value: impl Fn(u64) -> String) {
     let producer = producer(bootstrap);
     let started = Instant::now();
     for i in 0..records {
@@ -90,7 +107,7 @@ fn fill_input(bootstrap: &str, topic: &str, records: u64) {
             &producer,
             topic,
             Some((i % PARTITIONS as u64) as i32),
-            line(i).as_bytes(),
+            value(i).as_bytes(),
         );
         if i % 1000 == 0 {
             producer.poll(Duration::ZERO);
@@ -100,32 +117,66 @@ fn fill_input(bootstrap: &str, topic: &str, records: u64) {
         .flush(Duration::from_secs(120))
         .expect("inputs acknowledged");
     println!(
-        "input: {records} records of {VALUE_BYTES} bytes in {PARTITIONS} partitions, produced in {:.1?}",
+        "input {topic:?}: {records} records in {PARTITIONS} partitions, produced in {:.1?}",
         started.elapsed()
     );
 }
 
-/// Native consume -> produce, no transform: records/s from subscribing (group join
-/// included, as for Weir) to the last record acknowledged.
-fn pass_through(bootstrap: &str, records: u64) -> f64 {
+/// How a pipeline drained its input.
+struct Run {
+    /// From the start of the pipeline (group join included) to its first progress.
+    startup: Duration,
+    /// Input records per second from the first progress to the last.
+    records_per_s: f64,
+}
+
+impl Run {
+    /// A run started at `started` whose progress was first seen at `first` and last at
+    /// `last`, each an instant and the input records done by then.
+    fn new(started: Instant, first: (Instant, u64), last: (Instant, u64)) -> Self {
+        Self {
+            startup: first.0 - started,
+            records_per_s: (last.1 - first.1) as f64 / (last.0 - first.0).as_secs_f64(),
+        }
+    }
+
+    fn print(&self, what: &str, baseline: Option<&Run>) {
+        let share = baseline.map_or(String::new(), |b| {
+            format!(
+                "  {:>5.1}% of pass-through",
+                100.0 * self.records_per_s / b.records_per_s
+            )
+        });
+        println!(
+            "{what:<44} {:>9.0} records/s{share}  (first progress after {:.1?})",
+            self.records_per_s, self.startup
+        );
+    }
+}
+
+/// Native consume -> produce from `input` to `output`, no transform: from the first
+/// record received to the last output acknowledged.
+fn pass_through(bootstrap: &str, records: u64, input: &str, output: &str) -> Run {
+    let started = Instant::now();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", "bench-pass-through")
+        .set("group.id", format!("bench-pass-through-{input}"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("session.timeout.ms", "6000")
         .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
         .create()
         .expect("a consumer");
-    consumer.subscribe(&["in"]).expect("subscribe");
+    consumer.subscribe(&[input]).expect("subscribe");
     let producer = producer(bootstrap);
+    let mut first = None;
     let mut seen = 0;
-    let started = Instant::now();
     while seen < records {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(|| (Instant::now(), 1));
             send(
                 &producer,
-                "pass",
+                output,
                 None,
                 message.payload().unwrap_or_default(),
             );
@@ -138,19 +189,7 @@ fn pass_through(bootstrap: &str, records: u64) -> f64 {
     producer
         .flush(Duration::from_secs(120))
         .expect("outputs acknowledged");
-    records as f64 / started.elapsed().as_secs_f64()
-}
-
-/// Sum of the high watermarks of `topic`'s partitions (records plus transaction
-/// markers): it stops moving when a pipeline has drained its input.
-fn end_offsets(consumer: &BaseConsumer, topic: &str) -> i64 {
-    (0..PARTITIONS)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .map_or(0, |(_, high)| high)
-        })
-        .sum()
+    Run::new(started, first.expect("records"), (Instant::now(), records))
 }
 
 fn weir_config(
@@ -161,53 +200,59 @@ fn weir_config(
     input: &str,
     output: &str,
 ) -> Config {
+    let commit = std::env::var("WEIR_BENCH_COMMIT_MS")
+        .map(|ms| format!("commit_interval_ms = {ms}\n"))
+        .unwrap_or_default();
     let text = format!(
         "data_dir = {:?}\n[kafka]\nbrokers = {bootstrap:?}\n[kafka.consumer_properties]\n\
          \"session.timeout.ms\" = 6000\n[pipelines.{name}]\nmodule = {:?}\ninputs = [{input:?}]\n\
-         output = {output:?}\n",
+         output = {output:?}\n{commit}",
         dir.display().to_string(),
         module.display().to_string()
     );
     Config::parse(&text, dir).expect("a valid bench config")
 }
 
-/// Run `pipeline` over the whole input: input records/s from the start of the daemon
-/// (group join included, as for the pass-through) to its last output. The output
-/// topic's end offsets show progress: Tansu applies transactional offset commits late,
-/// so the group's committed offsets cannot.
-fn weir_throughput(bootstrap: &str, records: u64, name: &str, module: &Path, output: &str) -> f64 {
+/// Run `pipeline` over the whole of `input`: from its first committed checkpoint to
+/// the one that commits the last input record. Progress is the daemon's own committed
+/// positions (what `weir status` shows): Tansu's end offsets lag far behind while
+/// transactions are open, and it applies transactional offset commits late.
+fn weir_throughput(
+    bootstrap: &str,
+    records: u64,
+    name: &str,
+    module: &Path,
+    input: &str,
+    output: &str,
+) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let config = weir_config(dir.path(), bootstrap, name, module, "in", output);
-    let daemon = Daemon::prepare(&config, None).expect("weir starts");
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let stop = shutdown.clone();
-    let (bootstrap, output) = (bootstrap.to_owned(), output.to_owned());
-    // The daemon runs on this thread (the embedded broker it may own is not Send);
-    // the watcher stops it once the output stops growing.
+    let config = weir_config(dir.path(), bootstrap, name, module, input, output);
     let started = Instant::now();
-    let watcher = std::thread::spawn(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .expect("a watcher");
-        let mut first: Option<Instant> = None;
-        let (mut last_end, mut last_change) = (0, Instant::now());
-        loop {
-            let end = end_offsets(&consumer, &output);
-            if end > last_end {
-                first.get_or_insert_with(Instant::now);
-                (last_end, last_change) = (end, Instant::now());
-            } else if first.is_some() && last_change.elapsed() > Duration::from_secs(3) {
-                break;
+    let daemon = Daemon::prepare(&config, None).expect("weir starts");
+    let shutdown = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let committed = || -> u64 {
+                let status = daemon.status();
+                let partitions = status.iter().flat_map(|p| &p.partitions);
+                partitions.filter_map(|p| p.next_offset).sum::<i64>() as u64
+            };
+            let mut first = None;
+            loop {
+                let (now, done) = (Instant::now(), committed());
+                if done > 0 {
+                    first.get_or_insert((now, done));
+                }
+                if done >= records {
+                    shutdown.store(true, Ordering::Release);
+                    return Run::new(started, first.expect("progress"), (now, done));
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        stop.store(true, Ordering::Release);
-        assert!(first.is_some(), "no outputs");
-        records as f64 / (last_change - started).as_secs_f64()
-    });
-    daemon.run(&shutdown).expect("weir stops cleanly");
-    watcher.join().unwrap()
+        });
+        daemon.run(&shutdown).expect("weir stops cleanly");
+        watcher.join().unwrap()
+    })
 }
 
 /// End-to-end latency of the stateless pipeline at `rate` records/s for `seconds`.
@@ -294,44 +339,79 @@ fn main() {
     }
     let records = env_number("WEIR_BENCH_RECORDS", 1_000_000);
     let rate = env_number("WEIR_BENCH_RATE", 5_000);
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
     let broker = Tansu::start();
     for topic in [
         "in",
+        "words",
         "pass",
+        "pass-words",
         "out-stateless",
         "out-stateful",
+        "out-lines",
         "in-latency",
         "out-latency",
     ] {
         broker.create_topic(topic, PARTITIONS);
     }
     let bootstrap = broker.bootstrap.clone();
-    fill_input(&bootstrap, "in", records);
+    fill_input(&bootstrap, "in", records, |i| line(i));
+    fill_input(&bootstrap, "words", records, word);
 
-    let native = pass_through(&bootstrap, records);
-    println!("native pass-through:                {native:>10.0} records/s");
-    let stateless = weir_throughput(
-        &bootstrap,
-        records,
-        "bytemap",
-        &guest("byte-map"),
-        "out-stateless",
-    );
-    println!(
-        "weir stateless (byte map, EOS):     {stateless:>10.0} records/s  {:>5.1}% of pass-through (target >= 70%)",
-        100.0 * stateless / native
-    );
-    let stateful = weir_throughput(
-        &bootstrap,
-        records,
-        "wordcount",
-        &guest("word-count"),
-        "out-stateful",
-    );
-    println!(
-        "weir stateful (word count, EOS):    {stateful:>10.0} records/s  {:>5.1}% of pass-through (target >= 50%)",
-        100.0 * stateful / native
-    );
-    let (p50, p99, n) = latency(&bootstrap, &guest("byte-map"), rate, 10);
-    println!("latency, byte map EOS at {rate}/s:    p50 {p50:.1?}  p99 {p99:.1?}  ({n} records)");
+    let native = pass_through(&bootstrap, records, "in", "pass");
+    native.print("native pass-through (100-byte records)", None);
+    if wanted("stateless") {
+        let stateless = weir_throughput(
+            &bootstrap,
+            records,
+            "bytemap",
+            &guest("byte-map"),
+            "in",
+            "out-stateless",
+        );
+        stateless.print("weir stateless (byte map, EOS; target 70%)", Some(&native));
+    }
+    if wanted("stateful") {
+        let native_words = pass_through(&bootstrap, records, "words", "pass-words");
+        native_words.print("native pass-through (one-word records)", None);
+        let stateful = weir_throughput(
+            &bootstrap,
+            records,
+            "wordcount",
+            &guest("word-count"),
+            "words",
+            "out-stateful",
+        );
+        stateful.print(
+            "weir stateful (word count, EOS; target 50%)",
+            Some(&native_words),
+        );
+    }
+    if wanted("lines") {
+        let lines = weir_throughput(
+            &bootstrap,
+            records,
+            "linecount",
+            &guest("word-count"),
+            "in",
+            "out-lines",
+        );
+        lines.print("weir word count over 15-word lines (EOS)", Some(&native));
+    }
+    if wanted("latency") {
+        let (p50, p99, n) = latency(&bootstrap, &guest("byte-map"), rate, 10);
+        println!(
+            "latency, byte map EOS at {rate}/s:    p50 {p50:.1?}  p99 {p99:.1?}  ({n} records)"
+        );
+    }
+}
+
+/// Whether WEIR_BENCH_CASES (a comma-separated list; every case when unset) names `case`.
+fn wanted(case: &str) -> bool {
+    std::env::var("WEIR_BENCH_CASES")
+        .map_or(true, |cases| cases.split(',').any(|c| c.trim() == case))
 }
