@@ -15,7 +15,8 @@
 //!
 //! `cargo bench -p weir-benches --bench e2e` (a release build). Records and rate can be
 //! set with WEIR_BENCH_RECORDS (default 1,000,000) and WEIR_BENCH_RATE (default 5,000/s);
-//! WEIR_BENCH_COMMIT_MS sets the pipelines' commit interval (default: Weir's default), and
+//! WEIR_BENCH_COMMIT_MS sets the pipelines' commit interval (default: Weir's default),
+//! WEIR_BENCH_PRODUCER adds producer properties (`linger.ms=20,batch.size=1000000`), and
 //! WEIR_BENCH_CASES picks cases: stateless,stateful,lines,latency (default: all).
 //! Weir runs in this process through `weir_runtime::daemon`, the code `weir serve` runs.
 
@@ -160,7 +161,7 @@ fn pass_through(bootstrap: &str, records: u64, input: &str, output: &str) -> Run
     let started = Instant::now();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("bench-pass-through-{input}"))
+        .set("group.id", format!("bench-{output}"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("session.timeout.ms", "6000")
@@ -203,10 +204,16 @@ fn weir_config(
     let commit = std::env::var("WEIR_BENCH_COMMIT_MS")
         .map(|ms| format!("commit_interval_ms = {ms}\n"))
         .unwrap_or_default();
+    let producer: String = std::env::var("WEIR_BENCH_PRODUCER")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| format!("{key:?} = {value:?}\n"))
+        .collect();
     let text = format!(
         "data_dir = {:?}\n[kafka]\nbrokers = {bootstrap:?}\n[kafka.consumer_properties]\n\
-         \"session.timeout.ms\" = 6000\n[pipelines.{name}]\nmodule = {:?}\ninputs = [{input:?}]\n\
-         output = {output:?}\n{commit}",
+         \"session.timeout.ms\" = 6000\n[kafka.producer_properties]\n{producer}\
+         [pipelines.{name}]\nmodule = {:?}\ninputs = [{input:?}]\noutput = {output:?}\n{commit}",
         dir.display().to_string(),
         module.display().to_string()
     );
@@ -348,8 +355,10 @@ fn main() {
     for topic in [
         "in",
         "words",
-        "pass",
-        "pass-words",
+        "pass-in-1",
+        "pass-in-2",
+        "pass-words-1",
+        "pass-words-2",
         "out-stateless",
         "out-stateful",
         "out-lines",
@@ -362,8 +371,7 @@ fn main() {
     fill_input(&bootstrap, "in", records, |i| line(i));
     fill_input(&bootstrap, "words", records, word);
 
-    let native = pass_through(&bootstrap, records, "in", "pass");
-    native.print("native pass-through (100-byte records)", None);
+    let native = baseline(&bootstrap, records, "in", "100-byte records");
     if wanted("stateless") {
         let stateless = weir_throughput(
             &bootstrap,
@@ -376,8 +384,7 @@ fn main() {
         stateless.print("weir stateless (byte map, EOS; target 70%)", Some(&native));
     }
     if wanted("stateful") {
-        let native_words = pass_through(&bootstrap, records, "words", "pass-words");
-        native_words.print("native pass-through (one-word records)", None);
+        let native_words = baseline(&bootstrap, records, "words", "one-word records");
         let stateful = weir_throughput(
             &bootstrap,
             records,
@@ -407,6 +414,22 @@ fn main() {
         println!(
             "latency, byte map EOS at {rate}/s:    p50 {p50:.1?}  p99 {p99:.1?}  ({n} records)"
         );
+    }
+}
+
+/// The pass-through over `input`, twice: the faster run is the limit Weir is held to
+/// (the broker's speed varies by tens of percent between runs of the same loop).
+fn baseline(bootstrap: &str, records: u64, input: &str, what: &str) -> Run {
+    let runs = [1, 2].map(|n| {
+        let run = pass_through(bootstrap, records, input, &format!("pass-{input}-{n}"));
+        run.print(&format!("native pass-through ({what}), run {n}"), None);
+        run
+    });
+    let [a, b] = runs;
+    if a.records_per_s >= b.records_per_s {
+        a
+    } else {
+        b
     }
 }
 
