@@ -20,6 +20,9 @@
 //! WEIR_BENCH_CASES picks cases: stateless,stateful,lines,latency (default: all).
 //! Weir runs in this process through `weir_runtime::daemon`, the code `weir serve` runs.
 
+#[global_allocator]
+static ALLOCATOR: weir_runtime::HostAllocator = weir_runtime::HostAllocator;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,6 +9,9 @@
 //!
 //! Run: `cargo bench -p weir-benches --bench swap` (SWAPS=30 by default).
 
+#[global_allocator]
+static ALLOCATOR: weir_runtime::HostAllocator = weir_runtime::HostAllocator;
+
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

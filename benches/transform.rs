@@ -16,6 +16,9 @@
 //! * `state/get_put`: the same state traffic with no transform at all, to separate the
 //!   cost of state from the cost of the boundary.
 
+#[global_allocator]
+static ALLOCATOR: weir_runtime::HostAllocator = weir_runtime::HostAllocator;
+
 use std::sync::Arc;
 use std::time::Duration;
 

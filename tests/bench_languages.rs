@@ -11,6 +11,9 @@
 //! Surprising: an interpreter component loading from the cache in more than a second
 //! (it should be a file map), or Python/JS within 10x of Rust in records per second.
 
+#[global_allocator]
+static ALLOCATOR: weir_runtime::HostAllocator = weir_runtime::HostAllocator;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

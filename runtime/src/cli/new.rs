@@ -198,6 +198,10 @@ fn files(lang: Lang, name: &str, sdk_path: Option<&Path>) -> Result<Vec<File>, N
                 manifest,
                 File::new("src/lib.rs", include_str!("new/rust/src/lib.rs")),
                 File::new("build.sh", include_str!("new/rust/build.sh")).executable(),
+                File::new(
+                    ".cargo/config.toml",
+                    include_str!("../../../guest-examples/.cargo/config.toml"),
+                ),
             ]);
         }
         Lang::Python => files.extend([
