@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use weir_runtime::engine::bindings::InputRecord;
+use weir_runtime::engine::InputRecord;
 use weir_runtime::engine::{Engine, EngineConfig, Instance, InstanceLabels, Limits};
 use weir_runtime::pipeline::{ErrorPolicy, Processor, run_batch};
 use weir_runtime::state::{PartitionState, RocksStore};

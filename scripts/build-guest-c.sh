@@ -4,7 +4,8 @@
 #   build-guest-c.sh [PROJECT_DIR [OUT.wasm]]
 #
 # PROJECT_DIR (default: this script's directory) holds the transform's .c files, which
-# implement the exports declared in the generated `transform.h`. The contract is
+# implement the exports declared in the generated `transform.h`, with the helpers of
+# `weir.h` (the project's own copy, or sdk/c/weir.h of the Weir repository). The contract is
 # PROJECT_DIR/wit when there is one (a project made by `weir new`), else the wit/ of the
 # Weir repository this script sits in. OUT defaults to PROJECT_DIR/<dir name>.wasm.
 #
@@ -115,7 +116,9 @@ RUST
 fi
 flock -u 9
 
-inputs="$( { echo "$want, adapter $adapter_version, clang $(clang -dumpversion)"; find "$project" "$wit" -maxdepth 1 -type f \( -name '*.c' -o -name '*.h' -o -name '*.wit' \) ! -name 'transform.[ch]' | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -d' ' -f1)"
+helpers="$here/../sdk/c"
+[ -d "$helpers" ] || helpers="$project"
+inputs="$( { echo "$want, adapter $adapter_version, clang $(clang -dumpversion)"; find "$project" "$wit" "$helpers" -maxdepth 1 -type f \( -name '*.c' -o -name '*.h' -o -name '*.wit' \) ! -name 'transform.[ch]' | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -d' ' -f1)"
 if [ -f "$out" ] && [ "$(cat "$out.inputs" 2>/dev/null)" = "$inputs" ]; then
     echo "up to date: $out"
     exit 0
@@ -130,7 +133,7 @@ trap 'rm -rf "$work"' EXIT
 # A reactor (no main): the host calls the exports; -mexec-model=reactor links wasi-libc's
 # _initialize, which runs C constructors before the first export.
 clang --target=wasm32-wasi -O2 -Wall -Wextra -Werror -mexec-model=reactor \
-    -I "$work/bindings" -I "$project" \
+    -I "$work/bindings" -I "$project" -I "$helpers" \
     "${sources[@]}" "$work/bindings/transform.c" "$work/bindings/transform_component_type.o" \
     -o "$work/core.wasm"
 mkdir -p "$(dirname "$out")"

@@ -17,7 +17,7 @@ static ALLOCATOR: weir_runtime::HostAllocator = weir_runtime::HostAllocator;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir_runtime::engine::bindings::InputRecord;
+use weir_runtime::engine::InputRecord;
 use weir_runtime::engine::{Engine, EngineConfig, Instance, InstanceLabels, Limits, Module};
 use weir_runtime::pipeline::{ErrorPolicy, run_batch};
 use weir_runtime::state::{MemoryStore, PartitionState};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use weir_runtime::engine::bindings::InputRecord;
+use weir_runtime::engine::InputRecord;
 use weir_runtime::engine::{GuestFault, Instance, InstanceLabels, Module};
 use weir_runtime::pipeline::{BatchOutcome, ErrorPolicy, FailureReason, Processor, run_batch};
 

@@ -145,7 +145,7 @@ pub fn engine() -> &'static Engine {
 /// outputs copied out, as the Wasm boundary does, so comparing the two isolates
 /// what Wasm itself costs.
 pub mod native {
-    use weir_runtime::engine::bindings::{Header, InputRecord, OutputRecord};
+    use weir_runtime::engine::{Header, InputRecord, OutputRecord};
     use weir_runtime::pipeline::{ProcessError, Processor};
     use weir_runtime::state::PartitionState;
     use weir_sdk::{Config, StateBackend, Transform};

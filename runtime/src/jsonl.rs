@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::engine::bindings::{Header, InputRecord, OutputRecord};
+use crate::engine::{Header, InputRecord, OutputRecord};
 
 /// A line that could not be read as a record.
 #[derive(Debug, Clone, PartialEq, Eq)]

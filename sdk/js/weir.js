@@ -17,11 +17,11 @@
 // writes and outputs and applies the pipeline's error policy, with the exception's
 // message as the error. An exception in the `init` option refuses the module.
 //
-// This module only wraps the raw bindings of wit/ (weir:transform@0.1.0) in JavaScript
+// This module only wraps the raw bindings of wit/ (weir:transform@0.2.0) in JavaScript
 // types; it adds no behaviour the contract lacks.
 
-import * as rawState from "weir:transform/state@0.1.0";
-import { log as rawLog } from "weir:transform/log@0.1.0";
+import * as rawState from "weir:transform/state@0.2.0";
+import { log as rawLog } from "weir:transform/log@0.2.0";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -47,19 +47,28 @@ function toText(bytes, what) {
   }
 }
 
+/** The bytes of `span` in `data` (a view, not a copy). */
+function cut(data, span) {
+  return data.subarray(span.start, span.start + span.len);
+}
+
 /** One input record, as consumed from Kafka. */
 export class Record {
-  constructor(raw) {
+  /** `raw` is one record of `batch`, whose spans point into the batch's data. */
+  constructor(raw, batch) {
+    const data = batch.data;
     /** @type {Uint8Array | undefined} */
-    this.key = raw.key;
+    this.key = raw.key === undefined ? undefined : cut(data, raw.key);
     /** @type {Uint8Array | undefined} */
-    this.value = raw.value;
+    this.value = raw.value === undefined ? undefined : cut(data, raw.value);
     /** @type {Array<[string, Uint8Array]>} */
-    this.headers = raw.headers.map((h) => [h.key, h.value]);
+    this.headers = batch.headers
+      .slice(raw.headers.start, raw.headers.start + raw.headers.len)
+      .map((h) => [decoder.decode(cut(data, h.key)), cut(data, h.value)]);
     /** Milliseconds since the Unix epoch (a BigInt). */
     this.timestamp = raw.timestamp;
-    this.topic = raw.topic;
-    this.partition = raw.partition;
+    this.topic = batch.topic;
+    this.partition = batch.partition;
     /** A BigInt. */
     this.offset = raw.offset;
   }
@@ -131,13 +140,57 @@ export const log = {
   error: (message) => rawLog("error", String(message)),
 };
 
+/**
+ * Outputs of a batch, laid out as the contract's output batch: every byte in one
+ * buffer, records holding spans into it (see wit/transform.wit).
+ */
+class Outputs {
+  constructor() {
+    this.records = [];
+    this.headers = [];
+    this.chunks = [];
+    this.length = 0;
+  }
+
+  push(bytes) {
+    const span = { start: this.length, len: bytes.length };
+    this.chunks.push(bytes);
+    this.length += bytes.length;
+    return span;
+  }
+
+  add(key, value, headers, topic, timestamp) {
+    const first = this.headers.length;
+    for (const [name, bytes] of headers) {
+      this.headers.push({ key: this.push(encoder.encode(name)), value: this.push(bytes) });
+    }
+    this.records.push({
+      key: key === undefined ? undefined : this.push(key),
+      value: value === undefined ? undefined : this.push(value),
+      headers: { start: first, len: headers.length },
+      topic: topic === undefined ? undefined : this.push(encoder.encode(topic)),
+      timestamp,
+    });
+  }
+
+  batch() {
+    const data = new Uint8Array(this.length);
+    let at = 0;
+    for (const chunk of this.chunks) {
+      data.set(chunk, at);
+      at += chunk.length;
+    }
+    return { records: this.records, headers: this.headers, data };
+  }
+}
+
 /** What a transform can do while it processes a record. */
 export class Context {
   constructor(config) {
     /** The pipeline's transform config, as a plain object of strings. */
     this.config = config;
     this.state = state;
-    this.outputs = [];
+    this.outputs = new Outputs();
     this.record = undefined;
   }
 
@@ -146,13 +199,13 @@ export class Context {
    * Outputs take the input record's timestamp unless `timestamp` is given.
    */
   send(key, value, { topic, headers, timestamp } = {}) {
-    this.outputs.push({
-      key: key === undefined || key === null ? undefined : toBytes(key, "an output key"),
-      value: value === undefined || value === null ? undefined : toBytes(value, "an output value"),
-      headers: Object.entries(headers ?? {}).map(([k, v]) => ({ key: k, value: toBytes(v, "a header value") })),
+    this.outputs.add(
+      key === undefined || key === null ? undefined : toBytes(key, "an output key"),
+      value === undefined || value === null ? undefined : toBytes(value, "an output value"),
+      Object.entries(headers ?? {}).map(([k, v]) => [k, toBytes(v, "a header value")]),
       topic,
-      timestamp: timestamp === undefined ? this.record?.timestamp : BigInt(timestamp),
-    });
+      timestamp === undefined ? this.record?.timestamp : BigInt(timestamp),
+    );
   }
 
   /** Emit an output whose value is `value` as JSON text. */
@@ -189,10 +242,10 @@ export function transform(process, options = {}) {
         }
       }
     },
-    process(records) {
+    process(batch) {
       const ctx = new Context(config);
-      records.forEach((raw, index) => {
-        const record = new Record(raw);
+      batch.records.forEach((raw, index) => {
+        const record = new Record(raw, batch);
         ctx.record = record;
         try {
           process(record, ctx);
@@ -203,7 +256,7 @@ export function transform(process, options = {}) {
           throw { index, message: describe(error) };
         }
       });
-      return ctx.outputs;
+      return ctx.outputs.batch();
     },
   };
 }

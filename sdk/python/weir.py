@@ -149,6 +149,45 @@ class State:
             after = page[-1].key
 
 
+class _Outputs:
+    """Outputs of a batch, laid out as the contract's output batch: every byte in one
+    buffer, records holding spans into it (see wit/transform.wit)."""
+
+    def __init__(self) -> None:
+        self.records: List[_types.OutputRecord] = []
+        self.headers: List[_types.Header] = []
+        self.data = bytearray()
+
+    def _push(self, raw: bytes) -> _types.Span:
+        start = len(self.data)
+        self.data += raw
+        return _types.Span(start=start, len=len(raw))
+
+    def add(
+        self,
+        key: Optional[bytes],
+        value: Optional[bytes],
+        headers: List[Tuple[str, bytes]],
+        topic: Optional[str],
+        timestamp: Optional[int],
+    ) -> None:
+        first = len(self.headers)
+        for name, raw in headers:
+            self.headers.append(_types.Header(key=self._push(name.encode("utf-8")), value=self._push(raw)))
+        self.records.append(
+            _types.OutputRecord(
+                key=None if key is None else self._push(key),
+                value=None if value is None else self._push(value),
+                headers=_types.Span(start=first, len=len(headers)),
+                topic=None if topic is None else self._push(topic.encode("utf-8")),
+                timestamp=timestamp,
+            )
+        )
+
+    def batch(self) -> _types.OutputBatch:
+        return _types.OutputBatch(records=self.records, headers=self.headers, data=bytes(self.data))
+
+
 @dataclass
 class Context:
     """What a transform can do while it processes a record."""
@@ -156,7 +195,7 @@ class Context:
     config: Dict[str, str]
     state: State = field(default_factory=State)
     _record: Optional[Record] = None
-    _outputs: List[_types.OutputRecord] = field(default_factory=list)
+    _outputs: _Outputs = field(default_factory=_Outputs)
 
     def send(
         self,
@@ -173,14 +212,12 @@ class Context:
         """
         if timestamp is None and self._record is not None:
             timestamp = self._record.timestamp
-        self._outputs.append(
-            _types.OutputRecord(
-                key=None if key is None else _as_bytes(key),
-                value=None if value is None else _as_bytes(value),
-                headers=[_types.Header(k, _as_bytes(v)) for k, v in (headers or {}).items()],
-                topic=topic,
-                timestamp=timestamp,
-            )
+        self._outputs.add(
+            None if key is None else _as_bytes(key),
+            None if value is None else _as_bytes(value),
+            [(k, _as_bytes(v)) for k, v in (headers or {}).items()],
+            topic,
+            timestamp,
         )
 
     def send_json(self, key: Optional[Bytes], value: Any, **kwargs: Any) -> None:
@@ -256,17 +293,27 @@ class WitWorld(wit_world.WitWorld):
             except Exception as exc:  # noqa: BLE001 - any exception refuses the config
                 raise Err(_describe(exc)) from None
 
-    def process(self, records: List[_types.InputRecord]) -> List[_types.OutputRecord]:
+    def process(self, batch: _types.InputBatch) -> _types.OutputBatch:
         assert _process is not None, "init ran first and checked this"
+        data = batch.data
+        headers = batch.headers
+
+        def cut(span: _types.Span) -> bytes:
+            return data[span.start : span.start + span.len]
+
         ctx = Context(config=_config)
-        for index, raw in enumerate(records):
+        for index, raw in enumerate(batch.records):
+            first = raw.headers.start
             record = Record(
-                key=raw.key,
-                value=raw.value,
-                headers=[(h.key, h.value) for h in raw.headers],
+                key=None if raw.key is None else cut(raw.key),
+                value=None if raw.value is None else cut(raw.value),
+                headers=[
+                    (cut(h.key).decode("utf-8"), cut(h.value))
+                    for h in headers[first : first + raw.headers.len]
+                ],
                 timestamp=raw.timestamp,
-                topic=raw.topic,
-                partition=raw.partition,
+                topic=batch.topic,
+                partition=batch.partition,
                 offset=raw.offset,
             )
             ctx._record = record
@@ -277,4 +324,4 @@ class WitWorld(wit_world.WitWorld):
                 # back to the host as the record's error.
                 traceback.print_exc(file=sys.stderr)
                 raise Err(_types.RecordError(index=index, message=_describe(exc))) from None
-        return ctx._outputs
+        return ctx._outputs.batch()

@@ -50,6 +50,8 @@ mod error;
 pub mod log;
 mod record;
 pub mod testing;
+#[cfg(any(target_arch = "wasm32", test))]
+mod wire;
 
 /// Bindings generated from the Weir WIT contract (`wit/` in the Weir repository).
 #[doc(hidden)]
@@ -126,12 +128,12 @@ macro_rules! export {
                 }
 
                 fn process(
-                    records: ::std::vec::Vec<$crate::Record>,
+                    batch: $crate::bindings::InputBatch,
                 ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::Output>,
+                    $crate::bindings::OutputBatch,
                     $crate::bindings::RecordError,
                 > {
-                    TRANSFORM.with(|slot| $crate::__private::process(slot, records))
+                    TRANSFORM.with(|slot| $crate::__private::process(slot, batch))
                 }
             }
 
@@ -148,7 +150,7 @@ pub mod __private {
 
     use crate::{Config, Transform};
     #[cfg(target_arch = "wasm32")]
-    use crate::{Output, Record, bindings::RecordError};
+    use crate::bindings::{InputBatch, OutputBatch, RecordError};
 
     pub fn init<T: Transform>(
         slot: &RefCell<Option<T>>,
@@ -162,8 +164,8 @@ pub mod __private {
     #[cfg(target_arch = "wasm32")]
     pub fn process<T: Transform>(
         slot: &RefCell<Option<T>>,
-        records: Vec<Record>,
-    ) -> Result<Vec<Output>, RecordError> {
+        batch: InputBatch,
+    ) -> Result<OutputBatch, RecordError> {
         let mut slot = slot.borrow_mut();
         let Some(transform) = slot.as_mut() else {
             return Err(RecordError {
@@ -171,6 +173,7 @@ pub mod __private {
                 message: "process was called before init".into(),
             });
         };
-        crate::run_batch(transform, records, &mut crate::context::WasmState)
+        let records = crate::wire::decode(batch);
+        crate::run_batch(transform, records, &mut crate::context::WasmState).map(crate::wire::encode)
     }
 }

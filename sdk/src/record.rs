@@ -1,16 +1,43 @@
-//! Input and output records: the contract's own types, with helpers.
+//! Input and output records, with helpers. On the wire they travel as flat batches
+//! (see `wire`); a transform only ever sees these.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Error;
-pub use crate::bindings::weir::transform::types::Header;
+
+/// A Kafka record header: a UTF-8 name and a byte value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub key: String,
+    pub value: Vec<u8>,
+}
 
 /// A record consumed from an input topic.
-pub type Record = crate::bindings::weir::transform::types::InputRecord;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+    /// Kafka record timestamp, in milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
 
 /// A record to write; `topic: None` goes to the pipeline's default output topic.
-pub type Output = crate::bindings::weir::transform::types::OutputRecord;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+    /// Target topic; `None` sends it to the pipeline's default output topic.
+    pub topic: Option<String>,
+    /// Timestamp in milliseconds since the Unix epoch; `None` lets the host choose
+    /// (the SDK fills in the input record's when the output is emitted).
+    pub timestamp: Option<i64>,
+}
 
 impl Record {
     /// A record with `value` and nothing else, as a test input.

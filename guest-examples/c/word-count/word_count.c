@@ -5,9 +5,11 @@
 // swap one for another and keep its counts): key `count/<word>`, value the count as a
 // JSON number.
 //
-// Written against the raw bindings `wit-bindgen c` generates from wit/ (transform.h).
-// Ownership follows the canonical ABI: the exports own their arguments and free them;
-// what they return is malloc'd and freed by the bindings after the host has copied it.
+// Written against the bindings `wit-bindgen c` generates from wit/ (transform.h) and
+// the helpers of weir.h (sdk/c/), which read records out of a batch and lay outputs
+// out in one. Ownership follows the canonical ABI: the exports own their arguments and
+// free them; what they return is malloc'd and freed by the bindings after the host has
+// copied it.
 // A word is a run of letters, digits and apostrophes; outside ASCII every character
 // counts as a letter and keeps its case (wasi-libc has no Unicode tables).
 
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "transform.h"
+#include "weir.h"
 
 static bool lowercase = true;
 
@@ -83,30 +86,8 @@ static bool is_word_byte(uint8_t c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '\'' || c >= 0x80;
 }
 
-// A growable list of outputs, handed to the bindings at the end of the batch.
-typedef struct {
-    transform_output_record_t *ptr;
-    size_t len, cap;
-} outputs_t;
-
-static void push_output(outputs_t *outs, transform_output_record_t out) {
-    if (outs->len == outs->cap) {
-        outs->cap = outs->cap ? outs->cap * 2 : 16;
-        outs->ptr = realloc(outs->ptr, outs->cap * sizeof *outs->ptr);
-        if (!outs->ptr) abort();
-    }
-    outs->ptr[outs->len++] = out;
-}
-
-static uint8_t *copy_bytes(const uint8_t *bytes, size_t len) {
-    uint8_t *copy = malloc(len ? len : 1);
-    if (!copy) abort();
-    memcpy(copy, bytes, len);
-    return copy;
-}
-
 // Count one word: state `count/<word>` + 1, and emit (word, count).
-static void count_word(const uint8_t *word, size_t len, int64_t timestamp, outputs_t *outs) {
+static void count_word(const uint8_t *word, size_t len, int64_t timestamp, weir_outputs_t *outs) {
     static const char prefix[] = "count/";
     size_t key_len = sizeof prefix - 1 + len;
     uint8_t *key_bytes = malloc(key_len);
@@ -133,25 +114,20 @@ static void count_word(const uint8_t *word, size_t len, int64_t timestamp, outpu
     transform_list_u8_t value = {(uint8_t *)text, (size_t)text_len};
     weir_transform_state_put(&key, &value);
 
-    transform_output_record_t out = {0};
-    out.key.is_some = true;
-    out.key.val = (transform_list_u8_t){copy_bytes(key_bytes + sizeof prefix - 1, len), len};
-    out.value.is_some = true;
-    out.value.val = (transform_list_u8_t){copy_bytes((const uint8_t *)text, (size_t)text_len), (size_t)text_len};
-    out.timestamp.is_some = true;
-    out.timestamp.val = timestamp;
-    push_output(outs, out);
+    weir_outputs_add(outs, (weir_bytes_t){key_bytes + sizeof prefix - 1, len},
+                     (weir_bytes_t){(const uint8_t *)text, (size_t)text_len}, timestamp);
     free(key_bytes);
 }
 
-bool exports_transform_process(transform_list_input_record_t *records, transform_list_output_record_t *ret,
+bool exports_transform_process(transform_input_batch_t *batch, transform_output_batch_t *ret,
                                transform_record_error_t *err) {
-    outputs_t outs = {0};
+    weir_outputs_t outs = {0};
     bool ok = true;
-    for (size_t r = 0; r < records->len && ok; r++) {
-        transform_input_record_t *record = &records->ptr[r];
-        const uint8_t *text = record->value.is_some ? record->value.val.ptr : (const uint8_t *)"";
-        size_t len = record->value.is_some ? record->value.val.len : 0;
+    for (size_t r = 0; r < batch->records.len && ok; r++) {
+        weir_input_record_t *record = &batch->records.ptr[r];
+        weir_bytes_t value = weir_value(batch, record);
+        const uint8_t *text = value.ptr ? value.ptr : (const uint8_t *)"";
+        size_t len = value.len;
         if (!valid_utf8(text, len)) {
             err->index = (uint32_t)r;
             set_message(&err->message, "the record's value is not UTF-8 text");
@@ -167,13 +143,11 @@ bool exports_transform_process(transform_list_input_record_t *records, transform
             start = end;
         }
     }
-    transform_list_input_record_free(records);
+    transform_input_batch_free(batch);
     if (!ok) {
-        for (size_t i = 0; i < outs.len; i++) transform_output_record_free(&outs.ptr[i]);
-        free(outs.ptr);
+        weir_outputs_free(&outs);
         return false;
     }
-    ret->ptr = outs.ptr;
-    ret->len = outs.len;
+    weir_outputs_finish(&outs, ret);
     return true;
 }

@@ -226,6 +226,7 @@ fn files(lang: Lang, name: &str, sdk_path: Option<&Path>) -> Result<Vec<File>, N
         ]),
         Lang::C => files.extend([
             File::new("app.c", include_str!("new/c/app.c")),
+            File::new("weir.h", include_str!("../../../sdk/c/weir.h")),
             File::new("wit/transform.wit", WIT),
             File::new(
                 "build.sh",

@@ -5,7 +5,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::engine::bindings::{InputRecord, OutputRecord};
+use crate::engine::{InputRecord, OutputRecord};
 use crate::engine::{Engine, EngineConfig, EngineError, Instance, InstanceLabels, Limits};
 use crate::jsonl;
 use crate::pipeline::{BatchError, ErrorPolicy, Processor as _, run_batch};

@@ -10,7 +10,7 @@ use rdkafka::message::Headers;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::engine::bindings::{Header, OutputRecord};
+use crate::engine::{Header, OutputRecord};
 use crate::jsonl;
 use crate::state::{RocksStore, StateStore};
 

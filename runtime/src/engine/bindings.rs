@@ -2,7 +2,8 @@
 //!
 //! Every import is `trappable` so a host import can stop the guest: a state-store
 //! failure (a host problem) or a write over the size limits (a guest fault) must end
-//! the call, not be silently swallowed.
+//! the call, not be silently swallowed. The generated batch types are the wire form;
+//! the rest of the host uses the records of [`super::records`].
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -11,25 +12,7 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, Eq],
 });
 
-pub use weir::transform::types::Header;
-
 /// The contract version this host implements, as it appears in import names.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// The contract's package name.
 pub const CONTRACT_PACKAGE: &str = "weir:transform";
-
-impl InputRecord {
-    /// A record with only a value, at `offset` of `topic`/`partition`: for tests,
-    /// benchmarks and tools that make records up.
-    pub fn from_value(topic: &str, partition: i32, offset: i64, value: impl Into<Vec<u8>>) -> Self {
-        Self {
-            key: None,
-            value: Some(value.into()),
-            headers: Vec::new(),
-            timestamp: 0,
-            topic: topic.to_owned(),
-            partition,
-            offset,
-        }
-    }
-}

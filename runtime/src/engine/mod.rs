@@ -14,10 +14,12 @@ mod cache;
 mod error;
 mod host;
 mod limits;
+mod records;
 mod stdio;
 
 pub use error::{EngineError, GuestFault};
 pub use limits::Limits;
+pub use records::{Header, InputRecord, OutputRecord};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -32,9 +34,7 @@ use wasmtime::{Store, Trap};
 
 use crate::pipeline::{ProcessError, Processor};
 use crate::state::{PartitionState, StateError};
-use bindings::{
-    CONTRACT_PACKAGE, CONTRACT_VERSION, InputRecord, OutputRecord, Transform, TransformPre,
-};
+use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, InputBatch, Transform, TransformPre};
 use cache::CompiledCache;
 use host::{HostState, Phase};
 
@@ -306,6 +306,7 @@ impl Engine {
             config,
             limits,
             labels,
+            batch: records::empty_batch(),
             _ticker: self.ticker.clone(),
         };
         instance.start()?;
@@ -440,6 +441,8 @@ pub struct Instance {
     config: Arc<[(String, String)]>,
     limits: Arc<Limits>,
     labels: Arc<InstanceLabels>,
+    /// The last batch sent to the guest: its buffers are reused for the next one.
+    batch: InputBatch,
     /// Keeps call timeouts working for as long as the instance lives, even if the
     /// `Engine` that made it is dropped first.
     _ticker: Arc<EpochTicker>,
@@ -620,32 +623,71 @@ impl Instance {
     }
 }
 
-impl Processor for Instance {
-    fn process(&mut self, records: &[InputRecord]) -> Result<Vec<OutputRecord>, ProcessError> {
+impl Instance {
+    /// Run one run of records (one topic and partition) through the guest, appending
+    /// its outputs to `outputs`.
+    fn process_run(
+        &mut self,
+        records: &[InputRecord],
+        outputs: &mut Vec<OutputRecord>,
+    ) -> Result<(), ProcessError> {
+        if records::encode(records, &mut self.batch).is_err() {
+            return Err(ProcessError::Fault(GuestFault::Contract {
+                message: format!(
+                    "a batch of {} records does not fit in 32-bit spans",
+                    records.len()
+                ),
+            }));
+        }
         if self.bindings.is_none() {
             self.restart()?;
         }
         let bindings = self.bindings.take().expect("started above");
-        let outcome = self.call(|store| bindings.call_process(store, records))?;
+        let batch = std::mem::replace(&mut self.batch, records::empty_batch());
+        let outcome = self.call(|store| bindings.call_process(store, &batch));
+        self.batch = batch;
+        let outcome = outcome?;
         // The guest returned normally, so its instance is still sound.
         self.bindings = Some(bindings);
+        let contract = |message| ProcessError::Fault(GuestFault::Contract { message });
         match outcome {
-            Ok(outputs) => Ok(outputs),
+            Ok(batch) => records::decode(&batch, outputs).map_err(contract),
             Err(rejected) if (rejected.index as usize) < records.len() => {
                 Err(ProcessError::Rejected {
                     index: rejected.index as usize,
                     message: rejected.message,
                 })
             }
-            Err(rejected) => Err(ProcessError::Fault(GuestFault::Contract {
-                message: format!(
-                    "process reported an error for record {} of a batch of {}: {}",
-                    rejected.index,
-                    records.len(),
-                    rejected.message
-                ),
-            })),
+            Err(rejected) => Err(contract(format!(
+                "process reported an error for record {} of a batch of {}: {}",
+                rejected.index,
+                records.len(),
+                rejected.message
+            ))),
         }
+    }
+}
+
+impl Processor for Instance {
+    /// The contract's batches hold one topic and partition, so `records` goes to the
+    /// guest one run of those at a time; a rejection's index is then shifted back
+    /// to a position in `records`.
+    fn process(&mut self, records: &[InputRecord]) -> Result<Vec<OutputRecord>, ProcessError> {
+        let mut outputs = Vec::with_capacity(records.len());
+        let mut base = 0;
+        for run in records::runs(records) {
+            match self.process_run(run, &mut outputs) {
+                Err(ProcessError::Rejected { index, message }) => {
+                    return Err(ProcessError::Rejected {
+                        index: base + index,
+                        message,
+                    });
+                }
+                other => other?,
+            }
+            base += run.len();
+        }
+        Ok(outputs)
     }
 
     fn state(&mut self) -> &mut PartitionState {

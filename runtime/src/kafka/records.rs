@@ -4,7 +4,7 @@
 use rdkafka::Message;
 use rdkafka::message::{Header as KafkaHeader, Headers, OwnedHeaders};
 
-use crate::engine::bindings::{Header, InputRecord, OutputRecord};
+use crate::engine::{Header, InputRecord, OutputRecord};
 
 /// Header naming the module version that produced an output.
 pub const MODULE_HEADER: &str = "weir.module";

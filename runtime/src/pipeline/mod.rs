@@ -12,7 +12,7 @@ pub use batch::{BatchError, BatchOutcome, FailureReason, RecordFailure, run_batc
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::bindings::{InputRecord, OutputRecord};
+use crate::engine::{InputRecord, OutputRecord};
 use crate::engine::{EngineError, GuestFault};
 use crate::state::{PartitionState, StateError};
 

@@ -33,7 +33,7 @@ use rdkafka::message::{Header as KafkaHeader, Headers, OwnedHeaders};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::Guarantee;
-use crate::engine::bindings::InputRecord;
+use crate::engine::InputRecord;
 use crate::engine::{Engine, EngineError, Instance, InstanceLabels, Limits};
 use crate::failpoint;
 use crate::kafka::producer::{Outgoing, PartitionProducer, RecordKind};

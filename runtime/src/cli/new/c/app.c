@@ -5,15 +5,17 @@
 // `seen/<key>` as a JSON number). A record without a value is refused: the pipeline's
 // error policy decides what happens to it.
 //
-// transform.h is generated from wit/ by `wit-bindgen c` when build.sh runs. Ownership
-// follows the canonical ABI: the exports own their arguments and free them; what they
-// return is malloc'd and freed by the bindings after the host has copied it.
+// transform.h is generated from wit/ by `wit-bindgen c` when build.sh runs; weir.h
+// reads records out of a batch and lays outputs out in one. Ownership follows the
+// canonical ABI: the exports own their arguments and free them; what they return is
+// malloc'd and freed by the bindings after the host has copied it.
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "transform.h"
+#include "weir.h"
 
 bool exports_transform_init(transform_list_tuple2_string_string_t *config, transform_string_t *err) {
     (void)err;
@@ -28,12 +30,12 @@ static uint8_t *checked_malloc(size_t len) {
 }
 
 // The record's count so far, plus one, stored back.
-static unsigned long long bump_seen(const transform_option_list_u8_t *record_key) {
+static unsigned long long bump_seen(weir_bytes_t record_key) {
     static const char prefix[] = "seen/";
-    size_t key_len = record_key->is_some ? record_key->val.len : 0;
+    size_t key_len = record_key.len;
     transform_list_u8_t key = {checked_malloc(sizeof prefix - 1 + key_len), sizeof prefix - 1 + key_len};
     memcpy(key.ptr, prefix, sizeof prefix - 1);
-    if (key_len) memcpy(key.ptr + sizeof prefix - 1, record_key->val.ptr, key_len);
+    if (key_len) memcpy(key.ptr + sizeof prefix - 1, record_key.ptr, key_len);
 
     unsigned long long seen = 0;
     transform_list_u8_t stored;
@@ -52,52 +54,40 @@ static unsigned long long bump_seen(const transform_option_list_u8_t *record_key
     return seen;
 }
 
-bool exports_transform_process(transform_list_input_record_t *records, transform_list_output_record_t *ret,
+bool exports_transform_process(transform_input_batch_t *batch, transform_output_batch_t *ret,
                                transform_record_error_t *err) {
-    transform_output_record_t *outputs = calloc(records->len ? records->len : 1, sizeof *outputs);
-    if (!outputs) abort();
-    size_t count = 0;
+    weir_outputs_t outputs = {0};
     bool ok = true;
-    for (size_t i = 0; i < records->len; i++) {
-        transform_input_record_t *record = &records->ptr[i];
-        if (!record->value.is_some || record->value.val.len == 0) {
+    for (size_t i = 0; i < batch->records.len; i++) {
+        weir_input_record_t *record = &batch->records.ptr[i];
+        weir_bytes_t value = weir_value(batch, record);
+        if (!value.ptr || value.len == 0) {
             err->index = (uint32_t)i;
             transform_string_dup(&err->message, "the record has no value");
             ok = false;
             break;
         }
-        unsigned long long seen = bump_seen(&record->key);
+        weir_bytes_t key = weir_key(batch, record);
+        unsigned long long seen = bump_seen(key);
 
         // "<VALUE IN UPPER CASE> #<seen>"
-        const transform_list_u8_t *value = &record->value.val;
         char suffix[32];
         int suffix_len = snprintf(suffix, sizeof suffix, " #%llu", seen);
-        size_t len = value->len + (size_t)suffix_len;
+        size_t len = value.len + (size_t)suffix_len;
         uint8_t *text = checked_malloc(len);
-        for (size_t k = 0; k < value->len; k++) {
-            uint8_t c = value->ptr[k];
+        for (size_t k = 0; k < value.len; k++) {
+            uint8_t c = value.ptr[k];
             text[k] = (c >= 'a' && c <= 'z') ? (uint8_t)(c - 'a' + 'A') : c;
         }
-        memcpy(text + value->len, suffix, (size_t)suffix_len);
-
-        transform_output_record_t *out = &outputs[count++];
-        if (record->key.is_some) {
-            out->key.is_some = true;
-            out->key.val = (transform_list_u8_t){checked_malloc(record->key.val.len), record->key.val.len};
-            memcpy(out->key.val.ptr, record->key.val.ptr, record->key.val.len);
-        }
-        out->value.is_some = true;
-        out->value.val = (transform_list_u8_t){text, len};
-        out->timestamp.is_some = true;
-        out->timestamp.val = record->timestamp;
+        memcpy(text + value.len, suffix, (size_t)suffix_len);
+        weir_outputs_add(&outputs, key, (weir_bytes_t){text, len}, record->timestamp);
+        free(text);
     }
-    transform_list_input_record_free(records);
+    transform_input_batch_free(batch);
     if (!ok) {
-        for (size_t k = 0; k < count; k++) transform_output_record_free(&outputs[k]);
-        free(outputs);
+        weir_outputs_free(&outputs);
         return false;
     }
-    ret->ptr = outputs;
-    ret->len = count;
+    weir_outputs_finish(&outputs, ret);
     return true;
 }
