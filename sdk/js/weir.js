@@ -47,30 +47,21 @@ function toText(bytes, what) {
   }
 }
 
-/** The bytes of `span` in `data` (a view, not a copy). */
-function cut(data, span) {
-  return data.subarray(span.start, span.start + span.len);
-}
-
 /** One input record, as consumed from Kafka. */
 export class Record {
-  /** `raw` is one record of `batch`, whose spans point into the batch's data. */
-  constructor(raw, batch) {
-    const data = batch.data;
+  constructor(fields) {
     /** @type {Uint8Array | undefined} */
-    this.key = raw.key === undefined ? undefined : cut(data, raw.key);
+    this.key = fields.key;
     /** @type {Uint8Array | undefined} */
-    this.value = raw.value === undefined ? undefined : cut(data, raw.value);
+    this.value = fields.value;
     /** @type {Array<[string, Uint8Array]>} */
-    this.headers = batch.headers
-      .slice(raw.headers.start, raw.headers.start + raw.headers.len)
-      .map((h) => [decoder.decode(cut(data, h.key)), cut(data, h.value)]);
+    this.headers = fields.headers;
     /** Milliseconds since the Unix epoch (a BigInt). */
-    this.timestamp = raw.timestamp;
-    this.topic = batch.topic;
-    this.partition = batch.partition;
+    this.timestamp = fields.timestamp;
+    this.topic = fields.topic;
+    this.partition = fields.partition;
     /** A BigInt. */
-    this.offset = raw.offset;
+    this.offset = fields.offset;
   }
 
   /** The value as UTF-8 text ("" when the record has no value). */
@@ -141,36 +132,66 @@ export const log = {
 };
 
 /**
- * Outputs of a batch, laid out as the contract's output batch: every byte in one
- * buffer, records holding spans into it (see wit/transform.wit).
+ * The records of an input batch: a list per field and every byte in one buffer (see
+ * wit/transform.wit). Keys, values and header values are views into that buffer.
  */
+function* records(batch) {
+  const data = batch.data;
+  let at = 0;
+  const take = (length) => {
+    if (length < 0) return undefined;
+    at += length;
+    return data.subarray(at - length, at);
+  };
+  let header = 0;
+  for (let i = 0; i < batch.offsets.length; i++) {
+    const headers = [];
+    for (let h = 0; h < batch.headerCounts[i]; h++) {
+      const name = decoder.decode(take(batch.headerLens[header++]));
+      headers.push([name, take(batch.headerLens[header++])]);
+    }
+    yield new Record({
+      headers,
+      key: take(batch.keyLens[i]),
+      value: take(batch.valueLens[i]),
+      timestamp: batch.timestamps[i],
+      topic: batch.topic,
+      partition: batch.partition,
+      offset: batch.offsets[i],
+    });
+  }
+}
+
+/** Outputs of a batch, laid out as the contract's output batch. */
 class Outputs {
   constructor() {
-    this.records = [];
-    this.headers = [];
+    this.keyLens = [];
+    this.valueLens = [];
+    this.topicLens = [];
+    this.timestamps = [];
+    this.headerCounts = [];
+    this.headerLens = [];
     this.chunks = [];
     this.length = 0;
   }
 
   push(bytes) {
-    const span = { start: this.length, len: bytes.length };
+    if (bytes === undefined) return -1;
     this.chunks.push(bytes);
     this.length += bytes.length;
-    return span;
+    return bytes.length;
   }
 
   add(key, value, headers, topic, timestamp) {
-    const first = this.headers.length;
+    this.headerCounts.push(headers.length);
     for (const [name, bytes] of headers) {
-      this.headers.push({ key: this.push(encoder.encode(name)), value: this.push(bytes) });
+      this.headerLens.push(this.push(encoder.encode(name)));
+      this.headerLens.push(this.push(bytes));
     }
-    this.records.push({
-      key: key === undefined ? undefined : this.push(key),
-      value: value === undefined ? undefined : this.push(value),
-      headers: { start: first, len: headers.length },
-      topic: topic === undefined ? undefined : this.push(encoder.encode(topic)),
-      timestamp,
-    });
+    this.keyLens.push(this.push(key));
+    this.valueLens.push(this.push(value));
+    this.topicLens.push(this.push(topic === undefined ? undefined : encoder.encode(topic)));
+    this.timestamps.push(timestamp === undefined ? -1n : timestamp);
   }
 
   batch() {
@@ -180,7 +201,15 @@ class Outputs {
       data.set(chunk, at);
       at += chunk.length;
     }
-    return { records: this.records, headers: this.headers, data };
+    return {
+      keyLens: Int32Array.from(this.keyLens),
+      valueLens: Int32Array.from(this.valueLens),
+      topicLens: Int32Array.from(this.topicLens),
+      timestamps: BigInt64Array.from(this.timestamps),
+      headerCounts: Uint32Array.from(this.headerCounts),
+      headerLens: Uint32Array.from(this.headerLens),
+      data,
+    };
   }
 }
 
@@ -244,8 +273,8 @@ export function transform(process, options = {}) {
     },
     process(batch) {
       const ctx = new Context(config);
-      batch.records.forEach((raw, index) => {
-        const record = new Record(raw, batch);
+      let index = 0;
+      for (const record of records(batch)) {
         ctx.record = record;
         try {
           process(record, ctx);
@@ -255,7 +284,8 @@ export function transform(process, options = {}) {
           console.error(error instanceof Error && error.stack ? `${describe(error)}\n${error.stack}` : describe(error));
           throw { index, message: describe(error) };
         }
-      });
+        index++;
+      }
       return ctx.outputs.batch();
     },
   };

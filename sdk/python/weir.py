@@ -150,18 +150,23 @@ class State:
 
 
 class _Outputs:
-    """Outputs of a batch, laid out as the contract's output batch: every byte in one
-    buffer, records holding spans into it (see wit/transform.wit)."""
+    """Outputs of a batch, laid out as the contract's output batch: a list per field
+    and every byte in one buffer (see wit/transform.wit)."""
 
     def __init__(self) -> None:
-        self.records: List[_types.OutputRecord] = []
-        self.headers: List[_types.Header] = []
+        self.key_lens: List[int] = []
+        self.value_lens: List[int] = []
+        self.topic_lens: List[int] = []
+        self.timestamps: List[int] = []
+        self.header_counts: List[int] = []
+        self.header_lens: List[int] = []
         self.data = bytearray()
 
-    def _push(self, raw: bytes) -> _types.Span:
-        start = len(self.data)
+    def _push(self, raw: Optional[bytes]) -> int:
+        if raw is None:
+            return -1
         self.data += raw
-        return _types.Span(start=start, len=len(raw))
+        return len(raw)
 
     def add(
         self,
@@ -171,21 +176,25 @@ class _Outputs:
         topic: Optional[str],
         timestamp: Optional[int],
     ) -> None:
-        first = len(self.headers)
+        self.header_counts.append(len(headers))
         for name, raw in headers:
-            self.headers.append(_types.Header(key=self._push(name.encode("utf-8")), value=self._push(raw)))
-        self.records.append(
-            _types.OutputRecord(
-                key=None if key is None else self._push(key),
-                value=None if value is None else self._push(value),
-                headers=_types.Span(start=first, len=len(headers)),
-                topic=None if topic is None else self._push(topic.encode("utf-8")),
-                timestamp=timestamp,
-            )
-        )
+            self.header_lens.append(self._push(name.encode("utf-8")))
+            self.header_lens.append(self._push(raw))
+        self.key_lens.append(self._push(key))
+        self.value_lens.append(self._push(value))
+        self.topic_lens.append(self._push(None if topic is None else topic.encode("utf-8")))
+        self.timestamps.append(-1 if timestamp is None else timestamp)
 
     def batch(self) -> _types.OutputBatch:
-        return _types.OutputBatch(records=self.records, headers=self.headers, data=bytes(self.data))
+        return _types.OutputBatch(
+            key_lens=self.key_lens,
+            value_lens=self.value_lens,
+            topic_lens=self.topic_lens,
+            timestamps=self.timestamps,
+            header_counts=self.header_counts,
+            header_lens=self.header_lens,
+            data=bytes(self.data),
+        )
 
 
 @dataclass
@@ -296,25 +305,30 @@ class WitWorld(wit_world.WitWorld):
     def process(self, batch: _types.InputBatch) -> _types.OutputBatch:
         assert _process is not None, "init ran first and checked this"
         data = batch.data
-        headers = batch.headers
+        at = 0
 
-        def cut(span: _types.Span) -> bytes:
-            return data[span.start : span.start + span.len]
+        def take(length: int) -> Optional[bytes]:
+            nonlocal at
+            if length < 0:
+                return None
+            at += length
+            return data[at - length : at]
 
+        header_lens = iter(batch.header_lens)
         ctx = Context(config=_config)
-        for index, raw in enumerate(batch.records):
-            first = raw.headers.start
+        for index in range(len(batch.offsets)):
+            headers = []
+            for _ in range(batch.header_counts[index]):
+                name = take(next(header_lens))
+                headers.append((name.decode("utf-8"), take(next(header_lens))))
             record = Record(
-                key=None if raw.key is None else cut(raw.key),
-                value=None if raw.value is None else cut(raw.value),
-                headers=[
-                    (cut(h.key).decode("utf-8"), cut(h.value))
-                    for h in headers[first : first + raw.headers.len]
-                ],
-                timestamp=raw.timestamp,
+                key=take(batch.key_lens[index]),
+                value=take(batch.value_lens[index]),
+                headers=headers,
+                timestamp=batch.timestamps[index],
                 topic=batch.topic,
                 partition=batch.partition,
-                offset=raw.offset,
+                offset=batch.offsets[index],
             )
             ctx._record = record
             try:

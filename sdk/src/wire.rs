@@ -1,70 +1,73 @@
-//! Batches as the contract moves them: flat lists, every byte of the batch in one
-//! `data` buffer and records holding spans into it (`wit/transform.wit` says why).
-//! The host builds input batches and checks output batches; this side trusts what
-//! the host sends and builds outputs the host will accept.
+//! Batches as the contract moves them: a list per field and every key, value and
+//! header byte in one `data` buffer (`wit/transform.wit` says why and how). The host
+//! builds input batches and checks output batches; this side trusts what the host
+//! sends and builds outputs the host accepts.
 
-use crate::bindings::weir::transform::types::{
-    Header as WireHeader, InputBatch, OutputBatch, OutputRecord as WireOutput, Span,
-};
+use crate::bindings::weir::transform::types::{InputBatch, OutputBatch};
 use crate::{Header, Output, Record};
 
 /// The records of `batch`, each owning its bytes.
 pub fn decode(batch: InputBatch) -> Vec<Record> {
-    let InputBatch {
-        topic,
-        partition,
-        records,
-        headers,
-        data,
-    } = batch;
-    let bytes = |span: Span| data[span.start as usize..][..span.len as usize].to_vec();
-    let text = |span: Span| String::from_utf8_lossy(&bytes(span)).into_owned();
-    records
-        .into_iter()
-        .map(|r| Record {
-            key: r.key.map(bytes),
-            value: r.value.map(bytes),
-            headers: headers[r.headers.start as usize..][..r.headers.len as usize]
-                .iter()
-                .map(|h| Header {
-                    key: text(h.key),
-                    value: bytes(h.value),
+    let mut data = &batch.data[..];
+    let mut take = |len: usize| {
+        let (bytes, rest) = data.split_at(len);
+        data = rest;
+        bytes.to_vec()
+    };
+    let mut header_lens = batch.header_lens.chunks_exact(2);
+    (0..batch.offsets.len())
+        .map(|i| {
+            let headers = (0..batch.header_counts[i])
+                .map(|_| {
+                    let lens = header_lens.next().expect("two lengths per header");
+                    Header {
+                        key: String::from_utf8_lossy(&take(lens[0] as usize)).into_owned(),
+                        value: take(lens[1] as usize),
+                    }
                 })
-                .collect(),
-            timestamp: r.timestamp,
-            topic: topic.clone(),
-            partition,
-            offset: r.offset,
+                .collect();
+            let key = usize::try_from(batch.key_lens[i]).ok().map(&mut take);
+            let value = usize::try_from(batch.value_lens[i]).ok().map(&mut take);
+            Record {
+                key,
+                value,
+                headers,
+                timestamp: batch.timestamps[i],
+                topic: batch.topic.clone(),
+                partition: batch.partition,
+                offset: batch.offsets[i],
+            }
         })
         .collect()
 }
 
 /// `outputs` as one output batch.
 pub fn encode(outputs: Vec<Output>) -> OutputBatch {
+    let n = outputs.len();
     let mut batch = OutputBatch {
-        records: Vec::with_capacity(outputs.len()),
-        headers: Vec::new(),
+        key_lens: Vec::with_capacity(n),
+        value_lens: Vec::with_capacity(n),
+        topic_lens: Vec::with_capacity(n),
+        timestamps: Vec::with_capacity(n),
+        header_counts: Vec::with_capacity(n),
+        header_lens: Vec::new(),
         data: Vec::with_capacity(outputs.iter().map(payload_len).sum()),
     };
     for output in outputs {
         let data = &mut batch.data;
-        let first_header = batch.headers.len() as u32;
+        batch.header_counts.push(output.headers.len() as u32);
         for header in &output.headers {
-            batch.headers.push(WireHeader {
-                key: push(data, header.key.as_bytes()),
-                value: push(data, &header.value),
-            });
+            batch.header_lens.push(header.key.len() as u32);
+            batch.header_lens.push(header.value.len() as u32);
+            data.extend_from_slice(header.key.as_bytes());
+            data.extend_from_slice(&header.value);
         }
-        batch.records.push(WireOutput {
-            key: output.key.as_deref().map(|k| push(data, k)),
-            value: output.value.as_deref().map(|v| push(data, v)),
-            headers: Span {
-                start: first_header,
-                len: output.headers.len() as u32,
-            },
-            topic: output.topic.as_deref().map(|t| push(data, t.as_bytes())),
-            timestamp: output.timestamp,
-        });
+        batch.key_lens.push(push(data, output.key.as_deref()));
+        batch.value_lens.push(push(data, output.value.as_deref()));
+        batch
+            .topic_lens
+            .push(push(data, output.topic.as_deref().map(str::as_bytes)));
+        batch.timestamps.push(output.timestamp.unwrap_or(-1));
     }
     batch
 }
@@ -82,24 +85,25 @@ fn payload_len(output: &Output) -> usize {
             .sum::<usize>()
 }
 
-/// Append `bytes` to `data` and say where they went. A guest's memory is 32-bit, so
-/// a batch's data cannot outgrow a `u32`.
-fn push(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
-    let start = data.len() as u32;
-    data.extend_from_slice(bytes);
-    Span {
-        start,
-        len: bytes.len() as u32,
+/// Append `bytes` to `data`; their length, or -1 when absent. A field of 2 GiB or
+/// more (possible only in a guest allowed nearly 4 GiB) wraps negative, and the host
+/// refuses the batch.
+fn push(data: &mut Vec<u8>, bytes: Option<&[u8]>) -> i32 {
+    match bytes {
+        Some(bytes) => {
+            data.extend_from_slice(bytes);
+            bytes.len() as i32
+        }
+        None => -1,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::weir::transform::types::InputRecord as WireInput;
 
     #[test]
-    fn outputs_round_trip_through_a_batch() {
+    fn outputs_become_columns() {
         let outputs = vec![
             Output::new("v1").with_key("k1").with_header("h", "x"),
             Output {
@@ -108,46 +112,28 @@ mod tests {
                 ..Output::new("").to_topic("elsewhere")
             },
         ];
-        let batch = encode(outputs.clone());
-        let text = |s: Span| &batch.data[s.start as usize..][..s.len as usize];
-        let first = &batch.records[0];
-        assert_eq!(first.key.map(text), Some(&b"k1"[..]));
-        assert_eq!(first.value.map(text), Some(&b"v1"[..]));
-        let header = &batch.headers[first.headers.start as usize];
-        assert_eq!((text(header.key), text(header.value)), (&b"h"[..], &b"x"[..]));
-        let second = &batch.records[1];
-        assert_eq!((second.value, second.headers.len), (None, 0));
-        assert_eq!(second.topic.map(text), Some(&b"elsewhere"[..]));
-        assert_eq!(second.timestamp, Some(5));
+        let batch = encode(outputs);
+        assert_eq!(batch.key_lens, [2, -1]);
+        assert_eq!(batch.value_lens, [2, -1]);
+        assert_eq!(batch.topic_lens, [-1, 9]);
+        assert_eq!(batch.timestamps, [-1, 5]);
+        assert_eq!(batch.header_counts, [1, 0]);
+        assert_eq!(batch.header_lens, [1, 1]);
+        assert_eq!(batch.data, b"hxk1v1elsewhere");
     }
 
     #[test]
     fn an_input_batch_becomes_records() {
-        let span = |start, len| Span { start, len };
         let batch = InputBatch {
             topic: "in".into(),
             partition: 3,
-            records: vec![
-                WireInput {
-                    key: Some(span(0, 1)),
-                    value: Some(span(1, 2)),
-                    headers: span(0, 1),
-                    timestamp: 10,
-                    offset: 40,
-                },
-                WireInput {
-                    key: None,
-                    value: None,
-                    headers: span(1, 0),
-                    timestamp: 11,
-                    offset: 41,
-                },
-            ],
-            headers: vec![WireHeader {
-                key: span(3, 1),
-                value: span(4, 1),
-            }],
-            data: b"kvvhx".to_vec(),
+            offsets: vec![40, 41],
+            timestamps: vec![10, 11],
+            key_lens: vec![1, -1],
+            value_lens: vec![2, 0],
+            header_counts: vec![1, 0],
+            header_lens: vec![1, 1],
+            data: b"hxkvv".to_vec(),
         };
         let records = decode(batch);
         assert_eq!(
@@ -165,7 +151,9 @@ mod tests {
                 offset: 40,
             }
         );
-        assert_eq!((records[1].key.as_ref(), records[1].offset), (None, 41));
+        assert_eq!(records[1].key, None);
+        assert_eq!(records[1].value.as_deref(), Some(&b""[..]));
+        assert_eq!((records[1].offset, records[1].timestamp), (41, 11));
         assert!(records[1].headers.is_empty());
     }
 }

@@ -123,13 +123,13 @@ bool exports_transform_process(transform_input_batch_t *batch, transform_output_
                                transform_record_error_t *err) {
     weir_outputs_t outs = {0};
     bool ok = true;
-    for (size_t r = 0; r < batch->records.len && ok; r++) {
-        weir_input_record_t *record = &batch->records.ptr[r];
-        weir_bytes_t value = weir_value(batch, record);
-        const uint8_t *text = value.ptr ? value.ptr : (const uint8_t *)"";
-        size_t len = value.len;
+    weir_records_t records = weir_records(batch);
+    weir_record_t record;
+    while (ok && weir_records_next(&records, &record)) {
+        const uint8_t *text = record.value.ptr ? record.value.ptr : (const uint8_t *)"";
+        size_t len = record.value.len;
         if (!valid_utf8(text, len)) {
-            err->index = (uint32_t)r;
+            err->index = (uint32_t)record.index;
             set_message(&err->message, "the record's value is not UTF-8 text");
             ok = false;
             break;
@@ -139,7 +139,7 @@ bool exports_transform_process(transform_input_batch_t *batch, transform_output_
             while (start < len && !is_word_byte(text[start])) start++;
             size_t end = start;
             while (end < len && is_word_byte(text[end])) end++;
-            if (end > start) count_word(text + start, end - start, record->timestamp, &outs);
+            if (end > start) count_word(text + start, end - start, record.timestamp, &outs);
             start = end;
         }
     }

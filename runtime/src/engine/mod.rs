@@ -634,7 +634,7 @@ impl Instance {
         if records::encode(records, &mut self.batch).is_err() {
             return Err(ProcessError::Fault(GuestFault::Contract {
                 message: format!(
-                    "a batch of {} records does not fit in 32-bit spans",
+                    "a batch of {} records is too large for the contract's 32-bit lengths",
                     records.len()
                 ),
             }));

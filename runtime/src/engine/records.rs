@@ -1,12 +1,12 @@
 //! The host's records, and how a batch of them crosses the component boundary.
 //!
 //! The rest of the host works with [`InputRecord`] and [`OutputRecord`], one owned
-//! record at a time. The contract (`wit/transform.wit`) moves a batch as flat lists
-//! instead: every key, value, header and topic byte in one `data` buffer, records
-//! holding spans into it. Lowering a list into the guest costs a call of the guest's
-//! allocator, so a record with its own lists cost three such calls (value, headers,
-//! topic); a batch now costs five in all. This module is the only place that knows
-//! the layout.
+//! record at a time. The contract (`wit/transform.wit`) moves a batch as columns
+//! instead: a list of numbers per field and every key, value and header byte in one
+//! `data` buffer. Wasmtime copies a list of numbers or bytes in one go, but lowers a
+//! list of records field by field, with a call into the guest's allocator for each
+//! list inside a record: a 100-byte record cost about 415 ns of boundary that way
+//! (BENCHMARKS.md). This module is the only place in the host that knows the layout.
 
 use super::bindings::weir::transform::types as wire;
 
@@ -58,7 +58,8 @@ pub struct OutputRecord {
     pub timestamp: Option<i64>,
 }
 
-/// A batch too large for 32-bit spans: it could not fit in a guest's memory either.
+/// A batch too large for the contract's 32-bit lengths: it could not fit in a guest's
+/// memory either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct BatchTooLarge;
 
@@ -72,119 +73,167 @@ pub(super) fn empty_batch() -> wire::InputBatch {
     wire::InputBatch {
         topic: String::new(),
         partition: 0,
-        records: Vec::new(),
-        headers: Vec::new(),
+        offsets: Vec::new(),
+        timestamps: Vec::new(),
+        key_lens: Vec::new(),
+        value_lens: Vec::new(),
+        header_counts: Vec::new(),
+        header_lens: Vec::new(),
         data: Vec::new(),
     }
 }
 
 /// Lay `records` (one run: same topic and partition) out in `batch`, reusing its
 /// buffers' capacity.
-pub(super) fn encode(records: &[InputRecord], batch: &mut wire::InputBatch) -> Result<(), BatchTooLarge> {
-    batch.records.clear();
-    batch.headers.clear();
-    batch.data.clear();
-    batch.topic.clear();
-    if let Some(first) = records.first() {
-        batch.topic.push_str(&first.topic);
-        batch.partition = first.partition;
-    }
+pub(super) fn encode(
+    records: &[InputRecord],
+    batch: &mut wire::InputBatch,
+) -> Result<(), BatchTooLarge> {
     let wire::InputBatch {
-        records: out,
-        headers,
+        topic,
+        partition,
+        offsets,
+        timestamps,
+        key_lens,
+        value_lens,
+        header_counts,
+        header_lens,
         data,
-        ..
     } = batch;
-    for record in records {
-        let first_header = span_start(headers.len())?;
-        for header in &record.headers {
-            headers.push(wire::Header {
-                key: push(data, header.key.as_bytes())?,
-                value: push(data, &header.value)?,
-            });
-        }
-        out.push(wire::InputRecord {
-            key: record.key.as_deref().map(|k| push(data, k)).transpose()?,
-            value: record.value.as_deref().map(|v| push(data, v)).transpose()?,
-            headers: span(first_header, record.headers.len())?,
-            timestamp: record.timestamp,
-            offset: record.offset,
-        });
+    topic.clear();
+    if let Some(first) = records.first() {
+        topic.push_str(&first.topic);
+        *partition = first.partition;
     }
+    offsets.clear();
+    timestamps.clear();
+    key_lens.clear();
+    value_lens.clear();
+    header_counts.clear();
+    header_lens.clear();
+    data.clear();
+    for record in records {
+        offsets.push(record.offset);
+        timestamps.push(record.timestamp);
+        header_counts.push(u32::try_from(record.headers.len()).map_err(|_| BatchTooLarge)?);
+        for header in &record.headers {
+            header_lens.push(u32::try_from(header.key.len()).map_err(|_| BatchTooLarge)?);
+            header_lens.push(u32::try_from(header.value.len()).map_err(|_| BatchTooLarge)?);
+            data.extend_from_slice(header.key.as_bytes());
+            data.extend_from_slice(&header.value);
+        }
+        key_lens.push(push_optional(data, record.key.as_deref())?);
+        value_lens.push(push_optional(data, record.value.as_deref())?);
+    }
+    u32::try_from(data.len()).map_err(|_| BatchTooLarge)?;
     Ok(())
 }
 
-fn span_start(at: usize) -> Result<u32, BatchTooLarge> {
-    u32::try_from(at).map_err(|_| BatchTooLarge)
-}
-
-fn span(start: u32, len: usize) -> Result<wire::Span, BatchTooLarge> {
-    let len = u32::try_from(len).map_err(|_| BatchTooLarge)?;
-    start.checked_add(len).ok_or(BatchTooLarge)?;
-    Ok(wire::Span { start, len })
-}
-
-/// Append `bytes` to `data` and say where they went.
-fn push(data: &mut Vec<u8>, bytes: &[u8]) -> Result<wire::Span, BatchTooLarge> {
-    let start = span_start(data.len())?;
-    let span = span(start, bytes.len())?;
+/// Append `bytes` to `data`; their length, or -1 when absent.
+fn push_optional(data: &mut Vec<u8>, bytes: Option<&[u8]>) -> Result<i32, BatchTooLarge> {
+    let Some(bytes) = bytes else { return Ok(-1) };
+    let len = i32::try_from(bytes.len()).map_err(|_| BatchTooLarge)?;
     data.extend_from_slice(bytes);
-    Ok(span)
+    Ok(len)
+}
+
+/// Reads an output batch's `data` front to back, checking every length against it.
+struct Cursor<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8], String> {
+        let bytes = self.data.get(self.at..).and_then(|rest| rest.get(..len));
+        let bytes = bytes.ok_or_else(|| {
+            format!(
+                "an output's {what} of {len} bytes at {} runs past the batch's {} data bytes",
+                self.at,
+                self.data.len()
+            )
+        })?;
+        self.at += len;
+        Ok(bytes)
+    }
+
+    fn optional(&mut self, len: i32, what: &str) -> Result<Option<&'a [u8]>, String> {
+        match len {
+            -1 => Ok(None),
+            len if len < 0 => Err(format!("an output's {what} length is {len}")),
+            len => self.take(len as usize, what).map(Some),
+        }
+    }
+
+    fn text(&mut self, len: usize, what: &str) -> Result<String, String> {
+        let bytes = self.take(len, what)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|e| format!("an output's {what} is not UTF-8: {e}"))
+    }
 }
 
 /// Turn the guest's output batch into records, appending them to `out`. The guest is
-/// not trusted: a span outside its batch, or a topic or header name that is not
-/// UTF-8, is a contract violation, described in the error.
+/// not trusted: columns of different lengths, a length past the data, or a topic or
+/// header name that is not UTF-8 is a contract violation, described in the error.
 pub(super) fn decode(batch: &wire::OutputBatch, out: &mut Vec<OutputRecord>) -> Result<(), String> {
-    let bytes = |span: wire::Span, what: &str| -> Result<&[u8], String> {
-        let start = span.start as usize;
-        batch
-            .data
-            .get(start..start + span.len as usize)
-            .ok_or_else(|| {
-                format!(
-                    "an output's {what} span {}+{} is outside the batch's {} data bytes",
-                    span.start,
-                    span.len,
-                    batch.data.len()
-                )
-            })
+    let n = batch.key_lens.len();
+    let columns = [
+        ("value-lens", batch.value_lens.len()),
+        ("topic-lens", batch.topic_lens.len()),
+        ("timestamps", batch.timestamps.len()),
+        ("header-counts", batch.header_counts.len()),
+    ];
+    if let Some((name, len)) = columns.iter().find(|(_, len)| *len != n) {
+        return Err(format!(
+            "the output batch has {n} key-lens but {len} {name}: every column needs one entry per output"
+        ));
+    }
+    let headers: u64 = batch.header_counts.iter().map(|&c| u64::from(c)).sum();
+    if headers * 2 != batch.header_lens.len() as u64 {
+        return Err(format!(
+            "the output batch counts {headers} headers but has {} header-lens (two per header)",
+            batch.header_lens.len()
+        ));
+    }
+    let mut data = Cursor {
+        data: &batch.data,
+        at: 0,
     };
-    let text = |span: wire::Span, what: &str| -> Result<String, String> {
-        let raw = bytes(span, what)?;
-        std::str::from_utf8(raw)
-            .map(str::to_owned)
-            .map_err(|e| format!("an output's {what} is not UTF-8: {e}"))
-    };
-    out.reserve(batch.records.len());
-    for record in &batch.records {
-        let start = record.headers.start as usize;
-        let headers = batch
-            .headers
-            .get(start..start + record.headers.len as usize)
-            .ok_or_else(|| {
-                format!(
-                    "an output's headers {}+{} are outside the batch's {} headers",
-                    record.headers.start,
-                    record.headers.len,
-                    batch.headers.len()
-                )
-            })?;
-        out.push(OutputRecord {
-            key: record.key.map(|s| bytes(s, "key").map(<[u8]>::to_vec)).transpose()?,
-            value: record.value.map(|s| bytes(s, "value").map(<[u8]>::to_vec)).transpose()?,
-            headers: headers
-                .iter()
-                .map(|h| {
-                    Ok(Header {
-                        key: text(h.key, "header name")?,
-                        value: bytes(h.value, "header value")?.to_vec(),
-                    })
+    let mut header_lens = batch.header_lens.chunks_exact(2);
+    out.reserve(n);
+    for i in 0..n {
+        let headers = (0..batch.header_counts[i])
+            .map(|_| {
+                let lens = header_lens.next().expect("counted above");
+                Ok(Header {
+                    key: data.text(lens[0] as usize, "header name")?,
+                    value: data.take(lens[1] as usize, "header value")?.to_vec(),
                 })
-                .collect::<Result<_, String>>()?,
-            topic: record.topic.map(|s| text(s, "topic")).transpose()?,
-            timestamp: record.timestamp,
+            })
+            .collect::<Result<_, String>>()?;
+        let key = data.optional(batch.key_lens[i], "key")?.map(<[u8]>::to_vec);
+        let value = data.optional(batch.value_lens[i], "value")?.map(<[u8]>::to_vec);
+        let topic = match batch.topic_lens[i] {
+            -1 => None,
+            len if len < 0 => return Err(format!("an output's topic length is {len}")),
+            len => Some(data.text(len as usize, "topic")?),
+        };
+        let timestamp = Some(batch.timestamps[i]).filter(|t| *t >= 0);
+        out.push(OutputRecord {
+            key,
+            value,
+            headers,
+            topic,
+            timestamp,
         });
+    }
+    if data.at != batch.data.len() {
+        return Err(format!(
+            "the output batch has {} data bytes but its outputs use {}",
+            batch.data.len(),
+            data.at
+        ));
     }
     Ok(())
 }
@@ -198,9 +247,9 @@ mod tests {
             key: (offset % 2 == 0).then(|| format!("k{offset}").into_bytes()),
             headers: vec![Header {
                 key: "h".into(),
-                value: vec![offset as u8],
+                value: vec![b'0' + offset as u8],
             }],
-            timestamp: 7,
+            timestamp: 7 + offset,
             ..InputRecord::from_value("t", 1, offset, format!("v{offset}"))
         }
     }
@@ -211,19 +260,17 @@ mod tests {
         let mut batch = empty_batch();
         encode(&records, &mut batch).unwrap();
         assert_eq!((batch.topic.as_str(), batch.partition), ("t", 1));
-        let text = |s: wire::Span| &batch.data[s.start as usize..(s.start + s.len) as usize];
-        for (record, wire) in records.iter().zip(&batch.records) {
-            assert_eq!(wire.key.map(text), record.key.as_deref());
-            assert_eq!(wire.value.map(text), record.value.as_deref());
-            assert_eq!((wire.offset, wire.timestamp), (record.offset, 7));
-            let header = &batch.headers[wire.headers.start as usize];
-            assert_eq!((wire.headers.len, text(header.key)), (1, &b"h"[..]));
-            assert_eq!(text(header.value), &[record.offset as u8][..]);
-        }
+        assert_eq!(batch.offsets, [0, 1, 2]);
+        assert_eq!(batch.timestamps, [7, 8, 9]);
+        assert_eq!(batch.key_lens, [2, -1, 2]);
+        assert_eq!(batch.value_lens, [2, 2, 2]);
+        assert_eq!(batch.header_counts, [1, 1, 1]);
+        assert_eq!(batch.header_lens, [1, 1, 1, 1, 1, 1]);
+        assert_eq!(batch.data, b"h0k0v0h1v1h2k2v2");
         // A second batch reuses the buffers and leaves nothing of the first.
-        encode(&records[..1], &mut batch).unwrap();
-        assert_eq!((batch.records.len(), batch.headers.len()), (1, 1));
-        assert_eq!(batch.data, b"h\0k0v0");
+        encode(&records[1..2], &mut batch).unwrap();
+        assert_eq!((batch.offsets.len(), batch.header_lens.len()), (1, 2));
+        assert_eq!(batch.data, b"h1v1");
     }
 
     #[test]
@@ -235,85 +282,76 @@ mod tests {
         assert_eq!(lengths, [2, 1, 1, 1]);
     }
 
-    fn output_batch(data: &[u8], records: Vec<wire::OutputRecord>, headers: Vec<wire::Header>) -> wire::OutputBatch {
+    /// One output per entry of `key_lens`, with no headers, no topic, no timestamp.
+    fn outputs(data: &[u8], key_lens: &[i32], value_lens: &[i32]) -> wire::OutputBatch {
+        let n = key_lens.len();
         wire::OutputBatch {
-            records,
-            headers,
+            key_lens: key_lens.to_vec(),
+            value_lens: value_lens.to_vec(),
+            topic_lens: vec![-1; n],
+            timestamps: vec![-1; n],
+            header_counts: vec![0; n],
+            header_lens: vec![],
             data: data.to_vec(),
         }
     }
 
-    fn span(start: u32, len: u32) -> wire::Span {
-        wire::Span { start, len }
-    }
-
     #[test]
     fn outputs_come_back_as_records() {
-        let batch = output_batch(
-            b"keyvaluetopicname\x01",
-            vec![wire::OutputRecord {
-                key: Some(span(0, 3)),
-                value: Some(span(3, 5)),
-                headers: span(0, 1),
-                topic: Some(span(8, 5)),
-                timestamp: Some(9),
-            }],
-            vec![wire::Header {
-                key: span(13, 4),
-                value: span(17, 1),
-            }],
-        );
+        let batch = wire::OutputBatch {
+            topic_lens: vec![5, -1],
+            timestamps: vec![9, -1],
+            header_counts: vec![1, 0],
+            header_lens: vec![4, 1],
+            ..outputs(b"name\x01keyvaluetopicv", &[3, -1], &[5, 1])
+        };
         let mut out = Vec::new();
         decode(&batch, &mut out).unwrap();
         assert_eq!(
             out,
-            [OutputRecord {
-                key: Some(b"key".to_vec()),
-                value: Some(b"value".to_vec()),
-                headers: vec![Header {
-                    key: "name".into(),
-                    value: vec![1]
-                }],
-                topic: Some("topic".into()),
-                timestamp: Some(9),
-            }]
+            [
+                OutputRecord {
+                    key: Some(b"key".to_vec()),
+                    value: Some(b"value".to_vec()),
+                    headers: vec![Header {
+                        key: "name".into(),
+                        value: vec![1]
+                    }],
+                    topic: Some("topic".into()),
+                    timestamp: Some(9),
+                },
+                OutputRecord {
+                    key: None,
+                    value: Some(b"v".to_vec()),
+                    headers: vec![],
+                    topic: None,
+                    timestamp: None,
+                }
+            ]
         );
     }
 
     #[test]
-    fn a_span_outside_the_batch_is_refused() {
-        let record = |value, headers| wire::OutputRecord {
-            key: None,
-            value: Some(value),
-            headers,
-            topic: None,
-            timestamp: None,
-        };
-        let mut out = Vec::new();
-        let bad_value = output_batch(b"abc", vec![record(span(2, 5), span(0, 0))], vec![]);
-        let err = decode(&bad_value, &mut out).unwrap_err();
-        assert!(err.contains("value span 2+5 is outside the batch's 3 data bytes"), "{err}");
-        let bad_headers = output_batch(b"abc", vec![record(span(0, 1), span(0, 2))], vec![]);
-        let err = decode(&bad_headers, &mut out).unwrap_err();
-        assert!(err.contains("headers 0+2 are outside"), "{err}");
-        let huge = output_batch(b"abc", vec![record(span(u32::MAX, u32::MAX), span(0, 0))], vec![]);
-        assert!(decode(&huge, &mut out).is_err());
-    }
-
-    #[test]
-    fn a_topic_that_is_not_utf8_is_refused() {
-        let batch = output_batch(
-            &[0xff],
-            vec![wire::OutputRecord {
-                key: None,
-                value: None,
-                headers: span(0, 0),
-                topic: Some(span(0, 1)),
-                timestamp: None,
-            }],
-            vec![],
-        );
-        let err = decode(&batch, &mut Vec::new()).unwrap_err();
+    fn a_malformed_output_batch_is_refused() {
+        let decode = |batch: &wire::OutputBatch| decode(batch, &mut Vec::new()).unwrap_err();
+        let err = decode(&outputs(b"abc", &[1], &[5]));
+        assert!(err.contains("value of 5 bytes at 1 runs past the batch's 3 data bytes"), "{err}");
+        let err = decode(&outputs(b"abc", &[1, 1], &[1]));
+        assert!(err.contains("2 key-lens but 1 value-lens"), "{err}");
+        let err = decode(&outputs(b"abc", &[1], &[1]));
+        assert!(err.contains("3 data bytes but its outputs use 2"), "{err}");
+        let err = decode(&outputs(b"abc", &[-2], &[3]));
+        assert!(err.contains("key length is -2"), "{err}");
+        let err = decode(&wire::OutputBatch {
+            header_counts: vec![2],
+            header_lens: vec![1, 1],
+            ..outputs(b"ab", &[-1], &[-1])
+        });
+        assert!(err.contains("counts 2 headers but has 2 header-lens"), "{err}");
+        let err = decode(&wire::OutputBatch {
+            topic_lens: vec![1],
+            ..outputs(&[0xff], &[-1], &[-1])
+        });
         assert!(err.contains("topic is not UTF-8"), "{err}");
     }
 }

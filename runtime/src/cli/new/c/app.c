@@ -58,29 +58,28 @@ bool exports_transform_process(transform_input_batch_t *batch, transform_output_
                                transform_record_error_t *err) {
     weir_outputs_t outputs = {0};
     bool ok = true;
-    for (size_t i = 0; i < batch->records.len; i++) {
-        weir_input_record_t *record = &batch->records.ptr[i];
-        weir_bytes_t value = weir_value(batch, record);
-        if (!value.ptr || value.len == 0) {
-            err->index = (uint32_t)i;
+    weir_records_t records = weir_records(batch);
+    weir_record_t record;
+    while (weir_records_next(&records, &record)) {
+        if (!record.value.ptr || record.value.len == 0) {
+            err->index = (uint32_t)record.index;
             transform_string_dup(&err->message, "the record has no value");
             ok = false;
             break;
         }
-        weir_bytes_t key = weir_key(batch, record);
-        unsigned long long seen = bump_seen(key);
+        unsigned long long seen = bump_seen(record.key);
 
         // "<VALUE IN UPPER CASE> #<seen>"
         char suffix[32];
         int suffix_len = snprintf(suffix, sizeof suffix, " #%llu", seen);
-        size_t len = value.len + (size_t)suffix_len;
+        size_t len = record.value.len + (size_t)suffix_len;
         uint8_t *text = checked_malloc(len);
-        for (size_t k = 0; k < value.len; k++) {
-            uint8_t c = value.ptr[k];
+        for (size_t k = 0; k < record.value.len; k++) {
+            uint8_t c = record.value.ptr[k];
             text[k] = (c >= 'a' && c <= 'z') ? (uint8_t)(c - 'a' + 'A') : c;
         }
-        memcpy(text + value.len, suffix, (size_t)suffix_len);
-        weir_outputs_add(&outputs, key, (weir_bytes_t){text, len}, record->timestamp);
+        memcpy(text + record.value.len, suffix, (size_t)suffix_len);
+        weir_outputs_add(&outputs, record.key, (weir_bytes_t){text, len}, record.timestamp);
         free(text);
     }
     transform_input_batch_free(batch);
