@@ -371,7 +371,7 @@ fn main() {
         broker.create_topic(topic, PARTITIONS);
     }
     let bootstrap = broker.bootstrap.clone();
-    fill_input(&bootstrap, "in", records, |i| line(i));
+    fill_input(&bootstrap, "in", records, line);
     fill_input(&bootstrap, "words", records, word);
 
     let native = baseline(&bootstrap, records, "in", "100-byte records");

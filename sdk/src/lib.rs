@@ -148,9 +148,9 @@ pub mod __private {
 
     pub use wit_bindgen;
 
-    use crate::{Config, Transform};
     #[cfg(target_arch = "wasm32")]
     use crate::bindings::{InputBatch, OutputBatch, RecordError};
+    use crate::{Config, Transform};
 
     pub fn init<T: Transform>(
         slot: &RefCell<Option<T>>,
@@ -174,6 +174,7 @@ pub mod __private {
             });
         };
         let records = crate::wire::decode(batch);
-        crate::run_batch(transform, records, &mut crate::context::WasmState).map(crate::wire::encode)
+        crate::run_batch(transform, records, &mut crate::context::WasmState)
+            .map(crate::wire::encode)
     }
 }

@@ -5,8 +5,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::engine::{InputRecord, OutputRecord};
-use crate::engine::{Engine, EngineConfig, EngineError, Instance, InstanceLabels, Limits};
+use crate::engine::{
+    Engine, EngineConfig, EngineError, InputRecord, Instance, InstanceLabels, Limits, OutputRecord,
+};
 use crate::jsonl;
 use crate::pipeline::{BatchError, ErrorPolicy, Processor as _, run_batch};
 use crate::state::{MemoryStore, PartitionState, RocksStore, StateStore};

@@ -213,7 +213,9 @@ pub(super) fn decode(batch: &wire::OutputBatch, out: &mut Vec<OutputRecord>) -> 
             })
             .collect::<Result<_, String>>()?;
         let key = data.optional(batch.key_lens[i], "key")?.map(<[u8]>::to_vec);
-        let value = data.optional(batch.value_lens[i], "value")?.map(<[u8]>::to_vec);
+        let value = data
+            .optional(batch.value_lens[i], "value")?
+            .map(<[u8]>::to_vec);
         let topic = match batch.topic_lens[i] {
             -1 => None,
             len if len < 0 => return Err(format!("an output's topic length is {len}")),
@@ -335,7 +337,10 @@ mod tests {
     fn a_malformed_output_batch_is_refused() {
         let decode = |batch: &wire::OutputBatch| decode(batch, &mut Vec::new()).unwrap_err();
         let err = decode(&outputs(b"abc", &[1], &[5]));
-        assert!(err.contains("value of 5 bytes at 1 runs past the batch's 3 data bytes"), "{err}");
+        assert!(
+            err.contains("value of 5 bytes at 1 runs past the batch's 3 data bytes"),
+            "{err}"
+        );
         let err = decode(&outputs(b"abc", &[1, 1], &[1]));
         assert!(err.contains("2 key-lens but 1 value-lens"), "{err}");
         let err = decode(&outputs(b"abc", &[1], &[1]));
@@ -347,7 +352,10 @@ mod tests {
             header_lens: vec![1, 1],
             ..outputs(b"ab", &[-1], &[-1])
         });
-        assert!(err.contains("counts 2 headers but has 2 header-lens"), "{err}");
+        assert!(
+            err.contains("counts 2 headers but has 2 header-lens"),
+            "{err}"
+        );
         let err = decode(&wire::OutputBatch {
             topic_lens: vec![1],
             ..outputs(&[0xff], &[-1], &[-1])

@@ -7,8 +7,8 @@
 //! to the first record that fails. Either way a failing record's state writes and
 //! outputs never survive, and every other record's take effect exactly once.
 
-use crate::engine::{InputRecord, OutputRecord};
 use crate::engine::{EngineError, GuestFault};
+use crate::engine::{InputRecord, OutputRecord};
 use crate::state::StateError;
 
 use super::{ErrorPolicy, ProcessError, Processor};

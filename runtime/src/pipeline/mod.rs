@@ -12,8 +12,8 @@ pub use batch::{BatchError, BatchOutcome, FailureReason, RecordFailure, run_batc
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{InputRecord, OutputRecord};
 use crate::engine::{EngineError, GuestFault};
+use crate::engine::{InputRecord, OutputRecord};
 use crate::state::{PartitionState, StateError};
 
 /// Something that runs a transform's `process` over a batch while owning the

@@ -33,8 +33,7 @@ use rdkafka::message::{Header as KafkaHeader, Headers, OwnedHeaders};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::Guarantee;
-use crate::engine::InputRecord;
-use crate::engine::{Engine, EngineError, Instance, InstanceLabels, Limits};
+use crate::engine::{Engine, EngineError, InputRecord, Instance, InstanceLabels, Limits};
 use crate::failpoint;
 use crate::kafka::producer::{Outgoing, PartitionProducer, RecordKind};
 use crate::kafka::records::{self, DeadLetter};

@@ -12,18 +12,27 @@
 //! transform just wrote are read back from memory rather than from RocksDB's memtable,
 //! where a profile showed most of the time of a stateful count going. The cache only
 //! ever holds what the store holds, so scans and commits can ignore it.
+//!
+//! Both maps keep short keys and values ([`Bytes`]) inside their own slots: a lookup
+//! of a small key then touches the slot alone, not the slot and two allocations, and
+//! these lookups are memory-bound once the state outgrows the CPU caches.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as Slot;
 
 use foldhash::fast::RandomState;
+use smallvec::SmallVec;
 
 use super::{Entry, MemoryStore, StateError, StateStore};
+
+/// A key or value in the buffer: up to 16 bytes stored inline (a typical key of a
+/// counting or keyed-aggregate transform fits), longer ones on the heap.
+type Bytes = SmallVec<[u8; 16]>;
 
 /// Writes since the last checkpoint: `Some(value)` to store, `None` to delete.
 #[derive(Debug, Default)]
 pub struct WriteSet {
-    entries: HashMap<Vec<u8>, Option<Vec<u8>>, RandomState>,
+    entries: HashMap<Bytes, Option<Bytes>, RandomState>,
 }
 
 impl WriteSet {
@@ -46,7 +55,7 @@ impl WriteSet {
     pub fn bytes(&self) -> usize {
         self.entries
             .iter()
-            .map(|(key, value)| key.len() + value.as_ref().map_or(0, Vec::len))
+            .map(|(key, value)| key.len() + value.as_ref().map_or(0, |v| v.len()))
             .sum()
     }
 }
@@ -68,7 +77,7 @@ const CACHE_ENTRY_OVERHEAD: usize = 64;
 /// Committed values recently read or written; `None` marks a key known to be absent.
 #[derive(Debug)]
 struct ReadCache {
-    entries: HashMap<Vec<u8>, Option<Vec<u8>>, RandomState>,
+    entries: HashMap<Bytes, Option<Bytes>, RandomState>,
     bytes: usize,
     budget: usize,
 }
@@ -82,11 +91,11 @@ impl ReadCache {
         }
     }
 
-    fn size(key: &[u8], value: &Option<Vec<u8>>) -> usize {
-        key.len() + value.as_ref().map_or(0, Vec::len) + CACHE_ENTRY_OVERHEAD
+    fn size(key: &[u8], value: &Option<Bytes>) -> usize {
+        key.len() + value.as_ref().map_or(0, |v| v.len()) + CACHE_ENTRY_OVERHEAD
     }
 
-    fn insert(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+    fn insert(&mut self, key: Bytes, value: Option<Bytes>) {
         self.bytes += Self::size(&key, &value);
         match self.entries.entry(key) {
             Slot::Occupied(mut entry) => {
@@ -120,7 +129,7 @@ impl ReadCache {
 
 /// How to restore one buffer entry: the key and what the buffer held before
 /// (`None`: the key was not buffered at all).
-type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
+type Undo = (Bytes, Option<Option<Bytes>>);
 
 /// The state of one partition as a transform sees it: committed store plus buffer.
 pub struct PartitionState {
@@ -165,13 +174,16 @@ impl PartitionState {
     /// The value of `key`: buffered writes first, then the read cache, then the store.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         if let Some(buffered) = self.writes.entries.get(key) {
-            return Ok(buffered.clone());
+            return Ok(buffered.as_deref().map(<[u8]>::to_vec));
         }
         if let Some(cached) = self.cache.entries.get(key) {
-            return Ok(cached.clone());
+            return Ok(cached.as_deref().map(<[u8]>::to_vec));
         }
         let value = self.store.get(key)?;
-        self.cache.insert(key.to_vec(), value.clone());
+        self.cache.insert(
+            Bytes::from_slice(key),
+            value.as_deref().map(Bytes::from_slice),
+        );
         Ok(value)
     }
 
@@ -184,6 +196,8 @@ impl PartitionState {
     }
 
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let key = Bytes::from_vec(key);
+        let value = value.map(Bytes::from_vec);
         match &mut self.undo {
             Some(undo) => {
                 let previous = self.writes.entries.insert(key.clone(), value);
