@@ -165,7 +165,18 @@ pub mod native {
 
     impl<T: Transform> Processor for NativeProcessor<T> {
         fn process(&mut self, records: &[InputRecord]) -> Result<Vec<OutputRecord>, ProcessError> {
-            let records = records.iter().map(to_sdk).collect();
+            // One topic string per batch, as the Wasm SDK shares it.
+            let mut topic: Option<std::sync::Arc<str>> = None;
+            let records = records
+                .iter()
+                .map(|r| {
+                    let shared = topic.get_or_insert_with(|| r.topic.as_str().into());
+                    if **shared != *r.topic {
+                        *shared = r.topic.as_str().into();
+                    }
+                    to_sdk(r, shared.clone())
+                })
+                .collect();
             match weir_sdk::run_batch(&mut self.transform, records, &mut Backend(&mut self.state)) {
                 Ok(outputs) => Ok(outputs.into_iter().map(from_sdk).collect()),
                 Err(e) => Err(ProcessError::Rejected {
@@ -209,7 +220,7 @@ pub mod native {
         }
     }
 
-    fn to_sdk(r: &InputRecord) -> weir_sdk::Record {
+    fn to_sdk(r: &InputRecord, topic: std::sync::Arc<str>) -> weir_sdk::Record {
         weir_sdk::Record {
             key: r.key.clone(),
             value: r.value.clone(),
@@ -222,7 +233,7 @@ pub mod native {
                 })
                 .collect(),
             timestamp: r.timestamp,
-            topic: r.topic.clone(),
+            topic,
             partition: r.partition,
             offset: r.offset,
         }

@@ -1,6 +1,8 @@
 //! Input and output records, with helpers. On the wire they travel as flat batches
 //! (see `wire`); a transform only ever sees these.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -21,7 +23,9 @@ pub struct Record {
     pub headers: Vec<Header>,
     /// Kafka record timestamp, in milliseconds since the Unix epoch.
     pub timestamp: i64,
-    pub topic: String,
+    /// Shared by every record of a batch (a copy per record cost the byte-map and
+    /// JSON examples about 5%); it reads as a `&str`: `&*record.topic`.
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
 }
@@ -47,7 +51,7 @@ impl Record {
             value: Some(value.into()),
             headers: Vec::new(),
             timestamp: 0,
-            topic: String::new(),
+            topic: Arc::from(""),
             partition: 0,
             offset: 0,
         }

@@ -3,6 +3,8 @@
 //! builds input batches and checks output batches; this side trusts what the host
 //! sends and builds outputs the host accepts.
 
+use std::sync::Arc;
+
 use crate::bindings::weir::transform::types::{InputBatch, OutputBatch};
 use crate::{Header, Output, Record};
 
@@ -15,6 +17,7 @@ pub fn decode(batch: InputBatch) -> Vec<Record> {
         bytes.to_vec()
     };
     let mut header_lens = batch.header_lens.chunks_exact(2);
+    let topic: Arc<str> = Arc::from(batch.topic);
     (0..batch.offsets.len())
         .map(|i| {
             let headers = (0..batch.header_counts[i])
@@ -33,7 +36,7 @@ pub fn decode(batch: InputBatch) -> Vec<Record> {
                 value,
                 headers,
                 timestamp: batch.timestamps[i],
-                topic: batch.topic.clone(),
+                topic: topic.clone(),
                 partition: batch.partition,
                 offset: batch.offsets[i],
             }
@@ -146,7 +149,7 @@ mod tests {
                     value: b"x".to_vec()
                 }],
                 timestamp: 10,
-                topic: "in".into(),
+                topic: Arc::from("in"),
                 partition: 3,
                 offset: 40,
             }
