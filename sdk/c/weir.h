@@ -128,19 +128,15 @@ static inline void weir_outputs_add(weir_outputs_t *outs, weir_bytes_t key, weir
 
 // Hand the outputs to the bindings, which free them after the host has copied them.
 static inline void weir_outputs_finish(weir_outputs_t *outs, transform_output_batch_t *ret) {
+#define WEIR_HAND_OVER(column) (ret->column.ptr = outs->column.ptr, ret->column.len = outs->column.len)
     memset(ret, 0, sizeof *ret);
-    ret->key_lens.ptr = outs->key_lens.ptr;
-    ret->key_lens.len = outs->key_lens.len;
-    ret->value_lens.ptr = outs->value_lens.ptr;
-    ret->value_lens.len = outs->value_lens.len;
-    ret->topic_lens.ptr = outs->topic_lens.ptr;
-    ret->topic_lens.len = outs->topic_lens.len;
-    ret->timestamps.ptr = outs->timestamps.ptr;
-    ret->timestamps.len = outs->timestamps.len;
-    ret->header_counts.ptr = outs->header_counts.ptr;
-    ret->header_counts.len = outs->header_counts.len;
-    ret->data.ptr = outs->data.ptr;
-    ret->data.len = outs->data.len;
+    WEIR_HAND_OVER(key_lens);
+    WEIR_HAND_OVER(value_lens);
+    WEIR_HAND_OVER(topic_lens);
+    WEIR_HAND_OVER(timestamps);
+    WEIR_HAND_OVER(header_counts);
+    WEIR_HAND_OVER(data);
+#undef WEIR_HAND_OVER
     *outs = (weir_outputs_t){0};
 }
 
