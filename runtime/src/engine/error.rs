@@ -50,7 +50,13 @@ pub enum EngineError {
         needed: u64,
         limit: u64,
     },
-    #[error("{what} does not fit the weir:transform contract: {reason}")]
+    #[error(
+        "{what} does not fit the {package}@{version} contract: {reason}. A component built \
+         against another version of the contract must be rebuilt against the wit/ of this \
+         release",
+        package = super::bindings::CONTRACT_PACKAGE,
+        version = super::bindings::CONTRACT_VERSION,
+    )]
     NotATransform { what: String, reason: String },
     #[error("cannot start an instance of module {module}: {reason}")]
     Instantiate { module: String, reason: String },
