@@ -165,16 +165,15 @@ pub mod native {
 
     impl<T: Transform> Processor for NativeProcessor<T> {
         fn process(&mut self, records: &[InputRecord]) -> Result<Vec<OutputRecord>, ProcessError> {
-            // One topic string per batch, as the Wasm SDK shares it.
-            let mut topic: Option<std::sync::Arc<str>> = None;
+            // One topic string per run of records, as the Wasm SDK shares it per batch.
+            let mut topic: std::sync::Arc<str> = std::sync::Arc::from("");
             let records = records
                 .iter()
                 .map(|r| {
-                    let shared = topic.get_or_insert_with(|| r.topic.as_str().into());
-                    if **shared != *r.topic {
-                        *shared = r.topic.as_str().into();
+                    if *topic != *r.topic {
+                        topic = r.topic.as_str().into();
                     }
-                    to_sdk(r, shared.clone())
+                    to_sdk(r, topic.clone())
                 })
                 .collect();
             match weir_sdk::run_batch(&mut self.transform, records, &mut Backend(&mut self.state)) {

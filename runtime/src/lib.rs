@@ -28,7 +28,9 @@ pub mod state;
 
 /// The allocator the `weir` binary (and the benchmarks, which measure it) runs with.
 ///
-/// The host path allocates per record: lifted output fields, state keys and values,
-/// the write buffer and its read cache. Against glibc's malloc, mimalloc measured 1.7x
-/// on the state path alone and 1.45x on a Wasm stateful count (BENCHMARKS.md).
+/// The host path allocates per record (lifted output fields, state keys and values,
+/// the write buffer and its read cache), and many partition threads allocate at once.
+/// On the single-threaded engine benches it measured no different from glibc's malloc
+/// within the machine's noise (BENCHMARKS.md); the benches run with it so that they
+/// measure what the binary runs.
 pub use mimalloc::MiMalloc as HostAllocator;

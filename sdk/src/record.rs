@@ -1,5 +1,5 @@
-//! Input and output records, with helpers. On the wire they travel as flat batches
-//! (see `wire`); a transform only ever sees these.
+//! Input and output records, with helpers. On the wire a batch of them travels as
+//! columns (see `wire`); a transform only ever sees these.
 
 use std::sync::Arc;
 
