@@ -277,7 +277,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         let settle = Instant::now() + SETTLE_TIME;
         let (committed_offset, head, position) = loop {
-            let committed = self.committed(read_meta(&state, META_OFFSET)?)?;
+            let committed = self.committed(read_meta(&mut state, META_OFFSET)?)?;
             match self.restore(&mut state, committed) {
                 // A block past the committed offset is an aborted transaction's, or a
                 // committed one's whose offsets the broker has not applied yet (Tansu
@@ -1056,7 +1056,7 @@ fn new_checkpoint_id() -> u64 {
     }
 }
 
-fn read_meta(state: &PartitionState, name: &str) -> Result<Option<i64>, StateError> {
+fn read_meta(state: &mut PartitionState, name: &str) -> Result<Option<i64>, StateError> {
     Ok(state
         .metadata(name)?
         .and_then(|bytes| Some(i64::from_be_bytes(bytes.as_slice().try_into().ok()?))))

@@ -177,8 +177,8 @@ fn scan_respects_prefix_order_and_paging(make: &mut dyn FnMut() -> Box<dyn State
     assert_eq!(state.scan(b"b", None, 5).unwrap(), vec![entry("b", "B")]);
 }
 
-/// Random puts, deletes, batches, rollbacks and checkpoints, checked against a BTreeMap
-/// after every step with scans of every page size and point reads.
+/// Random puts, deletes, batches, rollbacks, checkpoints and discards, checked against a
+/// BTreeMap after every step with scans of every page size and point reads.
 fn scan_matches_a_model_under_random_operations(make: &mut dyn FnMut() -> Box<dyn StateStore>) {
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move |bound: u64| {
@@ -191,11 +191,12 @@ fn scan_matches_a_model_under_random_operations(make: &mut dyn FnMut() -> Box<dy
     let mut state = PartitionState::with_cache_budget(make(), 512);
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut batch_start: Option<BTreeMap<Vec<u8>, Vec<u8>>> = None;
+    let mut checkpointed = model.clone();
 
     for step in 0..600 {
         let key = format!("{}{}", ["p", "pa", "q"][next(3) as usize], next(12)).into_bytes();
         let touched = key.clone();
-        match next(10) {
+        match next(11) {
             0..=4 => {
                 let value = format!("v{step}").into_bytes();
                 state.put(key.clone(), value.clone());
@@ -217,11 +218,17 @@ fn scan_matches_a_model_under_random_operations(make: &mut dyn FnMut() -> Box<dy
                 Some(_) => state.commit_batch(),
                 None => {}
             },
-            _ => {
+            9 => {
                 if batch_start.take().is_some() {
                     state.commit_batch();
                 }
                 state.checkpoint(&[]).unwrap();
+                checkpointed = model.clone();
+            }
+            _ => {
+                batch_start = None;
+                state.discard_uncommitted();
+                model = checkpointed.clone();
             }
         }
 

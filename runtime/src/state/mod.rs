@@ -11,6 +11,7 @@
 
 mod buffer;
 pub mod changelog;
+mod committer;
 #[cfg(test)]
 mod conformance;
 mod memory;
@@ -71,4 +72,9 @@ pub enum StateError {
         operation: &'static str,
         source: rocksdb::Error,
     },
+    #[error(
+        "an earlier checkpoint failed to reach the state store ({0}); the partition must \
+         restart from its last committed checkpoint"
+    )]
+    EarlierCommitFailed(String),
 }

@@ -1,0 +1,204 @@
+//! [`Committer`]: applies checkpoints to the store on a thread of its own.
+//!
+//! In a stateful count over 100k keys, RocksDB's memtable inserts were about 40% of the
+//! processing thread's time, spent at every checkpoint. They need not be on that
+//! thread: once a checkpoint is handed over, the buffer's slots hold every value it
+//! carries, so the transform reads them from memory while RocksDB works. Anything that
+//! reads the store itself (a key the buffer does not know, a scan, metadata) waits for
+//! the commit in flight first, and so does the next checkpoint: one commit at a time, in
+//! order, and a reader never sees the store behind the buffer.
+//!
+//! The durability argument is unchanged. A commit still applies the writes and the
+//! metadata in one atomic write; a crash before it lands leaves the store behind Kafka,
+//! which the changelog restore repairs, as for a crash just before a synchronous commit.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use super::{StateError, StateStore, WriteSet};
+
+/// The partition's store, and the commit that may be using it.
+pub(super) struct Committer {
+    /// `None` while a commit has it.
+    store: Option<Box<dyn StateStore>>,
+    /// The commit thread, started by the first checkpoint.
+    writer: Option<Writer>,
+    in_flight: bool,
+    /// Why a commit failed: the buffer already treats those writes as committed, so
+    /// nothing may use the store again (the partition restarts from its checkpoint).
+    failed: Option<String>,
+    /// The write log of the last commit, emptied, so its allocation is reused.
+    spare: WriteSet,
+}
+
+struct Writer {
+    jobs: Sender<Job>,
+    done: Receiver<std::thread::Result<Done>>,
+    thread: JoinHandle<()>,
+}
+
+struct Job {
+    store: Box<dyn StateStore>,
+    writes: WriteSet,
+    metadata: Vec<(String, Vec<u8>)>,
+}
+
+struct Done {
+    store: Box<dyn StateStore>,
+    writes: WriteSet,
+    result: Result<(), StateError>,
+}
+
+impl Job {
+    fn run(mut self) -> Done {
+        let metadata: Vec<(&str, &[u8])> = self
+            .metadata
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_slice()))
+            .collect();
+        let result = self.store.commit(&self.writes, &metadata);
+        if result.is_ok() {
+            self.writes.clear();
+        }
+        Done {
+            store: self.store,
+            writes: self.writes,
+            result,
+        }
+    }
+}
+
+impl Committer {
+    pub(super) fn new(store: Box<dyn StateStore>) -> Self {
+        Self {
+            store: Some(store),
+            writer: None,
+            in_flight: false,
+            failed: None,
+            spare: WriteSet::default(),
+        }
+    }
+
+    /// The store, once the commit in flight (if any) has landed.
+    pub(super) fn store(&mut self) -> Result<&mut dyn StateStore, StateError> {
+        self.finish()?;
+        Ok(self
+            .store
+            .as_deref_mut()
+            .expect("the store is back once no commit is in flight"))
+    }
+
+    /// Start committing `writes` with `metadata`, after the previous commit. Returns an
+    /// empty log for the writes that come next. On error `writes` comes back with it:
+    /// nothing of them was handed over.
+    pub(super) fn commit(
+        &mut self,
+        writes: WriteSet,
+        metadata: &[(&str, &[u8])],
+    ) -> Result<WriteSet, (StateError, WriteSet)> {
+        if let Err(error) = self.finish() {
+            return Err((error, writes));
+        }
+        let store = self.store.take().expect("no commit is in flight");
+        let job = Job {
+            store,
+            writes,
+            metadata: metadata
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.to_vec()))
+                .collect(),
+        };
+        let Some(writer) = self.writer() else {
+            // No thread to be had: commit here, as before there was one.
+            let Done {
+                store,
+                writes,
+                result,
+            } = job.run();
+            self.store = Some(store);
+            return match result {
+                Ok(()) => Ok(writes),
+                Err(error) => Err((error, writes)),
+            };
+        };
+        writer
+            .jobs
+            .send(job)
+            .expect("the commit thread runs while its sender lives");
+        self.in_flight = true;
+        Ok(std::mem::take(&mut self.spare))
+    }
+
+    /// Wait for the commit in flight and take the store back.
+    fn finish(&mut self) -> Result<(), StateError> {
+        if self.in_flight {
+            self.in_flight = false;
+            let writer = self
+                .writer
+                .as_ref()
+                .expect("a commit in flight has a thread");
+            let done = match writer.done.recv() {
+                Ok(Ok(done)) => done,
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(mpsc::RecvError) => unreachable!("the commit thread answers every job"),
+            };
+            self.store = Some(done.store);
+            if let Err(error) = done.result {
+                self.failed = Some(error.to_string());
+                return Err(error);
+            }
+            self.spare = done.writes;
+        }
+        match &self.failed {
+            Some(reason) => Err(StateError::EarlierCommitFailed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// The commit thread, started on first use; `None` when the system has no thread
+    /// to give (commits then run on the caller's thread).
+    fn writer(&mut self) -> Option<&Writer> {
+        if self.writer.is_none() {
+            let (jobs, inbox) = mpsc::channel::<Job>();
+            let (outbox, done) = mpsc::channel();
+            let spawned = std::thread::Builder::new()
+                .name("weir-state".into())
+                .spawn(move || {
+                    for job in inbox {
+                        let done =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
+                        if outbox.send(done).is_err() {
+                            return;
+                        }
+                    }
+                });
+            match spawned {
+                Ok(thread) => {
+                    self.writer = Some(Writer { jobs, done, thread });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start a state commit thread; committing inline");
+                }
+            }
+        }
+        self.writer.as_ref()
+    }
+}
+
+impl Drop for Committer {
+    /// Let the last commit land before the store closes: a partition handed back or a
+    /// `weir test --state-dir` run leaves a complete store behind.
+    fn drop(&mut self) {
+        // Unwinding already: a second panic from the commit thread would abort.
+        if !std::thread::panicking()
+            && let Err(error) = self.finish()
+            && !matches!(error, StateError::EarlierCommitFailed(_))
+        {
+            tracing::error!(%error, "the last checkpoint did not reach the state store; the changelog restore will replay it");
+        }
+        if let Some(Writer { jobs, done, thread }) = self.writer.take() {
+            drop((jobs, done));
+            let _ = thread.join();
+        }
+    }
+}
