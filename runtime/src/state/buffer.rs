@@ -16,8 +16,9 @@
 //!   becomes a cached committed value without being looked up again.
 //!
 //! A profile of a stateful count over 100k keys put most of the time in these lookups
-//! and in RocksDB's memtable; an earlier layout, a buffer map over a cache map, paid
-//! four lookups per get, put and checkpoint where this one pays one.
+//! and in RocksDB's memtable. An earlier layout, a buffer map over a cache map, paid
+//! four lookups for a get, a put and the checkpoint of a key, three of them to memory
+//! outside the CPU caches; this one pays one such lookup (BENCHMARKS.md has the gain).
 //!
 //! Undoing is what pays instead: a rolled-back or discarded write cannot restore the
 //! committed value its slot held, so the slot is dropped and the next read goes to the
