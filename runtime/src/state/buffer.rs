@@ -33,6 +33,7 @@
 //! allocations, and these lookups are memory-bound once the state outgrows the CPU caches.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as Slot;
 
 use foldhash::fast::RandomState;
 use smallvec::SmallVec;
@@ -198,32 +199,40 @@ impl PartitionState {
         self.write(key, None);
     }
 
+    /// One hash lookup whatever the key's state: written before in this checkpoint
+    /// (replace its log entry), clean (it joins the log) or unknown.
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         let value = value.map(Bytes::from_vec);
-        if let Some(known) = self.known.get_mut(key.as_slice())
-            && known.generation == self.generation
-        {
-            // Written before in this checkpoint: replace the value in its log entry.
-            let index = known.index as usize;
-            known.value.clone_from(&value);
-            let previous = std::mem::replace(&mut self.writes.entries[index].1, value);
-            if let Some(batch) = &mut self.batch
-                && index < batch.first_write
-            {
-                batch.overwritten.push((index, previous));
-            }
-            return;
-        }
-        let key = Bytes::from_vec(key);
-        let known = Known {
+        let log = &mut self.writes.entries;
+        let fresh = Known {
             value: value.clone(),
             generation: self.generation,
-            index: u32::try_from(self.writes.len()).expect("under 2^32 writes per checkpoint"),
+            index: u32::try_from(log.len()).expect("under 2^32 writes per checkpoint"),
         };
-        if let Some(clean) = self.known.insert(key.clone(), known) {
-            self.clean_bytes -= cached_size(&key, clean.value.as_deref());
-        }
-        self.writes.entries.push((key, value));
+        let key = match self.known.entry(Bytes::from_vec(key)) {
+            Slot::Occupied(mut slot) if slot.get().generation == self.generation => {
+                let index = slot.get().index as usize;
+                slot.get_mut().value = fresh.value;
+                let previous = std::mem::replace(&mut log[index].1, value);
+                if let Some(batch) = &mut self.batch
+                    && index < batch.first_write
+                {
+                    batch.overwritten.push((index, previous));
+                }
+                return;
+            }
+            Slot::Occupied(mut slot) => {
+                let clean = slot.insert(fresh);
+                self.clean_bytes -= cached_size(slot.key(), clean.value.as_deref());
+                slot.key().clone()
+            }
+            Slot::Vacant(slot) => {
+                let key = slot.key().clone();
+                slot.insert(fresh);
+                key
+            }
+        };
+        log.push((key, value));
     }
 
     /// Up to `limit` entries under `prefix` after `start_after`, merging buffered writes
