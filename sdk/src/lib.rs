@@ -66,6 +66,19 @@ pub mod bindings {
     });
 }
 
+/// The guest's heap. Rust's default for WebAssembly (dlmalloc, through wasi-libc) was a
+/// third of the word count's guest time, which allocates a few short strings per
+/// word; talc, built for single-threaded WebAssembly, does the same work in less (see
+/// BENCHMARKS.md). Only on WebAssembly, and only with the default `allocator`
+/// feature: turn it off to register another `#[global_allocator]`.
+#[cfg(all(
+    feature = "allocator",
+    target_family = "wasm",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 pub use config::Config;
 pub use context::{Context, Scan, State, StateBackend, Table};
 pub use error::Error;
@@ -92,8 +105,9 @@ pub fn run_batch<T: Transform>(
     state: &mut dyn StateBackend,
 ) -> Result<Vec<Output>, bindings::RecordError> {
     let mut outputs = Vec::new();
+    let mut scratch = context::Scratch::default();
     for (index, record) in records.into_iter().enumerate() {
-        let mut ctx = Context::new(state, &mut outputs, record.timestamp);
+        let mut ctx = Context::new(state, &mut outputs, &mut scratch, record.timestamp);
         transform
             .process(record, &mut ctx)
             .map_err(|error| bindings::RecordError {
