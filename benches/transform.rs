@@ -19,77 +19,20 @@
 #[global_allocator]
 static ALLOCATOR: weir_runtime::HostAllocator = weir_runtime::HostAllocator;
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
+use common::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use weir_runtime::engine::InputRecord;
-use weir_runtime::engine::{Engine, EngineConfig, Instance, InstanceLabels, Limits};
-use weir_runtime::pipeline::{ErrorPolicy, Processor, run_batch};
-use weir_runtime::state::{PartitionState, RocksStore};
-use weir_tests::guest;
+use weir_runtime::state::PartitionState;
 use weir_tests::native::NativeProcessor;
-
-const DISTINCT_KEYS: usize = 100_000;
-const STATE_BATCH: usize = 256;
-/// Batches between checkpoints in the stateful case: 64 x 256 = 16384 records.
-const CHECKPOINT_EVERY: usize = 64;
-
-fn record(offset: usize, value: Vec<u8>) -> InputRecord {
-    InputRecord {
-        timestamp: 1_700_000_000_000,
-        ..InputRecord::from_value("events", 0, offset as i64, value)
-    }
-}
-
-fn engine() -> Engine {
-    Engine::new(EngineConfig {
-        limits: Limits::default(),
-        cache_dir: None,
-    })
-    .expect("engine")
-}
-
-fn wasm_instance(
-    engine: &Engine,
-    example: &str,
-    config: &[(&str, &str)],
-    state: PartitionState,
-) -> Instance {
-    let module = engine.load_file(&guest(example)).expect("guest loads");
-    let labels = InstanceLabels {
-        pipeline: "bench".into(),
-        partition: 0,
-        module: module.id().short().into(),
-    };
-    let config: Arc<[(String, String)]> = config
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    engine
-        .instantiate(&module, labels, config, state)
-        .expect("instantiates")
-}
-
-fn rocksdb_state(dir: &tempfile::TempDir, name: &str) -> PartitionState {
-    PartitionState::new(Box::new(
-        RocksStore::open(dir.path().join(name)).expect("rocksdb opens"),
-    ))
-}
-
-/// Run `batch` through `processor` once.
-fn run(processor: &mut dyn Processor, batch: &[InputRecord]) -> usize {
-    let outcome = run_batch(processor, batch, ErrorPolicy::Fail).expect("batch succeeds");
-    outcome.outputs.len()
-}
 
 fn byte_map(c: &mut Criterion) {
     let engine = engine();
     let mut group = c.benchmark_group("byte_map");
     for size in [1usize, 16, 256] {
-        let batch: Vec<InputRecord> = (0..size)
-            .map(|i| record(i, vec![b'a' + (i % 26) as u8; 100]))
-            .collect();
+        let batch = byte_map_batch(size);
         group.throughput(Throughput::Elements(size as u64));
         let mut wasm = wasm_instance(&engine, "byte-map", &[], PartitionState::default());
         group.bench_with_input(BenchmarkId::new("wasm", size), &batch, |b, batch| {
@@ -102,21 +45,6 @@ fn byte_map(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-fn json_events(n: usize) -> Vec<InputRecord> {
-    (0..n)
-        .map(|i| {
-            let event = ["purchase", "view", "purchase", "signup"][i % 4];
-            let json = format!(
-                r#"{{"event":"{event}","user":{{"id":{},"name":"user-{}"}},"amount_cents":{},"country":"GB","session":"s-{i:08}"}}"#,
-                i % 1000,
-                i % 1000,
-                (i * 37) % 5000
-            );
-            record(i, json.into_bytes())
-        })
-        .collect()
 }
 
 fn json_filter(c: &mut Criterion) {
@@ -133,40 +61,6 @@ fn json_filter(c: &mut Criterion) {
     );
     group.bench_function("native", |b| b.iter(|| run(&mut native, &batch)));
     group.finish();
-}
-
-/// Batches of one-word records cycling through `DISTINCT_KEYS` words in a scattered order.
-fn word_batches() -> Vec<Vec<InputRecord>> {
-    let mut offset = 0;
-    (0..DISTINCT_KEYS.div_ceil(STATE_BATCH))
-        .map(|_| {
-            (0..STATE_BATCH)
-                .map(|_| {
-                    let word = (offset * 7919) % DISTINCT_KEYS;
-                    offset += 1;
-                    record(offset, format!("w{word:06}").into_bytes())
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// Cycle through `batches`, checkpointing every `CHECKPOINT_EVERY` batches.
-fn stateful_iteration(
-    processor: &mut dyn Processor,
-    batches: &[Vec<InputRecord>],
-    next: &mut usize,
-) -> usize {
-    let batch = &batches[*next % batches.len()];
-    *next += 1;
-    let outputs = run(processor, batch);
-    if next.is_multiple_of(CHECKPOINT_EVERY) {
-        processor
-            .state()
-            .checkpoint(&[("offset", &next.to_le_bytes())])
-            .expect("checkpoint");
-    }
-    outputs
 }
 
 fn stateful_count(c: &mut Criterion) {

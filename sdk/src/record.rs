@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
@@ -82,8 +81,9 @@ impl Record {
         std::str::from_utf8(value).map_err(|e| Error::msg(format!("value is not UTF-8: {e}")))
     }
 
-    /// The value parsed as JSON into `T`.
-    pub fn value_json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+    /// The value parsed as JSON into `T`, which may borrow from the record (`&str` or
+    /// `Cow<str>` fields with `#[serde(borrow)]`) to save copying its strings.
+    pub fn value_json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Error> {
         let value = self
             .value
             .as_deref()

@@ -3,22 +3,30 @@
 //! by user id. A value that is not a valid event is an error, so the pipeline's
 //! error policy decides its fate.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use weir_sdk::{Config, Context, Error, Output, Record, Transform};
 
+/// Strings borrow from the record's value where they can (`Cow` owns them only when
+/// they contain escapes): parsing then allocates nothing per field, which matters
+/// more in a guest than natively (BENCHMARKS.md, "Guest work").
 #[derive(Deserialize)]
-struct Event {
-    event: String,
-    user: User,
+struct Event<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow)]
+    user: User<'a>,
     amount_cents: Option<u64>,
-    #[serde(default)]
-    country: Option<String>,
+    #[serde(default, borrow)]
+    country: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct User {
+struct User<'a> {
     id: u64,
-    name: String,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
 }
 
 #[derive(Serialize)]
