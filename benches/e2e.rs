@@ -17,7 +17,8 @@
 //! set with WEIR_BENCH_RECORDS (default 1,000,000) and WEIR_BENCH_RATE (default 5,000/s);
 //! WEIR_BENCH_COMMIT_MS sets the pipelines' commit interval (default: Weir's default),
 //! WEIR_BENCH_PRODUCER adds producer properties (`linger.ms=20,batch.size=1000000`), and
-//! WEIR_BENCH_CASES picks cases: stateless,stateful,lines,latency (default: all).
+//! WEIR_BENCH_CASES picks cases: stateless,stateful,lines,latency (default: all), and
+//! WEIR_BENCH_ROUNDS how many rounds of pass-through and Weir each case runs (default 3).
 //! Weir runs in this process through `weir_runtime::daemon`, the code `weir serve` runs.
 
 #[global_allocator]
@@ -354,51 +355,61 @@ fn main() {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .init();
     }
+    let rounds = env_number("WEIR_BENCH_ROUNDS", 3).max(1);
     let broker = Tansu::start();
-    for topic in [
-        "in",
-        "words",
-        "pass-in-1",
-        "pass-in-2",
-        "pass-words-1",
-        "pass-words-2",
-        "out-stateless",
-        "out-stateful",
-        "out-lines",
-        "in-latency",
-        "out-latency",
-    ] {
+    let mut topics = vec![
+        "in".to_owned(),
+        "words".to_owned(),
+        "out-lines".to_owned(),
+        "in-latency".to_owned(),
+        "out-latency".to_owned(),
+    ];
+    for round in 1..=rounds {
+        for prefix in ["pass-in", "pass-words", "out-stateless", "out-stateful"] {
+            topics.push(format!("{prefix}-{round}"));
+        }
+    }
+    for topic in &topics {
         broker.create_topic(topic, PARTITIONS);
     }
     let bootstrap = broker.bootstrap.clone();
     fill_input(&bootstrap, "in", records, line);
     fill_input(&bootstrap, "words", records, word);
 
-    let native = baseline(&bootstrap, records, "in", "100-byte records");
     if wanted("stateless") {
-        let stateless = weir_throughput(
-            &bootstrap,
-            records,
-            "bytemap",
-            &guest("byte-map"),
-            "in",
-            "out-stateless",
+        let byte_map = guest("byte-map");
+        compare_rounds(
+            rounds,
+            "weir stateless (byte map, EOS; target 70%)",
+            |round| pass_through(&bootstrap, records, "in", &format!("pass-in-{round}")),
+            |round| {
+                weir_throughput(
+                    &bootstrap,
+                    records,
+                    &format!("bytemap{round}"),
+                    &byte_map,
+                    "in",
+                    &format!("out-stateless-{round}"),
+                )
+            },
         );
-        stateless.print("weir stateless (byte map, EOS; target 70%)", Some(&native));
     }
     if wanted("stateful") {
-        let native_words = baseline(&bootstrap, records, "words", "one-word records");
-        let stateful = weir_throughput(
-            &bootstrap,
-            records,
-            "wordcount",
-            &guest("word-count"),
-            "words",
-            "out-stateful",
-        );
-        stateful.print(
+        let word_count = guest("word-count");
+        compare_rounds(
+            rounds,
             "weir stateful (word count, EOS; target 50%)",
-            Some(&native_words),
+            |round| pass_through(&bootstrap, records, "words", &format!("pass-words-{round}")),
+            |round| {
+                weir_throughput(
+                    &bootstrap,
+                    records,
+                    &format!("wordcount{round}"),
+                    &word_count,
+                    "words",
+                    &format!("out-stateful-{round}"),
+                )
+            },
         );
     }
     if wanted("lines") {
@@ -410,7 +421,7 @@ fn main() {
             "in",
             "out-lines",
         );
-        lines.print("weir word count over 15-word lines (EOS)", Some(&native));
+        lines.print("weir word count over 15-word lines (EOS)", None);
     }
     if wanted("latency") {
         let (p50, p99, n) = latency(&bootstrap, &guest("byte-map"), rate, 10);
@@ -420,20 +431,29 @@ fn main() {
     }
 }
 
-/// The pass-through over `input`, twice: the faster run is the limit Weir is held to
-/// (the broker's speed varies by tens of percent between runs of the same loop).
-fn baseline(bootstrap: &str, records: u64, input: &str, what: &str) -> Run {
-    let runs = [1, 2].map(|n| {
-        let run = pass_through(bootstrap, records, input, &format!("pass-{input}-{n}"));
-        run.print(&format!("native pass-through ({what}), run {n}"), None);
-        run
-    });
-    let [a, b] = runs;
-    if a.records_per_s >= b.records_per_s {
-        a
-    } else {
-        b
+/// `rounds` rounds of a pass-through and a Weir pipeline over the same input (which
+/// goes first alternates), printing each and the median of the rounds' ratios. The
+/// broker's speed drifts by tens of percent within minutes on a shared machine, so
+/// each Weir run is held to the pass-through next to it, never to the best of several.
+fn compare_rounds(rounds: u64, what: &str, native: impl Fn(u64) -> Run, weir: impl Fn(u64) -> Run) {
+    let mut shares = Vec::new();
+    for n in 1..=rounds {
+        let (native, weir) = if n % 2 == 1 {
+            let native = native(n);
+            (native, weir(n))
+        } else {
+            let weir = weir(n);
+            (native(n), weir)
+        };
+        native.print(&format!("  round {n}: native pass-through"), None);
+        weir.print(&format!("  round {n}: {what}"), Some(&native));
+        shares.push(weir.records_per_s / native.records_per_s);
     }
+    shares.sort_by(f64::total_cmp);
+    println!(
+        "{what}: median {:.1}% of pass-through over {rounds} rounds",
+        100.0 * shares[shares.len() / 2]
+    );
 }
 
 /// Whether WEIR_BENCH_CASES (a comma-separated list; every case when unset) names `case`.

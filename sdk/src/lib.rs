@@ -66,19 +66,6 @@ pub mod bindings {
     });
 }
 
-/// The guest's heap. Rust's default for WebAssembly (dlmalloc, through wasi-libc) was a
-/// third of the word count's guest time, which allocates a few short strings per
-/// word; talc, built for single-threaded WebAssembly, does the same work in less (see
-/// BENCHMARKS.md). Only on WebAssembly, and only with the default `allocator`
-/// feature: turn it off to register another `#[global_allocator]`.
-#[cfg(all(
-    feature = "allocator",
-    target_family = "wasm",
-    not(target_feature = "atomics")
-))]
-#[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
-
 pub use config::Config;
 pub use context::{Context, Scan, State, StateBackend, Table};
 pub use error::Error;
