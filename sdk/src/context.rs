@@ -55,8 +55,9 @@ impl StateBackend for WasmState {
 }
 
 /// Buffers a batch reuses for every typed state access: the full key (prefix and
-/// key) and the encoded value. A word count touches state twice per word, and
-/// allocating both each time was a sizeable share of its guest time.
+/// key) and the encoded value. Allocating both for every access added two to the
+/// handful of allocations a word count makes per word, in a guest where the allocator
+/// is a third of the transform's time (BENCHMARKS.md).
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     key: Vec<u8>,

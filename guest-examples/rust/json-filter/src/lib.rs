@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 use weir_sdk::{Config, Context, Error, Output, Record, Transform};
 
 /// Strings borrow from the record's value where they can (`Cow` owns them only when
-/// they contain escapes): parsing then allocates nothing per field, which matters
-/// more in a guest than natively (BENCHMARKS.md, "Guest work").
+/// they contain escapes), so parsing copies no field into a `String` of its own.
 #[derive(Deserialize)]
 struct Event<'a> {
     #[serde(borrow)]
