@@ -18,7 +18,8 @@
 //! WEIR_BENCH_COMMIT_MS sets the pipelines' commit interval (default: Weir's default),
 //! WEIR_BENCH_PRODUCER adds producer properties (`linger.ms=20,batch.size=1000000`), and
 //! WEIR_BENCH_CASES picks cases: stateless,stateful,lines,latency (default: all), and
-//! WEIR_BENCH_ROUNDS how many rounds of pass-through and Weir each case runs (default 3).
+//! WEIR_BENCH_ROUNDS how many rounds of pass-through and Weir each case runs (default 3;
+//! with an even count the upper of the two middle ratios is reported).
 //! Weir runs in this process through `weir_runtime::daemon`, the code `weir serve` runs.
 
 #[global_allocator]
@@ -364,9 +365,9 @@ fn main() {
         "in-latency".to_owned(),
         "out-latency".to_owned(),
     ];
-    for round in 1..=rounds {
-        for prefix in ["pass-in", "pass-words", "out-stateless", "out-stateful"] {
-            topics.push(format!("{prefix}-{round}"));
+    for case in &ROUND_CASES {
+        for round in 1..=rounds {
+            topics.extend([case.pass_through_output(round), case.weir_output(round)]);
         }
     }
     for topic in &topics {
@@ -376,41 +377,10 @@ fn main() {
     fill_input(&bootstrap, "in", records, line);
     fill_input(&bootstrap, "words", records, word);
 
-    if wanted("stateless") {
-        let byte_map = guest("byte-map");
-        compare_rounds(
-            rounds,
-            "weir stateless (byte map, EOS; target 70%)",
-            |round| pass_through(&bootstrap, records, "in", &format!("pass-in-{round}")),
-            |round| {
-                weir_throughput(
-                    &bootstrap,
-                    records,
-                    &format!("bytemap{round}"),
-                    &byte_map,
-                    "in",
-                    &format!("out-stateless-{round}"),
-                )
-            },
-        );
-    }
-    if wanted("stateful") {
-        let word_count = guest("word-count");
-        compare_rounds(
-            rounds,
-            "weir stateful (word count, EOS; target 50%)",
-            |round| pass_through(&bootstrap, records, "words", &format!("pass-words-{round}")),
-            |round| {
-                weir_throughput(
-                    &bootstrap,
-                    records,
-                    &format!("wordcount{round}"),
-                    &word_count,
-                    "words",
-                    &format!("out-stateful-{round}"),
-                )
-            },
-        );
+    for case in &ROUND_CASES {
+        if wanted(case.name) {
+            compare_rounds(case, rounds, &bootstrap, records);
+        }
     }
     if wanted("lines") {
         let lines = weir_throughput(
@@ -431,11 +401,53 @@ fn main() {
     }
 }
 
-/// `rounds` rounds of a pass-through and a Weir pipeline over the same input (which
+/// A case measured in rounds against the pass-through of its input.
+struct RoundCase {
+    /// Its name in WEIR_BENCH_CASES, and the prefix of its pipelines and topics.
+    name: &'static str,
+    what: &'static str,
+    example: &'static str,
+    input: &'static str,
+}
+
+const ROUND_CASES: [RoundCase; 2] = [
+    RoundCase {
+        name: "stateless",
+        what: "weir stateless (byte map, EOS; target 70%)",
+        example: "byte-map",
+        input: "in",
+    },
+    RoundCase {
+        name: "stateful",
+        what: "weir stateful (word count, EOS; target 50%)",
+        example: "word-count",
+        input: "words",
+    },
+];
+
+impl RoundCase {
+    fn pass_through_output(&self, round: u64) -> String {
+        format!("pass-{}-{round}", self.name)
+    }
+
+    fn weir_output(&self, round: u64) -> String {
+        format!("out-{}-{round}", self.name)
+    }
+}
+
+/// `rounds` rounds of a pass-through and a Weir pipeline over the case's input (which
 /// goes first alternates), printing each and the median of the rounds' ratios. The
 /// broker's speed drifts by tens of percent within minutes on a shared machine, so
 /// each Weir run is held to the pass-through next to it, never to the best of several.
-fn compare_rounds(rounds: u64, what: &str, native: impl Fn(u64) -> Run, weir: impl Fn(u64) -> Run) {
+fn compare_rounds(case: &RoundCase, rounds: u64, bootstrap: &str, records: u64) {
+    let module = guest(case.example);
+    let native = |n| pass_through(bootstrap, records, case.input, &case.pass_through_output(n));
+    let weir = |n| {
+        let pipeline = format!("{}{n}", case.name);
+        let output = case.weir_output(n);
+        weir_throughput(bootstrap, records, &pipeline, &module, case.input, &output)
+    };
+    let what = case.what;
     let mut shares = Vec::new();
     for n in 1..=rounds {
         let (native, weir) = if n % 2 == 1 {
