@@ -72,7 +72,7 @@ pub struct Outgoing<'a> {
     pub partition: Option<i32>,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
-    pub headers: OwnedHeaders,
+    pub headers: Option<OwnedHeaders>,
     pub timestamp: Option<i64>,
     pub kind: RecordKind,
 }
@@ -138,8 +138,10 @@ impl PartitionProducer {
 
     /// Queue one record. Waits while librdkafka's queue is full.
     pub fn send(&self, record: Outgoing<'_>) -> Result<(), KafkaFailure> {
-        let mut base =
-            BaseRecord::with_opaque_to(record.topic, record.kind as usize).headers(record.headers);
+        let mut base = BaseRecord::with_opaque_to(record.topic, record.kind as usize);
+        if let Some(headers) = record.headers {
+            base = base.headers(headers);
+        }
         if let Some(key) = record.key {
             base = base.key(key);
         }

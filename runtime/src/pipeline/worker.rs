@@ -3,9 +3,9 @@
 //!
 //! A checkpoint under exactly-once is, in order:
 //!
-//! 1. the buffered state writes go to the changelog, with a marker record naming the
-//!    input offset (the outputs and dead letters of the interval are already in the
-//!    open transaction);
+//! 1. a marker record naming the checkpoint and its input offset goes to the
+//!    changelog, then the buffered state writes (the outputs and dead letters of the
+//!    interval are already in the open transaction);
 //! 2. everything is flushed, so the changelog offsets are known;
 //! 3. the input offset joins the transaction, which commits;
 //! 4. the write buffer and the offsets are applied to RocksDB in one WriteBatch.
@@ -18,7 +18,7 @@
 //! A crash before 3 aborts everything; between 3 and 4 leaves RocksDB behind Kafka, and
 //! the restore replays the committed changelog tail. Local state is never ahead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,7 +40,8 @@ use crate::kafka::records::{self, DeadLetter};
 use crate::kafka::{ClientSettings, KafkaFailure, REQUEST_TIMEOUT};
 use crate::metrics::{Metrics, PartitionMetrics};
 use crate::state::changelog::{
-    self, Block, ChangelogRecord, Decision, Local, ROOT, RestoreError, Restorer,
+    self, Block, ChangelogRecord, Decision, Framer, Identity, Local, ROOT, RawRecord, RestoreError,
+    Restorer,
 };
 use crate::state::{PartitionState, RocksStore, StateError};
 use prometheus_client::metrics::gauge::Gauge;
@@ -141,8 +142,9 @@ pub enum WorkerError {
     )]
     Panicked(String),
     #[error(
-        "changelog record at offset {offset} of {topic:?} has no Weir checkpoint headers; \
-         the topic is shared with something else. Give the pipeline its own group_id"
+        "changelog record at offset {offset} of {topic:?} is not one Weir wrote (malformed \
+         checkpoint headers, or no checkpoint marker before it): the topic is shared with \
+         something else. Give the pipeline its own group_id"
     )]
     ForeignChangelog { topic: String, offset: i64 },
     #[error("cannot change module versions: {0}")]
@@ -429,7 +431,10 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             head: read_meta(state, META_HEAD)?.map_or(ROOT, |v| v as u64),
             offset: read_meta(state, META_OFFSET)?,
         };
-        let position = read_meta(state, META_POSITION)?.unwrap_or(0);
+        // The last changelog record local state holds; the restore reads from the next.
+        let stored_position = read_meta(state, META_POSITION)?;
+        let position = stored_position.unwrap_or(0);
+        let from = stored_position.map_or(0, |p| p + 1);
         let mut restorer = Restorer::new(local, committed_offset);
         let mut progress = RestoreProgress {
             head: local.head,
@@ -444,7 +449,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 &self.ctx.settings,
                 &self.changelog_topic,
                 self.partition,
-                position,
+                from,
                 self.metrics.restore_remaining.clone(),
             )?;
             if self.ctx.guarantee == Guarantee::AtLeastOnce {
@@ -492,7 +497,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             partition = self.partition,
             applied = progress.applied,
             discarded = progress.discarded,
-            from = position,
+            from,
             to = progress.position,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "restored state from the changelog"
@@ -777,7 +782,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 partition: None,
                 key: output.key.as_deref(),
                 value: output.value.as_deref(),
-                headers: records::output_headers(output, &module),
+                headers: Some(records::output_headers(output, &module)),
                 timestamp: output.timestamp,
                 kind: RecordKind::Output,
             })?;
@@ -811,7 +816,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                     partition: None,
                     key: record.key.as_deref(),
                     value: record.value.as_deref(),
-                    headers: records::dead_letter_headers(record, &why),
+                    headers: Some(records::dead_letter_headers(record, &why)),
                     timestamp: Some(record.timestamp).filter(|t| *t >= 0),
                     kind: RecordKind::DeadLetter,
                 })?;
@@ -874,40 +879,43 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         let (id_header, parent_header) =
             (changelog::encode_id(id), changelog::encode_id(running.head));
         let offset = next_offset.to_string();
-        let headers = || {
-            OwnedHeaders::new_with_capacity(3)
-                .insert(KafkaHeader {
-                    key: changelog::CHECKPOINT_HEADER,
-                    value: Some(id_header.as_str()),
-                })
-                .insert(KafkaHeader {
-                    key: changelog::PARENT_HEADER,
-                    value: Some(parent_header.as_str()),
-                })
-                .insert(KafkaHeader {
-                    key: changelog::OFFSET_HEADER,
-                    value: Some(offset.as_str()),
-                })
-        };
-        let send = |key: &[u8], value: Option<&[u8]>| {
+        let marker_headers = OwnedHeaders::new_with_capacity(3)
+            .insert(KafkaHeader {
+                key: changelog::CHECKPOINT_HEADER,
+                value: Some(id_header.as_str()),
+            })
+            .insert(KafkaHeader {
+                key: changelog::PARENT_HEADER,
+                value: Some(parent_header.as_str()),
+            })
+            .insert(KafkaHeader {
+                key: changelog::OFFSET_HEADER,
+                value: Some(offset.as_str()),
+            });
+        let send = |key: &[u8], value: Option<&[u8]>, headers: Option<OwnedHeaders>| {
             running.producer.send(Outgoing {
                 topic: &self.changelog_topic,
                 // The changelog is partitioned like the input: one partition's state.
                 partition: Some(self.partition),
                 key: Some(key),
                 value,
-                headers: headers(),
+                headers,
                 timestamp: None,
                 kind: RecordKind::Changelog,
             })
         };
+        // Every checkpoint starts with a marker naming it, its parent and its input
+        // offset; the state records after it belong to it (see `changelog`). It is not
+        // a tombstone, so compaction keeps the latest one even when the checkpoint only
+        // deleted keys.
+        send(
+            changelog::MARKER_KEY,
+            Some(offset.as_bytes()),
+            Some(marker_headers),
+        )?;
         for (key, value) in state.pending().iter() {
-            send(key, value)?;
+            send(key, value, None)?;
         }
-        // Every checkpoint ends with a marker naming its input offset: how a restore
-        // finds the committed checkpoint. It is not a tombstone, so compaction keeps the
-        // latest one even when the checkpoint only deleted keys.
-        send(changelog::MARKER_KEY, Some(offset.as_bytes()))?;
         let last_changelog = running.producer.flush()?;
         failpoint::hit("checkpoint.before-commit");
 
@@ -1109,6 +1117,9 @@ struct ChangelogReader {
     high: Option<i64>,
     remaining: Gauge,
     done: bool,
+    framer: Framer,
+    /// Records framed but not handed out yet.
+    framed: VecDeque<ChangelogRecord>,
 }
 
 impl ChangelogReader {
@@ -1148,10 +1159,39 @@ impl ChangelogReader {
             high,
             remaining,
             done: false,
+            framer: Framer::new(),
+            framed: VecDeque::new(),
         })
     }
 
+    /// The next record, framed (see [`Framer`]).
     fn next(&mut self) -> Result<Option<ChangelogRecord>, WorkerError> {
+        loop {
+            if let Some(record) = self.framed.pop_front() {
+                tracing::debug!(
+                    topic = %self.topic,
+                    offset = record.offset,
+                    checkpoint = %changelog::encode_id(record.checkpoint),
+                    parent = %changelog::encode_id(record.parent),
+                    input_offset = record.input_offset,
+                    "changelog record"
+                );
+                return Ok(Some(record));
+            }
+            let Some(raw) = self.next_raw()? else {
+                std::mem::take(&mut self.framer)
+                    .finish()
+                    .map_err(|unframed| WorkerError::ForeignChangelog {
+                        topic: self.topic.clone(),
+                        offset: unframed.offset,
+                    })?;
+                return Ok(None);
+            };
+            self.framed.extend(self.framer.push(raw));
+        }
+    }
+
+    fn next_raw(&mut self) -> Result<Option<RawRecord>, WorkerError> {
         while !self.done {
             match self.consumer.poll(REQUEST_TIMEOUT) {
                 None => {
@@ -1174,16 +1214,7 @@ impl ChangelogReader {
                     if let Some(high) = self.high {
                         self.remaining.set((high - message.offset() - 1).max(0));
                     }
-                    let record = decode(&message, &self.topic)?;
-                    tracing::debug!(
-                        topic = %self.topic,
-                        offset = record.offset,
-                        checkpoint = %changelog::encode_id(record.checkpoint),
-                        parent = %changelog::encode_id(record.parent),
-                        input_offset = record.input_offset,
-                        "changelog record"
-                    );
-                    return Ok(Some(record));
+                    return decode(&message, &self.topic).map(Some);
                 }
             }
         }
@@ -1191,35 +1222,41 @@ impl ChangelogReader {
     }
 }
 
-fn decode(message: &impl Message, topic: &str) -> Result<ChangelogRecord, WorkerError> {
+/// A changelog message as read: its checkpoint headers, if it has them (a marker, or a
+/// record of an earlier Weir), or none (a state record).
+fn decode(message: &impl Message, topic: &str) -> Result<RawRecord, WorkerError> {
     let header = |name: &str| {
         message
             .headers()
             .and_then(|h| h.iter().find(|h| h.key == name))
-            .and_then(|h| h.value)
-            .and_then(changelog::decode_id)
+            .map(|h| h.value.unwrap_or_default())
     };
-    let input_offset = message
-        .headers()
-        .and_then(|h| h.iter().find(|h| h.key == changelog::OFFSET_HEADER))
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
-    let (Some(checkpoint), Some(parent), Some(input_offset)) = (
-        header(changelog::CHECKPOINT_HEADER),
-        header(changelog::PARENT_HEADER),
+    let id = |name| header(name).map(changelog::decode_id);
+    let input_offset = header(changelog::OFFSET_HEADER)
+        .map(|v| std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()));
+    let key = message.key().unwrap_or_default();
+    let identity = match (
+        id(changelog::CHECKPOINT_HEADER),
+        id(changelog::PARENT_HEADER),
         input_offset,
-    ) else {
-        return Err(WorkerError::ForeignChangelog {
-            topic: topic.to_owned(),
-            offset: message.offset(),
-        });
+    ) {
+        (Some(Some(checkpoint)), Some(Some(parent)), Some(Some(input_offset))) => Some(Identity {
+            checkpoint,
+            parent,
+            input_offset,
+        }),
+        (None, None, None) if key != changelog::MARKER_KEY => None,
+        _ => {
+            return Err(WorkerError::ForeignChangelog {
+                topic: topic.to_owned(),
+                offset: message.offset(),
+            });
+        }
     };
-    Ok(ChangelogRecord {
+    Ok(RawRecord {
         offset: message.offset(),
-        checkpoint,
-        parent,
-        input_offset,
-        key: message.key().unwrap_or_default().to_vec(),
+        identity,
+        key: key.to_vec(),
         value: message.payload().map(<[u8]>::to_vec),
     })
 }
