@@ -1,7 +1,9 @@
 //! Modules that do not fit the contract are refused at load, with an error that
 //! names the problem, and the engine goes on working.
 
-use weir_runtime::engine::EngineError;
+use weir_runtime::engine::{EngineError, InputRecord};
+use weir_runtime::pipeline::{ErrorPolicy, run_batch};
+use weir_runtime::state::PartitionState;
 use weir_tests::{engine, guest};
 
 fn load_wat(text: &str) -> Result<weir_runtime::engine::Module, EngineError> {
@@ -34,6 +36,67 @@ fn another_contract_version_is_refused() {
         "{err:?}"
     );
     assert!(err.to_string().contains("weir:transform@0.1.0"), "{err}");
+}
+
+/// `wasm` with every `weir:transform/<interface>@<from>` import name renamed to `@<to>`
+/// (the versions have the same length, so the binary stays valid).
+fn with_contract_version(wasm: &[u8], from: &str, to: &str) -> Vec<u8> {
+    const PREFIX: &[u8] = b"weir:transform/";
+    let (from, to) = (format!("@{from}"), format!("@{to}"));
+    assert_eq!(from.len(), to.len());
+    let mut out = wasm.to_vec();
+    let mut renamed = 0;
+    let mut at = 0;
+    while let Some(found) = out[at..].windows(PREFIX.len()).position(|w| w == PREFIX) {
+        let name = at + found + PREFIX.len();
+        let interface = out[name..]
+            .iter()
+            .take_while(|b| b.is_ascii_lowercase() || **b == b'-');
+        let version = name + interface.count();
+        if out[version..].starts_with(from.as_bytes()) {
+            out[version..version + to.len()].copy_from_slice(to.as_bytes());
+            renamed += 1;
+        }
+        at = version;
+    }
+    assert!(renamed > 0, "no import of the contract at {from}");
+    out
+}
+
+#[test]
+fn a_component_built_against_an_earlier_patch_of_the_contract_runs() {
+    // 0.2.1 added `get-small`; what a 0.2.0 component imports is all still there.
+    let current = std::fs::read(guest("word-count")).unwrap();
+    let older = with_contract_version(&current, "0.2.1", "0.2.0");
+    let module = engine().load(&older).expect("a 0.2.0 component loads");
+    let labels = weir_runtime::engine::InstanceLabels {
+        pipeline: "older".into(),
+        partition: 0,
+        module: module.id().short().into(),
+    };
+    let mut instance = engine()
+        .instantiate(
+            &module,
+            labels,
+            std::sync::Arc::from([]),
+            PartitionState::default(),
+        )
+        .expect("instantiates");
+    let input = [InputRecord::from_value("in", 0, 0, "weir weir")];
+    let outcome = run_batch(&mut instance, &input, ErrorPolicy::Fail).expect("runs");
+    let counts: Vec<_> = outcome
+        .outputs
+        .iter()
+        .map(|o| o.value.clone().unwrap())
+        .collect();
+    assert_eq!(counts, [b"1".to_vec(), b"2".to_vec()]);
+
+    let newer = with_contract_version(&current, "0.2.1", "0.2.9");
+    let err = engine().load(&newer).unwrap_err();
+    assert!(
+        matches!(err, EngineError::ContractVersion { .. }),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -12,6 +12,14 @@ use crate::{Error, Output};
 /// transform.
 pub trait StateBackend {
     fn get(&mut self, key: &[u8]) -> Option<Vec<u8>>;
+    /// The value of `key` in `out` (replacing what it held); `false` when there is
+    /// none. A backend that can read into a reused buffer overrides it.
+    fn get_into(&mut self, key: &[u8], out: &mut Vec<u8>) -> bool {
+        out.clear();
+        self.get(key)
+            .map(|value| out.extend_from_slice(&value))
+            .is_some()
+    }
     fn put(&mut self, key: &[u8], value: &[u8]);
     fn delete(&mut self, key: &[u8]);
     /// Up to `limit` entries under `prefix` strictly after `start_after`, by key.
@@ -30,7 +38,27 @@ pub(crate) struct WasmState;
 #[cfg(target_arch = "wasm32")]
 impl StateBackend for WasmState {
     fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
-        crate::bindings::weir::transform::state::get(key)
+        let mut value = Vec::new();
+        self.get_into(key, &mut value).then_some(value)
+    }
+
+    /// Short values come back in `get-small`'s result; only longer ones take a
+    /// second call, `get`, whose list result the host allocates in this guest.
+    fn get_into(&mut self, key: &[u8], out: &mut Vec<u8>) -> bool {
+        use crate::bindings::weir::transform::state;
+        out.clear();
+        let small = state::get_small(key);
+        match usize::try_from(small.len) {
+            Ok(len) if len <= 16 => {
+                let mut bytes = [0_u8; 16];
+                bytes[..8].copy_from_slice(&small.low.to_le_bytes());
+                bytes[8..].copy_from_slice(&small.high.to_le_bytes());
+                out.extend_from_slice(&bytes[..len]);
+                true
+            }
+            _ if small.len == -1 => false,
+            _ => state::get(key).map(|value| *out = value).is_some(),
+        }
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
@@ -55,9 +83,9 @@ impl StateBackend for WasmState {
 }
 
 /// Buffers a batch reuses for every typed state access: the full key (prefix and
-/// key) and the encoded value. Allocating both for every access added two to the
-/// handful of allocations a word count makes per word, in a guest where the allocator
-/// is a third of the transform's time (BENCHMARKS.md).
+/// key) and the encoded value, read or to write. Allocating both for every access
+/// added two to the handful of allocations a word count makes per word, in a guest
+/// where the allocator is a third of the transform's time (BENCHMARKS.md).
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     key: Vec<u8>,
@@ -214,11 +242,11 @@ impl<V: Serialize + DeserializeOwned> Table<'_, V> {
     }
 
     fn read(&mut self) -> Result<Option<V>, Error> {
-        let key = &self.scratch.key;
-        self.backend
-            .get(key)
-            .map(|raw| decode(key, &raw))
-            .transpose()
+        let Scratch { key, value } = &mut *self.scratch;
+        if !self.backend.get_into(key, value) {
+            return Ok(None);
+        }
+        decode(key, value).map(Some)
     }
 
     fn write(&mut self, value: &V) -> Result<(), Error> {

@@ -255,7 +255,7 @@ impl Engine {
             let (interface, version) = name.split_once('@').unwrap_or((name, ""));
             let package = interface.split('/').next().unwrap_or(interface);
             if package == CONTRACT_PACKAGE {
-                if version != CONTRACT_VERSION {
+                if !speaks(version) {
                     return Err(EngineError::ContractVersion {
                         what: what.to_owned(),
                         found: format!("{package}@{version}"),
@@ -350,6 +350,27 @@ fn wasm_config(limits: &Limits) -> wasmtime::Config {
         .max_memory_size(usize::try_from(limits.memory_limit_bytes).unwrap_or(usize::MAX));
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     config
+}
+
+/// Whether this host serves a component built against contract `version`: the same
+/// `0.minor` and a patch no newer than ours, since a patch release only adds imports
+/// (wasmtime's linker then matches the older import names to ours).
+fn speaks(version: &str) -> bool {
+    let parse = |v: &str| -> Option<(u32, u32, u32)> {
+        let mut parts = v.split('.').map(str::parse::<u32>);
+        let (Some(Ok(major)), Some(Ok(minor)), Some(Ok(patch)), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        Some((major, minor, patch))
+    };
+    match (parse(version), parse(CONTRACT_VERSION)) {
+        (Some((major, minor, patch)), Some((our_major, our_minor, our_patch))) => {
+            (major, minor) == (our_major, our_minor) && patch <= our_patch
+        }
+        _ => false,
+    }
 }
 
 /// The initial memory a component needs, when `error` is wasmtime refusing it because
@@ -725,5 +746,23 @@ impl Drop for EpochTicker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::speaks;
+
+    #[test]
+    fn components_of_this_minor_and_an_older_patch_are_served() {
+        assert!(speaks("0.2.0"));
+        assert!(speaks(super::CONTRACT_VERSION));
+        assert!(!speaks("0.2.99"));
+        assert!(!speaks("0.1.0"));
+        assert!(!speaks("0.3.0"));
+        assert!(!speaks("1.2.0"));
+        assert!(!speaks(""));
+        assert!(!speaks("0.2"));
+        assert!(!speaks("0.2.0-rc1"));
     }
 }

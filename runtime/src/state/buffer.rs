@@ -176,10 +176,21 @@ impl PartitionState {
     /// The value of `key`: the transform's own writes first, then the committed value
     /// from the cache, then from the store.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.get_with(key, |value| value.map(<[u8]>::to_vec))
+    }
+
+    /// [`get`](Self::get) handing the value to `read` in place, without a copy of
+    /// its own.
+    pub fn get_with<R>(
+        &mut self,
+        key: &[u8],
+        read: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, StateError> {
         if let Some(known) = self.known.get(key) {
-            return Ok(known.value.as_deref().map(<[u8]>::to_vec));
+            return Ok(read(known.value.as_deref()));
         }
         let value = self.committer.store()?.get(key)?;
+        let result = read(value.as_deref());
         self.clean_bytes += cached_size(key, value.as_deref());
         let known = Known {
             value: value.as_deref().map(Bytes::from_slice),
@@ -188,7 +199,7 @@ impl PartitionState {
         };
         self.known.insert(Bytes::from_slice(key), known);
         self.shrink_if_over_budget();
-        Ok(value)
+        Ok(result)
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {

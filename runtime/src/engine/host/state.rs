@@ -4,7 +4,7 @@ use wasmtime::Result;
 
 use super::{HostState, Phase};
 use crate::engine::GuestFault;
-use crate::engine::bindings::weir::transform::state::{Entry, Host};
+use crate::engine::bindings::weir::transform::state::{Entry, Host, SmallValue};
 
 /// Largest page a guest may ask one `scan` for; it pages for more.
 const MAX_SCAN_PAGE: u32 = 1024;
@@ -44,6 +44,10 @@ impl Host for HostState {
         Ok(self.state.get(&key)?)
     }
 
+    fn get_small(&mut self, key: Vec<u8>) -> Result<SmallValue> {
+        Ok(self.state.get_with(&key, small_value)?)
+    }
+
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
         self.check_write(&key, Some(&value))?;
         self.state.put(key, value);
@@ -71,5 +75,45 @@ impl Host for HostState {
                 value: e.value,
             })
             .collect())
+    }
+}
+
+/// `value` as `get-small` returns it: up to 16 bytes in two little-endian words.
+fn small_value(value: Option<&[u8]>) -> SmallValue {
+    let len = match value {
+        None => -1,
+        Some(value) if value.len() > 16 => -2,
+        Some(value) => value.len() as i32,
+    };
+    let mut bytes = [0_u8; 16];
+    if len > 0 {
+        bytes[..len as usize].copy_from_slice(value.unwrap_or_default());
+    }
+    let (low, high) = bytes.split_at(8);
+    SmallValue {
+        len,
+        low: u64::from_le_bytes(low.try_into().expect("8 bytes")),
+        high: u64::from_le_bytes(high.try_into().expect("8 bytes")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_values_travel_in_two_little_endian_words() {
+        let v = small_value(Some(b"0123456789abcdef"));
+        assert_eq!(v.len, 16);
+        assert_eq!(v.low.to_le_bytes(), *b"01234567");
+        assert_eq!(v.high.to_le_bytes(), *b"89abcdef");
+        let v = small_value(Some(b"42"));
+        assert_eq!(
+            (v.len, v.low, v.high),
+            (2, u64::from(b'4') | u64::from(b'2') << 8, 0)
+        );
+        assert_eq!(small_value(Some(b"")).len, 0);
+        assert_eq!(small_value(None).len, -1);
+        assert_eq!(small_value(Some(&[7; 17])).len, -2);
     }
 }
