@@ -122,13 +122,8 @@ impl Engine {
 
         let mut linker = Linker::new(&wasm);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
-        {
-            use bindings::weir::transform::{log, types};
-            use wasmtime::component::HasSelf;
-            types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(setup)?;
-            log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(setup)?;
-            host::add_state_to_linker(&mut linker).map_err(setup)?;
-        }
+        Transform::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(setup)?;
 
         let cache = config
             .cache_dir

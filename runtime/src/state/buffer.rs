@@ -203,29 +203,24 @@ impl PartitionState {
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.write(Bytes::from_vec(key), Some(Bytes::from_vec(value)));
-    }
-
-    /// [`put`](Self::put) from borrowed bytes, which short keys and values are copied
-    /// from straight into the buffer.
-    pub fn put_slices(&mut self, key: &[u8], value: &[u8]) {
-        self.write(Bytes::from_slice(key), Some(Bytes::from_slice(value)));
+        self.write(key, Some(value));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.write(Bytes::from_vec(key), None);
+        self.write(key, None);
     }
 
     /// One hash lookup whatever the key's state: written before in this checkpoint
     /// (replace its log entry), clean (it joins the log) or unknown.
-    fn write(&mut self, key: Bytes, value: Option<Bytes>) {
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let value = value.map(Bytes::from_vec);
         let log = &mut self.writes.entries;
         let fresh = Known {
             value: value.clone(),
             generation: self.generation,
             index: u32::try_from(log.len()).expect("under 2^32 writes per checkpoint"),
         };
-        let key = match self.known.entry(key) {
+        let key = match self.known.entry(Bytes::from_vec(key)) {
             Slot::Occupied(mut slot) if slot.get().generation == self.generation => {
                 let index = slot.get().index as usize;
                 slot.get_mut().value = fresh.value;

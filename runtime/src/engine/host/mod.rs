@@ -5,8 +5,6 @@
 mod log;
 mod state;
 
-pub(crate) use state::add_to_linker as add_state_to_linker;
-
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;

@@ -1,66 +1,13 @@
 //! `weir:transform/state`: reads and writes against the partition's write buffer.
-//!
-//! Registered by hand, not through the generated bindings: those lift every `list<u8>`
-//! argument into a `Vec` of its own, where these functions copy keys and values from
-//! guest memory onto the stack and hand slices on, two allocations fewer for a put and
-//! one for a get (BENCHMARKS.md).
 
-use smallvec::SmallVec;
 use wasmtime::Result;
-use wasmtime::StoreContextMut;
-use wasmtime::component::{Linker, WasmList};
 
 use super::{HostState, Phase};
 use crate::engine::GuestFault;
-use crate::engine::bindings::weir::transform::state::{Entry, SmallValue};
-use crate::engine::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
+use crate::engine::bindings::weir::transform::state::{Entry, Host, SmallValue};
 
 /// Largest page a guest may ask one `scan` for; it pages for more.
 const MAX_SCAN_PAGE: u32 = 1024;
-
-/// A key or value copied out of guest memory: on the stack when short.
-type Copied = SmallVec<[u8; 64]>;
-
-fn copied(list: &WasmList<u8>, store: &StoreContextMut<'_, HostState>) -> Copied {
-    SmallVec::from_slice(list.as_le_slice(store))
-}
-
-/// Define the `state` interface's functions in `linker`. No generated trait checks
-/// that every function of `wit/` is here, but every Rust guest imports all five (the
-/// SDK reaches state through a trait object), so a missing or mistyped one fails to
-/// link in every engine test.
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
-    type Store<'a> = StoreContextMut<'a, HostState>;
-    let mut state = linker.instance(&format!("{CONTRACT_PACKAGE}/state@{CONTRACT_VERSION}"))?;
-    state.func_wrap("get", |mut store: Store, (key,): (WasmList<u8>,)| {
-        let key = copied(&key, &store);
-        Ok((store.data_mut().state.get(&key)?,))
-    })?;
-    state.func_wrap("get-small", |mut store: Store, (key,): (WasmList<u8>,)| {
-        let key = copied(&key, &store);
-        Ok((store.data_mut().state.get_with(&key, small_value)?,))
-    })?;
-    state.func_wrap(
-        "put",
-        |mut store: Store, (key, value): (WasmList<u8>, WasmList<u8>)| {
-            let (key, value) = (copied(&key, &store), copied(&value, &store));
-            store.data_mut().put(&key, &value)
-        },
-    )?;
-    state.func_wrap("delete", |mut store: Store, (key,): (WasmList<u8>,)| {
-        let key = copied(&key, &store);
-        store.data_mut().delete(&key)
-    })?;
-    state.func_wrap(
-        "scan",
-        |mut store: Store, (prefix, start_after, limit): (Vec<u8>, Option<Vec<u8>>, u32)| {
-            Ok((store
-                .data_mut()
-                .scan(&prefix, start_after.as_deref(), limit)?,))
-        },
-    )?;
-    Ok(())
-}
 
 impl HostState {
     fn check_write(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
@@ -90,27 +37,37 @@ impl HostState {
         }
         Ok(())
     }
+}
 
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.check_write(key, Some(value))?;
-        self.state.put_slices(key, value);
+impl Host for HostState {
+    fn get(&mut self, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        Ok(self.state.get(&key)?)
+    }
+
+    fn get_small(&mut self, key: Vec<u8>) -> Result<SmallValue> {
+        Ok(self.state.get_with(&key, small_value)?)
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.check_write(&key, Some(&value))?;
+        self.state.put(key, value);
         Ok(())
     }
 
-    fn delete(&mut self, key: &[u8]) -> Result<()> {
-        self.check_write(key, None)?;
-        self.state.delete(key.to_vec());
+    fn delete(&mut self, key: Vec<u8>) -> Result<()> {
+        self.check_write(&key, None)?;
+        self.state.delete(key);
         Ok(())
     }
 
     fn scan(
         &mut self,
-        prefix: &[u8],
-        start_after: Option<&[u8]>,
+        prefix: Vec<u8>,
+        start_after: Option<Vec<u8>>,
         limit: u32,
     ) -> Result<Vec<Entry>> {
         let limit = limit.min(MAX_SCAN_PAGE) as usize;
-        let entries = self.state.scan(prefix, start_after, limit)?;
+        let entries = self.state.scan(&prefix, start_after.as_deref(), limit)?;
         Ok(entries
             .into_iter()
             .map(|e| Entry {
