@@ -58,6 +58,26 @@ fn fault(outcome: &BatchOutcome) -> &GuestFault {
 }
 
 #[test]
+fn state_values_of_every_length_read_back_as_written() {
+    // Up to 16 bytes come back in `get-small`'s result, longer ones through `get`.
+    let module = misbehave();
+    let mut instance = instance(&module, PartitionState::default());
+    let outcome = run(&mut instance, &["state-round-trip"]);
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let long = "x".repeat(300);
+    assert_eq!(
+        output_values(&outcome),
+        [
+            "",
+            "0123456789abcdef",
+            "0123456789abcdefg",
+            long.as_str(),
+            "(none)"
+        ]
+    );
+}
+
+#[test]
 fn an_endless_loop_is_stopped_by_the_call_timeout() {
     let module = misbehave();
     let mut instance = instance(&module, PartitionState::default());

@@ -58,6 +58,22 @@ impl Transform for Misbehave {
             }
             "env" => ctx.send("env", std::env::vars().count().to_string()),
             "put-huge" => ctx.state().put("huge", vec![0u8; 2 << 20]),
+            "state-round-trip" => {
+                // Values around `get-small`'s 16 bytes, read back in the same batch.
+                let values: [(&str, &[u8]); 4] = [
+                    ("empty", b""),
+                    ("sixteen", b"0123456789abcdef"),
+                    ("seventeen", b"0123456789abcdefg"),
+                    ("long", &[b'x'; 300]),
+                ];
+                for (key, value) in values {
+                    ctx.state().put(key, value);
+                }
+                for key in ["empty", "sixteen", "seventeen", "long", "missing"] {
+                    let value = ctx.state().get(key);
+                    ctx.send(key, value.unwrap_or_else(|| b"(none)".to_vec()));
+                }
+            }
             "log" => {
                 println!("hello from stdout");
                 eprintln!("hello from stderr");
