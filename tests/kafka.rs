@@ -76,6 +76,45 @@ fn a_restart_mid_stream_loses_nothing_and_replays_no_state() {
     setup.assert_exact(&input, "a");
 }
 
+#[test]
+fn a_changelog_with_headers_on_every_record_restores_in_the_marker_format() {
+    // The rolling-upgrade format (what Weir wrote before 2026-12-02) is read back by
+    // an instance with no local state of its own, which restores all of it.
+    let setup = Setup::new(EXE, 4, &["counts"]);
+    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let old = setup.start_with("a", "changelog_format = \"every-record\"", None);
+    old.wait_for("partition running", 4, WAIT);
+    input.produce(4, 100);
+    setup.wait_for_counts(&input, &old);
+    assert!(old.terminate().success());
+    let logs = kafka_raw::read_topic(&setup.broker.bootstrap, "weir.wc-text-changelog").unwrap();
+    let records: Vec<_> = logs.iter().flat_map(|log| &log.committed).collect();
+    assert!(records.iter().any(|r| r.key.as_deref() != Some(b"")));
+    for record in records {
+        assert!(
+            record.headers.iter().any(|(k, _)| k == "weir.checkpoint"),
+            "{record:?} carries no checkpoint header"
+        );
+    }
+
+    let new = setup.start("b", None);
+    new.wait_for("partition running", 4, WAIT);
+    let restored: u64 = new
+        .events("restored state from the changelog")
+        .iter()
+        .filter_map(|e| e["fields"]["applied"].as_u64())
+        .sum();
+    assert!(
+        restored > 0,
+        "b had no local state: it restores from the changelog"
+    );
+    input.produce(4, 50);
+    setup.wait_for_counts(&input, &new);
+    assert!(new.terminate().success());
+
+    setup.assert_exact(&input, "b");
+}
+
 /// Records of aborted transactions in `topic`: evidence that a crash really left an
 /// uncommitted transaction behind for the verifier to reject.
 fn aborted_records(bootstrap: &str, topic: &str) -> usize {

@@ -170,6 +170,20 @@ pub enum Guarantee {
     AtLeastOnce,
 }
 
+/// How a pipeline writes its changelog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangelogFormat {
+    /// The checkpoint's marker names it; the state records after it are plain keys
+    /// and values.
+    #[default]
+    Marker,
+    /// The checkpoint headers on every record too, as Weir wrote them before
+    /// 2026-12-02 and as those versions need them to restore. For a rolling upgrade:
+    /// while older instances share the group, a partition can move back to one.
+    EveryRecord,
+}
+
 /// One pipeline: a module over input topics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -209,6 +223,8 @@ pub struct PipelineConfig {
     /// When a newly deployed version is rolled back on its own.
     #[serde(default)]
     pub rollback: RollbackConfig,
+    #[serde(default)]
+    pub changelog_format: ChangelogFormat,
 }
 
 /// Automatic rollback: a new version is on trial for its first records; if too many of

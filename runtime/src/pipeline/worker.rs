@@ -32,7 +32,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KafkaHeader, Headers, OwnedHeaders};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::config::Guarantee;
+use crate::config::{ChangelogFormat, Guarantee};
 use crate::engine::{Engine, EngineError, InputRecord, Instance, InstanceLabels, Limits};
 use crate::failpoint;
 use crate::kafka::producer::{Outgoing, PartitionProducer, RecordKind};
@@ -92,6 +92,7 @@ pub struct PipelineContext {
     pub dead_letter_topic: Option<String>,
     pub policy: ErrorPolicy,
     pub guarantee: Guarantee,
+    pub changelog_format: ChangelogFormat,
     pub commit_interval: Duration,
     pub batch_size: usize,
     /// Partition stores live in `<state_dir>/<topic>-<partition>`.
@@ -879,19 +880,25 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         let (id_header, parent_header) =
             (changelog::encode_id(id), changelog::encode_id(running.head));
         let offset = next_offset.to_string();
-        let marker_headers = OwnedHeaders::new_with_capacity(3)
-            .insert(KafkaHeader {
-                key: changelog::CHECKPOINT_HEADER,
-                value: Some(id_header.as_str()),
-            })
-            .insert(KafkaHeader {
-                key: changelog::PARENT_HEADER,
-                value: Some(parent_header.as_str()),
-            })
-            .insert(KafkaHeader {
-                key: changelog::OFFSET_HEADER,
-                value: Some(offset.as_str()),
-            });
+        let headers = || {
+            OwnedHeaders::new_with_capacity(3)
+                .insert(KafkaHeader {
+                    key: changelog::CHECKPOINT_HEADER,
+                    value: Some(id_header.as_str()),
+                })
+                .insert(KafkaHeader {
+                    key: changelog::PARENT_HEADER,
+                    value: Some(parent_header.as_str()),
+                })
+                .insert(KafkaHeader {
+                    key: changelog::OFFSET_HEADER,
+                    value: Some(offset.as_str()),
+                })
+        };
+        let state_headers = || match self.ctx.changelog_format {
+            ChangelogFormat::Marker => None,
+            ChangelogFormat::EveryRecord => Some(headers()),
+        };
         let send = |key: &[u8], value: Option<&[u8]>, headers: Option<OwnedHeaders>| {
             running.producer.send(Outgoing {
                 topic: &self.changelog_topic,
@@ -911,10 +918,10 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         send(
             changelog::MARKER_KEY,
             Some(offset.as_bytes()),
-            Some(marker_headers),
+            Some(headers()),
         )?;
         for (key, value) in state.pending().iter() {
-            send(key, value, None)?;
+            send(key, value, state_headers())?;
         }
         let last_changelog = running.producer.flush()?;
         failpoint::hit("checkpoint.before-commit");

@@ -16,7 +16,10 @@
 //! short value) they were some 75 bytes more for the broker to store and six more
 //! fields to parse, and a stateful count end to end ran at 29-43% of a pass-through
 //! with them, 50-53% without (BENCHMARKS.md). Changelogs written by earlier versions,
-//! with the headers on every record and the marker last, restore the same way.
+//! with the headers on every record and the marker last, restore the same way; those
+//! versions cannot restore a header-less record, so a pipeline can still write the
+//! headers on every record (`changelog_format = "every-record"`) while its group mixes
+//! versions.
 //!
 //! The group's committed input offset `C` therefore names the committed *head*: the last
 //! checkpoint in the changelog whose marker says `weir.offset = C`. The committed
