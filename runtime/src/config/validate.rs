@@ -289,7 +289,7 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
 mod tests {
     use std::path::Path;
 
-    use super::super::{Config, Guarantee, ParseError};
+    use super::super::{ChangelogFormat, Config, Guarantee, ParseError};
 
     fn module_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -322,6 +322,7 @@ mod tests {
         .unwrap();
         let wc = &config.pipelines["wc"];
         assert_eq!(wc.guarantee, Guarantee::ExactlyOnce);
+        assert_eq!(wc.changelog_format, ChangelogFormat::Marker);
         assert_eq!(wc.group_id("wc"), "weir.wc");
         assert_eq!(wc.module, dir.path().join("t.wasm"));
         assert_eq!(config.data_dir, dir.path().join("weir-data"));
@@ -390,6 +391,25 @@ mod tests {
         );
         assert_eq!(found.len(), 1);
         assert!(found[0].contains("comit_interval_ms"), "{found:?}");
+    }
+
+    #[test]
+    fn the_changelog_format_is_one_of_two_names() {
+        let dir = module_dir();
+        let text = |format: &str| {
+            format!(
+                "[kafka]\nbrokers = \"embedded\"\n[pipelines.wc]\nmodule = \"t.wasm\"\n\
+                 inputs = [\"text\"]\noutput = \"counts\"\nchangelog_format = \"{format}\"\n"
+            )
+        };
+        let config = Config::parse(&text("every-record"), dir.path()).unwrap();
+        assert_eq!(
+            config.pipelines["wc"].changelog_format,
+            ChangelogFormat::EveryRecord
+        );
+        let found = problems(&text("headers"), dir.path());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("every-record"), "{found:?}");
     }
 
     #[test]
