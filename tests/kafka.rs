@@ -63,11 +63,7 @@ fn a_restart_mid_stream_loses_nothing_and_replays_no_state() {
     input.produce(4, 100);
     let daemon = setup.start("a", None);
     daemon.wait_for("partition running", 8, WAIT);
-    let replayed: u64 = daemon
-        .events("restored state from the changelog")
-        .iter()
-        .filter_map(|e| e["fields"]["applied"].as_u64())
-        .sum();
+    let replayed = restored_records(&daemon);
     assert_eq!(replayed, 0, "local state was current: nothing to replay");
     input.produce(4, 50);
     setup.wait_for_counts(&input, &daemon);
@@ -99,11 +95,7 @@ fn a_changelog_with_headers_on_every_record_restores_in_the_marker_format() {
 
     let new = setup.start("b", None);
     new.wait_for("partition running", 4, WAIT);
-    let restored: u64 = new
-        .events("restored state from the changelog")
-        .iter()
-        .filter_map(|e| e["fields"]["applied"].as_u64())
-        .sum();
+    let restored = restored_records(&new);
     assert!(
         restored > 0,
         "b had no local state: it restores from the changelog"
@@ -113,6 +105,15 @@ fn a_changelog_with_headers_on_every_record_restores_in_the_marker_format() {
     assert!(new.terminate().success());
 
     setup.assert_exact(&input, "b");
+}
+
+/// Changelog records `daemon` applied restoring its partitions, from its log.
+fn restored_records(daemon: &Daemon) -> u64 {
+    daemon
+        .events("restored state from the changelog")
+        .iter()
+        .filter_map(|e| e["fields"]["applied"].as_u64())
+        .sum()
 }
 
 /// Records of aborted transactions in `topic`: evidence that a crash really left an

@@ -1194,7 +1194,7 @@ impl ChangelogReader {
                     })?;
                 return Ok(None);
             };
-            self.framed.extend(self.framer.push(raw));
+            self.framer.push(raw, &mut self.framed);
         }
     }
 

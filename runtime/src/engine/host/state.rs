@@ -80,15 +80,15 @@ impl Host for HostState {
 
 /// `value` as `get-small` returns it: up to 16 bytes in two little-endian words.
 fn small_value(value: Option<&[u8]>) -> SmallValue {
+    let mut bytes = [0_u8; 16];
     let len = match value {
         None => -1,
-        Some(value) if value.len() > 16 => -2,
-        Some(value) => value.len() as i32,
+        Some(value) if value.len() > bytes.len() => -2,
+        Some(value) => {
+            bytes[..value.len()].copy_from_slice(value);
+            value.len() as i32
+        }
     };
-    let mut bytes = [0_u8; 16];
-    if len > 0 {
-        bytes[..len as usize].copy_from_slice(value.unwrap_or_default());
-    }
     let (low, high) = bytes.split_at(8);
     SmallValue {
         len,

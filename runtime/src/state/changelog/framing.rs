@@ -66,8 +66,6 @@ pub struct Framer {
     current: Option<Identity>,
     /// Records read before any record with headers.
     orphans: Vec<RawRecord>,
-    /// Framed records not yet handed out (reused between pushes).
-    ready: Vec<ChangelogRecord>,
 }
 
 impl Framer {
@@ -75,19 +73,17 @@ impl Framer {
         Self::default()
     }
 
-    /// Frame the next record; returns the records framed by it, in log order (none
-    /// while it is an orphan, the orphans before it and itself once it has headers).
-    pub fn push(&mut self, record: RawRecord) -> std::vec::Drain<'_, ChangelogRecord> {
+    /// Frame the next record into `out`, in log order: nothing while it is an orphan,
+    /// the orphans before it and then itself once it has headers.
+    pub fn push(&mut self, record: RawRecord, out: &mut impl Extend<ChangelogRecord>) {
         match record.identity.or(self.current) {
             Some(identity) => {
                 self.current = Some(identity);
-                let orphans = self.orphans.drain(..).map(|o| o.framed(identity));
-                self.ready.extend(orphans);
-                self.ready.push(record.framed(identity));
+                out.extend(self.orphans.drain(..).map(|o| o.framed(identity)));
+                out.extend([record.framed(identity)]);
             }
             None => self.orphans.push(record),
         }
-        self.ready.drain(..)
     }
 
     /// The partition is read to its end: every record must have found its checkpoint.
@@ -128,8 +124,9 @@ mod tests {
         let mut framer = Framer::new();
         let mut framed = Vec::new();
         for record in log {
-            framed.extend(framer.push(record).map(|r| (r.offset, r.checkpoint)));
+            framer.push(record, &mut framed);
         }
+        let framed = framed.iter().map(|r| (r.offset, r.checkpoint)).collect();
         (framed, framer.finish())
     }
 

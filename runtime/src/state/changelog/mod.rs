@@ -681,9 +681,11 @@ mod tests {
                 let mut restorer = Restorer::new(*local, committed_offset);
                 let mut decisions = Vec::new();
                 let from = position.map_or(0, |p| p + 1);
+                let mut framed = Vec::new();
                 for r in log.iter().filter(|r| r.offset >= from) {
-                    for framed in framer.push(r.clone()) {
-                        decisions.extend(restorer.push(framed).unwrap());
+                    framer.push(r.clone(), &mut framed);
+                    for record in framed.drain(..) {
+                        decisions.extend(restorer.push(record).unwrap());
                     }
                 }
                 framer.finish().unwrap();
