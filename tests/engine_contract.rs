@@ -1,6 +1,7 @@
 //! Modules that do not fit the contract are refused at load, with an error that
 //! names the problem, and the engine goes on working.
 
+use weir_runtime::engine::bindings::CONTRACT_VERSION;
 use weir_runtime::engine::{EngineError, InputRecord};
 use weir_runtime::pipeline::{ErrorPolicy, run_batch};
 use weir_runtime::state::PartitionState;
@@ -65,9 +66,10 @@ fn with_contract_version(wasm: &[u8], from: &str, to: &str) -> Vec<u8> {
 
 #[test]
 fn a_component_built_against_an_earlier_patch_of_the_contract_runs() {
-    // 0.2.1 added `get-small`; what a 0.2.0 component imports is all still there.
+    // Patches only add imports (0.2.1 `get-small`, 0.2.2 `write-all`): what an older
+    // component imports is all still there.
     let current = std::fs::read(guest("word-count")).unwrap();
-    let older = with_contract_version(&current, "0.2.1", "0.2.0");
+    let older = with_contract_version(&current, CONTRACT_VERSION, "0.2.0");
     let module = engine().load(&older).expect("a 0.2.0 component loads");
     let labels = weir_runtime::engine::InstanceLabels {
         pipeline: "older".into(),
@@ -91,7 +93,7 @@ fn a_component_built_against_an_earlier_patch_of_the_contract_runs() {
         .collect();
     assert_eq!(counts, [b"1".to_vec(), b"2".to_vec()]);
 
-    let newer = with_contract_version(&current, "0.2.1", "0.2.9");
+    let newer = with_contract_version(&current, CONTRACT_VERSION, "0.2.9");
     let err = engine().load(&newer).unwrap_err();
     assert!(
         matches!(err, EngineError::ContractVersion { .. }),

@@ -17,11 +17,11 @@
 // writes and outputs and applies the pipeline's error policy, with the exception's
 // message as the error. An exception in the `init` option refuses the module.
 //
-// This module only wraps the raw bindings of wit/ (weir:transform@0.2.1) in JavaScript
+// This module only wraps the raw bindings of wit/ (weir:transform@0.2.2) in JavaScript
 // types; it adds no behaviour the contract lacks.
 
-import * as rawState from "weir:transform/state@0.2.1";
-import { log as rawLog } from "weir:transform/log@0.2.1";
+import * as rawState from "weir:transform/state@0.2.2";
+import { log as rawLog } from "weir:transform/log@0.2.2";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });

@@ -31,9 +31,48 @@ pub trait StateBackend {
     ) -> Vec<(Vec<u8>, Vec<u8>)>;
 }
 
-/// The host, reached through the `weir:transform/state` imports.
+/// The host, reached through the `weir:transform/state` imports, with the batch's
+/// writes kept in the guest until it succeeds (see `writes`).
 #[cfg(target_arch = "wasm32")]
-pub(crate) struct WasmState;
+#[derive(Debug)]
+pub(crate) struct WasmState {
+    writes: crate::writes::WriteBuffer,
+}
+
+#[cfg(target_arch = "wasm32")]
+impl WasmState {
+    /// Run `f` with the component's state backend (one per instance).
+    pub(crate) fn with<R>(f: impl FnOnce(&mut Self) -> R) -> R {
+        std::thread_local! {
+            static STATE: std::cell::RefCell<WasmState> = const {
+                std::cell::RefCell::new(WasmState {
+                    writes: crate::writes::WriteBuffer::new(),
+                })
+            };
+        }
+        STATE.with_borrow_mut(f)
+    }
+
+    /// Send the kept writes to the host.
+    pub(crate) fn flush(&mut self) {
+        if !self.writes.is_empty() {
+            self.send();
+        }
+    }
+
+    /// Out of line: a stateless transform never gets here, and its batch loop stays
+    /// as small as it was.
+    #[inline(never)]
+    fn send(&mut self) {
+        crate::bindings::weir::transform::state::write_all(self.writes.writes());
+        self.writes.clear();
+    }
+
+    /// Forget the kept writes.
+    pub(crate) fn discard(&mut self) {
+        self.writes.clear();
+    }
+}
 
 #[cfg(target_arch = "wasm32")]
 impl StateBackend for WasmState {
@@ -42,11 +81,15 @@ impl StateBackend for WasmState {
         self.get_into(key, &mut value).then_some(value)
     }
 
-    /// Short values come back in `get-small`'s result; only longer ones take a
-    /// second call, `get`, whose list result the host allocates in this guest.
+    /// The batch's own writes first. Short values then come back in `get-small`'s
+    /// result; only longer ones take a second call, `get`, whose list result the host
+    /// allocates in this guest.
     fn get_into(&mut self, key: &[u8], out: &mut Vec<u8>) -> bool {
         use crate::bindings::weir::transform::state;
         out.clear();
+        if let Some(written) = self.writes.get(key) {
+            return written.map(|value| out.extend_from_slice(value)).is_some();
+        }
         let small = state::get_small(key);
         match usize::try_from(small.len) {
             Ok(len) if len <= 16 => {
@@ -62,19 +105,22 @@ impl StateBackend for WasmState {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
-        crate::bindings::weir::transform::state::put(key, value)
+        self.writes.write(key, Some(value));
     }
 
     fn delete(&mut self, key: &[u8]) {
-        crate::bindings::weir::transform::state::delete(key)
+        self.writes.write(key, None);
     }
 
+    /// The host merges its buffer with the store; the kept writes go to it first so
+    /// the scan sees them.
     fn scan(
         &mut self,
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: u32,
     ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.flush();
         crate::bindings::weir::transform::state::scan(prefix, start_after, limit)
             .into_iter()
             .map(|e| (e.key, e.value))

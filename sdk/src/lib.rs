@@ -52,6 +52,8 @@ mod record;
 pub mod testing;
 #[cfg(any(target_arch = "wasm32", test))]
 mod wire;
+#[cfg(any(target_arch = "wasm32", test))]
+mod writes;
 
 /// Bindings generated from the Weir WIT contract (`wit/` in the Weir repository).
 #[doc(hidden)]
@@ -175,7 +177,19 @@ pub mod __private {
             });
         };
         let records = crate::wire::decode(batch);
-        crate::run_batch(transform, records, &mut crate::context::WasmState)
-            .map(crate::wire::encode)
+        crate::context::WasmState::with(|state| {
+            let outputs = crate::run_batch(transform, records, state);
+            // A failed batch's writes go, as the host rolls the batch back.
+            match outputs {
+                Ok(outputs) => {
+                    state.flush();
+                    Ok(crate::wire::encode(outputs))
+                }
+                Err(error) => {
+                    state.discard();
+                    Err(error)
+                }
+            }
+        })
     }
 }

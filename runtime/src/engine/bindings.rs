@@ -13,6 +13,6 @@ wasmtime::component::bindgen!({
 });
 
 /// The contract version this host implements, as it appears in import names.
-pub const CONTRACT_VERSION: &str = "0.2.1";
+pub const CONTRACT_VERSION: &str = "0.2.2";
 /// The contract's package name.
 pub const CONTRACT_PACKAGE: &str = "weir:transform";

@@ -203,24 +203,30 @@ impl PartitionState {
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.write(key, Some(value));
+        self.write(Bytes::from_vec(key), Some(Bytes::from_vec(value)));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.write(key, None);
+        self.write(Bytes::from_vec(key), None);
+    }
+
+    /// A `put` (`Some`) or `delete` (`None`) of borrowed bytes, as a guest's batched
+    /// writes arrive: short keys and values go into the buffer's slots with no
+    /// allocation on the way.
+    pub fn write_from(&mut self, key: &[u8], value: Option<&[u8]>) {
+        self.write(Bytes::from_slice(key), value.map(Bytes::from_slice));
     }
 
     /// One hash lookup whatever the key's state: written before in this checkpoint
     /// (replace its log entry), clean (it joins the log) or unknown.
-    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let value = value.map(Bytes::from_vec);
+    fn write(&mut self, key: Bytes, value: Option<Bytes>) {
         let log = &mut self.writes.entries;
         let fresh = Known {
             value: value.clone(),
             generation: self.generation,
             index: u32::try_from(log.len()).expect("under 2^32 writes per checkpoint"),
         };
-        let key = match self.known.entry(Bytes::from_vec(key)) {
+        let key = match self.known.entry(key) {
             Slot::Occupied(mut slot) if slot.get().generation == self.generation => {
                 let index = slot.get().index as usize;
                 slot.get_mut().value = fresh.value;

@@ -9,6 +9,9 @@
 //! * `connect`: try to open a TCP connection to 127.0.0.1:9 (no sockets)
 //! * `env`: report how many environment variables it can see (none)
 //! * `put-huge`: write a 2 MiB state value (over the state value limit)
+//! * `state-round-trip`: write values of 0, 16, 17 and 300 bytes and read them back;
+//!   `state-read`: read them back only
+//! * `state-scan`: write three keys under `scan/`, delete one, and emit what a scan sees
 //! * `log`: write to stdout, stderr and the log import
 //! * anything else: count it in state (`seen`) and echo it
 
@@ -59,7 +62,9 @@ impl Transform for Misbehave {
             "env" => ctx.send("env", std::env::vars().count().to_string()),
             "put-huge" => ctx.state().put("huge", vec![0u8; 2 << 20]),
             "state-round-trip" => {
-                // Values around `get-small`'s 16 bytes, read back in the same batch.
+                // Values around `get-small`'s 16 bytes, read back in the same batch
+                // (from the SDK's own write buffer); `state-read` reads them from the
+                // host in a later one.
                 let values: [(&str, &[u8]); 4] = [
                     ("empty", b""),
                     ("sixteen", b"0123456789abcdef"),
@@ -69,10 +74,21 @@ impl Transform for Misbehave {
                 for (key, value) in values {
                     ctx.state().put(key, value);
                 }
-                for key in ["empty", "sixteen", "seventeen", "long", "missing"] {
-                    let value = ctx.state().get(key);
-                    ctx.send(key, value.unwrap_or_else(|| b"(none)".to_vec()));
+                send_round_trip_values(ctx);
+            }
+            "state-read" => send_round_trip_values(ctx),
+            "state-scan" => {
+                // A scan sees the batch's own writes and deletes.
+                for (key, value) in [("scan/a", "1"), ("scan/b", "2"), ("scan/c", "3")] {
+                    ctx.state().put(key, value);
                 }
+                ctx.state().delete("scan/b");
+                let seen: Vec<String> = ctx
+                    .state()
+                    .scan("scan/")
+                    .map(|(k, v)| format!("{}={}", lossy(&k), lossy(&v)))
+                    .collect();
+                ctx.send("state-scan", seen.join(","));
             }
             "log" => {
                 println!("hello from stdout");
@@ -89,6 +105,18 @@ impl Transform for Misbehave {
         }
         Ok(())
     }
+}
+
+/// The values `state-round-trip` writes, as outputs keyed by their state keys.
+fn send_round_trip_values(ctx: &mut Context<'_>) {
+    for key in ["empty", "sixteen", "seventeen", "long", "missing"] {
+        let value = ctx.state().get(key);
+        ctx.send(key, value.unwrap_or_else(|| b"(none)".to_vec()));
+    }
+}
+
+fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
 }
 
 weir_sdk::export!(Misbehave);

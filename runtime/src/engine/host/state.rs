@@ -4,7 +4,7 @@ use wasmtime::Result;
 
 use super::{HostState, Phase};
 use crate::engine::GuestFault;
-use crate::engine::bindings::weir::transform::state::{Entry, Host, SmallValue};
+use crate::engine::bindings::weir::transform::state::{Entry, Host, SmallValue, Writes};
 
 /// Largest page a guest may ask one `scan` for; it pages for more.
 const MAX_SCAN_PAGE: u32 = 1024;
@@ -60,6 +60,17 @@ impl Host for HostState {
         Ok(())
     }
 
+    /// The layout is checked whole first; then each write is checked and applied in
+    /// turn. One over the limits stops the call with the writes before it applied, and
+    /// the fault then rolls back the whole batch, so none of them survive.
+    fn write_all(&mut self, writes: Writes) -> Result<()> {
+        for (key, value) in parse_writes(&writes)? {
+            self.check_write(key, value)?;
+            self.state.write_from(key, value);
+        }
+        Ok(())
+    }
+
     fn scan(
         &mut self,
         prefix: Vec<u8>,
@@ -76,6 +87,48 @@ impl Host for HostState {
             })
             .collect())
     }
+}
+
+/// The `(key, value)` of each of `writes`, in order (`None`: delete). Lengths that do
+/// not add up to `data` break the contract.
+fn parse_writes(writes: &Writes) -> Result<Vec<(&[u8], Option<&[u8]>)>, GuestFault> {
+    let broken = |message: String| GuestFault::Contract {
+        message: format!("write-all: {message}"),
+    };
+    if writes.key_lens.len() != writes.value_lens.len() {
+        return Err(broken(format!(
+            "{} key lengths and {} value lengths",
+            writes.key_lens.len(),
+            writes.value_lens.len()
+        )));
+    }
+    let mut data = &writes.data[..];
+    let mut take = |len: usize| {
+        let bytes = data.get(..len).ok_or_else(|| {
+            broken(format!("lengths past the {} data bytes", writes.data.len()))
+        })?;
+        data = &data[len..];
+        Ok(bytes)
+    };
+    let parsed = writes
+        .key_lens
+        .iter()
+        .zip(&writes.value_lens)
+        .map(|(&key_len, &value_len)| {
+            let key = take(key_len as usize)?;
+            let value = match value_len {
+                -1 => None,
+                len => Some(take(usize::try_from(len).map_err(|_| {
+                    broken(format!("a value length of {len}"))
+                })?)?),
+            };
+            Ok((key, value))
+        })
+        .collect::<Result<Vec<_>, GuestFault>>()?;
+    if !data.is_empty() {
+        return Err(broken(format!("{} data bytes left over", data.len())));
+    }
+    Ok(parsed)
 }
 
 /// `value` as `get-small` returns it: up to 16 bytes in two little-endian words.
@@ -100,6 +153,41 @@ fn small_value(value: Option<&[u8]>) -> SmallValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn writes(key_lens: &[u32], value_lens: &[i32], data: &[u8]) -> Writes {
+        Writes {
+            key_lens: key_lens.to_vec(),
+            value_lens: value_lens.to_vec(),
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn batched_writes_are_read_in_order() {
+        let w = writes(&[2, 1, 2], &[2, -1, 0], b"k1v1xk1");
+        let parsed = parse_writes(&w).unwrap();
+        assert_eq!(
+            parsed,
+            [
+                (&b"k1"[..], Some(&b"v1"[..])),
+                (&b"x"[..], None),
+                (&b"k1"[..], Some(&b""[..]))
+            ]
+        );
+        assert!(parse_writes(&writes(&[], &[], b"")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn batched_writes_that_do_not_add_up_break_the_contract() {
+        let broken = |w: Writes| match parse_writes(&w) {
+            Err(GuestFault::Contract { message }) => message,
+            other => panic!("expected a contract fault, got {other:?}"),
+        };
+        assert!(broken(writes(&[1], &[], b"k")).contains("1 key lengths and 0 value"));
+        assert!(broken(writes(&[1], &[5], b"kv")).contains("past the 2 data bytes"));
+        assert!(broken(writes(&[1], &[1], b"kvx")).contains("1 data bytes left over"));
+        assert!(broken(writes(&[1], &[-2], b"k")).contains("value length of -2"));
+    }
 
     #[test]
     fn small_values_travel_in_two_little_endian_words() {
