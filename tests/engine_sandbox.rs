@@ -77,7 +77,10 @@ fn state_values_of_every_length_read_back_as_written() {
         assert_eq!(output_values(&outcome), expected, "{command}");
     }
     let state = instance.state();
-    assert_eq!(state.get(b"seventeen").unwrap().unwrap(), b"0123456789abcdefg");
+    assert_eq!(
+        state.get(b"seventeen").unwrap().unwrap(),
+        b"0123456789abcdefg"
+    );
     assert_eq!(state.get(b"missing").unwrap(), None);
 }
 

@@ -29,14 +29,6 @@ pub(crate) struct WriteBuffer {
     hasher: FixedState,
 }
 
-/// One write, as the buffer holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
-    start: usize,
-    key_len: usize,
-    value_len: i32,
-}
-
 impl WriteBuffer {
     pub const fn new() -> Self {
         Self {
@@ -50,35 +42,14 @@ impl WriteBuffer {
             hasher: FixedState::with_seed(0),
         }
     }
-}
-
-impl WriteBuffer {
-    fn span(&self, index: u32) -> Span {
-        let i = index as usize;
-        Span {
-            start: self.starts[i] as usize,
-            key_len: self.writes.key_lens[i] as usize,
-            value_len: self.writes.value_lens[i],
-        }
-    }
-
-    fn key(&self, index: u32) -> &[u8] {
-        let span = self.span(index);
-        &self.writes.data[span.start..span.start + span.key_len]
-    }
 
     /// The latest write of `key` in this batch: `Some(None)` when it was deleted,
     /// `None` when the batch has not written it.
     pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
         let hash = self.hasher.hash_one(key);
-        let &index = self.latest.find(hash, |&i| self.key(i) == key)?;
-        let span = self.span(index);
-        let value_start = span.start + span.key_len;
-        Some(
-            usize::try_from(span.value_len)
-                .ok()
-                .map(|len| &self.writes.data[value_start..value_start + len]),
-        )
+        let at = |i: u32| write_at(&self.writes, &self.starts, i);
+        let &index = self.latest.find(hash, |&i| at(i).0 == key)?;
+        Some(at(index).1)
     }
 
     /// Record a write of `key`: a put of `value`, or a delete when it is `None`.
@@ -93,21 +64,17 @@ impl WriteBuffer {
         starts.push(u32::try_from(writes.data.len()).expect("under 4 GiB of writes per batch"));
         writes.key_lens.push(key.len() as u32);
         writes.data.extend_from_slice(key);
-        // A value over 2 GiB (only possible near the 4 GiB memory limit) wraps
-        // negative and reads as a delete here, but the host refuses such a value in
-        // `write-all` anyway: it is over any value-size limit.
-        writes.value_lens.push(value.map_or(-1, |v| v.len() as i32));
+        writes.value_lens.push(value.map_or(-1, |v| {
+            i32::try_from(v.len()).expect("a state value under 2 GiB")
+        }));
         writes.data.extend_from_slice(value.unwrap_or_default());
 
-        let key_at = |i: u32| {
-            let start = starts[i as usize] as usize;
-            &writes.data[start..start + writes.key_lens[i as usize] as usize]
-        };
+        let at = |i: u32| write_at(writes, starts, i).0;
         let hash = hasher.hash_one(key);
-        match latest.find_mut(hash, |&i| key_at(i) == key) {
+        match latest.find_mut(hash, |&i| at(i) == key) {
             Some(slot) => *slot = index,
             None => {
-                latest.insert_unique(hash, index, |&i| hasher.hash_one(key_at(i)));
+                latest.insert_unique(hash, index, |&i| hasher.hash_one(at(i)));
             }
         }
     }
@@ -129,6 +96,17 @@ impl WriteBuffer {
         self.starts.clear();
         self.latest.clear();
     }
+}
+
+/// Write `index`'s key and value (`None` for a delete).
+fn write_at<'a>(writes: &'a Writes, starts: &[u32], index: u32) -> (&'a [u8], Option<&'a [u8]>) {
+    let i = index as usize;
+    let key_start = starts[i] as usize;
+    let value_start = key_start + writes.key_lens[i] as usize;
+    let value = usize::try_from(writes.value_lens[i])
+        .ok()
+        .map(|len| &writes.data[value_start..value_start + len]);
+    (&writes.data[key_start..value_start], value)
 }
 
 #[cfg(test)]
@@ -168,14 +146,21 @@ mod tests {
         for i in 0..1000_u32 {
             buffer.write(&i.to_le_bytes(), Some(&i.to_be_bytes()));
         }
-        assert_eq!(buffer.get(&7_u32.to_le_bytes()), Some(Some(&7_u32.to_be_bytes()[..])));
+        assert_eq!(
+            buffer.get(&7_u32.to_le_bytes()),
+            Some(Some(&7_u32.to_be_bytes()[..]))
+        );
         buffer.clear();
         assert!(buffer.is_empty());
         assert_eq!(buffer.get(&7_u32.to_le_bytes()), None);
         buffer.write(b"k", Some(b"v"));
         let writes = buffer.writes();
         assert_eq!(
-            (&writes.key_lens[..], &writes.value_lens[..], &writes.data[..]),
+            (
+                &writes.key_lens[..],
+                &writes.value_lens[..],
+                &writes.data[..]
+            ),
             (&[1][..], &[1][..], &b"kv"[..])
         );
     }

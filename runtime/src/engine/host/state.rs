@@ -89,9 +89,11 @@ impl Host for HostState {
     }
 }
 
-/// The `(key, value)` of each of `writes`, in order (`None`: delete). Lengths that do
-/// not add up to `data` break the contract.
-fn parse_writes(writes: &Writes) -> Result<Vec<(&[u8], Option<&[u8]>)>, GuestFault> {
+/// A key and its new value; `None` deletes it.
+type Write<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// Each of `writes`, in order. Lengths that do not add up to `data` break the contract.
+fn parse_writes(writes: &Writes) -> Result<Vec<Write<'_>>, GuestFault> {
     let broken = |message: String| GuestFault::Contract {
         message: format!("write-all: {message}"),
     };
@@ -104,9 +106,9 @@ fn parse_writes(writes: &Writes) -> Result<Vec<(&[u8], Option<&[u8]>)>, GuestFau
     }
     let mut data = &writes.data[..];
     let mut take = |len: usize| {
-        let bytes = data.get(..len).ok_or_else(|| {
-            broken(format!("lengths past the {} data bytes", writes.data.len()))
-        })?;
+        let bytes = data
+            .get(..len)
+            .ok_or_else(|| broken(format!("lengths past the {} data bytes", writes.data.len())))?;
         data = &data[len..];
         Ok(bytes)
     };
@@ -118,9 +120,9 @@ fn parse_writes(writes: &Writes) -> Result<Vec<(&[u8], Option<&[u8]>)>, GuestFau
             let key = take(key_len as usize)?;
             let value = match value_len {
                 -1 => None,
-                len => Some(take(usize::try_from(len).map_err(|_| {
-                    broken(format!("a value length of {len}"))
-                })?)?),
+                len => Some(take(
+                    usize::try_from(len).map_err(|_| broken(format!("a value length of {len}")))?,
+                )?),
             };
             Ok((key, value))
         })
