@@ -44,6 +44,15 @@
 // and outside it.
 extern crate self as weir_sdk;
 
+#[cfg(any(
+    all(
+        target_arch = "wasm32",
+        not(target_feature = "atomics"),
+        feature = "allocator"
+    ),
+    test
+))]
+mod alloc;
 mod config;
 mod context;
 mod error;
@@ -67,6 +76,16 @@ pub mod bindings {
         runtime_path: "weir_sdk::__private::wit_bindgen::rt",
     });
 }
+
+/// Small blocks come from free lists of their size class (see `alloc`); turn off the
+/// `allocator` feature to register an allocator of your own.
+#[cfg(all(
+    target_arch = "wasm32",
+    not(target_feature = "atomics"),
+    feature = "allocator"
+))]
+#[global_allocator]
+static ALLOCATOR: alloc::Allocator = alloc::Allocator::new();
 
 pub use config::Config;
 pub use context::{Context, Scan, State, StateBackend, Table};

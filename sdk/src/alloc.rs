@@ -1,0 +1,219 @@
+//! The guest's global allocator: free lists of small blocks in front of the
+//! standard allocator (dlmalloc on `wasm32-wasip2`).
+//!
+//! A transform allocates a few small, short-lived blocks per record (the record's
+//! value, a key, an output) and frees them a batch later, over and over, in the same
+//! few sizes. dlmalloc serves each one through its bins, and in Wasm that was a third
+//! of a word count's guest time (BENCHMARKS.md). Here a freed block of up to
+//! [`MAX_SMALL`] bytes goes onto a list of its size class instead, and the next
+//! allocation of that class takes it back: a push and a pop. Rust's allocator API
+//! hands `dealloc` the block's size, so the class needs no header.
+//!
+//! Each list keeps at most [`LIST_BYTES`] of blocks; beyond that, frees go back to
+//! dlmalloc, so memory a transform once filled with small objects and released is
+//! returned for other uses, and the lists never hold more than about 1 MiB.
+//!
+//! Components are single-threaded (`wasm32-wasip2` has no threads), which is what
+//! makes the unsynchronised lists sound; the allocator is only compiled for a target
+//! without atomics. A transform that wants an allocator of its own turns this one off
+//! with `default-features = false` on `weir-sdk`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::UnsafeCell;
+use std::ptr;
+
+/// Blocks up to this size are kept on free lists.
+const MAX_SMALL: usize = 256;
+/// Size classes are multiples of this, which is also the largest alignment served
+/// from the lists (dlmalloc aligns every block to 8 bytes on wasm32).
+const GRANULE: usize = 8;
+const CLASSES: usize = MAX_SMALL / GRANULE;
+/// Most bytes of free blocks one list keeps.
+const LIST_BYTES: usize = 32 << 10;
+
+/// One size class's free blocks, linked through their first word.
+#[derive(Clone, Copy)]
+struct FreeList {
+    head: *mut u8,
+    len: usize,
+}
+
+/// The allocator `weir-sdk` registers for components.
+pub struct Allocator {
+    lists: UnsafeCell<[FreeList; CLASSES]>,
+}
+
+// SAFETY: only compiled for single-threaded targets (see the module doc): no two
+// threads ever touch the lists.
+unsafe impl Sync for Allocator {}
+
+impl Allocator {
+    pub const fn new() -> Self {
+        Self {
+            lists: UnsafeCell::new(
+                [FreeList {
+                    head: ptr::null_mut(),
+                    len: 0,
+                }; CLASSES],
+            ),
+        }
+    }
+
+    /// The size class of `layout`, when it is small enough for the lists. Every
+    /// layout of a class is allocated from dlmalloc at the class's full size, so any
+    /// block on a list fits any layout of its class.
+    fn class(layout: Layout) -> Option<usize> {
+        (layout.size() <= MAX_SMALL && layout.align() <= GRANULE)
+            .then(|| layout.size().max(1).div_ceil(GRANULE) - 1)
+    }
+
+    fn class_layout(class: usize) -> Layout {
+        // SAFETY: a non-zero multiple of the granule, aligned to the granule.
+        unsafe { Layout::from_size_align_unchecked((class + 1) * GRANULE, GRANULE) }
+    }
+
+    /// # Safety
+    /// Single-threaded use only, and no other reference to the lists may be live.
+    #[allow(
+        clippy::mut_from_ref,
+        reason = "the lists are only touched in one call at a time"
+    )]
+    unsafe fn list(&self, class: usize) -> &mut FreeList {
+        // SAFETY: per this function's contract.
+        unsafe { &mut (*self.lists.get())[class] }
+    }
+}
+
+impl Default for Allocator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: blocks come from `System` at their class's size (or the layout's own, for
+// large ones) and go back to a list or to `System` with the same size.
+unsafe impl GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let Some(class) = Self::class(layout) else {
+            // SAFETY: the caller's layout, as given.
+            return unsafe { System.alloc(layout) };
+        };
+        // SAFETY: one call at a time.
+        let list = unsafe { self.list(class) };
+        if list.head.is_null() {
+            // SAFETY: a valid layout of non-zero size.
+            return unsafe { System.alloc(Self::class_layout(class)) };
+        }
+        let block = list.head;
+        // SAFETY: a free block holds the next one's address in its first word.
+        list.head = unsafe { block.cast::<*mut u8>().read() };
+        list.len -= 1;
+        block
+    }
+
+    unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+        let Some(class) = Self::class(layout) else {
+            // SAFETY: allocated by `System` with this layout.
+            return unsafe { System.dealloc(block, layout) };
+        };
+        let class_layout = Self::class_layout(class);
+        // SAFETY: one call at a time.
+        let list = unsafe { self.list(class) };
+        if (list.len + 1) * class_layout.size() > LIST_BYTES {
+            // SAFETY: blocks of this class come from `System` at the class's size.
+            return unsafe { System.dealloc(block, class_layout) };
+        }
+        // SAFETY: the block is ours again and at least a word long and aligned.
+        unsafe { block.cast::<*mut u8>().write(list.head) };
+        list.head = block;
+        list.len += 1;
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if Self::class(layout).is_none() {
+            // SAFETY: the caller's layout, as given; fresh memory may skip the zeroing.
+            return unsafe { System.alloc_zeroed(layout) };
+        }
+        // SAFETY: as `alloc`; the block is at least `layout.size()` bytes.
+        unsafe {
+            let block = self.alloc(layout);
+            if !block.is_null() {
+                block.write_bytes(0, layout.size());
+            }
+            block
+        }
+    }
+
+    unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller guarantees `new_size` makes a valid layout.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        match (Self::class(layout), Self::class(new_layout)) {
+            // SAFETY: allocated by `System` with `layout`, and staying large.
+            (None, None) => unsafe { System.realloc(block, layout, new_size) },
+            // The block already has room for every size of its class.
+            (Some(old), Some(new)) if old == new => block,
+            // SAFETY: a new block, the bytes both hold, then the old block freed.
+            _ => unsafe {
+                let moved = self.alloc(new_layout);
+                if !moved.is_null() {
+                    ptr::copy_nonoverlapping(block, moved, layout.size().min(new_size));
+                    self.dealloc(block, layout);
+                }
+                moved
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_cover_each_size_once() {
+        let class = |size, align| Allocator::class(Layout::from_size_align(size, align).unwrap());
+        assert_eq!(class(0, 1), Some(0));
+        assert_eq!(class(8, 8), Some(0));
+        assert_eq!(class(9, 1), Some(1));
+        assert_eq!(class(MAX_SMALL, 8), Some(CLASSES - 1));
+        assert_eq!(class(MAX_SMALL + 1, 1), None);
+        assert_eq!(class(16, 16), None, "over-aligned layouts go to System");
+        for size in 0..=MAX_SMALL {
+            let c = class(size, 1).unwrap();
+            assert!(Allocator::class_layout(c).size() >= size);
+        }
+    }
+
+    #[test]
+    fn a_freed_block_is_reused_and_lists_are_bounded() {
+        let alloc = Allocator::new();
+        let layout = Layout::from_size_align(24, 8).unwrap();
+        unsafe {
+            let a = alloc.alloc(layout);
+            a.write_bytes(7, 24);
+            alloc.dealloc(a, layout);
+            let b = alloc.alloc(Layout::from_size_align(20, 4).unwrap());
+            assert_eq!(a, b, "same class, same block");
+
+            let grown = alloc.realloc(b, Layout::from_size_align(20, 4).unwrap(), 400);
+            grown.add(399).write(1);
+            alloc.dealloc(grown, Layout::from_size_align(400, 4).unwrap());
+
+            let blocks: Vec<_> = (0..LIST_BYTES / 24 + 10)
+                .map(|_| alloc.alloc(layout))
+                .collect();
+            for &block in &blocks {
+                alloc.dealloc(block, layout);
+            }
+            let kept = alloc.list(Allocator::class(layout).unwrap()).len;
+            assert!(kept * 24 <= LIST_BYTES, "{kept} blocks kept");
+            let zeroed = alloc.alloc_zeroed(layout);
+            assert!(
+                std::slice::from_raw_parts(zeroed, 24)
+                    .iter()
+                    .all(|&b| b == 0)
+            );
+            alloc.dealloc(zeroed, layout);
+        }
+    }
+}
