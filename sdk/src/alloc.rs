@@ -7,7 +7,8 @@
 //! of a word count's guest time (BENCHMARKS.md). Here a freed block of up to
 //! [`MAX_SMALL`] bytes goes onto a list of its size class instead, and the next
 //! allocation of that class takes it back: a push and a pop. Rust's allocator API
-//! hands `dealloc` the block's size, so the class needs no header.
+//! hands `dealloc` the block's size, so the class needs no header. The byte-map and
+//! JSON examples ran 8-15% faster in Wasm with it (BENCHMARKS.md, sixth session).
 //!
 //! Each list keeps at most [`LIST_BYTES`] of blocks; beyond that, frees go back to
 //! dlmalloc, so memory a transform once filled with small objects and released is
@@ -43,8 +44,8 @@ pub struct Allocator {
     lists: UnsafeCell<[FreeList; CLASSES]>,
 }
 
-// SAFETY: only compiled for single-threaded targets (see the module doc): no two
-// threads ever touch the lists.
+// SAFETY: registered only on single-threaded targets (see the module doc), and the
+// unit tests give each test an instance of its own: no two threads touch the lists.
 unsafe impl Sync for Allocator {}
 
 impl Allocator {
