@@ -26,7 +26,7 @@ use std::ptr;
 /// Blocks up to this size are kept on free lists.
 const MAX_SMALL: usize = 256;
 /// Size classes are multiples of this, which is also the largest alignment served
-/// from the lists (dlmalloc aligns every block to 8 bytes on wasm32).
+/// from the lists (dlmalloc aligns every block to at least 8 bytes on wasm32).
 const GRANULE: usize = 8;
 const CLASSES: usize = MAX_SMALL / GRANULE;
 /// Most bytes of free blocks one list keeps.
@@ -185,36 +185,70 @@ mod tests {
         }
     }
 
+    fn layout(size: usize, align: usize) -> Layout {
+        Layout::from_size_align(size, align).unwrap()
+    }
+
     #[test]
-    fn a_freed_block_is_reused_and_lists_are_bounded() {
+    fn a_freed_block_serves_the_next_allocation_of_its_class() {
         let alloc = Allocator::new();
-        let layout = Layout::from_size_align(24, 8).unwrap();
         unsafe {
-            let a = alloc.alloc(layout);
-            a.write_bytes(7, 24);
-            alloc.dealloc(a, layout);
-            let b = alloc.alloc(Layout::from_size_align(20, 4).unwrap());
-            assert_eq!(a, b, "same class, same block");
-
-            let grown = alloc.realloc(b, Layout::from_size_align(20, 4).unwrap(), 400);
-            grown.add(399).write(1);
-            alloc.dealloc(grown, Layout::from_size_align(400, 4).unwrap());
-
-            let blocks: Vec<_> = (0..LIST_BYTES / 24 + 10)
-                .map(|_| alloc.alloc(layout))
-                .collect();
-            for &block in &blocks {
-                alloc.dealloc(block, layout);
-            }
-            let kept = alloc.list(Allocator::class(layout).unwrap()).len;
-            assert!(kept * 24 <= LIST_BYTES, "{kept} blocks kept");
-            let zeroed = alloc.alloc_zeroed(layout);
+            let a = alloc.alloc(layout(24, 8));
+            alloc.dealloc(a, layout(24, 8));
+            let b = alloc.alloc(layout(20, 4));
+            assert_eq!(a, b, "24 and 20 bytes share a class");
+            b.write_bytes(7, 20);
+            alloc.dealloc(b, layout(20, 4));
+            let zeroed = alloc.alloc_zeroed(layout(24, 8));
+            assert_eq!(zeroed, a);
             assert!(
                 std::slice::from_raw_parts(zeroed, 24)
                     .iter()
                     .all(|&b| b == 0)
             );
-            alloc.dealloc(zeroed, layout);
+            alloc.dealloc(zeroed, layout(24, 8));
+        }
+    }
+
+    #[test]
+    fn each_list_keeps_at_most_its_budget() {
+        let alloc = Allocator::new();
+        let small = layout(24, 8);
+        unsafe {
+            let blocks: Vec<_> = (0..LIST_BYTES / 24 + 10)
+                .map(|_| alloc.alloc(small))
+                .collect();
+            for &block in &blocks {
+                alloc.dealloc(block, small);
+            }
+            let kept = alloc.list(Allocator::class(small).unwrap()).len;
+            assert_eq!(kept, LIST_BYTES / 24);
+        }
+    }
+
+    #[test]
+    fn realloc_keeps_the_bytes_across_classes_and_sizes() {
+        let alloc = Allocator::new();
+        unsafe {
+            let mut block = alloc.alloc(layout(10, 1));
+            for i in 0..10 {
+                block.add(i).write(i as u8);
+            }
+            // Same class, another class, large, large again, then small again.
+            let mut size = 10;
+            for new_size in [16, 100, 300, 4000, 50] {
+                block = alloc.realloc(block, layout(size, 1), new_size);
+                assert!(!block.is_null());
+                let kept: Vec<u8> = std::slice::from_raw_parts(block, 10).to_vec();
+                assert_eq!(
+                    kept,
+                    (0..10).collect::<Vec<u8>>(),
+                    "after {size} -> {new_size}"
+                );
+                block.add(new_size - 1).write(0xff);
+                size = new_size;
+            }
+            alloc.dealloc(block, layout(size, 1));
         }
     }
 }
