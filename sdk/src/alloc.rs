@@ -77,7 +77,7 @@ impl Allocator {
     /// Single-threaded use only, and no other reference to the lists may be live.
     #[allow(
         clippy::mut_from_ref,
-        reason = "the lists are only touched in one call at a time"
+        reason = "each caller holds one list at a time and lets it go before the next"
     )]
     unsafe fn list(&self, class: usize) -> &mut FreeList {
         // SAFETY: per this function's contract.
