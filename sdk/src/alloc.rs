@@ -40,7 +40,7 @@ struct FreeList {
 }
 
 /// The allocator `weir-sdk` registers for components.
-pub struct Allocator {
+pub(crate) struct Allocator {
     lists: UnsafeCell<[FreeList; CLASSES]>,
 }
 
@@ -49,7 +49,7 @@ pub struct Allocator {
 unsafe impl Sync for Allocator {}
 
 impl Allocator {
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             lists: UnsafeCell::new(
                 [FreeList {
@@ -82,12 +82,6 @@ impl Allocator {
     unsafe fn list(&self, class: usize) -> &mut FreeList {
         // SAFETY: per this function's contract.
         unsafe { &mut (*self.lists.get())[class] }
-    }
-}
-
-impl Default for Allocator {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -170,9 +164,13 @@ unsafe impl GlobalAlloc for Allocator {
 mod tests {
     use super::*;
 
+    fn layout(size: usize, align: usize) -> Layout {
+        Layout::from_size_align(size, align).unwrap()
+    }
+
     #[test]
     fn classes_cover_each_size_once() {
-        let class = |size, align| Allocator::class(Layout::from_size_align(size, align).unwrap());
+        let class = |size, align| Allocator::class(layout(size, align));
         assert_eq!(class(0, 1), Some(0));
         assert_eq!(class(8, 8), Some(0));
         assert_eq!(class(9, 1), Some(1));
@@ -183,10 +181,6 @@ mod tests {
             let c = class(size, 1).unwrap();
             assert!(Allocator::class_layout(c).size() >= size);
         }
-    }
-
-    fn layout(size: usize, align: usize) -> Layout {
-        Layout::from_size_align(size, align).unwrap()
     }
 
     #[test]
