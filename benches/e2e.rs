@@ -1,12 +1,18 @@
-//! End-to-end throughput and latency against a real broker (Tansu on loopback):
+//! End-to-end throughput and latency against Apache Kafka (a single node on loopback,
+//! started by scripts/kafka.sh for this run):
 //!
 //! 1. a native rdkafka consume -> produce pass-through (the limit of this machine and
 //!    broker: no transform, no state, no transactions);
 //! 2. Weir stateless (the byte-map example) under exactly-once;
 //! 3. Weir stateful word count under exactly-once, over one-word records (one state
-//!    update and one output per input, the same traffic as the pass-through) and over
+//!    update and one output per input, the same traffic as the pass-through), beside
+//!    Kafka Streams doing the same count (benches/kstreams: RocksDB, exactly_once_v2,
+//!    as many stream threads as cores) on the same broker, topics and cores; and over
 //!    ~100-byte lines of ~15 words (15 updates and 15 outputs per input);
-//! 4. end-to-end latency of (2) at a fixed moderate rate.
+//! 4. end-to-end latency, from the produce call to the output seen by a
+//!    `read_committed` consumer, at a fixed moderate rate with a commit interval of
+//!    100 ms: Weir stateless under exactly-once and at-least-once, Weir's word count and
+//!    Kafka Streams' under exactly-once.
 //!
 //! Throughput is the steady state: input records per second from the first progress to
 //! the end (for the pass-through, the first record received to the last output
@@ -35,13 +41,17 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message};
 use weir_runtime::config::Config;
 use weir_runtime::daemon::Daemon;
-use weir_tests::broker::Tansu;
+use weir_tests::broker::Kafka;
 use weir_tests::guest;
+
+mod streams_app;
+
+use streams_app::StreamsApp;
 
 const PARTITIONS: i32 = 8;
 const VALUE_BYTES: usize = 100;
-/// Tansu answers a long-polling fetch only when its wait runs out, not when data
-/// arrives (librdkafka's default wait is 500 ms), so every consumer here polls briskly.
+/// Every consumer here polls briskly, so latency measures Weir and the broker, not
+/// librdkafka's 500 ms default fetch wait on an idle partition.
 const FETCH_WAIT_MS: u32 = 10;
 const WORDS: &[&str] = &[
     "river", "weir", "water", "stone", "bank", "flow", "mill", "race", "reed", "pool", "ford",
@@ -198,13 +208,14 @@ fn pass_through(bootstrap: &str, records: u64, input: &str, output: &str) -> Run
     Run::new(started, first.expect("records"), (Instant::now(), records))
 }
 
+/// The config of one pipeline `name`; `extra` lines go in its table.
 fn weir_config(
     dir: &Path,
     bootstrap: &str,
     name: &str,
     module: &Path,
-    input: &str,
-    output: &str,
+    (input, output): (&str, &str),
+    extra: &str,
 ) -> Config {
     let commit = std::env::var("WEIR_BENCH_COMMIT_MS")
         .map(|ms| format!("commit_interval_ms = {ms}\n"))
@@ -218,7 +229,7 @@ fn weir_config(
     let text = format!(
         "data_dir = {:?}\n[kafka]\nbrokers = {bootstrap:?}\n[kafka.consumer_properties]\n\
          \"session.timeout.ms\" = 6000\n[kafka.producer_properties]\n{producer}\
-         [pipelines.{name}]\nmodule = {:?}\ninputs = [{input:?}]\noutput = {output:?}\n{commit}",
+         [pipelines.{name}]\nmodule = {:?}\ninputs = [{input:?}]\noutput = {output:?}\n{commit}{extra}",
         dir.display().to_string(),
         module.display().to_string()
     );
@@ -227,8 +238,8 @@ fn weir_config(
 
 /// Run `pipeline` over the whole of `input`: from its first committed checkpoint to
 /// the one that commits the last input record. Progress is the daemon's own committed
-/// positions (what `weir status` shows): Tansu's end offsets lag far behind while
-/// transactions are open, and it applies transactional offset commits late.
+/// positions (what `weir status` shows), not the broker's end offsets, which run ahead of
+/// what is committed while transactions are open.
 fn weir_throughput(
     bootstrap: &str,
     records: u64,
@@ -238,7 +249,7 @@ fn weir_throughput(
     output: &str,
 ) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let config = weir_config(dir.path(), bootstrap, name, module, input, output);
+    let config = weir_config(dir.path(), bootstrap, name, module, (input, output), "");
     let started = Instant::now();
     let daemon = Daemon::prepare(&config, None).expect("weir starts");
     let shutdown = AtomicBool::new(false);
@@ -267,23 +278,39 @@ fn weir_throughput(
     })
 }
 
-/// End-to-end latency of the stateless pipeline at `rate` records/s for `seconds`.
-fn latency(bootstrap: &str, module: &Path, rate: u64, seconds: u64) -> (Duration, Duration, usize) {
+/// Latency percentiles and how many records they are of.
+struct Latency {
+    p50: Duration,
+    p99: Duration,
+    records: usize,
+}
+
+/// End-to-end latency of Weir's pipeline of `example` at `rate` records/s for
+/// `seconds`, with `extra` settings (the guarantee) and a 100 ms commit interval.
+fn weir_latency(
+    bootstrap: &str,
+    case: &str,
+    example: &str,
+    extra: &str,
+    rate: u64,
+    seconds: u64,
+) -> Latency {
     let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (format!("in-{case}"), format!("out-{case}"));
     let config = weir_config(
         dir.path(),
         bootstrap,
-        "latency",
-        module,
-        "in-latency",
-        "out-latency",
+        case,
+        &guest(example),
+        (&input, &output),
+        &format!("commit_interval_ms = 100\n{extra}"),
     );
     let daemon = Daemon::prepare(&config, None).expect("weir starts");
     let shutdown = Arc::new(AtomicBool::new(false));
     let stop = shutdown.clone();
     let bootstrap = bootstrap.to_owned();
     let driver = std::thread::spawn(move || {
-        let result = drive_latency(&bootstrap, rate, seconds);
+        let result = drive_latency(&bootstrap, (&input, &output), rate, seconds);
         stop.store(true, Ordering::Release);
         result
     });
@@ -291,21 +318,41 @@ fn latency(bootstrap: &str, module: &Path, rate: u64, seconds: u64) -> (Duration
     driver.join().unwrap()
 }
 
-/// Produce at `rate` with the send time in each value; read the outputs and measure.
-fn drive_latency(bootstrap: &str, rate: u64, seconds: u64) -> (Duration, Duration, usize) {
+/// End-to-end latency of the Kafka Streams word count, as [`weir_latency`].
+fn kstreams_latency(bootstrap: &str, case: &str, rate: u64, seconds: u64) -> Latency {
+    let (input, output) = (format!("in-{case}"), format!("out-{case}"));
+    let _app = StreamsApp::start(bootstrap, &format!("bench-{case}"), &input, &output, 2, 100);
+    drive_latency(bootstrap, (&input, &output), rate, seconds)
+}
+
+/// When a latency record was sent, in microseconds since the epoch: the first 20
+/// digits of the value (byte map's outputs) or of a key `t<digits>` (word count's).
+fn sent_at(message: &impl Message) -> Option<u64> {
+    let digits = |bytes: &[u8]| -> Option<u64> {
+        std::str::from_utf8(bytes.get(..20)?).ok()?.parse().ok()
+    };
+    match message.key() {
+        Some(key) if key.first() == Some(&b't') => digits(&key[1..]),
+        _ => message.payload().and_then(digits),
+    }
+}
+
+/// Produce to `input` at `rate` with the send time in each value; read `output`
+/// read_committed and measure.
+fn drive_latency(bootstrap: &str, (input, output): (&str, &str), rate: u64, seconds: u64) -> Latency {
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", "bench-latency-reader")
+        .set("group.id", format!("bench-reader-{output}"))
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
         .create()
         .expect("a reader");
-    reader.subscribe(&["out-latency"]).unwrap();
+    reader.subscribe(&[output]).unwrap();
     // Give the pipeline and the reader time to join their groups.
     let warmup = Instant::now();
-    while warmup.elapsed() < Duration::from_secs(8) {
+    while warmup.elapsed() < Duration::from_secs(10) {
         reader.poll(Duration::from_millis(100));
     }
 
@@ -324,25 +371,28 @@ fn drive_latency(bootstrap: &str, rate: u64, seconds: u64) -> (Duration, Duratio
     let deadline = started + Duration::from_secs(seconds + 30);
     while (latencies.len() as u64) < total && Instant::now() < deadline {
         while sent < total && started + interval * sent as u32 <= Instant::now() {
-            let mut value = format!("{:020} ", now_micros()).into_bytes();
-            value.resize(VALUE_BYTES, b'x');
-            send(&producer, "in-latency", None, &value);
+            // Byte map keeps the leading digits; word count keys an output by the
+            // word `t<digits>` (and one by the bare digits, which is not read).
+            let stamp = now_micros();
+            let mut value = format!("{stamp:020} t{stamp:020}").into_bytes();
+            value.resize(VALUE_BYTES, b' ');
+            send(&producer, input, None, &value);
             sent += 1;
         }
         producer.poll(Duration::ZERO);
-        if let Some(Ok(message)) = reader.poll(Duration::from_millis(1)) {
-            let sent_at: Option<u64> = message
-                .payload()
-                .and_then(|v| std::str::from_utf8(&v[..20.min(v.len())]).ok())
-                .and_then(|s| s.parse().ok());
-            if let Some(at) = sent_at {
-                latencies.push(Duration::from_micros(now_micros().saturating_sub(at)));
-            }
+        if let Some(Ok(message)) = reader.poll(Duration::from_millis(1))
+            && let Some(at) = sent_at(&message)
+        {
+            latencies.push(Duration::from_micros(now_micros().saturating_sub(at)));
         }
     }
     latencies.sort();
     let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    (pick(0.50), pick(0.99), latencies.len())
+    Latency {
+        p50: pick(0.50),
+        p99: pick(0.99),
+        records: latencies.len(),
+    }
 }
 
 fn main() {
@@ -357,17 +407,17 @@ fn main() {
             .init();
     }
     let rounds = env_number("WEIR_BENCH_ROUNDS", 3).max(1);
-    let broker = Tansu::start();
-    let mut topics = vec![
-        "in".to_owned(),
-        "words".to_owned(),
-        "out-lines".to_owned(),
-        "in-latency".to_owned(),
-        "out-latency".to_owned(),
-    ];
+    let broker = Kafka::start(1);
+    let mut topics = vec!["in".to_owned(), "words".to_owned(), "out-lines".to_owned()];
+    for case in ["lat-eos", "lat-alo", "lat-count", "lat-kstreams"] {
+        topics.extend([format!("in-{case}"), format!("out-{case}")]);
+    }
     for case in &ROUND_CASES {
         for round in 1..=rounds {
             topics.extend([case.pass_through_output(round), case.weir_output(round)]);
+            if case.kstreams {
+                topics.push(case.kstreams_output(round));
+            }
         }
     }
     for topic in &topics {
@@ -394,10 +444,19 @@ fn main() {
         lines.print("weir word count over 15-word lines (EOS)", None);
     }
     if wanted("latency") {
-        let (p50, p99, n) = latency(&bootstrap, &guest("byte-map"), rate, 10);
-        println!(
-            "latency, byte map EOS at {rate}/s:    p50 {p50:.1?}  p99 {p99:.1?}  ({n} records)"
-        );
+        let print = |what: &str, l: Latency| {
+            println!(
+                "latency at {rate}/s, {what:<44} p50 {:>7.1?}  p99 {:>7.1?}  ({} records)",
+                l.p50, l.p99, l.records
+            );
+        };
+        let eos = "guarantee = \"exactly-once\"\n";
+        let alo = "guarantee = \"at-least-once\"\n";
+        let latency = |case, example, extra| weir_latency(&bootstrap, case, example, extra, rate, 10);
+        print("weir byte map, EOS (target p99 250 ms)", latency("lat-eos", "byte-map", eos));
+        print("weir byte map, at-least-once (target p99 50 ms)", latency("lat-alo", "byte-map", alo));
+        print("weir word count, EOS", latency("lat-count", "word-count", eos));
+        print("kafka streams word count, EOS v2", kstreams_latency(&bootstrap, "lat-kstreams", rate, 10));
     }
 }
 
@@ -408,6 +467,8 @@ struct RoundCase {
     what: &'static str,
     example: &'static str,
     input: &'static str,
+    /// Kafka Streams does the same job in each round too (word count only).
+    kstreams: bool,
 }
 
 const ROUND_CASES: [RoundCase; 2] = [
@@ -416,12 +477,14 @@ const ROUND_CASES: [RoundCase; 2] = [
         what: "weir stateless (byte map, EOS; target 70%)",
         example: "byte-map",
         input: "in",
+        kstreams: false,
     },
     RoundCase {
         name: "stateful",
         what: "weir stateful (word count, EOS; target 50%)",
         example: "word-count",
         input: "words",
+        kstreams: true,
     },
 ];
 
@@ -432,6 +495,32 @@ impl RoundCase {
 
     fn weir_output(&self, round: u64) -> String {
         format!("out-{}-{round}", self.name)
+    }
+
+    fn kstreams_output(&self, round: u64) -> String {
+        format!("kstreams-{}-{round}", self.name)
+    }
+}
+
+/// Kafka Streams' word count over `input`: from its first committed offsets to the
+/// commit that covers every input record, as Weir's runs are measured.
+fn kstreams_throughput(bootstrap: &str, records: u64, input: &str, output: &str) -> Run {
+    let application_id = format!("bench-{output}");
+    let started = Instant::now();
+    let app = StreamsApp::start(bootstrap, &application_id, input, output, 2, 100);
+    let mut first = None;
+    loop {
+        let (now, done) = (
+            Instant::now(),
+            streams_app::committed(bootstrap, &app.application_id, input, PARTITIONS),
+        );
+        if done > 0 {
+            first.get_or_insert((now, done));
+        }
+        if done >= records {
+            return Run::new(started, first.expect("progress"), (now, done));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -447,8 +536,11 @@ fn compare_rounds(case: &RoundCase, rounds: u64, bootstrap: &str, records: u64) 
         let output = case.weir_output(n);
         weir_throughput(bootstrap, records, &pipeline, &module, case.input, &output)
     };
+    let kstreams =
+        |n| kstreams_throughput(bootstrap, records, case.input, &case.kstreams_output(n));
     let what = case.what;
     let mut shares = Vec::new();
+    let mut over_kstreams = Vec::new();
     for n in 1..=rounds {
         let (native, weir) = if n % 2 == 1 {
             let native = native(n);
@@ -460,12 +552,29 @@ fn compare_rounds(case: &RoundCase, rounds: u64, bootstrap: &str, records: u64) 
         native.print(&format!("  round {n}: native pass-through"), None);
         weir.print(&format!("  round {n}: {what}"), Some(&native));
         shares.push(weir.records_per_s / native.records_per_s);
+        if case.kstreams {
+            let streams = kstreams(n);
+            streams.print(
+                &format!("  round {n}: kafka streams (same count, EOS v2)"),
+                Some(&native),
+            );
+            over_kstreams.push(weir.records_per_s / streams.records_per_s);
+        }
     }
-    shares.sort_by(f64::total_cmp);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     println!(
         "{what}: median {:.1}% of pass-through over {rounds} rounds",
-        100.0 * shares[shares.len() / 2]
+        100.0 * median(&mut shares)
     );
+    if !over_kstreams.is_empty() {
+        println!(
+            "{what}: median {:.2}x kafka streams' records/s over {rounds} rounds (target 1.5x)",
+            median(&mut over_kstreams)
+        );
+    }
 }
 
 /// Whether WEIR_BENCH_CASES (a comma-separated list; every case when unset) names `case`.

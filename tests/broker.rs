@@ -1,131 +1,252 @@
-//! A real Kafka-protocol broker for end-to-end tests: Tansu, started on a free loopback
-//! port with in-memory storage, stopped when dropped.
+//! Apache Kafka for end-to-end tests and benches, run by `scripts/kafka.sh`.
 //!
-//! The binary comes from `$WEIR_TANSU`, else `$WEIR_CACHE/tools/bin/tansu` (where
-//! scripts/test.sh installs it), else `tansu` on the PATH.
+//! A JVM broker takes seconds to start and most of a gigabyte, so the suites share one
+//! single-node cluster and keep out of each other's way by name: every test makes its
+//! topics and group ids unique with [`unique`]. The shared cluster is the one at
+//! `$WEIR_KAFKA_BOOTSTRAP` (scripts/test.sh starts one for the whole run and stops it
+//! after), else a developer cluster in `$WEIR_CACHE/kafka-dev` that `scripts/kafka.sh
+//! ensure` starts on first use and leaves running for the next test run.
+//!
+//! Tests that stop brokers (failover) start a cluster of their own with
+//! [`Kafka::start`]: stopped when dropped, its directory kept (and named on stderr)
+//! when the test failed, so the brokers' logs can be read.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-/// A running Tansu broker.
-pub struct Tansu {
-    child: Child,
-    binary: PathBuf,
+/// A Kafka cluster on loopback.
+pub struct Kafka {
     pub bootstrap: String,
-    _log: tempfile::NamedTempFile,
+    /// The cluster's directory when this process started it and stops it on drop.
+    owned: Option<tempfile::TempDir>,
 }
 
-fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("WEIR_TANSU") {
-        return PathBuf::from(path);
-    }
-    let cache = std::env::var_os("WEIR_CACHE")
+static SHARED: LazyLock<Arc<Kafka>> = LazyLock::new(|| {
+    let bootstrap = match std::env::var("WEIR_KAFKA_BOOTSTRAP") {
+        Ok(bootstrap) if !bootstrap.is_empty() => bootstrap,
+        _ => {
+            let dir = cache_dir().join("kafka-dev");
+            let bootstrap = script(&["ensure", "--dir", &dir.display().to_string()]);
+            eprintln!(
+                "using the developer Kafka cluster at {bootstrap} (scripts/kafka.sh stop --dir {} \
+                 stops it; set WEIR_KAFKA_BOOTSTRAP to use another)",
+                dir.display()
+            );
+            bootstrap
+        }
+    };
+    let kafka = Kafka {
+        bootstrap,
+        owned: None,
+    };
+    kafka.wait_ready(1);
+    Arc::new(kafka)
+});
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("WEIR_CACHE")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir")));
-    if let Some(path) = cache
-        .map(|c| c.join("tools/bin/tansu"))
-        .filter(|p| p.exists())
-    {
-        return path;
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir")))
+        .expect("WEIR_CACHE or HOME is set")
+}
+
+/// Runs scripts/kafka.sh with `args`; its last line of output.
+fn script(args: &[&str]) -> String {
+    let path = crate::repo_root().join("scripts/kafka.sh");
+    let output = Command::new(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+    assert!(
+        output.status.success(),
+        "scripts/kafka.sh {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// A name no other test (in this run or an earlier one against the same cluster) uses:
+/// `prefix` and a stamp of time, process and a counter.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+        % 1_000_000_000_000;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{micros:x}{:x}{n}", std::process::id())
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the admin client")
+        .block_on(future)
+}
+
+impl Kafka {
+    /// The suite's shared single-node cluster.
+    pub fn shared() -> Arc<Kafka> {
+        SHARED.clone()
     }
-    PathBuf::from("tansu")
-}
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-impl Tansu {
-    /// Start a broker and wait until it answers metadata requests.
-    pub fn start() -> Self {
-        let binary = binary();
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = tempfile::NamedTempFile::new().expect("a log file");
-        let child = Command::new(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log.reopen().expect("log file"))
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start Tansu ({}): {e}. Run scripts/test.sh, which installs it, \
-                     or set WEIR_TANSU to its path",
-                    binary.display()
-                )
-            });
-        let broker = Self {
-            child,
-            binary,
-            bootstrap: format!("127.0.0.1:{port}"),
-            _log: log,
+    /// A cluster of `brokers` nodes of this test's own (three: replication factor 3,
+    /// min.insync.replicas 2).
+    pub fn start(brokers: usize) -> Kafka {
+        let dir = tempfile::Builder::new()
+            .prefix("weir-kafka-cluster-")
+            .tempdir()
+            .expect("a directory for the cluster");
+        let bootstrap = script(&[
+            "start",
+            "--brokers",
+            &brokers.to_string(),
+            "--dir",
+            &dir.path().display().to_string(),
+        ]);
+        let kafka = Kafka {
+            bootstrap,
+            owned: Some(dir),
         };
-        broker.wait_ready();
-        broker
+        kafka.wait_ready(brokers);
+        kafka
     }
 
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(&self.bootstrap).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "Tansu did not start listening on {}",
-                self.bootstrap
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .expect("a metadata client");
-        while consumer
-            .fetch_metadata(None, Duration::from_secs(2))
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "Tansu at {} does not answer metadata requests",
-                self.bootstrap
-            );
+    fn dir(&self) -> &Path {
+        self.owned
+            .as_ref()
+            .expect("only a cluster this test started has nodes to stop")
+            .path()
+    }
+
+    /// SIGKILL node `node` (1-based, the broker id).
+    pub fn kill_node(&self, node: i32) {
+        script(&[
+            "kill-node",
+            &node.to_string(),
+            "--dir",
+            &self.dir().display().to_string(),
+        ]);
+    }
+
+    /// Start node `node` again and wait until it serves.
+    pub fn start_node(&self, node: i32) {
+        script(&[
+            "start-node",
+            &node.to_string(),
+            "--dir",
+            &self.dir().display().to_string(),
+        ]);
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        config
+    }
+
+    /// Wait until metadata names `brokers` brokers.
+    fn wait_ready(&self, brokers: usize) {
+        let consumer: BaseConsumer = self.client().create().expect("a metadata client");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match consumer.fetch_metadata(None, Duration::from_secs(5)) {
+                Ok(metadata) if metadata.brokers().len() >= brokers => return,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "Kafka at {} is not ready: {:?}",
+                    self.bootstrap,
+                    other.map(|m| m.brokers().len())
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    /// Create `name` with `partitions` partitions (Tansu stalls producers on topics
-    /// that do not exist, so tests create every topic up front).
+    /// Create `name` with `partitions` partitions and the broker's default replication.
     pub fn create_topic(&self, name: &str, partitions: i32) {
-        let output = Command::new(&self.binary)
-            .args(["topic", "create", "--broker"])
-            .arg(format!("tcp://{}", self.bootstrap))
-            .args(["--partitions", &partitions.to_string(), name])
-            .output()
-            .expect("tansu topic create runs");
-        assert!(
-            output.status.success(),
-            "creating topic {name} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        self.create_topic_with(name, partitions, &[]);
+    }
+
+    /// Create `name` with topic-level `configs` (e.g. `("segment.ms", "100")`).
+    pub fn create_topic_with(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.client().create().expect("an admin client");
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
+        for (key, value) in configs {
+            topic = topic.set(key, value);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = block_on(admin.create_topics([&topic], &options))
+            .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
+        for result in results {
+            if let Err((topic, code)) = result {
+                panic!("creating topic {topic}: {code}");
+            }
+        }
+        // Wait until metadata shows a leader for every partition: a producer that
+        // arrives first would wait on its own metadata refresh instead.
+        let consumer: BaseConsumer = self.client().create().expect("a metadata client");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = consumer
+                .fetch_metadata(Some(name), Duration::from_secs(5))
+                .ok()
+                .and_then(|m| {
+                    let topic = m.topics().first()?;
+                    Some(
+                        topic.error().is_none()
+                            && topic.partitions().len() == partitions as usize
+                            && topic.partitions().iter().all(|p| p.leader() >= 0),
+                    )
+                })
+                .unwrap_or(false);
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "topic {name} has no leaders");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The broker id leading `topic`'s partition `partition`.
+    pub fn leader(&self, topic: &str, partition: i32) -> i32 {
+        let consumer: BaseConsumer = self.client().create().expect("a metadata client");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        metadata.topics()[0].partitions()[partition as usize].leader()
     }
 }
 
-impl Drop for Tansu {
+impl Drop for Kafka {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let Some(dir) = self.owned.take() else {
+            return;
+        };
+        let path = dir.path().display().to_string();
+        let _ = Command::new(crate::repo_root().join("scripts/kafka.sh"))
+            .args(["stop", "--dir", &path])
+            .output();
+        if std::thread::panicking() {
+            let kept = dir.keep();
+            eprintln!("the failed test's Kafka cluster: {}", kept.display());
+        }
     }
 }

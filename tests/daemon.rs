@@ -17,6 +17,13 @@ pub struct PipelineSpec<'a> {
     pub extra: &'a str,
 }
 
+/// The consumer group protocol the suites run under: `classic` unless
+/// `WEIR_TEST_GROUP_PROTOCOL` names another (scripts/test.sh runs the Kafka suite under
+/// `consumer` too).
+pub fn group_protocol() -> String {
+    std::env::var("WEIR_TEST_GROUP_PROTOCOL").unwrap_or_else(|_| "classic".to_owned())
+}
+
 /// Write a config for `pipelines` against `bootstrap` with its data in `data_dir`.
 pub fn write_config(
     dir: &Path,
@@ -24,9 +31,17 @@ pub fn write_config(
     data_dir: &Path,
     pipelines: &[PipelineSpec<'_>],
 ) -> PathBuf {
+    let protocol = group_protocol();
+    // Short sessions, so a stopped or killed instance's partitions move within
+    // seconds. Under KIP-848's protocol the broker sets them (scripts/kafka.sh).
+    let session = if protocol == "classic" {
+        "\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n"
+    } else {
+        ""
+    };
     let mut text = format!(
-        "data_dir = {:?}\n\n[kafka]\nbrokers = {bootstrap:?}\n\n[kafka.consumer_properties]\n\
-         \"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n",
+        "data_dir = {:?}\n\n[kafka]\nbrokers = {bootstrap:?}\ngroup_protocol = {protocol:?}\n\n\
+         [kafka.consumer_properties]\n{session}",
         data_dir.display().to_string()
     );
     if !pipelines.iter().any(|p| p.extra.contains("[admin]")) {
@@ -56,6 +71,9 @@ pub fn write_config(
 pub struct Daemon {
     child: Option<Child>,
     pub log: PathBuf,
+    /// Length of the log when this process started: the log is appended to by every
+    /// process started on the same data directory.
+    log_start: usize,
 }
 
 impl Daemon {
@@ -80,10 +98,12 @@ impl Daemon {
         if let Some(points) = failpoints {
             command.env("WEIR_FAILPOINTS", points);
         }
+        let log_start = std::fs::metadata(log).map_or(0, |m| m.len() as usize);
         let child = command.spawn().expect("weir serve starts");
         Self {
             child: Some(child),
             log: log.to_path_buf(),
+            log_start,
         }
     }
 
@@ -166,6 +186,48 @@ impl Daemon {
             libc::kill(child.id() as i32, libc::SIGTERM);
         }
         self.wait(Duration::from_secs(60))
+    }
+
+    /// SIGSTOP: the process stands still (heartbeats included) until [`Daemon::resume`].
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Daemon::freeze`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("running");
+        // SAFETY: kill has no preconditions; the pid is our child's.
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+    }
+
+    /// Wait until the process dies of SIGKILL at the failpoint in `points` (armed at
+    /// start), and check it was that failpoint, not anything else.
+    pub fn assert_killed_at(&mut self, points: &str) {
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.wait(Duration::from_secs(120));
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "weir should have died at {points}:\n{}",
+            self.tail()
+        );
+        let point = points.split('=').next().unwrap_or_default();
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let reached = text
+            .get(self.log_start..)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|e| e["fields"]["message"] == "failpoint reached: killing the process")
+            .filter(|e| e["fields"]["point"] == point)
+            .count();
+        assert_eq!(reached, 1, "{}", self.tail());
     }
 
     /// SIGKILL, then reap.

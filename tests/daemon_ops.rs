@@ -1,4 +1,4 @@
-//! The daemon as platform teams run it, against a real broker (Tansu): hot swaps under
+//! The daemon as platform teams run it, against Apache Kafka: hot swaps under
 //! load with the CLI, refused versions, automatic rollback, config reload, a stop in
 //! mid-stream, the admin token, and `/metrics` checked by promtool.
 
@@ -143,7 +143,7 @@ fn a_swap_under_load_is_exact_and_switches_the_version() {
     let url = admin_url(&setup.data_dir("a"));
     let v2 = variant(&setup.module, setup.dir.path(), "v2");
 
-    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let mut input = setup.input();
     input.produce(2, 100);
     // v1 has visibly run before the deploy.
     setup.wait_for_counts(&input, &daemon);
@@ -172,8 +172,8 @@ fn a_swap_under_load_is_exact_and_switches_the_version() {
     // key, so an output partition interleaves both input partitions' outputs, which
     // switch at their own checkpoints: each output partition starts on v1 and, after
     // both input partitions switched, carries only v2.
-    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
-    for headers in version_headers(&setup.broker.bootstrap, "counts") {
+    assert_outputs_exact(&setup.broker.bootstrap, &setup.topic("counts"), &input.expected);
+    for headers in version_headers(&setup.broker.bootstrap, &setup.topic("counts")) {
         let is = |h: &String, v: &str| h.starts_with(&format!("{v}-"));
         assert!(
             headers.first().is_some_and(|h| is(h, "v1"))
@@ -273,7 +273,7 @@ fn a_broken_version_is_refused_and_the_old_keeps_serving() {
     let daemon = setup.start_with("a", &admin(Some(TOKEN)), None);
     daemon.wait_for("partition running", 1, WAIT);
     let url = admin_url(&setup.data_dir("a"));
-    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let mut input = setup.input();
     input.produce(1, 20);
 
     let garbage = setup.dir.path().join("garbage.wasm");
@@ -325,14 +325,15 @@ fn a_broken_version_is_refused_and_the_old_keeps_serving() {
 fn a_failing_version_is_rolled_back_automatically() {
     let setup = Setup::new(EXE, 1, &["counts", "dead-letters"]);
     let extra = format!(
-        "on_error = \"dead-letter\"\ndead_letter_topic = \"dead-letters\"\n\
+        "on_error = \"dead-letter\"\ndead_letter_topic = {:?}\n\
          rollback = {{ trial_records = 20, max_failure_rate = 0.5 }}\n{}",
+        setup.topic("dead-letters"),
         admin(Some(TOKEN))
     );
     let daemon = setup.start_with("a", &extra, None);
     daemon.wait_for("partition running", 1, WAIT);
     let url = admin_url(&setup.data_dir("a"));
-    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let mut input = setup.input();
     input.produce(1, 10);
     setup.wait_for_counts(&input, &daemon);
 
@@ -369,7 +370,7 @@ fn a_failing_version_is_rolled_back_automatically() {
 
     // The failing interval was redone by v1: every record counted, none dead-lettered.
     setup.assert_exact(&input, "a");
-    let dead: usize = kafka_raw::read_topic(&setup.broker.bootstrap, "dead-letters")
+    let dead: usize = kafka_raw::read_topic(&setup.broker.bootstrap, &setup.topic("dead-letters"))
         .unwrap()
         .iter()
         .map(|log| log.committed.len())
@@ -378,25 +379,75 @@ fn a_failing_version_is_rolled_back_automatically() {
 }
 
 #[test]
+fn a_rollback_before_the_first_checkpoint_redoes_the_interval_from_the_log_start() {
+    // The group has committed no offset when the failing version's interval is
+    // rewound: the rewind must go back to where processing began (the log start), not
+    // leave the fetch past the records the failed version read.
+    let setup = Setup::new(EXE, 1, &["counts", "dead-letters"]);
+    let extra = format!(
+        "on_error = \"dead-letter\"\ndead_letter_topic = {:?}\n\
+         rollback = {{ trial_records = 20, max_failure_rate = 0.5 }}\n{}",
+        setup.topic("dead-letters"),
+        admin(Some(TOKEN))
+    );
+    let daemon = setup.start_with("a", &extra, None);
+    daemon.wait_for("partition running", 1, WAIT);
+    let url = admin_url(&setup.data_dir("a"));
+    let bad = guest("json-filter");
+    let deployed = cli(&url, Some(TOKEN), &["deploy", "wc", bad.to_str().unwrap()]);
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    daemon.wait_for("switched module version", 1, WAIT);
+
+    let mut input = setup.input();
+    input.produce(1, 30);
+    daemon.wait_for(
+        "rolled back; partitions switch at their next checkpoint",
+        1,
+        WAIT,
+    );
+    input.produce(1, 10);
+    setup.wait_for_counts(&input, &daemon);
+    assert!(daemon.terminate().success());
+    setup.assert_exact(&input, "a");
+    let dead: usize = kafka_raw::read_topic(&setup.broker.bootstrap, &setup.topic("dead-letters"))
+        .unwrap()
+        .iter()
+        .map(|log| log.committed.len())
+        .sum();
+    assert_eq!(dead, 0, "the failed version's dead letters were aborted with it");
+}
+
+#[test]
 fn a_config_reload_touches_only_the_changed_pipeline() {
     let setup = Setup::new(EXE, 1, &["counts", "text2", "counts2"]);
     let data = setup.data_dir("a");
     let module = setup.module.clone();
-    let pipelines = |batch: &'static str| -> Vec<PipelineSpec<'_>> {
+    let (text, text2) = ([setup.topic("text")], [setup.topic("text2")]);
+    let text = text.each_ref().map(String::as_str);
+    let text2 = text2.each_ref().map(String::as_str);
+    let (counts, counts2) = (setup.topic("counts"), setup.topic("counts2"));
+    let group_one = setup.group_line("one");
+    let two_plain = setup.group_line("two");
+    let two_batched = format!("{two_plain}batch_size = 7");
+    let pipelines = |batched: bool| -> Vec<PipelineSpec<'_>> {
         vec![
             PipelineSpec {
                 name: "one",
                 module: &module,
-                inputs: &["text"],
-                output: "counts",
-                extra: "",
+                inputs: &text,
+                output: &counts,
+                extra: &group_one,
             },
             PipelineSpec {
                 name: "two",
                 module: &module,
-                inputs: &["text2"],
-                output: "counts2",
-                extra: batch,
+                inputs: &text2,
+                output: &counts2,
+                extra: if batched { &two_batched } else { &two_plain },
             },
         ]
     };
@@ -404,7 +455,7 @@ fn a_config_reload_touches_only_the_changed_pipeline() {
         setup.dir.path(),
         &setup.broker.bootstrap,
         &data,
-        &pipelines(""),
+        &pipelines(false),
     );
     let log = setup.dir.path().join("a.log");
     let daemon = Daemon::start(Path::new(EXE), &config, &log, None);
@@ -414,7 +465,7 @@ fn a_config_reload_touches_only_the_changed_pipeline() {
     let valid = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        valid.replace("output = \"counts2\"", "output = \"text2\""),
+        valid.replace(&format!("output = {counts2:?}"), &format!("output = {:?}", text2[0])),
     )
     .unwrap();
     let deadline = Instant::now() + WAIT;
@@ -431,7 +482,7 @@ fn a_config_reload_touches_only_the_changed_pipeline() {
         setup.dir.path(),
         &setup.broker.bootstrap,
         &data,
-        &pipelines("batch_size = 7"),
+        &pipelines(true),
     );
     daemon.wait_for("config reload applied", 1, WAIT);
     daemon.wait_for("partition running", 3, WAIT);
@@ -446,19 +497,17 @@ fn a_config_reload_touches_only_the_changed_pipeline() {
     assert_eq!(assigned("two"), 2, "{}", daemon.tail());
 
     // Both still count exactly.
-    let mut one = Input::new(&setup.broker.bootstrap, "text");
-    let mut two = Input::new(&setup.broker.bootstrap, "text2");
+    let mut one = setup.input();
+    let mut two = Input::new(&setup.broker.bootstrap, &setup.topic("text2"));
     one.produce(1, 30);
     two.produce(1, 30);
     wait_for_outputs(
-        &setup.broker.bootstrap,
-        "counts",
+        &setup.broker.bootstrap, &setup.topic("counts"),
         one.expected.total_outputs(),
         Some(&daemon),
     );
     wait_for_outputs(
-        &setup.broker.bootstrap,
-        "counts2",
+        &setup.broker.bootstrap, &setup.topic("counts2"),
         two.expected.total_outputs(),
         Some(&daemon),
     );
@@ -467,14 +516,14 @@ fn a_config_reload_touches_only_the_changed_pipeline() {
     daemon.wait_for("config reloaded: nothing changed", 1, WAIT);
     assert_eq!(assigned("two"), 2);
     assert!(daemon.terminate().success());
-    assert_outputs_exact(&setup.broker.bootstrap, "counts", &one.expected);
-    assert_outputs_exact(&setup.broker.bootstrap, "counts2", &two.expected);
+    assert_outputs_exact(&setup.broker.bootstrap, &setup.topic("counts"), &one.expected);
+    assert_outputs_exact(&setup.broker.bootstrap, &setup.topic("counts2"), &two.expected);
 }
 
 #[test]
 fn sigterm_mid_stream_stops_in_bounded_time_and_a_restart_is_exact() {
     let setup = Setup::new(EXE, 4, &["counts"]);
-    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let mut input = setup.input();
     let daemon = setup.start("a", None);
     daemon.wait_for("partition running", 4, WAIT);
     input.produce(4, 400);
@@ -495,7 +544,7 @@ fn sigterm_mid_stream_stops_in_bounded_time_and_a_restart_is_exact() {
 #[test]
 fn a_state_read_through_either_instance_reaches_the_owner() {
     let setup = Setup::new(EXE, 4, &["counts"]);
-    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let mut input = setup.input();
     let a = setup.start("a", None);
     let b = setup.start("b", None);
     Daemon::wait_for_split(&a, &b, 4, WAIT);
@@ -558,11 +607,11 @@ fn a_pause_outlives_a_restart() {
     assert_eq!(status["state"], "paused");
     assert_eq!(status["partitions"][0]["phase"], "paused", "{status}");
     // Records sent while paused wait: nothing comes out until `weir resume`.
-    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let mut input = setup.input();
     input.produce(1, 20);
     std::thread::sleep(Duration::from_secs(3));
     assert!(
-        weir_tests::wordcount::committed_outputs(&setup.broker.bootstrap, "counts").is_empty(),
+        weir_tests::wordcount::committed_outputs(&setup.broker.bootstrap, &setup.topic("counts")).is_empty(),
         "a paused pipeline produced outputs:\n{}",
         daemon.tail()
     );

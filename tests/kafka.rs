@@ -1,10 +1,10 @@
-//! End-to-end tests against a real broker (Tansu): `weir serve` as a child process,
-//! word count over many partitions, restarts, crashes at each step of the checkpoint
-//! cycle, two instances in one group, and dead letters.
+//! End-to-end tests against Apache Kafka: `weir serve` as a child process, word count
+//! over many partitions, restarts, crashes at each step of the checkpoint cycle, two
+//! instances in one group, and dead letters.
 //!
-//! Exactly-once is checked from the raw log (weir_tests::kafka_raw applies commit and
-//! abort markers itself), never from the broker's read_committed filtering, which our
-//! test brokers do not implement.
+//! Exactly-once is checked two ways (weir_tests::wordcount::assert_outputs_exact): from
+//! the raw log, where weir_tests::kafka_raw applies commit and abort markers itself, and
+//! through a plain `read_committed` consumer; both must agree with what the input implies.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ fn word_count_over_many_partitions_is_exact() {
     let daemon = setup.start("a", None);
     daemon.wait_for("partition running", 8, WAIT);
 
-    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let mut input = setup.input();
     input.produce(8, 150);
     setup.wait_for_counts(&input, &daemon);
     assert!(daemon.terminate().success());
@@ -40,7 +40,7 @@ fn at_least_once_word_count_is_exact_without_crashes() {
     let daemon = setup.start_with("a", "guarantee = \"at-least-once\"", None);
     daemon.wait_for("partition running", 4, WAIT);
 
-    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let mut input = setup.input();
     input.produce(4, 100);
     setup.wait_for_counts(&input, &daemon);
     assert!(daemon.terminate().success());
@@ -51,7 +51,7 @@ fn at_least_once_word_count_is_exact_without_crashes() {
 #[test]
 fn a_restart_mid_stream_loses_nothing_and_replays_no_state() {
     let setup = Setup::new(EXE, 4, &["counts"]);
-    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let mut input = setup.input();
 
     let daemon = setup.start("a", None);
     daemon.wait_for("partition running", 4, WAIT);
@@ -77,13 +77,13 @@ fn a_changelog_with_headers_on_every_record_restores_in_the_marker_format() {
     // The rolling-upgrade format (what Weir wrote before 2026-12-02) is read back by
     // an instance with no local state of its own, which restores all of it.
     let setup = Setup::new(EXE, 4, &["counts"]);
-    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let mut input = setup.input();
     let old = setup.start_with("a", "changelog_format = \"every-record\"", None);
     old.wait_for("partition running", 4, WAIT);
     input.produce(4, 100);
     setup.wait_for_counts(&input, &old);
     assert!(old.terminate().success());
-    let logs = kafka_raw::read_topic(&setup.broker.bootstrap, "weir.wc-text-changelog").unwrap();
+    let logs = kafka_raw::read_topic(&setup.broker.bootstrap, &setup.changelog()).unwrap();
     let records: Vec<_> = logs.iter().flat_map(|log| &log.committed).collect();
     assert!(records.iter().any(|r| r.key.as_deref() != Some(b"")));
     for record in records {
@@ -131,16 +131,16 @@ fn aborted_records(bootstrap: &str, topic: &str) -> usize {
 /// broker (still running) for further checks.
 fn crash_and_recover(failpoints: &str, second_failpoints: Option<&str>) -> Setup {
     let setup = Setup::new(EXE, 4, &["counts"]);
-    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let mut input = setup.input();
     input.produce(4, 60);
 
     let mut daemon = setup.start("a", Some(failpoints));
-    assert_killed_by_failpoint(&mut daemon, failpoints);
+    daemon.assert_killed_at(failpoints);
 
     input.produce(4, 60);
     if let Some(points) = second_failpoints {
         let mut daemon = setup.start("a", Some(points));
-        assert_killed_by_failpoint(&mut daemon, points);
+        daemon.assert_killed_at(points);
     }
     let daemon = setup.start("a", None);
     input.produce(4, 30);
@@ -151,32 +151,13 @@ fn crash_and_recover(failpoints: &str, second_failpoints: Option<&str>) -> Setup
     setup
 }
 
-/// The process died of SIGKILL at the failpoint, not of anything else.
-fn assert_killed_by_failpoint(daemon: &mut Daemon, points: &str) {
-    use std::os::unix::process::ExitStatusExt;
-    let status = daemon.wait(WAIT);
-    assert_eq!(
-        status.signal(),
-        Some(libc::SIGKILL),
-        "weir should have died at {points}:\n{}",
-        daemon.tail()
-    );
-    let point = points.split('=').next().unwrap_or_default();
-    let reached = daemon
-        .events("failpoint reached: killing the process")
-        .into_iter()
-        .filter(|e| e["fields"]["point"] == point)
-        .count();
-    assert_eq!(reached, 1, "{}", daemon.tail());
-}
-
 #[test]
 fn a_crash_before_the_transaction_commits_is_exact() {
     let setup = crash_and_recover("checkpoint.before-commit=3", None);
     // The crashed transaction's outputs and changelog records reached the log and were
     // aborted when the restarted instance fenced its producer.
-    assert!(aborted_records(&setup.broker.bootstrap, "counts") > 0);
-    assert!(aborted_records(&setup.broker.bootstrap, "weir.wc-text-changelog") > 0);
+    assert!(aborted_records(&setup.broker.bootstrap, &setup.topic("counts")) > 0);
+    assert!(aborted_records(&setup.broker.bootstrap, &setup.changelog()) > 0);
 }
 
 #[test]
@@ -194,7 +175,7 @@ fn a_crash_during_restore_is_exact() {
 #[test]
 fn two_instances_split_partitions_and_one_takes_over_the_others() {
     let setup = Setup::new(EXE, 8, &["counts"]);
-    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let mut input = setup.input();
     let a = setup.start("a", None);
     let b = setup.start("b", None);
     Daemon::wait_for_split(&a, &b, 8, WAIT);
@@ -215,33 +196,33 @@ fn two_instances_split_partitions_and_one_takes_over_the_others() {
     setup.wait_for_counts(&input, &a);
     assert!(a.terminate().success());
 
-    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
+    assert_outputs_exact(&setup.broker.bootstrap, &setup.topic("counts"), &input.expected);
     // a now holds the state of every partition, b's restored from the changelog.
-    assert_state_exact(&setup.data_dir("a"), "wc", "text", &input.expected);
+    assert_state_exact(&setup.data_dir("a"), "wc", &setup.topic("text"), &input.expected);
 }
 
 #[test]
 fn a_poison_record_is_dead_lettered_and_the_stream_goes_on() {
     let setup = Setup::new(EXE, 1, &["counts", "dead-letters"]);
-    let daemon = setup.start_with(
-        "a",
-        "on_error = \"dead-letter\"\ndead_letter_topic = \"dead-letters\"",
-        None,
+    let extra = format!(
+        "on_error = \"dead-letter\"\ndead_letter_topic = {:?}",
+        setup.topic("dead-letters")
     );
+    let daemon = setup.start_with("a", &extra, None);
     daemon.wait_for("partition running", 1, WAIT);
 
-    let mut input = Input::new(&setup.broker.bootstrap, "text");
+    let mut input = setup.input();
     input.send(0, b"oak pine");
     input.send(0, &[0xff, 0xfe, 0x00]); // not UTF-8: the transform rejects it
     input.send(0, b"oak");
     input.producer.flush(Duration::from_secs(30)).unwrap();
     input.expected.add(0, "oak pine");
     input.expected.add(0, "oak");
-    wait_for_outputs(&setup.broker.bootstrap, "counts", 3, Some(&daemon));
+    wait_for_outputs(&setup.broker.bootstrap, &setup.topic("counts"), 3, Some(&daemon));
     assert!(daemon.terminate().success());
 
-    assert_outputs_exact(&setup.broker.bootstrap, "counts", &input.expected);
-    let dead: Vec<_> = kafka_raw::read_topic(&setup.broker.bootstrap, "dead-letters")
+    assert_outputs_exact(&setup.broker.bootstrap, &setup.topic("counts"), &input.expected);
+    let dead: Vec<_> = kafka_raw::read_topic(&setup.broker.bootstrap, &setup.topic("dead-letters"))
         .unwrap()
         .into_iter()
         .flat_map(|log| log.committed)
@@ -268,7 +249,7 @@ fn a_poison_record_is_dead_lettered_and_the_stream_goes_on() {
 
 /// The embedded broker (librdkafka's mock cluster, in the `weir serve` process): the
 /// quickstart's path. It writes no transaction markers, so outputs are read as any
-/// client would; the suite above proves exactly-once on Tansu.
+/// client would; the suite above proves exactly-once on Apache Kafka.
 #[test]
 fn the_embedded_broker_runs_a_pipeline_end_to_end() {
     use rdkafka::consumer::{BaseConsumer, Consumer};

@@ -1,10 +1,10 @@
 //! Non-Rust guests end to end: `weir serve` runs the Python and the JavaScript word
-//! count against a real broker (Tansu), exactly once, and a record the guest raises an
+//! count against Apache Kafka, exactly once, and a record the guest raises an
 //! exception on goes to the dead-letter topic carrying the guest's message.
 //!
 //! Reuses the suite's broker and daemon helpers (weir_tests::broker, ::daemon) and
-//! checks committed outputs from the raw log (weir_tests::kafka_raw), as tests/kafka.rs
-//! does, because Tansu shows aborted records to read_committed consumers.
+//! checks committed outputs from the raw log (weir_tests::kafka_raw) and through a
+//! `read_committed` consumer, as tests/kafka.rs does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use weir_runtime::state::{RocksStore, StateStore};
-use weir_tests::broker::Tansu;
+use weir_tests::broker::{Kafka, unique};
 use weir_tests::daemon::{Daemon, PipelineSpec, write_config};
 use weir_tests::kafka_raw::{self, CommittedRecord};
 use weir_tests::languages::{Lang, lang_guest};
@@ -70,8 +70,11 @@ fn warm_compiled_cache(module: &Path, dir: &Path) {
 
 fn word_count_runs_on_kafka(lang: Lang) {
     let module = lang_guest(lang, "word-count");
-    let broker = Tansu::start();
-    for topic in ["text", "counts", "dead-letters"] {
+    let broker = Kafka::shared();
+    let ns = unique(lang.name());
+    let [text_topic, counts, dead_letters] =
+        ["text", "counts", "dead-letters"].map(|t| format!("{ns}.{t}"));
+    for topic in [&text_topic, &counts, &dead_letters] {
         broker.create_topic(topic, PARTITIONS);
     }
     let dir = tempfile::tempdir().unwrap();
@@ -83,9 +86,12 @@ fn word_count_runs_on_kafka(lang: Lang) {
         &[PipelineSpec {
             name: "wc",
             module: &module,
-            inputs: &["text"],
-            output: "counts",
-            extra: "on_error = \"dead-letter\"\ndead_letter_topic = \"dead-letters\"",
+            inputs: &[&text_topic],
+            output: &counts,
+            extra: &format!(
+                "on_error = \"dead-letter\"\ndead_letter_topic = {dead_letters:?}\n\
+                 group_id = \"weir.{ns}\""
+            ),
         }],
     );
     warm_compiled_cache(&module, dir.path());
@@ -98,7 +104,7 @@ fn word_count_runs_on_kafka(lang: Lang) {
         .create()
         .expect("a producer");
     let send = |partition: i32, value: &[u8]| {
-        let mut record = BaseRecord::<(), [u8]>::to("text")
+        let mut record = BaseRecord::<(), [u8]>::to(&text_topic)
             .partition(partition)
             .payload(value);
         while let Err((_, back)) = producer.send(record) {
@@ -133,7 +139,7 @@ fn word_count_runs_on_kafka(lang: Lang) {
 
     let total: usize = outputs.values().sum();
     let deadline = Instant::now() + WAIT;
-    while committed(&broker.bootstrap, "counts").len() < total {
+    while committed(&broker.bootstrap, &counts).len() < total {
         assert!(daemon.exited().is_none(), "weir exited:\n{}", daemon.tail());
         assert!(
             Instant::now() < deadline,
@@ -145,7 +151,17 @@ fn word_count_runs_on_kafka(lang: Lang) {
     assert!(daemon.terminate().success());
 
     let mut actual: BTreeMap<(String, u64), usize> = BTreeMap::new();
-    for record in committed(&broker.bootstrap, "counts") {
+    let consumed = weir_tests::wordcount::read_committed(&broker.bootstrap, &counts);
+    let mut raw = committed(&broker.bootstrap, &counts);
+    let mut raw_pairs: Vec<_> = raw.iter().map(|r| (r.key.clone(), r.value.clone())).collect();
+    let mut consumed_pairs = consumed;
+    raw_pairs.sort();
+    consumed_pairs.sort();
+    assert_eq!(
+        raw_pairs, consumed_pairs,
+        "the raw log's committed records and a read_committed consumer's agree"
+    );
+    for record in raw.drain(..) {
         let count = text(record.value).parse().expect("a count");
         *actual.entry((text(record.key), count)).or_default() += 1;
     }
@@ -157,7 +173,7 @@ fn word_count_runs_on_kafka(lang: Lang) {
     );
 
     for (partition, counts) in &state {
-        let store = RocksStore::open(data.join(format!("pipelines/wc/state/text-{partition}")))
+        let store = RocksStore::open(data.join(format!("pipelines/wc/state/{text_topic}-{partition}")))
             .unwrap_or_else(|e| panic!("{e}"));
         let stored: BTreeMap<String, u64> = store
             .scan(b"count/", None, usize::MAX)
@@ -171,7 +187,7 @@ fn word_count_runs_on_kafka(lang: Lang) {
         assert_eq!(&stored, counts, "state of partition {partition}");
     }
 
-    let dead = committed(&broker.bootstrap, "dead-letters");
+    let dead = committed(&broker.bootstrap, &dead_letters);
     assert_eq!(dead.len(), 1, "{dead:?}");
     let error = dead[0]
         .headers

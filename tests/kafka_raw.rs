@@ -2,12 +2,13 @@
 //! itself, so end-to-end tests can check exactly-once output without trusting the
 //! broker's `read_committed` filtering.
 //!
-//! Why not just use a `read_committed` consumer: our test brokers (Tansu and the
-//! librdkafka mock cluster) hand records of aborted transactions to such consumers
-//! and send no aborted-transaction list, so the consumer cannot drop them. Here we
-//! fetch with `read_uncommitted`, decode every record batch, and apply the
-//! transaction control markers (COMMIT / ABORT) found in the log the way a real
-//! `read_committed` consumer would.
+//! Why not only a `read_committed` consumer: the suites check exactly-once both ways.
+//! A consumer trusts the broker's filtering (its last stable offset and aborted-
+//! transaction lists); this reader trusts only the log: it fetches with
+//! `read_uncommitted`, decodes every record batch, and applies the transaction control
+//! markers (COMMIT / ABORT) found in the log the way a `read_committed` consumer should.
+//! On Apache Kafka both must agree; on brokers that show aborted records to
+//! `read_committed` consumers (librdkafka's mock cluster) only this one is right.
 //!
 //! Caveat: this can only be as good as the markers in the log. The librdkafka mock
 //! cluster's EndTxn handler writes no control markers at all, so on it every
@@ -117,9 +118,8 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> io::Result<Vec<PartitionLog>>
 const CONTROL_ABORT: i16 = 0;
 const CONTROL_COMMIT: i16 = 1;
 
-/// Fetch v13+ names topics by id only, and v12 is the first flexible version, whose
-/// tagged fields Tansu fills in ways kafka-protocol refuses ("Tag 0 is not valid for
-/// version 12"); v4..=v11 carry everything we read.
+/// Fetch v13+ names topics by id only; v4..=v11 carry everything we read, and every
+/// broker we test against (Apache Kafka 4.x, librdkafka's mock cluster) serves them.
 const FETCH_VERSIONS: VersionRange = VersionRange { min: 4, max: 11 };
 
 /// Per fetch response and per partition: generous, so a round trip carries as many

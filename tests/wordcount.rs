@@ -1,16 +1,22 @@
 //! Word count end to end: deterministic input, the outputs and state it must lead to,
-//! and a setup of Tansu, a temp directory and `weir serve` processes. Shared by the
-//! Kafka test suites.
+//! and a setup of Kafka topics, a temp directory and `weir serve` processes. Shared by
+//! the Kafka test suites.
+//!
+//! Exactly-once is checked two ways: from the raw log (weir_tests::kafka_raw settles
+//! transactions from their control markers itself) and through a plain
+//! `read_committed` consumer, which Apache Kafka makes trustworthy. Both must agree.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use weir_runtime::state::{RocksStore, StateStore};
 
-use crate::broker::Tansu;
+use crate::broker::{Kafka, unique};
 use crate::daemon::{Daemon, PipelineSpec, write_config};
 use crate::{guest, kafka_raw};
 
@@ -110,18 +116,75 @@ impl Input {
 
 /// The committed (word, count) outputs of `topic`, read from the raw log.
 pub fn committed_outputs(bootstrap: &str, topic: &str) -> BTreeMap<(String, u64), usize> {
+    let records = kafka_raw::read_topic(bootstrap, topic)
+        .expect("read the output topic")
+        .into_iter()
+        .flat_map(|log| log.committed)
+        .map(|record| (record.key, record.value));
+    count_outputs(records)
+}
+
+fn count_outputs(
+    records: impl Iterator<Item = (Option<Vec<u8>>, Option<Vec<u8>>)>,
+) -> BTreeMap<(String, u64), usize> {
     let mut outputs = BTreeMap::new();
-    for log in kafka_raw::read_topic(bootstrap, topic).expect("read the output topic") {
-        for record in log.committed {
-            let word = String::from_utf8(record.key.unwrap_or_default()).unwrap();
-            let count: u64 = String::from_utf8(record.value.unwrap_or_default())
-                .unwrap()
-                .parse()
-                .unwrap();
-            *outputs.entry((word, count)).or_default() += 1;
-        }
+    for (key, value) in records {
+        let word = String::from_utf8(key.unwrap_or_default()).unwrap();
+        let count: u64 = String::from_utf8(value.unwrap_or_default())
+            .unwrap()
+            .parse()
+            .unwrap();
+        *outputs.entry((word, count)).or_default() += 1;
     }
     outputs
+}
+
+/// Every record of `topic` a `read_committed` consumer sees, from the beginning to the
+/// end of each partition, as (key, value).
+pub fn read_committed(bootstrap: &str, topic: &str) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("verifier"))
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a read_committed consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata of the output topic");
+    let partitions = metadata.topics()[0].partitions().len();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    let mut at_end = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + WAIT;
+    while at_end.len() < partitions {
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic} read_committed: only {at_end:?} of {partitions} partitions reached \
+             their end"
+        );
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(message)) => {
+                records.push((
+                    message.key().map(<[u8]>::to_vec),
+                    message.payload().map(<[u8]>::to_vec),
+                ));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic} read_committed: {e}"),
+            None => {}
+        }
+    }
+    records
 }
 
 /// Wait until at least `total` outputs committed.
@@ -154,6 +217,14 @@ pub fn assert_outputs_exact(bootstrap: &str, topic: &str, expected: &Expected) {
         .sum();
     assert_eq!(open, 0, "records of transactions never ended in {topic}");
     let actual = committed_outputs(bootstrap, topic);
+    let consumed = count_outputs(read_committed(bootstrap, topic).into_iter());
+    assert!(
+        consumed == actual,
+        "a read_committed consumer sees other outputs than the raw log's committed \
+         transactions: {} against {}",
+        consumed.values().sum::<usize>(),
+        actual.values().sum::<usize>()
+    );
     let missing: Vec<_> = expected
         .outputs
         .iter()
@@ -188,20 +259,30 @@ pub fn assert_state_exact(data_dir: &Path, pipeline: &str, topic: &str, expected
     }
 }
 
+/// One test's word count on Kafka: its topics (named apart from every other test's,
+/// see [`Setup::topic`]), a temp directory and the word-count module.
 pub struct Setup {
     /// The `weir` executable under test.
     pub exe: PathBuf,
-    pub broker: Tansu,
+    pub broker: Arc<Kafka>,
     pub dir: tempfile::TempDir,
     pub module: PathBuf,
+    /// Prefix of this test's topics and group ids.
+    pub ns: String,
 }
 
 impl Setup {
+    /// On the suite's shared cluster: an input topic `text` and `topics`, each with
+    /// `partitions` partitions.
     pub fn new(exe: &str, partitions: i32, topics: &[&str]) -> Self {
-        let broker = Tansu::start();
-        broker.create_topic("text", partitions);
-        for topic in topics {
-            broker.create_topic(topic, partitions);
+        Self::on(Kafka::shared(), exe, partitions, topics)
+    }
+
+    /// [`Setup::new`] on `broker`.
+    pub fn on(broker: Arc<Kafka>, exe: &str, partitions: i32, topics: &[&str]) -> Self {
+        let ns = unique("t");
+        for topic in std::iter::once(&"text").chain(topics) {
+            broker.create_topic(&format!("{ns}.{topic}"), partitions);
         }
         // WEIR_TEST_KEEP=1 keeps configs, logs and state for a look after a failure.
         let keep = std::env::var_os("WEIR_TEST_KEEP").is_some();
@@ -218,26 +299,53 @@ impl Setup {
             broker,
             dir,
             module: guest("word-count"),
+            ns,
         }
+    }
+
+    /// The name of this test's topic `name` on the cluster.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}.{name}", self.ns)
+    }
+
+    /// The group id of this test's pipeline `pipeline`, for its `group_id` setting.
+    pub fn group(&self, pipeline: &str) -> String {
+        format!("weir.{}.{pipeline}", self.ns)
+    }
+
+    /// The `group_id` line for pipeline `pipeline`'s config table.
+    pub fn group_line(&self, pipeline: &str) -> String {
+        format!("group_id = {:?}\n", self.group(pipeline))
+    }
+
+    /// The changelog topic of pipeline `wc` over `text`.
+    pub fn changelog(&self) -> String {
+        weir_runtime::config::PipelineConfig::changelog_topic(&self.group("wc"), &self.topic("text"))
+    }
+
+    /// A producer of word-count lines into this test's `text`.
+    pub fn input(&self) -> Input {
+        Input::new(&self.broker.bootstrap, &self.topic("text"))
     }
 
     /// Wait until every output `input` implies has committed in `counts`.
     pub fn wait_for_counts(&self, input: &Input, daemon: &Daemon) {
         let total = input.expected.total_outputs();
-        wait_for_outputs(&self.broker.bootstrap, "counts", total, Some(daemon));
+        wait_for_outputs(&self.broker.bootstrap, &self.topic("counts"), total, Some(daemon));
     }
 
     /// Outputs in `counts` and the state in data directory `data` are exactly what
     /// `input` implies.
     pub fn assert_exact(&self, input: &Input, data: &str) {
-        assert_outputs_exact(&self.broker.bootstrap, "counts", &input.expected);
-        assert_state_exact(&self.data_dir(data), "wc", "text", &input.expected);
+        assert_outputs_exact(&self.broker.bootstrap, &self.topic("counts"), &input.expected);
+        assert_state_exact(&self.data_dir(data), "wc", &self.topic("text"), &input.expected);
     }
 
     pub fn data_dir(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
+    /// A config of pipeline `wc` from `text` to `counts`, with `extra` lines in its table.
     pub fn config(&self, data: &str, extra: &str) -> PathBuf {
         write_config(
             self.dir.path(),
@@ -246,9 +354,9 @@ impl Setup {
             &[PipelineSpec {
                 name: "wc",
                 module: &self.module,
-                inputs: &["text"],
-                output: "counts",
-                extra,
+                inputs: &[&self.topic("text")],
+                output: &self.topic("counts"),
+                extra: &format!("{}{extra}", self.group_line("wc")),
             }],
         )
     }

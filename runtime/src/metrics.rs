@@ -34,6 +34,15 @@ pub struct ErrorLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GapLabels {
+    pub pipeline: String,
+    pub topic: String,
+    pub partition: i32,
+    /// `recovered` or `explained` (see `pipeline::position`).
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModuleLabels {
     pub pipeline: String,
     pub version: u32,
@@ -73,6 +82,8 @@ pub struct Metrics {
     checkpoint_records: Histograms<PartitionLabels>,
     state_bytes: Family<PartitionLabels, Gauge>,
     restore_remaining: Family<PartitionLabels, Gauge>,
+    input_gaps: Family<GapLabels, Counter>,
+    partition_restarts: Family<PartitionLabels, Counter>,
     module_info: Family<ModuleLabels, Gauge>,
     swaps: Family<PipelineLabels, Counter>,
     rollbacks: Family<RollbackLabels, Counter>,
@@ -154,6 +165,21 @@ impl Metrics {
             "Changelog records still to read before the partition runs",
             restore_remaining.clone(),
         );
+        let input_gaps = Family::default();
+        registry.register(
+            "input_gaps",
+            "Forward gaps between a partition's position and the first record fetched after \
+             a seek: `recovered` when seeking back found the records, `explained` when they \
+             do not exist (transaction markers, compaction, retention)",
+            input_gaps.clone(),
+        );
+        let partition_restarts = Family::default();
+        registry.register(
+            "partition_restarts",
+            "Partitions restarted from their last checkpoint while this instance kept them \
+             (a transaction the broker aborted, a checkpoint that failed)",
+            partition_restarts.clone(),
+        );
         let module_info = Family::default();
         registry.register(
             "module_version",
@@ -203,6 +229,8 @@ impl Metrics {
             checkpoint_records,
             state_bytes,
             restore_remaining,
+            input_gaps,
+            partition_restarts,
             module_info,
             swaps,
             rollbacks,
@@ -250,6 +278,8 @@ impl Metrics {
                 })
                 .clone(),
             guest_errors: self.guest_errors.clone(),
+            input_gaps: self.input_gaps.clone(),
+            restarts: self.partition_restarts.get_or_create(&labels).clone(),
             labels,
         }
     }
@@ -362,6 +392,8 @@ pub struct PartitionMetrics {
     pub restore_remaining: Gauge,
     pub swap_pause_seconds: Histogram,
     guest_errors: Family<ErrorLabels, Counter>,
+    input_gaps: Family<GapLabels, Counter>,
+    pub restarts: Counter,
     labels: PartitionLabels,
 }
 
@@ -374,6 +406,18 @@ impl PartitionMetrics {
                 topic: self.labels.topic.clone(),
                 partition: self.labels.partition,
                 kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count a forward gap found after a seek (rare: the label set is built here).
+    pub fn input_gap(&self, outcome: &str) {
+        self.input_gaps
+            .get_or_create(&GapLabels {
+                pipeline: self.labels.pipeline.clone(),
+                topic: self.labels.topic.clone(),
+                partition: self.labels.partition,
+                outcome: outcome.to_owned(),
             })
             .inc();
     }

@@ -120,9 +120,27 @@ pub struct KafkaConfig {
     /// librdkafka properties for producers only (linger.ms, compression.type, ...).
     #[serde(default)]
     pub producer_properties: BTreeMap<String, PropertyValue>,
+    /// The consumer group protocol every pipeline joins its group with.
+    #[serde(default)]
+    pub group_protocol: GroupProtocol,
     /// Settings of the embedded broker.
     #[serde(default)]
     pub embedded: EmbeddedConfig,
+}
+
+/// How a pipeline's consumers form their group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupProtocol {
+    /// The classic protocol, with cooperative-sticky assignment: a rebalance moves
+    /// only the partitions that must move. Every Kafka version.
+    #[default]
+    Classic,
+    /// KIP-848's protocol: the group coordinator assigns partitions and members
+    /// reconcile one by one, with no group-wide stop. Apache Kafka 4.0 and later;
+    /// session timeout and heartbeat interval are then broker settings
+    /// (`group.consumer.session.timeout.ms`, `group.consumer.heartbeat.interval.ms`).
+    Consumer,
 }
 
 /// A librdkafka property value; TOML numbers and booleans are accepted for convenience.

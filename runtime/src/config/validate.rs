@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ADMIN_TOKEN_ENV, AdminConfig, Config, EMBEDDED, PipelineConfig};
+use super::{ADMIN_TOKEN_ENV, AdminConfig, Config, EMBEDDED, GroupProtocol, PipelineConfig};
 use crate::pipeline::ErrorPolicy;
 
 /// One thing wrong with a config, and where.
@@ -113,6 +113,42 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
                     "Weir sets this property itself to keep its guarantees; remove it",
                 );
             }
+        }
+    }
+    if kafka.group_protocol == GroupProtocol::Consumer {
+        // librdkafka refuses these under KIP-848's protocol: the broker owns them.
+        for name in ["session.timeout.ms", "heartbeat.interval.ms"] {
+            for (table, properties) in tables {
+                if properties.contains_key(name) {
+                    check.fail(
+                        format!("kafka.{table}.{name}"),
+                        format!(
+                            "is a broker setting under group_protocol = \"consumer\" \
+                             (group.consumer.{name}); remove it here"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    // Weir keeps a transaction open for a commit interval; a shorter timeout would
+    // have the broker abort every one.
+    if let Some(timeout) = kafka.producer_properties.get("transaction.timeout.ms") {
+        let longest = config
+            .pipelines
+            .values()
+            .map(|p| p.commit_interval_ms)
+            .max()
+            .unwrap_or(0);
+        match timeout.to_string().parse::<u64>() {
+            Ok(ms) if ms > longest => {}
+            _ => check.fail(
+                "kafka.producer_properties.transaction.timeout.ms",
+                format!(
+                    "must be a number of milliseconds above the longest commit_interval_ms \
+                     ({longest}); the default is the commit interval plus a minute"
+                ),
+            ),
         }
     }
     if !(1..=1024).contains(&kafka.embedded.partitions) {

@@ -232,6 +232,7 @@ impl Daemon {
             dead_letter_topic: pipeline.dead_letter_topic.clone(),
             policy: pipeline.on_error,
             guarantee: pipeline.guarantee,
+            group_protocol: config.kafka.group_protocol,
             changelog_format: pipeline.changelog_format,
             commit_interval: pipeline.commit_interval(),
             batch_size: pipeline.batch_size as usize,

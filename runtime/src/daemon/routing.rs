@@ -2,8 +2,8 @@
 //! instance can say where to ask. Members advertise their admin URL in their Kafka
 //! client id (`weir|<url>`). The broker's group description names the members and, on
 //! Kafka, each one's partitions. Brokers that describe members but not their
-//! assignments (Tansu leaves everything but the member id empty) are covered by asking
-//! the members' admin APIs which partitions they run.
+//! assignments (some Kafka-compatible brokers leave everything but the member id
+//! empty) are covered by asking the members' admin APIs which partitions they run.
 
 use std::time::Duration;
 
@@ -137,7 +137,7 @@ fn members(settings: &ClientSettings, group: &str) -> Option<Vec<Member>> {
 }
 
 /// A member's client id: as described, or else read from its member id, which the
-/// coordinator makes as `<client id>-<uuid>` (Kafka and Tansu alike).
+/// classic group coordinator makes as `<client id>-<uuid>`.
 pub fn described_client_id<'a>(client_id: &'a str, member_id: &'a str) -> &'a str {
     if !client_id.is_empty() {
         return client_id;

@@ -57,6 +57,13 @@ impl ProducerContext for DeliveryContext {
                     .fetch_max(message.offset(), Ordering::Relaxed);
             }
             Ok(_) => {}
+            // Records an abort purged: the abort itself dropped them on purpose, and
+            // their reports may arrive after the next transaction began.
+            Err((error, _))
+                if matches!(
+                    error.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                ) => {}
             Err((error, _)) => {
                 let mut failure = self.0.failure.lock().unwrap_or_else(|p| p.into_inner());
                 failure.get_or_insert_with(|| error.clone());
@@ -102,10 +109,15 @@ impl PartitionProducer {
         }
         config.set("enable.idempotence", "true");
         if let Some(id) = transactional_id {
-            config.set("transactional.id", id).set(
-                "transaction.timeout.ms",
-                transaction_timeout.as_millis().to_string(),
-            );
+            config.set("transactional.id", id);
+            // A timeout set in [kafka.producer_properties] stands (config validation
+            // keeps it above the commit interval).
+            if config.get("transaction.timeout.ms").is_none() {
+                config.set(
+                    "transaction.timeout.ms",
+                    transaction_timeout.as_millis().to_string(),
+                );
+            }
         }
         let deliveries = Arc::new(Deliveries {
             failure: Mutex::new(None),
@@ -133,7 +145,25 @@ impl PartitionProducer {
     fn begin(&self) -> Result<(), KafkaFailure> {
         self.producer
             .begin_transaction()
-            .map_err(|e| KafkaFailure::new("cannot begin a transaction", e))
+            .map_err(|e| self.failure("cannot begin a transaction", e))
+    }
+
+    /// A failure of `action`, naming the error behind a fatal one: once a producer is
+    /// fenced, every later call fails with `Fatal`, and the caller must still see that
+    /// it was fenced (a partition let go, not a pipeline failure).
+    fn failure(&self, action: impl Into<String>, error: KafkaError) -> KafkaFailure {
+        let mut action = action.into();
+        let error = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Fatal) => match self.producer.client().fatal_error() {
+                Some((code, reason)) => {
+                    action = format!("{action} ({reason})");
+                    KafkaError::Global(code)
+                }
+                None => error,
+            },
+            _ => error,
+        };
+        KafkaFailure::new(action, error)
     }
 
     /// Queue one record. Waits while librdkafka's queue is full.
@@ -162,10 +192,7 @@ impl PartitionProducer {
                     self.producer.poll(Duration::from_millis(10));
                 }
                 Err((error, _)) => {
-                    return Err(KafkaFailure::new(
-                        format!("cannot produce to {:?}", record.topic),
-                        error,
-                    ));
+                    return Err(self.failure(format!("cannot produce to {:?}", record.topic), error));
                 }
             }
         }
@@ -181,7 +208,7 @@ impl PartitionProducer {
     pub fn flush(&self) -> Result<Option<i64>, KafkaFailure> {
         self.producer
             .flush(REQUEST_TIMEOUT)
-            .map_err(|e| KafkaFailure::new("records were not acknowledged in time", e))?;
+            .map_err(|e| self.failure("records were not acknowledged in time", e))?;
         let failure = self
             .deliveries
             .failure
@@ -189,7 +216,7 @@ impl PartitionProducer {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(error) = failure {
-            return Err(KafkaFailure::new("the broker refused a record", error));
+            return Err(self.failure("the broker refused a record", error));
         }
         let last = self.deliveries.last_changelog.swap(-1, Ordering::Relaxed);
         Ok((last >= 0).then_some(last))
@@ -205,26 +232,78 @@ impl PartitionProducer {
         debug_assert!(self.transactional);
         self.producer
             .send_offsets_to_transaction(offsets, group, REQUEST_TIMEOUT)
-            .map_err(|e| KafkaFailure::new("cannot add input offsets to the transaction", e))?;
+            .map_err(|e| self.failure("cannot add input offsets to the transaction", e))?;
         self.producer
             .commit_transaction(REQUEST_TIMEOUT)
-            .map_err(|e| KafkaFailure::new("cannot commit the transaction", e))?;
+            .map_err(|e| self.failure("cannot commit the transaction", e))?;
         self.begin()
     }
 
     /// Abort the open transaction (its records become invisible to read_committed
-    /// consumers) and begin a new one.
+    /// consumers) and begin a new one. What the aborted records' delivery reports said
+    /// is forgotten: the next checkpoint answers only for its own records.
     pub fn abort(&self) -> Result<(), KafkaFailure> {
         if !self.transactional {
             return Ok(());
         }
         self.producer
             .abort_transaction(REQUEST_TIMEOUT)
-            .map_err(|e| KafkaFailure::new("cannot abort the transaction", e))?;
+            .map_err(|e| self.failure("cannot abort the transaction", e))?;
+        // Serve the purged records' reports now, then forget them.
+        self.producer.poll(Duration::ZERO);
+        self.deliveries
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.deliveries.last_changelog.store(-1, Ordering::Relaxed);
         self.begin()
     }
 
     pub fn is_transactional(&self) -> bool {
         self.transactional
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::mocking::MockCluster;
+
+    use super::*;
+
+    fn record(value: &[u8]) -> Outgoing<'_> {
+        Outgoing {
+            topic: "out",
+            partition: Some(0),
+            key: None,
+            value: Some(value),
+            headers: None,
+            timestamp: None,
+            kind: RecordKind::Output,
+        }
+    }
+
+    /// An abort purges the records still queued; their delivery reports (purge
+    /// errors) must not fail the next transaction's checkpoint.
+    #[test]
+    fn records_an_abort_purged_do_not_fail_the_next_checkpoint() {
+        let cluster = MockCluster::new(1).expect("a mock cluster");
+        cluster.create_topic("out", 1, 1).expect("topic");
+        let mut settings = ClientSettings::plain(&cluster.bootstrap_servers());
+        // Records wait in the queue long enough for the abort to purge them.
+        settings
+            .producer_properties
+            .push(("linger.ms".into(), "2000".into()));
+        let producer =
+            PartitionProducer::new(&settings, Some("purge-test"), Duration::from_secs(60))
+                .expect("a transactional producer");
+        for _ in 0..100 {
+            producer.send(record(b"aborted")).unwrap();
+        }
+        producer.abort().expect("abort");
+        producer.send(record(b"committed")).unwrap();
+        producer
+            .flush()
+            .expect("the next transaction's records are acknowledged");
     }
 }

@@ -71,6 +71,8 @@ pub struct PartitionStatus {
     next_offset: AtomicI64,
     /// Records behind the high watermark; -1 when unknown.
     lag: AtomicI64,
+    /// Where the fetch stood when the worker's producer was fenced; -1 if it was not.
+    fenced_at: AtomicI64,
 }
 
 /// A copy of a partition's status, for the API.
@@ -90,12 +92,23 @@ impl PartitionStatus {
         Self {
             next_offset: AtomicI64::new(-1),
             lag: AtomicI64::new(-1),
+            fenced_at: AtomicI64::new(-1),
             ..Self::default()
         }
     }
 
     pub fn set_phase(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::Relaxed);
+    }
+
+    /// The worker was fenced with its fetch at `offset` (records before it were read).
+    pub fn set_fenced_at(&self, offset: i64) {
+        self.fenced_at.store(offset, Ordering::Relaxed);
+    }
+
+    pub fn fenced_at(&self) -> Option<i64> {
+        let offset = self.fenced_at.load(Ordering::Relaxed);
+        (offset >= 0).then_some(offset)
     }
 
     pub fn set_version(&self, version: u32) {

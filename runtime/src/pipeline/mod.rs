@@ -4,6 +4,7 @@
 
 mod batch;
 pub mod control;
+mod position;
 pub mod runner;
 pub mod versions;
 pub mod worker;

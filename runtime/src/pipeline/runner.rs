@@ -10,17 +10,25 @@
 //! returning, so the partition's next owner starts from everything this one did. A
 //! lost partition (the session expired) is abandoned without committing: another
 //! member may already own it, and its commit would be fenced anyway.
+//!
+//! A worker whose producer is fenced stops. Usually another member owns the partition
+//! now and the rebalance that says so is on its way; but the broker also fences a
+//! producer whose transaction outlived `transaction.timeout.ms` (a slow interval of
+//! this very instance). So a fenced partition this member still holds after
+//! [`FENCE_GRACE`] is started again from its last checkpoint, instead of standing
+//! still while it looks assigned.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Message, TopicPartitionList};
 
+use crate::config::GroupProtocol;
 use crate::kafka::KafkaFailure;
 
 use super::control::{Command, PartitionStatus, Stop};
@@ -28,6 +36,11 @@ use super::worker::{PipelineContext, Worker, WorkerError};
 
 /// How often the runner polls the group queue (serving rebalances and heartbeats).
 const GROUP_POLL: Duration = Duration::from_millis(100);
+
+/// How long a fenced partition may stay assigned before it is started again: longer
+/// than a member takes to learn it left the group (a heartbeat interval, a few seconds
+/// under either protocol), so a zombie never restarts what another member owns.
+const FENCE_GRACE: Duration = Duration::from_secs(15);
 
 /// An input partition: topic and partition number.
 pub type Partition = (String, i32);
@@ -52,6 +65,16 @@ pub struct GroupContext {
     /// The first worker failure; the runner stops the pipeline on it.
     failure: Arc<Mutex<Option<(Partition, WorkerError)>>>,
     failed: Arc<AtomicBool>,
+    /// Partitions whose worker stopped fenced, since when, and that worker's status
+    /// (which tells it from a later worker of the same partition).
+    fenced: Arc<Mutex<Vec<Fenced>>>,
+}
+
+#[derive(Debug)]
+struct Fenced {
+    partition: Partition,
+    since: Instant,
+    status: Arc<PartitionStatus>,
 }
 
 impl ClientContext for GroupContext {
@@ -81,6 +104,12 @@ impl ConsumerContext for GroupContext {
 
 impl GroupContext {
     fn assign(&self, partitions: &TopicPartitionList) {
+        self.start_workers(partitions, None);
+    }
+
+    /// Start a worker for each of `partitions` this member does not run yet;
+    /// `careful_until` is for a partition started again after a fence.
+    fn start_workers(&self, partitions: &TopicPartitionList, careful_until: Option<i64>) {
         let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
             return;
         };
@@ -104,10 +133,12 @@ impl GroupContext {
                 queue,
                 commands,
                 status.clone(),
-            );
+            )
+            .careful_until(careful_until);
             let failure = self.failure.clone();
             let failed = self.failed.clone();
-            let registry = Arc::downgrade(&self.workers);
+            let fenced = self.fenced.clone();
+            let worker_status = status.clone();
             let name = format!("weir-{}-{}", key.1, key.0);
             let partition = key.clone();
             let pipeline = self.ctx.name.clone();
@@ -118,12 +149,15 @@ impl GroupContext {
                     let error = match outcome {
                         Ok(Ok(())) => return,
                         Ok(Err(error)) if error.is_fenced() => {
-                            // Another member owns the partition now. Forget the worker, so
-                            // that a later assignment of the partition starts a new one.
-                            tracing::info!(%pipeline, topic = %partition.0, partition = partition.1, "partition taken over by another instance");
-                            if let Some(workers) = registry.upgrade() {
-                                workers.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
-                            }
+                            // Another member owns the partition now, or the broker timed
+                            // the transaction out: the runner tells which (see FENCE_GRACE).
+                            tracing::info!(%pipeline, topic = %partition.0, partition = partition.1, %error, "partition fenced: another instance took it over, or the broker aborted its transaction");
+                            worker_status.set_phase(super::control::Phase::Starting);
+                            fenced.lock().unwrap_or_else(|p| p.into_inner()).push(Fenced {
+                                partition,
+                                since: Instant::now(),
+                                status: worker_status,
+                            });
                             return;
                         }
                         Ok(Err(error)) => error,
@@ -161,6 +195,54 @@ impl GroupContext {
         for ((topic, partition), thread) in stopping {
             let _ = thread.join();
             tracing::info!(pipeline = %self.ctx.name, %topic, partition, ?stop, "partition released");
+        }
+    }
+
+    /// Start again the fenced partitions this member still holds after [`FENCE_GRACE`];
+    /// forget those a rebalance took away.
+    fn restart_fenced(&self, consumer: &BaseConsumer<Self>) {
+        let mut fenced = self.fenced.lock().unwrap_or_else(|p| p.into_inner());
+        if fenced.is_empty() {
+            return;
+        }
+        let Ok(assignment) = consumer.assignment() else {
+            return;
+        };
+        let mut due = Vec::new();
+        fenced.retain(|entry| {
+            let (topic, partition) = &entry.partition;
+            if assignment.find_partition(topic, *partition).is_none() {
+                return false;
+            }
+            if entry.since.elapsed() < FENCE_GRACE {
+                return true;
+            }
+            due.push((entry.partition.clone(), entry.status.clone()));
+            false
+        });
+        drop(fenced);
+        for ((topic, partition), status) in due {
+            let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+            let same_worker = workers
+                .get(&(topic.clone(), partition))
+                .is_some_and(|owned| Arc::ptr_eq(&owned.status, &status));
+            if !same_worker {
+                continue;
+            }
+            let Some(owned) = workers.remove(&(topic.clone(), partition)) else {
+                continue;
+            };
+            drop(workers);
+            let _ = owned.thread.join();
+            tracing::warn!(pipeline = %self.ctx.name, %topic, partition, "this instance still owns the fenced partition (the broker aborted a transaction that outlived transaction.timeout.ms): starting it again from its last checkpoint");
+            self.ctx
+                .metrics
+                .partition(&self.ctx.name, &topic, partition)
+                .restarts
+                .inc();
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&topic, partition);
+            self.start_workers(&tpl, status.fenced_at());
         }
     }
 
@@ -226,6 +308,7 @@ pub fn run(
         workers: ctx.partitions.clone(),
         failure: failure.clone(),
         failed: failed.clone(),
+        fenced: Arc::default(),
     };
     let mut config = ctx.settings.consumer_config();
     if let Some(url) = ctx.advertised_url.get()
@@ -233,13 +316,21 @@ pub fn run(
     {
         config.set("client.id", crate::daemon::routing::client_id(url));
     }
-    let consumer: BaseConsumer<GroupContext> = config
+    config
         .set("group.id", &ctx.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("auto.offset.reset", "earliest");
+    match ctx.group_protocol {
+        GroupProtocol::Classic => {
+            config.set("partition.assignment.strategy", "cooperative-sticky");
+        }
+        GroupProtocol::Consumer => {
+            config.set("group.protocol", "consumer");
+        }
+    }
+    let consumer: BaseConsumer<GroupContext> = config
         .create_with_context(context)
         .map_err(|e| KafkaFailure::new("cannot create the group consumer", e))?;
     let consumer = Arc::new(consumer);
@@ -268,6 +359,7 @@ pub fn run(
                 tracing::warn!(pipeline = %ctx.name, %error, "consumer error");
             }
         }
+        consumer.context().restart_fenced(&consumer);
     }
     consumer.context().stop_all();
     consumer.unsubscribe();

@@ -47,6 +47,7 @@ use crate::state::{PartitionState, RocksStore, StateError};
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::control::{Command, PartitionStatus, Phase, Reply, Stop};
+use super::position::{GapOutcome, Position, Verdict};
 use super::runner::OwnedPartitions;
 use super::versions::{Active, VersionError, Versions};
 use super::{BatchError, ErrorPolicy, FailureReason, Processor as _, run_batch};
@@ -55,12 +56,6 @@ use super::{BatchError, ErrorPolicy, FailureReason, Processor as _, run_batch};
 const META_OFFSET: &str = "kafka.offset";
 const META_HEAD: &str = "changelog.head";
 const META_POSITION: &str = "changelog.position";
-
-/// How long a restore keeps asking for the committed offset while the changelog holds
-/// a block past it (see `start`): long enough for a broker to apply the offsets of a
-/// transaction that committed just before a crash, short enough that a restart after
-/// an aborted transaction is barely delayed.
-const SETTLE_TIME: Duration = Duration::from_secs(3);
 
 /// How long one poll of the partition queue may block, so stop commands are seen.
 const POLL_SLICE: Duration = Duration::from_millis(50);
@@ -92,6 +87,7 @@ pub struct PipelineContext {
     pub dead_letter_topic: Option<String>,
     pub policy: ErrorPolicy,
     pub guarantee: Guarantee,
+    pub group_protocol: crate::config::GroupProtocol,
     pub changelog_format: ChangelogFormat,
     pub commit_interval: Duration,
     pub batch_size: usize,
@@ -176,6 +172,10 @@ pub struct Worker<C: ConsumerContext + 'static> {
     commands: Receiver<Command>,
     status: Arc<PartitionStatus>,
     metrics: PartitionMetrics,
+    /// Checkpoint before every batch of records before this offset: the partition
+    /// restarts after the broker aborted a transaction that outlived its timeout, and
+    /// the same records must not keep one open that long again.
+    careful_until: Option<i64>,
 }
 
 /// State of a running partition between checkpoints.
@@ -187,10 +187,14 @@ struct Running {
     /// Changelog head and position as of the last checkpoint.
     head: u64,
     position: i64,
+    /// Where the fetch stands: what the next record fetched must be.
+    fetch: Position,
     /// The next input offset to process; what a checkpoint commits.
-    next_offset: Option<i64>,
-    /// The offset the last checkpoint committed.
-    committed_offset: Option<i64>,
+    next_offset: i64,
+    /// The offset the last checkpoint committed or, before the first, the offset
+    /// processing began at (the log start, for a group that never committed): where a
+    /// rewind goes back to.
+    checkpointed: i64,
     /// Whether fetching is paused (the pipeline is paused).
     paused: bool,
     /// When the state size on disk was last measured.
@@ -217,7 +221,14 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             queue,
             commands,
             status,
+            careful_until: None,
         }
+    }
+
+    /// Until the fetch passes `offset`, commit before each batch (see `careful_until`).
+    pub fn careful_until(mut self, offset: Option<i64>) -> Self {
+        self.careful_until = offset;
+        self
     }
 
     /// Own the partition until told to stop or until something fails.
@@ -232,7 +243,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             pipeline = %self.ctx.name,
             topic = %self.topic,
             partition = self.partition,
-            offset = ?running.next_offset,
+            offset = running.next_offset,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "partition running"
         );
@@ -241,6 +252,11 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         self.ctx
             .metrics
             .release_partition(&self.ctx.name, &self.topic, self.partition);
+        if let Err(error) = &result
+            && error.is_fenced()
+        {
+            self.status.set_fenced_at(running.fetch.next());
+        }
         if result.is_err() {
             // Nothing after the last checkpoint may become visible.
             running.instance.state().discard_uncommitted();
@@ -278,20 +294,15 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         )?;
         let mut state = PartitionState::new(Box::new(RocksStore::open(self.state_path())?));
         let deadline = Instant::now() + REQUEST_TIMEOUT;
-        let settle = Instant::now() + SETTLE_TIME;
+        // The committed offset is read after the producer above fenced the previous
+        // owner, which completes or aborts its last transaction first, and with
+        // `require_stable` (librdkafka asks for stable offsets under read_committed):
+        // the broker answers only once no transactional offset commit is pending. So a
+        // changelog block past the committed offset belongs to a transaction that
+        // never committed, and restore discards it.
         let (committed_offset, head, position) = loop {
             let committed = self.committed(read_meta(&mut state, META_OFFSET)?)?;
             match self.restore(&mut state, committed) {
-                // A block past the committed offset is an aborted transaction's, or a
-                // committed one's whose offsets the broker has not applied yet (Tansu
-                // applies them once the transactions overlapping it end). Discarding
-                // the second kind would process its records twice, so the offset is
-                // asked for again for a moment before the block is given up. Nothing
-                // was written for it: a later pass sees it again.
-                Ok(progress) if progress.discarded > 0 && Instant::now() < settle => {
-                    tracing::debug!(topic = %self.topic, partition = self.partition, committed, "a changelog block past the committed offset; asking for the offset again");
-                    std::thread::sleep(Duration::from_millis(250));
-                }
                 Ok(progress) => break (committed, progress.head, progress.position),
                 // Blocks applied so far were committed; asking again is safe.
                 Err(WorkerError::Restore(
@@ -304,9 +315,14 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 Err(error) => return Err(error),
             }
         };
-        if let Some(offset) = committed_offset {
-            self.seek(offset)?;
-        }
+        // A group that never committed starts at the log start (auto.offset.reset is
+        // earliest): named here, so a rewind before the first checkpoint goes back to
+        // it rather than leaving the fetch past records it never committed.
+        let start = match committed_offset {
+            Some(offset) => offset,
+            None => self.log_start()?,
+        };
+        self.seek(start)?;
 
         let active = ctx.versions.active();
         let instance = ctx.engine.instantiate_with_limits(
@@ -323,8 +339,9 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             producer,
             head,
             position,
-            next_offset: committed_offset,
-            committed_offset,
+            fetch: Position::at(start),
+            next_offset: start,
+            checkpointed: start,
             paused: false,
             state_measured: None,
         })
@@ -361,6 +378,16 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         }
     }
 
+    /// The partition's first offset on the broker: where a group that never committed
+    /// starts.
+    fn log_start(&self) -> Result<i64, WorkerError> {
+        let (low, _) = self
+            .consumer
+            .fetch_watermarks(&self.topic, self.partition, REQUEST_TIMEOUT)
+            .map_err(|e| KafkaFailure::new("cannot read where the partition starts", e))?;
+        Ok(low)
+    }
+
     /// Whether a stop was requested while starting (the worker then just exits).
     /// Other commands are answered: the partition is not serving yet.
     fn stop_requested(&self) -> bool {
@@ -378,11 +405,12 @@ impl<C: ConsumerContext + 'static> Worker<C> {
     /// The group's committed offset of this partition.
     ///
     /// Local state only moves after its Kafka commit succeeded, so a committed offset
-    /// below the local one is a stale answer, not the truth: a broker still completing
-    /// transactions gives it (Tansu applies a transaction's offsets only once the
-    /// transactions overlapping it are resolved), as does one busy with the group (a
-    /// per-partition error). Either is retried until the answer catches up, since
-    /// starting from a stale offset would process records twice.
+    /// below the local one is a stale answer, not the truth: a group coordinator that
+    /// is still loading or moving answers with a per-partition error, and brokers that
+    /// do not honour `require_stable` answer before transactional commits are applied.
+    /// Either is retried until the answer catches up, since starting from a stale
+    /// offset would process records twice; an answer that stays below local state
+    /// (offsets reset by hand) is reported by the restore, with what to do.
     fn committed(&self, local: Option<i64>) -> Result<Option<i64>, WorkerError> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
@@ -453,44 +481,20 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 from,
                 self.metrics.restore_remaining.clone(),
             )?;
-            if self.ctx.guarantee == Guarantee::AtLeastOnce {
-                // No transactions: every record counts, in order, block by block.
-                let mut block: Option<Block> = None;
-                while let Some(record) = reader.next()? {
-                    if self.stop_requested() {
-                        return Err(WorkerError::Stopped);
-                    }
-                    if record.checkpoint == local.head {
-                        continue;
-                    }
-                    if block
-                        .as_ref()
-                        .is_some_and(|b| b.checkpoint != record.checkpoint)
-                    {
-                        progress.apply(state, block.take().into_iter().map(Decision::Apply))?;
-                    }
-                    block
-                        .get_or_insert_with(|| Block {
-                            checkpoint: record.checkpoint,
-                            parent: record.parent,
-                            input_offset: record.input_offset,
-                            records: Vec::new(),
-                        })
-                        .records
-                        .push(record);
+            // Under at-least-once the changelog is not transactional, so it also holds
+            // blocks of intervals whose offsets never committed (a crash between the
+            // changelog flush and the offset commit). The same chain rule decides:
+            // only the committed head and its ancestors apply; local state never gets
+            // ahead of the group, whose records are redone from the committed offset.
+            while let Some(record) = reader.next()? {
+                if self.stop_requested() {
+                    return Err(WorkerError::Stopped);
                 }
-                progress.apply(state, block.into_iter().map(Decision::Apply))?;
-            } else {
-                while let Some(record) = reader.next()? {
-                    if self.stop_requested() {
-                        return Err(WorkerError::Stopped);
-                    }
-                    progress.apply(state, restorer.push(record)?)?;
-                }
-                let (decisions, head) = restorer.finish()?;
-                progress.apply(state, decisions)?;
-                debug_assert_eq!(progress.head, head);
+                progress.apply(state, restorer.push(record)?)?;
             }
+            let (decisions, head) = restorer.finish()?;
+            progress.apply(state, decisions)?;
+            debug_assert_eq!(progress.head, head);
         }
         tracing::info!(
             pipeline = %self.ctx.name,
@@ -517,7 +521,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 Duration::ZERO
             };
             match self.serve_commands(running, wait) {
-                Some(Stop::Checkpoint) => return self.checkpoint(running),
+                Some(Stop::Checkpoint) => return self.final_checkpoint(running),
                 Some(Stop::Abandon) => {
                     running.instance.state().discard_uncommitted();
                     let _ = running.producer.abort();
@@ -536,10 +540,19 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 self.follow_active(running)?;
                 continue;
             }
-            self.fill(&mut batch, running, deadline);
-            if !batch.is_empty() {
+            self.fill(&mut batch, running, deadline)?;
+            if let Some(last) = batch.last().map(|r| r.offset) {
+                if self.careful_until.is_some_and(|until| batch[0].offset < until) {
+                    // One batch per transaction: its outputs are sent when it ends,
+                    // so the transaction opens then and commits at once.
+                    deadline = Instant::now() + self.ctx.commit_interval;
+                    if !self.end_interval(running)? {
+                        batch.clear(); // rewound: these records come again
+                        continue;
+                    }
+                }
                 match self.run_batch(running, &batch) {
-                    Ok(()) => running.next_offset = batch.last().map(|r| r.offset + 1),
+                    Ok(()) => running.next_offset = last + 1,
                     Err(WorkerError::TrialFailed { version }) => {
                         // The interval's records go again, through the restored version.
                         self.rewind(running, &format!("version {version} failed its trial"))?;
@@ -552,14 +565,44 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             }
             running.producer.poll();
             if Instant::now() >= deadline {
-                match self.checkpoint(running) {
-                    Ok(()) => self.follow_active(running)?,
-                    Err(WorkerError::Kafka(failure)) if failure.is_recoverable() => {
-                        self.rewind(running, &failure)?;
-                    }
-                    Err(error) => return Err(error),
-                }
+                self.end_interval(running)?;
                 deadline = Instant::now() + self.ctx.commit_interval;
+            }
+        }
+    }
+
+    /// End a commit interval: checkpoint and follow the active version, or go back to
+    /// the last checkpoint after a failure the partition survives. False when it went
+    /// back (the fetch was rewound).
+    fn end_interval(&self, running: &mut Running) -> Result<bool, WorkerError> {
+        match self.checkpoint(running) {
+            Ok(()) => {
+                self.follow_active(running)?;
+                Ok(true)
+            }
+            Err(WorkerError::Kafka(failure)) if failure.is_recoverable() => {
+                self.rewind(running, &failure)?;
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The checkpoint of a partition being let go (revoked, or the daemon stopping).
+    /// Its failure fails nothing else: the records since the last checkpoint are
+    /// uncommitted, and whoever owns the partition next (this instance after a restart,
+    /// or another) redoes them.
+    fn final_checkpoint(&self, running: &mut Running) -> Result<(), WorkerError> {
+        match self.checkpoint(running) {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_fenced() => Err(error),
+            Err(error) => {
+                tracing::warn!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, %error, offset = running.checkpointed, "the last checkpoint before letting the partition go failed; its next owner redoes the records since the one before");
+                running.instance.state().discard_uncommitted();
+                if let Err(error) = running.producer.abort() {
+                    tracing::debug!(%error, "abort after a failed last checkpoint");
+                }
+                Ok(())
             }
         }
     }
@@ -678,37 +721,53 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             topic = %self.topic,
             partition = self.partition,
             reason = %why,
-            offset = ?running.committed_offset,
+            offset = running.checkpointed,
             "going back to the last checkpoint"
         );
         running.producer.abort()?;
         running.instance.state().discard_uncommitted();
-        running.next_offset = running.committed_offset;
-        if let Some(offset) = running.committed_offset {
-            self.seek(offset)?;
-        }
+        self.seek(running.checkpointed)?;
+        running.fetch.seeked(running.checkpointed);
+        running.next_offset = running.checkpointed;
         Ok(())
     }
 
-    /// Collect up to a batch of records, waiting at most until `deadline`.
-    fn fill(&self, batch: &mut Vec<InputRecord>, running: &Running, deadline: Instant) {
+    /// Collect up to a batch of records, waiting at most until `deadline`. Records
+    /// before the position are skipped, and a gap after a seek is checked by seeking
+    /// back (see [`super::position`]).
+    fn fill(
+        &self,
+        batch: &mut Vec<InputRecord>,
+        running: &mut Running,
+        deadline: Instant,
+    ) -> Result<(), WorkerError> {
         let mut wait = deadline
             .saturating_duration_since(Instant::now())
             .min(POLL_SLICE);
         while batch.len() < self.ctx.batch_size {
             match self.queue.poll(wait) {
                 Some(Ok(message)) => {
-                    // Records before the position were fetched before the seek to the
-                    // restored offset; their effects are already in state.
-                    let expected = batch.last().map(|r| r.offset + 1).or(running.next_offset);
-                    if expected.is_some_and(|next| message.offset() < next) {
-                        tracing::debug!(
-                            partition = self.partition,
-                            offset = message.offset(),
-                            ?expected,
-                            "skipping a record before the position"
-                        );
-                        continue;
+                    let offset = message.offset();
+                    let expected = running.fetch.next();
+                    match running.fetch.judge(offset) {
+                        Verdict::Skip => {
+                            tracing::debug!(partition = self.partition, offset, expected, "skipping a record before the position");
+                            continue;
+                        }
+                        Verdict::SeekBack { to } => {
+                            tracing::info!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, fetched = offset, "the first record after a seek is past the position; fetching again from the position");
+                            self.seek(to)?;
+                            return Ok(());
+                        }
+                        Verdict::Take { gap } => {
+                            if let Some(outcome) = gap {
+                                self.metrics.input_gap(outcome.label());
+                                match outcome {
+                                    GapOutcome::Recovered => tracing::warn!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, "a fetch skipped records after a seek; fetching again found them"),
+                                    GapOutcome::Explained => tracing::info!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, first = offset, "offsets missing after a seek are not in the log (transaction markers, compaction or retention)"),
+                                }
+                            }
+                        }
                     }
                     batch.push(records::input_record(&message));
                 }
@@ -720,6 +779,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             }
             wait = Duration::ZERO;
         }
+        Ok(())
     }
 
     /// Process a batch and queue its outputs and dead letters in the transaction.
@@ -866,11 +926,9 @@ impl<C: ConsumerContext + 'static> Worker<C> {
 
     /// Commit everything since the last checkpoint. See the module docs for the order.
     fn checkpoint(&self, running: &mut Running) -> Result<(), WorkerError> {
-        let Some(next_offset) = running.next_offset else {
-            return Ok(());
-        };
+        let next_offset = running.next_offset;
         let state = running.instance.state();
-        if running.committed_offset == Some(next_offset) && state.pending().is_empty() {
+        if running.checkpointed == next_offset && state.pending().is_empty() {
             self.observe_position(running);
             return Ok(());
         }
@@ -962,7 +1020,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         );
         running.head = id;
         running.position = position;
-        running.committed_offset = Some(next_offset);
+        running.checkpointed = next_offset;
         self.metrics
             .checkpoint_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -975,11 +1033,11 @@ impl<C: ConsumerContext + 'static> Worker<C> {
     /// last saw, without a request) and, now and then, the state size on disk.
     fn observe_position(&self, running: &mut Running) {
         let lag = cached_watermarks(self.consumer.client(), &self.topic, self.partition)
-            .map(|(low, high)| (high - running.next_offset.unwrap_or(low)).max(0));
+            .map(|(_, high)| (high - running.next_offset).max(0));
         if let Some(lag) = lag {
             self.metrics.consumer_lag.set(lag);
         }
-        self.status.set_position(running.next_offset, lag);
+        self.status.set_position(Some(running.next_offset), lag);
         if running
             .state_measured
             .is_none_or(|at| at.elapsed() >= STATE_SIZE_EVERY)

@@ -13,6 +13,8 @@
 //!   `state-read`: read them back only
 //! * `state-scan`: write three keys under `scan/`, delete one, and emit what a scan sees
 //! * `log`: write to stdout, stderr and the log import
+//! * `set:KEY=VALUE`, `del:KEY`: write or delete state key `kv/KEY` and echo the
+//!   command (the changelog compaction test)
 //! * anything else: count it in state (`seen`) and echo it
 
 use weir_sdk::{Config, Context, Error, Record, Transform};
@@ -95,6 +97,17 @@ impl Transform for Misbehave {
                 eprintln!("hello from stderr");
                 weir_sdk::log::info("hello from the log import");
                 ctx.send("log", "logged");
+            }
+            command if command.starts_with("set:") || command.starts_with("del:") => {
+                let (op, rest) = command.split_at(4);
+                match (op, rest.split_once('=')) {
+                    ("set:", Some((key, value))) => {
+                        ctx.state().put(format!("kv/{key}"), value);
+                    }
+                    ("del:", None) => ctx.state().delete(format!("kv/{rest}")),
+                    _ => return Err(Error::msg("use set:KEY=VALUE or del:KEY")),
+                }
+                ctx.send(command, "done");
             }
             other => {
                 let seen = ctx

@@ -25,9 +25,11 @@
 //! checkpoint in the changelog whose marker says `weir.offset = C`. The committed
 //! checkpoints are that head and its ancestors; a checkpoint's records are applied only
 //! if it is one of them. This does not trust the broker to hide aborted transactions
-//! (the test brokers do not), nor to keep offset-commit metadata (Tansu drops it), and it
-//! is exact: a transaction that aborted after the same inputs were committed by a retry
-//! is still recognised.
+//! (librdkafka's mock cluster does not), nor to keep offset-commit metadata (not every
+//! Kafka-compatible broker does), and it is exact: a transaction that aborted after the
+//! same inputs were committed by a retry is still recognised. Nor does it need the
+//! changelog to be transactional: under at-least-once the changelog also holds blocks
+//! of intervals whose offsets never committed, and they are off the chain the same way.
 //!
 //! Why this holds: a writer takes a checkpoint's parent from the last checkpoint it
 //! *committed*, so a checkpoint named as a parent has committed; and two checkpoints'

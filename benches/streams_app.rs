@@ -1,0 +1,112 @@
+//! Kafka Streams doing the job Weir's word count does, for the e2e bench's third row:
+//! the Java app in benches/kstreams (per-partition word count, RocksDB store,
+//! `exactly_once_v2`), built with Maven on first use and run as a child JVM.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+fn project() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kstreams")
+}
+
+/// The app's class path, building it first when its jar is missing.
+fn class_path() -> String {
+    let target = project().join("target");
+    let jar = target.join("weir-kstreams-bench.jar");
+    if !jar.exists() {
+        println!("building the Kafka Streams word count with Maven (benches/kstreams)");
+        let status = Command::new("mvn")
+            .args(["-q", "-B", "-Dstyle.color=never", "package", "-f"])
+            .arg(project().join("pom.xml"))
+            .status()
+            .expect("mvn runs (install Maven and a JDK 17)");
+        assert!(status.success(), "building benches/kstreams failed");
+    }
+    format!("{}:{}/lib/*", jar.display(), target.display())
+}
+
+/// A running Kafka Streams word count; stopped (SIGTERM) when dropped.
+pub struct StreamsApp {
+    child: Child,
+    pub application_id: String,
+    _state: tempfile::TempDir,
+}
+
+impl StreamsApp {
+    /// Count the words of `input` into `output` with `threads` stream threads,
+    /// committing every `commit_interval_ms`.
+    pub fn start(
+        bootstrap: &str,
+        application_id: &str,
+        input: &str,
+        output: &str,
+        threads: usize,
+        commit_interval_ms: u64,
+    ) -> Self {
+        let state = tempfile::tempdir().expect("a state directory");
+        let child = Command::new("java")
+            .args(["-Xms512m", "-Xmx1g", "-cp", &class_path(), "dev.weir.bench.WordCount"])
+            .args([bootstrap, application_id, input, output])
+            .arg(state.path())
+            .args([threads.to_string(), commit_interval_ms.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("java runs");
+        Self {
+            child,
+            application_id: application_id.to_owned(),
+            _state: state,
+        }
+    }
+}
+
+impl Drop for StreamsApp {
+    fn drop(&mut self) {
+        // SIGTERM: the app's shutdown hook closes Kafka Streams cleanly.
+        // SAFETY: kill has no preconditions; the pid is our child's.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Input records the group `group` has committed over `partitions` partitions of
+/// `topic` (what its members processed, exactly once).
+pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> u64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("an offsets reader");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .map(|offsets| {
+            offsets
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o as u64),
+                    _ => None,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
