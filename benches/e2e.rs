@@ -328,9 +328,8 @@ fn kstreams_latency(bootstrap: &str, case: &str, rate: u64, seconds: u64) -> Lat
 /// When a latency record was sent, in microseconds since the epoch: the first 20
 /// digits of the value (byte map's outputs) or of a key `t<digits>` (word count's).
 fn sent_at(message: &impl Message) -> Option<u64> {
-    let digits = |bytes: &[u8]| -> Option<u64> {
-        std::str::from_utf8(bytes.get(..20)?).ok()?.parse().ok()
-    };
+    let digits =
+        |bytes: &[u8]| -> Option<u64> { std::str::from_utf8(bytes.get(..20)?).ok()?.parse().ok() };
     match message.key() {
         Some(key) if key.first() == Some(&b't') => digits(&key[1..]),
         _ => message.payload().and_then(digits),
@@ -339,7 +338,12 @@ fn sent_at(message: &impl Message) -> Option<u64> {
 
 /// Produce to `input` at `rate` with the send time in each value; read `output`
 /// read_committed and measure.
-fn drive_latency(bootstrap: &str, (input, output): (&str, &str), rate: u64, seconds: u64) -> Latency {
+fn drive_latency(
+    bootstrap: &str,
+    (input, output): (&str, &str),
+    rate: u64,
+    seconds: u64,
+) -> Latency {
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("bench-reader-{output}"))
@@ -452,11 +456,24 @@ fn main() {
         };
         let eos = "guarantee = \"exactly-once\"\n";
         let alo = "guarantee = \"at-least-once\"\n";
-        let latency = |case, example, extra| weir_latency(&bootstrap, case, example, extra, rate, 10);
-        print("weir byte map, EOS (target p99 250 ms)", latency("lat-eos", "byte-map", eos));
-        print("weir byte map, at-least-once (target p99 50 ms)", latency("lat-alo", "byte-map", alo));
-        print("weir word count, EOS", latency("lat-count", "word-count", eos));
-        print("kafka streams word count, EOS v2", kstreams_latency(&bootstrap, "lat-kstreams", rate, 10));
+        let latency =
+            |case, example, extra| weir_latency(&bootstrap, case, example, extra, rate, 10);
+        print(
+            "weir byte map, EOS (target p99 250 ms)",
+            latency("lat-eos", "byte-map", eos),
+        );
+        print(
+            "weir byte map, at-least-once (target p99 50 ms)",
+            latency("lat-alo", "byte-map", alo),
+        );
+        print(
+            "weir word count, EOS",
+            latency("lat-count", "word-count", eos),
+        );
+        print(
+            "kafka streams word count, EOS v2",
+            kstreams_latency(&bootstrap, "lat-kstreams", rate, 10),
+        );
     }
 }
 

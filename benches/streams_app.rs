@@ -49,7 +49,13 @@ impl StreamsApp {
     ) -> Self {
         let state = tempfile::tempdir().expect("a state directory");
         let child = Command::new("java")
-            .args(["-Xms512m", "-Xmx1g", "-cp", &class_path(), "dev.weir.bench.WordCount"])
+            .args([
+                "-Xms512m",
+                "-Xmx1g",
+                "-cp",
+                &class_path(),
+                "dev.weir.bench.WordCount",
+            ])
             .args([bootstrap, application_id, input, output])
             .arg(state.path())
             .args([threads.to_string(), commit_interval_ms.to_string()])

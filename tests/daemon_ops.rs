@@ -172,7 +172,11 @@ fn a_swap_under_load_is_exact_and_switches_the_version() {
     // key, so an output partition interleaves both input partitions' outputs, which
     // switch at their own checkpoints: each output partition starts on v1 and, after
     // both input partitions switched, carries only v2.
-    assert_outputs_exact(&setup.broker.bootstrap, &setup.topic("counts"), &input.expected);
+    assert_outputs_exact(
+        &setup.broker.bootstrap,
+        &setup.topic("counts"),
+        &input.expected,
+    );
     for headers in version_headers(&setup.broker.bootstrap, &setup.topic("counts")) {
         let is = |h: &String, v: &str| h.starts_with(&format!("{v}-"));
         assert!(
@@ -418,7 +422,10 @@ fn a_rollback_before_the_first_checkpoint_redoes_the_interval_from_the_log_start
         .iter()
         .map(|log| log.committed.len())
         .sum();
-    assert_eq!(dead, 0, "the failed version's dead letters were aborted with it");
+    assert_eq!(
+        dead, 0,
+        "the failed version's dead letters were aborted with it"
+    );
 }
 
 #[test]
@@ -465,7 +472,10 @@ fn a_config_reload_touches_only_the_changed_pipeline() {
     let valid = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        valid.replace(&format!("output = {counts2:?}"), &format!("output = {:?}", text2[0])),
+        valid.replace(
+            &format!("output = {counts2:?}"),
+            &format!("output = {:?}", text2[0]),
+        ),
     )
     .unwrap();
     let deadline = Instant::now() + WAIT;
@@ -502,12 +512,14 @@ fn a_config_reload_touches_only_the_changed_pipeline() {
     one.produce(1, 30);
     two.produce(1, 30);
     wait_for_outputs(
-        &setup.broker.bootstrap, &setup.topic("counts"),
+        &setup.broker.bootstrap,
+        &setup.topic("counts"),
         one.expected.total_outputs(),
         Some(&daemon),
     );
     wait_for_outputs(
-        &setup.broker.bootstrap, &setup.topic("counts2"),
+        &setup.broker.bootstrap,
+        &setup.topic("counts2"),
         two.expected.total_outputs(),
         Some(&daemon),
     );
@@ -516,8 +528,16 @@ fn a_config_reload_touches_only_the_changed_pipeline() {
     daemon.wait_for("config reloaded: nothing changed", 1, WAIT);
     assert_eq!(assigned("two"), 2);
     assert!(daemon.terminate().success());
-    assert_outputs_exact(&setup.broker.bootstrap, &setup.topic("counts"), &one.expected);
-    assert_outputs_exact(&setup.broker.bootstrap, &setup.topic("counts2"), &two.expected);
+    assert_outputs_exact(
+        &setup.broker.bootstrap,
+        &setup.topic("counts"),
+        &one.expected,
+    );
+    assert_outputs_exact(
+        &setup.broker.bootstrap,
+        &setup.topic("counts2"),
+        &two.expected,
+    );
 }
 
 #[test]
@@ -611,7 +631,8 @@ fn a_pause_outlives_a_restart() {
     input.produce(1, 20);
     std::thread::sleep(Duration::from_secs(3));
     assert!(
-        weir_tests::wordcount::committed_outputs(&setup.broker.bootstrap, &setup.topic("counts")).is_empty(),
+        weir_tests::wordcount::committed_outputs(&setup.broker.bootstrap, &setup.topic("counts"))
+            .is_empty(),
         "a paused pipeline produced outputs:\n{}",
         daemon.tail()
     );

@@ -196,9 +196,18 @@ fn two_instances_split_partitions_and_one_takes_over_the_others() {
     setup.wait_for_counts(&input, &a);
     assert!(a.terminate().success());
 
-    assert_outputs_exact(&setup.broker.bootstrap, &setup.topic("counts"), &input.expected);
+    assert_outputs_exact(
+        &setup.broker.bootstrap,
+        &setup.topic("counts"),
+        &input.expected,
+    );
     // a now holds the state of every partition, b's restored from the changelog.
-    assert_state_exact(&setup.data_dir("a"), "wc", &setup.topic("text"), &input.expected);
+    assert_state_exact(
+        &setup.data_dir("a"),
+        "wc",
+        &setup.topic("text"),
+        &input.expected,
+    );
 }
 
 #[test]
@@ -218,10 +227,19 @@ fn a_poison_record_is_dead_lettered_and_the_stream_goes_on() {
     input.producer.flush(Duration::from_secs(30)).unwrap();
     input.expected.add(0, "oak pine");
     input.expected.add(0, "oak");
-    wait_for_outputs(&setup.broker.bootstrap, &setup.topic("counts"), 3, Some(&daemon));
+    wait_for_outputs(
+        &setup.broker.bootstrap,
+        &setup.topic("counts"),
+        3,
+        Some(&daemon),
+    );
     assert!(daemon.terminate().success());
 
-    assert_outputs_exact(&setup.broker.bootstrap, &setup.topic("counts"), &input.expected);
+    assert_outputs_exact(
+        &setup.broker.bootstrap,
+        &setup.topic("counts"),
+        &input.expected,
+    );
     let dead: Vec<_> = kafka_raw::read_topic(&setup.broker.bootstrap, &setup.topic("dead-letters"))
         .unwrap()
         .into_iter()

@@ -84,7 +84,9 @@ fn kills_under_continuous_input_lose_and_duplicate_nothing() {
         round += 1;
         // Let it work a while: between half a second and four.
         std::thread::sleep(Duration::from_millis(500 + dice.below(3500)));
-        let victim = instances[slot].take().expect("every slot runs between rounds");
+        let victim = instances[slot]
+            .take()
+            .expect("every slot runs between rounds");
         victim.kill();
         done += 1;
         let point = match dice.below(3) {

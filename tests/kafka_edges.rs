@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use rdkafka::producer::Producer;
 use weir_runtime::state::{RocksStore, StateStore};
 use weir_tests::daemon::Daemon;
 use weir_tests::guest;
@@ -129,7 +130,10 @@ fn a_transaction_the_broker_times_out_restarts_the_partition_exactly() {
     assert!(daemon.terminate().success());
     assert_eq!(
         outputs(&setup, &counts),
-        [("a".to_owned(), "1".to_owned()), ("b".to_owned(), "2".to_owned())],
+        [
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "2".to_owned())
+        ],
         "each record counted once (\"seen\" is 1, then 2)"
     );
 }

@@ -35,7 +35,11 @@ fn killing_each_broker_mid_stream_loses_and_duplicates_nothing() {
     };
 
     let mut killed = Vec::new();
-    for topic in [setup.topic("text"), setup.topic("counts"), setup.changelog()] {
+    for topic in [
+        setup.topic("text"),
+        setup.topic("counts"),
+        setup.changelog(),
+    ] {
         std::thread::sleep(Duration::from_secs(3));
         let mut node = cluster.leader(&topic, 0);
         if killed.contains(&node) {

@@ -153,7 +153,10 @@ fn word_count_runs_on_kafka(lang: Lang) {
     let mut actual: BTreeMap<(String, u64), usize> = BTreeMap::new();
     let consumed = weir_tests::wordcount::read_committed(&broker.bootstrap, &counts);
     let mut raw = committed(&broker.bootstrap, &counts);
-    let mut raw_pairs: Vec<_> = raw.iter().map(|r| (r.key.clone(), r.value.clone())).collect();
+    let mut raw_pairs: Vec<_> = raw
+        .iter()
+        .map(|r| (r.key.clone(), r.value.clone()))
+        .collect();
     let mut consumed_pairs = consumed;
     raw_pairs.sort();
     consumed_pairs.sort();
@@ -173,8 +176,9 @@ fn word_count_runs_on_kafka(lang: Lang) {
     );
 
     for (partition, counts) in &state {
-        let store = RocksStore::open(data.join(format!("pipelines/wc/state/{text_topic}-{partition}")))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            RocksStore::open(data.join(format!("pipelines/wc/state/{text_topic}-{partition}")))
+                .unwrap_or_else(|e| panic!("{e}"));
         let stored: BTreeMap<String, u64> = store
             .scan(b"count/", None, usize::MAX)
             .unwrap()

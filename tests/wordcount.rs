@@ -124,9 +124,10 @@ pub fn committed_outputs(bootstrap: &str, topic: &str) -> BTreeMap<(String, u64)
     count_outputs(records)
 }
 
-fn count_outputs(
-    records: impl Iterator<Item = (Option<Vec<u8>>, Option<Vec<u8>>)>,
-) -> BTreeMap<(String, u64), usize> {
+/// A record's key and value, as read.
+pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn count_outputs(records: impl Iterator<Item = KeyValue>) -> BTreeMap<(String, u64), usize> {
     let mut outputs = BTreeMap::new();
     for (key, value) in records {
         let word = String::from_utf8(key.unwrap_or_default()).unwrap();
@@ -141,7 +142,7 @@ fn count_outputs(
 
 /// Every record of `topic` a `read_committed` consumer sees, from the beginning to the
 /// end of each partition, as (key, value).
-pub fn read_committed(bootstrap: &str, topic: &str) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub fn read_committed(bootstrap: &str, topic: &str) -> Vec<KeyValue> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("verifier"))
@@ -320,7 +321,10 @@ impl Setup {
 
     /// The changelog topic of pipeline `wc` over `text`.
     pub fn changelog(&self) -> String {
-        weir_runtime::config::PipelineConfig::changelog_topic(&self.group("wc"), &self.topic("text"))
+        weir_runtime::config::PipelineConfig::changelog_topic(
+            &self.group("wc"),
+            &self.topic("text"),
+        )
     }
 
     /// A producer of word-count lines into this test's `text`.
@@ -331,14 +335,28 @@ impl Setup {
     /// Wait until every output `input` implies has committed in `counts`.
     pub fn wait_for_counts(&self, input: &Input, daemon: &Daemon) {
         let total = input.expected.total_outputs();
-        wait_for_outputs(&self.broker.bootstrap, &self.topic("counts"), total, Some(daemon));
+        wait_for_outputs(
+            &self.broker.bootstrap,
+            &self.topic("counts"),
+            total,
+            Some(daemon),
+        );
     }
 
     /// Outputs in `counts` and the state in data directory `data` are exactly what
     /// `input` implies.
     pub fn assert_exact(&self, input: &Input, data: &str) {
-        assert_outputs_exact(&self.broker.bootstrap, &self.topic("counts"), &input.expected);
-        assert_state_exact(&self.data_dir(data), "wc", &self.topic("text"), &input.expected);
+        assert_outputs_exact(
+            &self.broker.bootstrap,
+            &self.topic("counts"),
+            &input.expected,
+        );
+        assert_state_exact(
+            &self.data_dir(data),
+            "wc",
+            &self.topic("text"),
+            &input.expected,
+        );
     }
 
     pub fn data_dir(&self, name: &str) -> PathBuf {

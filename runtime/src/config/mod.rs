@@ -31,7 +31,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Limits;
-use crate::pipeline::ErrorPolicy;
 
 /// The `brokers` value that starts the in-process broker.
 pub const EMBEDDED: &str = "embedded";
@@ -364,4 +363,17 @@ impl Config {
 pub enum ParseError {
     Toml(String),
     Invalid(Vec<Problem>),
+}
+
+/// What to do with a record the transform cannot process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorPolicy {
+    /// Drop the record, log it, and go on.
+    Skip,
+    /// Set the record aside with its error (the dead-letter topic) and go on.
+    DeadLetter,
+    /// Stop the pipeline; nothing after the last checkpoint is committed.
+    #[default]
+    Fail,
 }

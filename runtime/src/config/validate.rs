@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{ADMIN_TOKEN_ENV, AdminConfig, Config, EMBEDDED, GroupProtocol, PipelineConfig};
-use crate::pipeline::ErrorPolicy;
+use super::{
+    ADMIN_TOKEN_ENV, AdminConfig, Config, EMBEDDED, ErrorPolicy, GroupProtocol, PipelineConfig,
+};
 
 /// One thing wrong with a config, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]

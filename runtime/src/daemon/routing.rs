@@ -10,21 +10,13 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Serialize;
 
-use crate::kafka::ClientSettings;
-
-/// The client id prefix under which a member advertises its admin URL.
-const URL_PREFIX: &str = "weir|";
+use crate::kafka::{ADMIN_URL_PREFIX as URL_PREFIX, ClientSettings};
 
 /// How long asking one member's admin API may take.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long describing the group may take: a misdirected read should fail fast.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The client id a group member uses to advertise `admin_url`.
-pub fn client_id(admin_url: &str) -> String {
-    format!("{URL_PREFIX}{admin_url}")
-}
 
 /// The member that owns a partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -244,7 +236,7 @@ mod tests {
     #[test]
     fn the_admin_url_round_trips_through_the_client_id() {
         let member = Member {
-            client_id: client_id("http://10.0.0.5:9464"),
+            client_id: crate::kafka::advertising_client_id("http://10.0.0.5:9464"),
             host: String::new(),
             assignment: None,
         };
@@ -275,7 +267,7 @@ mod tests {
     #[test]
     fn members_are_asked_only_when_no_assignment_is_described() {
         let member = |url: &str, assignment| Member {
-            client_id: client_id(url),
+            client_id: crate::kafka::advertising_client_id(url),
             host: String::new(),
             assignment,
         };

@@ -14,11 +14,13 @@ mod cache;
 mod error;
 mod host;
 mod limits;
+mod processor;
 mod records;
 mod stdio;
 
 pub use error::{EngineError, GuestFault};
 pub use limits::Limits;
+pub use processor::{ProcessError, Processor};
 pub use records::{Header, InputRecord, OutputRecord};
 
 use std::fmt;
@@ -32,7 +34,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Store, Trap};
 
-use crate::pipeline::{ProcessError, Processor};
 use crate::state::{PartitionState, StateError};
 use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, InputBatch, Transform, TransformPre};
 use cache::CompiledCache;

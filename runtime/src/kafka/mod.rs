@@ -19,6 +19,15 @@ use crate::config::KafkaConfig;
 /// gives up and reports it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The client id prefix under which a group member advertises its admin URL, so other
+/// members find it in the group's description (see `daemon::routing`).
+pub const ADMIN_URL_PREFIX: &str = "weir|";
+
+/// The client id a group member uses to advertise `admin_url`.
+pub fn advertising_client_id(admin_url: &str) -> String {
+    format!("{ADMIN_URL_PREFIX}{admin_url}")
+}
+
 /// Where the brokers are and the pass-through properties, resolved (the embedded
 /// broker's address filled in).
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::{ClientContext, Message, TopicPartitionList};
 
 use super::{ClientSettings, KafkaFailure, REQUEST_TIMEOUT};
@@ -192,7 +192,9 @@ impl PartitionProducer {
                     self.producer.poll(Duration::from_millis(10));
                 }
                 Err((error, _)) => {
-                    return Err(self.failure(format!("cannot produce to {:?}", record.topic), error));
+                    return Err(
+                        self.failure(format!("cannot produce to {:?}", record.topic), error)
+                    );
                 }
             }
         }
@@ -246,10 +248,17 @@ impl PartitionProducer {
         if !self.transactional {
             return Ok(());
         }
+        // librdkafka aborts only once every record's delivery report was served, and
+        // only polling serves them: drop what is still queued, then poll until the
+        // records in flight are answered (a flush), or the abort waits in vain.
+        self.producer.purge(PurgeConfig::default().queue());
+        if let Err(error) = self.producer.flush(REQUEST_TIMEOUT) {
+            tracing::debug!(%error, "records still in flight before an abort");
+        }
         self.producer
             .abort_transaction(REQUEST_TIMEOUT)
             .map_err(|e| self.failure("cannot abort the transaction", e))?;
-        // Serve the purged records' reports now, then forget them.
+        // Forget what the aborted records' reports said.
         self.producer.poll(Duration::ZERO);
         self.deliveries
             .failure

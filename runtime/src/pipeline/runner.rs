@@ -314,7 +314,7 @@ pub fn run(
     if let Some(url) = ctx.advertised_url.get()
         && config.get("client.id").is_none()
     {
-        config.set("client.id", crate::daemon::routing::client_id(url));
+        config.set("client.id", crate::kafka::advertising_client_id(url));
     }
     config
         .set("group.id", &ctx.group)

@@ -542,7 +542,10 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             }
             self.fill(&mut batch, running, deadline)?;
             if let Some(last) = batch.last().map(|r| r.offset) {
-                if self.careful_until.is_some_and(|until| batch[0].offset < until) {
+                if self
+                    .careful_until
+                    .is_some_and(|until| batch[0].offset < until)
+                {
                     // One batch per transaction: its outputs are sent when it ends,
                     // so the transaction opens then and commits at once.
                     deadline = Instant::now() + self.ctx.commit_interval;
@@ -751,7 +754,12 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                     let expected = running.fetch.next();
                     match running.fetch.judge(offset) {
                         Verdict::Skip => {
-                            tracing::debug!(partition = self.partition, offset, expected, "skipping a record before the position");
+                            tracing::debug!(
+                                partition = self.partition,
+                                offset,
+                                expected,
+                                "skipping a record before the position"
+                            );
                             continue;
                         }
                         Verdict::SeekBack { to } => {
@@ -763,8 +771,12 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                             if let Some(outcome) = gap {
                                 self.metrics.input_gap(outcome.label());
                                 match outcome {
-                                    GapOutcome::Recovered => tracing::warn!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, "a fetch skipped records after a seek; fetching again found them"),
-                                    GapOutcome::Explained => tracing::info!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, first = offset, "offsets missing after a seek are not in the log (transaction markers, compaction or retention)"),
+                                    GapOutcome::Recovered => {
+                                        tracing::warn!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, "a fetch skipped records after a seek; fetching again found them")
+                                    }
+                                    GapOutcome::Explained => {
+                                        tracing::info!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, first = offset, "offsets missing after a seek are not in the log (transaction markers, compaction or retention)")
+                                    }
                                 }
                             }
                         }
