@@ -286,7 +286,19 @@ struct Broker {
 }
 
 impl Broker {
-    fn connect(address: &str) -> io::Result<Self> {
+    /// The first of the comma-separated `addresses` that answers.
+    fn connect(addresses: &str) -> io::Result<Self> {
+        let mut last = None;
+        for address in addresses.split(',').map(str::trim) {
+            match Self::connect_one(address) {
+                Ok(broker) => return Ok(broker),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| invalid("no broker address")))
+    }
+
+    fn connect_one(address: &str) -> io::Result<Self> {
         let stream = TcpStream::connect(address)
             .map_err(|e| io::Error::new(e.kind(), format!("connecting to {address}: {e}")))?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
