@@ -1,0 +1,228 @@
+//! Reading the input partition: where to start (the committed offset, or the log start
+//! for a group that never committed), seeking, and collecting batches checked against
+//! the partition's position (see `pipeline::position`); and publishing position, lag
+//! and state size.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::engine::InputRecord;
+use crate::kafka::records::{self};
+use crate::kafka::{KafkaFailure, REQUEST_TIMEOUT};
+
+use crate::pipeline::position::{GapOutcome, Verdict};
+
+use super::{POLL_SLICE, Running, Worker, WorkerError};
+
+impl<C: ConsumerContext + 'static> Worker<C> {
+    /// Start fetching the partition at `offset`, the offset state was restored to. The
+    /// consumer began at the offset it read at assignment, which may be older (read
+    /// before this worker fenced the previous owner) or, on a broker that answers stale
+    /// offsets, newer.
+    pub(super) fn seek(&self, offset: i64) -> Result<(), WorkerError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let result = self.consumer.seek(
+                &self.topic,
+                self.partition,
+                Offset::Offset(offset),
+                REQUEST_TIMEOUT,
+            );
+            match result {
+                Ok(()) => return Ok(()),
+                // The fetcher may not have started on a just-assigned partition yet.
+                Err(error) if Instant::now() < deadline => {
+                    tracing::debug!(topic = %self.topic, partition = self.partition, %error, "seek not possible yet; retrying");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(error) => {
+                    return Err(KafkaFailure::new(
+                        format!("cannot seek to offset {offset}"),
+                        error,
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+
+    /// The partition's first offset on the broker: where a group that never committed
+    /// starts.
+    pub(super) fn log_start(&self) -> Result<i64, WorkerError> {
+        let (low, _) = self
+            .consumer
+            .fetch_watermarks(&self.topic, self.partition, REQUEST_TIMEOUT)
+            .map_err(|e| KafkaFailure::new("cannot read where the partition starts", e))?;
+        Ok(low)
+    }
+
+    /// The group's committed offset of this partition.
+    ///
+    /// Local state only moves after its Kafka commit succeeded, so a committed offset
+    /// below the local one is a stale answer, not the truth: a group coordinator that
+    /// is still loading or moving answers with a per-partition error, and brokers that
+    /// do not honour `require_stable` answer before transactional commits are applied.
+    /// Either is retried until the answer catches up, since starting from a stale
+    /// offset would process records twice; an answer that stays below local state
+    /// (offsets reset by hand) is reported by the restore, with what to do.
+    pub(super) fn committed(&self, local: Option<i64>) -> Result<Option<i64>, WorkerError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&self.topic, self.partition);
+            let committed = self
+                .consumer
+                .committed_offsets(tpl, REQUEST_TIMEOUT)
+                .map_err(|e| KafkaFailure::new("cannot read the committed offset", e))?;
+            let answer = match committed.find_partition(&self.topic, self.partition) {
+                None => Ok(None),
+                Some(element) => element.error().map(|()| match element.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                }),
+            };
+            let stale = match &answer {
+                Ok(offset) => local.is_some_and(|local| offset.is_none_or(|o| o < local)),
+                Err(_) => true,
+            };
+            if !stale {
+                return Ok(answer.unwrap_or_default());
+            }
+            if Instant::now() >= deadline {
+                return match answer {
+                    Err(error) => {
+                        Err(KafkaFailure::new("cannot read the committed offset", error).into())
+                    }
+                    // Restore reports the disagreement with what to do about it.
+                    Ok(offset) => Ok(offset),
+                };
+            }
+            tracing::debug!(topic = %self.topic, partition = self.partition, ?answer, ?local, "committed offset not current yet; asking again");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Collect up to a batch of records, waiting at most until `deadline`. Records
+    /// before the position are skipped, and a gap after a seek is checked by seeking
+    /// back (see [`super::position`]).
+    pub(super) fn fill(
+        &self,
+        batch: &mut Vec<InputRecord>,
+        running: &mut Running,
+        deadline: Instant,
+    ) -> Result<(), WorkerError> {
+        let mut wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(POLL_SLICE);
+        while batch.len() < self.ctx.batch_size {
+            match self.queue.poll(wait) {
+                Some(Ok(message)) => {
+                    let offset = message.offset();
+                    let expected = running.fetch.next();
+                    match running.fetch.judge(offset) {
+                        Verdict::Skip => {
+                            tracing::debug!(
+                                partition = self.partition,
+                                offset,
+                                expected,
+                                "skipping a record before the position"
+                            );
+                            continue;
+                        }
+                        Verdict::SeekBack { to } => {
+                            tracing::info!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, fetched = offset, "the first record after a seek is past the position; fetching again from the position");
+                            self.seek(to)?;
+                            return Ok(());
+                        }
+                        Verdict::Take { gap } => {
+                            if let Some(outcome) = gap {
+                                self.metrics.input_gap(outcome.label());
+                                match outcome {
+                                    GapOutcome::Recovered => {
+                                        tracing::warn!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, "a fetch skipped records after a seek; fetching again found them")
+                                    }
+                                    GapOutcome::Explained => {
+                                        tracing::info!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, first = offset, "offsets missing after a seek are not in the log (transaction markers, compaction or retention)")
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    batch.push(records::input_record(&message));
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(pipeline = %self.ctx.name, partition = self.partition, %error, "consumer error");
+                    break;
+                }
+                None => break,
+            }
+            wait = Duration::ZERO;
+        }
+        Ok(())
+    }
+
+    /// Publish the partition's position and lag (from the high watermark librdkafka
+    /// last saw, without a request) and, now and then, the state size on disk.
+    pub(super) fn observe_position(&self, running: &mut Running) {
+        let lag = cached_watermarks(self.consumer.client(), &self.topic, self.partition)
+            .map(|(_, high)| (high - running.next_offset).max(0));
+        if let Some(lag) = lag {
+            self.metrics.consumer_lag.set(lag);
+        }
+        self.status.set_position(Some(running.next_offset), lag);
+        if running
+            .state_measured
+            .is_none_or(|at| at.elapsed() >= STATE_SIZE_EVERY)
+        {
+            running.state_measured = Some(Instant::now());
+            self.metrics
+                .state_bytes
+                .set(i64::try_from(dir_size(&self.state_path())).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// The low and high watermarks librdkafka last saw for a partition (from fetch
+/// responses), without asking the broker. rdkafka has no safe wrapper for this.
+fn cached_watermarks<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client handle is alive for the call (borrowed from `client`), the
+    // topic is a NUL-terminated string that outlives it, and librdkafka only writes
+    // the two i64s it is given.
+    let code = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            client.native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (code == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some((low, high))
+}
+
+/// Bytes of the files under `dir` (RocksDB keeps a flat directory).
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// How often the state size on disk is measured (a directory walk).
+const STATE_SIZE_EVERY: Duration = Duration::from_secs(10);

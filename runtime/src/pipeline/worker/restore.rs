@@ -1,0 +1,308 @@
+//! Bringing local state up to the committed offset from the changelog: reading the
+//! changelog partition from local state's position, framing and deciding with
+//! `state::changelog`'s rules, and applying committed blocks to RocksDB.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Headers;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::failpoint;
+use crate::kafka::{ClientSettings, KafkaFailure, REQUEST_TIMEOUT};
+use crate::state::changelog::{
+    self, Block, ChangelogRecord, Decision, Framer, Identity, Local, ROOT, RawRecord, Restorer,
+};
+use crate::state::{PartitionState, StateError};
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::pipeline::control::Phase;
+
+use super::{META_HEAD, META_OFFSET, META_POSITION, Worker, WorkerError, read_meta};
+
+impl<C: ConsumerContext + 'static> Worker<C> {
+    /// Bring local state up to the committed offset from the changelog. Returns the
+    /// head and the changelog position the state is at, and what was applied and
+    /// discarded.
+    pub(super) fn restore(
+        &self,
+        state: &mut PartitionState,
+        committed_offset: Option<i64>,
+    ) -> Result<RestoreProgress, WorkerError> {
+        let local = Local {
+            head: read_meta(state, META_HEAD)?.map_or(ROOT, |v| v as u64),
+            offset: read_meta(state, META_OFFSET)?,
+        };
+        // The last changelog record local state holds; the restore reads from the next.
+        let stored_position = read_meta(state, META_POSITION)?;
+        let position = stored_position.unwrap_or(0);
+        let from = stored_position.map_or(0, |p| p + 1);
+        let mut restorer = Restorer::new(local, committed_offset);
+        let mut progress = RestoreProgress {
+            head: local.head,
+            position,
+            applied: 0,
+            discarded: 0,
+        };
+        let started = Instant::now();
+        if !restorer.is_current() {
+            self.status.set_phase(Phase::Restoring);
+            let mut reader = ChangelogReader::open(
+                &self.ctx.settings,
+                &self.changelog_topic,
+                self.partition,
+                from,
+                self.metrics.restore_remaining.clone(),
+            )?;
+            // Under at-least-once the changelog is not transactional, so it also holds
+            // blocks of intervals whose offsets never committed (a crash between the
+            // changelog flush and the offset commit). The same chain rule decides:
+            // only the committed head and its ancestors apply; local state never gets
+            // ahead of the group, whose records are redone from the committed offset.
+            while let Some(record) = reader.next()? {
+                if self.stop_requested() {
+                    return Err(WorkerError::Stopped);
+                }
+                progress.apply(state, restorer.push(record)?)?;
+            }
+            let (decisions, head) = restorer.finish()?;
+            progress.apply(state, decisions)?;
+            debug_assert_eq!(progress.head, head);
+        }
+        tracing::info!(
+            pipeline = %self.ctx.name,
+            topic = %self.topic,
+            partition = self.partition,
+            applied = progress.applied,
+            discarded = progress.discarded,
+            from,
+            to = progress.position,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "restored state from the changelog"
+        );
+        Ok(progress)
+    }
+}
+
+/// Counts and position of a restore, and applying its decisions.
+pub(super) struct RestoreProgress {
+    pub(super) head: u64,
+    pub(super) position: i64,
+    applied: usize,
+    discarded: usize,
+}
+
+impl RestoreProgress {
+    fn apply(
+        &mut self,
+        state: &mut PartitionState,
+        decisions: impl IntoIterator<Item = Decision>,
+    ) -> Result<(), StateError> {
+        for decision in decisions {
+            match decision {
+                Decision::Apply(block) => {
+                    apply_block(state, &block)?;
+                    self.applied += block.records.iter().filter(|r| !r.is_marker()).count();
+                    self.head = block.checkpoint;
+                    self.position = block.last_offset();
+                    failpoint::hit("restore.block");
+                }
+                Decision::Discard(block) => self.discarded += block.records.len(),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Apply one committed changelog block to local state in one write, with the head,
+/// input offset and changelog position it leaves the state at.
+fn apply_block(state: &mut PartitionState, block: &Block) -> Result<(), StateError> {
+    for record in block.records.iter().filter(|r| !r.is_marker()) {
+        match &record.value {
+            Some(value) => state.put(record.key.clone(), value.clone()),
+            None => state.delete(record.key.clone()),
+        }
+    }
+    state.checkpoint(&[
+        (META_OFFSET, &block.input_offset.to_be_bytes()),
+        (META_HEAD, &block.checkpoint.to_be_bytes()),
+        (META_POSITION, &block.last_offset().to_be_bytes()),
+    ])?;
+    Ok(())
+}
+
+/// The restore consumer's context: end-of-partition is how a restore ends, not an error
+/// worth a log line.
+struct RestoreContext;
+
+impl rdkafka::ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
+            tracing::warn!(%error, reason, "Kafka restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
+/// Reads one changelog partition from a position to its end. The end is where the
+/// broker reports end-of-partition, not a high watermark read beforehand: nobody else
+/// writes the partition (its previous owner is fenced), and some brokers report a
+/// watermark that disagrees with the offsets they hand out.
+struct ChangelogReader {
+    consumer: BaseConsumer<RestoreContext>,
+    topic: String,
+    /// The partition's high watermark when the restore began, for progress only.
+    high: Option<i64>,
+    remaining: Gauge,
+    done: bool,
+    framer: Framer,
+    /// Records framed but not handed out yet.
+    framed: VecDeque<ChangelogRecord>,
+}
+
+impl ChangelogReader {
+    fn open(
+        settings: &ClientSettings,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        remaining: Gauge,
+    ) -> Result<Self, WorkerError> {
+        let consumer: BaseConsumer<RestoreContext> = settings
+            .consumer_config()
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("group.id", "weir-restore")
+            // A position below the log start means records are gone: say so.
+            .set("auto.offset.reset", "error")
+            .create_with_context(RestoreContext)
+            .map_err(|e| KafkaFailure::new("cannot create the restore consumer", e))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(from))
+            .map_err(|e| KafkaFailure::new("cannot assign the changelog", e))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| KafkaFailure::new(format!("cannot read {topic:?}"), e))?;
+        let high = consumer
+            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+            .map(|(_, high)| high)
+            .ok();
+        if let Some(high) = high {
+            remaining.set((high - from).max(0));
+        }
+        Ok(Self {
+            consumer,
+            topic: topic.to_owned(),
+            high,
+            remaining,
+            done: false,
+            framer: Framer::new(),
+            framed: VecDeque::new(),
+        })
+    }
+
+    /// The next record, framed (see [`Framer`]).
+    fn next(&mut self) -> Result<Option<ChangelogRecord>, WorkerError> {
+        loop {
+            if let Some(record) = self.framed.pop_front() {
+                tracing::debug!(
+                    topic = %self.topic,
+                    offset = record.offset,
+                    checkpoint = %changelog::encode_id(record.checkpoint),
+                    parent = %changelog::encode_id(record.parent),
+                    input_offset = record.input_offset,
+                    "changelog record"
+                );
+                return Ok(Some(record));
+            }
+            let Some(raw) = self.next_raw()? else {
+                std::mem::take(&mut self.framer)
+                    .finish()
+                    .map_err(|unframed| WorkerError::ForeignChangelog {
+                        topic: self.topic.clone(),
+                        offset: unframed.offset,
+                    })?;
+                return Ok(None);
+            };
+            self.framer.push(raw, &mut self.framed);
+        }
+    }
+
+    fn next_raw(&mut self) -> Result<Option<RawRecord>, WorkerError> {
+        while !self.done {
+            match self.consumer.poll(REQUEST_TIMEOUT) {
+                None => {
+                    return Err(KafkaFailure::new(
+                        format!("reading {:?} stalled", self.topic),
+                        KafkaError::NoMessageReceived,
+                    )
+                    .into());
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    self.remaining.set(0);
+                    self.done = true;
+                }
+                Some(Err(error)) => {
+                    return Err(
+                        KafkaFailure::new(format!("cannot read {:?}", self.topic), error).into(),
+                    );
+                }
+                Some(Ok(message)) => {
+                    if let Some(high) = self.high {
+                        self.remaining.set((high - message.offset() - 1).max(0));
+                    }
+                    return decode(&message, &self.topic).map(Some);
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A changelog message as read: its checkpoint headers, if it has them (a marker, or a
+/// record of an earlier Weir), or none (a state record).
+fn decode(message: &impl Message, topic: &str) -> Result<RawRecord, WorkerError> {
+    let header = |name: &str| {
+        message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == name))
+            .map(|h| h.value.unwrap_or_default())
+    };
+    let id = |name| header(name).map(changelog::decode_id);
+    let input_offset = header(changelog::OFFSET_HEADER)
+        .map(|v| std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()));
+    let key = message.key().unwrap_or_default();
+    let identity = match (
+        id(changelog::CHECKPOINT_HEADER),
+        id(changelog::PARENT_HEADER),
+        input_offset,
+    ) {
+        (Some(Some(checkpoint)), Some(Some(parent)), Some(Some(input_offset))) => Some(Identity {
+            checkpoint,
+            parent,
+            input_offset,
+        }),
+        (None, None, None) if key != changelog::MARKER_KEY => None,
+        _ => {
+            return Err(WorkerError::ForeignChangelog {
+                topic: topic.to_owned(),
+                offset: message.offset(),
+            });
+        }
+    };
+    Ok(RawRecord {
+        offset: message.offset(),
+        identity,
+        key: key.to_vec(),
+        value: message.payload().map(<[u8]>::to_vec),
+    })
+}

@@ -1,0 +1,162 @@
+//! One batch through the transform: the error policy (`pipeline::batch`), the running
+//! version's trial, and the outputs and dead letters queued in the open transaction.
+
+use std::time::Instant;
+
+use rdkafka::consumer::ConsumerContext;
+
+use crate::engine::InputRecord;
+use crate::kafka::producer::{Outgoing, RecordKind};
+use crate::kafka::records::{self, DeadLetter};
+
+use crate::pipeline::{BatchError, FailureReason, run_batch};
+
+use super::{Running, Worker, WorkerError};
+
+impl<C: ConsumerContext + 'static> Worker<C> {
+    /// Process a batch and queue its outputs and dead letters in the transaction.
+    pub(super) fn run_batch(
+        &self,
+        running: &mut Running,
+        batch: &[InputRecord],
+    ) -> Result<(), WorkerError> {
+        let ctx = &self.ctx;
+        let started = Instant::now();
+        let result = run_batch(&mut running.instance, batch, ctx.policy);
+        self.metrics
+            .process_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.records_in.inc_by(batch.len() as u64);
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(BatchError::RecordFailed { index, reason }) => {
+                self.metrics.guest_error(reason.kind());
+                if self.judge_trial(running, 1, 1, Some(&reason)) {
+                    return Err(WorkerError::TrialFailed {
+                        version: running.active.version,
+                    });
+                }
+                let source = BatchError::RecordFailed { index, reason };
+                return Err(WorkerError::Batch {
+                    offset: batch[index].offset,
+                    source,
+                });
+            }
+            Err(source) => {
+                return Err(WorkerError::Batch {
+                    offset: batch[0].offset,
+                    source,
+                });
+            }
+        };
+        for failure in &outcome.failures {
+            self.metrics.guest_error(failure.reason.kind());
+        }
+        if self.judge_trial(
+            running,
+            batch.len() as u64,
+            outcome.failures.len() as u64,
+            None,
+        ) {
+            return Err(WorkerError::TrialFailed {
+                version: running.active.version,
+            });
+        }
+        self.metrics
+            .records_out
+            .inc_by(outcome.outputs.len() as u64);
+        let module = running.active.label();
+        for output in &outcome.outputs {
+            if let Some(topic) = &output.topic
+                && *topic == self.changelog_topic
+            {
+                return Err(WorkerError::OutputToChangelog {
+                    topic: topic.clone(),
+                });
+            }
+            running.producer.send(Outgoing {
+                topic: output.topic.as_deref().unwrap_or(&ctx.output),
+                partition: None,
+                key: output.key.as_deref(),
+                value: output.value.as_deref(),
+                headers: Some(records::output_headers(output, &module)),
+                timestamp: output.timestamp,
+                kind: RecordKind::Output,
+            })?;
+        }
+        for failure in &outcome.failures {
+            let record = &batch[failure.index];
+            let kind = failure.reason.kind();
+            let error = match &failure.reason {
+                FailureReason::Rejected { message } => message.clone(),
+                FailureReason::Fault(fault) => fault.to_string(),
+            };
+            tracing::warn!(
+                pipeline = %ctx.name,
+                topic = %record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                kind,
+                %error,
+                policy = ?ctx.policy,
+                "record failed"
+            );
+            if let Some(topic) = &ctx.dead_letter_topic {
+                let why = DeadLetter {
+                    pipeline: &ctx.name,
+                    module: &module,
+                    kind,
+                    error: &error,
+                };
+                running.producer.send(Outgoing {
+                    topic,
+                    partition: None,
+                    key: record.key.as_deref(),
+                    value: record.value.as_deref(),
+                    headers: Some(records::dead_letter_headers(record, &why)),
+                    timestamp: Some(record.timestamp).filter(|t| *t >= 0),
+                    kind: RecordKind::DeadLetter,
+                })?;
+                self.metrics.dead_letters.inc();
+            }
+        }
+        Ok(())
+    }
+
+    /// Count a batch against the running version's trial, if it is on one. True when
+    /// the version failed its trial (rolled back here or by another partition): the
+    /// interval must be redone by the restored version. `fatal` is a failure under the
+    /// `fail` policy, which fails the trial at once rather than stopping the pipeline.
+    pub(super) fn judge_trial(
+        &self,
+        running: &Running,
+        records: u64,
+        failures: u64,
+        fatal: Option<&FailureReason>,
+    ) -> bool {
+        let Some(trial) = &running.active.trial else {
+            return false;
+        };
+        let claimed = match fatal {
+            Some(_) => trial.fail_now(),
+            None => trial.observe(records, failures),
+        };
+        if claimed {
+            let reason = match fatal {
+                Some(reason) => {
+                    format!("a record failed under on_error = \"fail\" during the trial: {reason}")
+                }
+                None => trial.describe_failure(),
+            };
+            if let Err(error) =
+                self.ctx
+                    .versions
+                    .rollback("weir", Some(reason), true, Some(running.active.version))
+            {
+                tracing::error!(pipeline = %self.ctx.name, %error, "automatic rollback failed");
+                return false;
+            }
+        }
+        trial.has_failed()
+    }
+}
