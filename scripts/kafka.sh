@@ -111,7 +111,7 @@ start_node() {
         -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
         -Dkafka.logs.dir="$nd" \
         -cp "$libs/*" kafka.Kafka "$nd/server.properties" \
-        >"$nd/stdout.log" 2>&1 </dev/null &
+        >"$nd/stdout.log" 2>&1 </dev/null 9>&- &
     echo $! >"$nd/pid"
 }
 
@@ -145,7 +145,8 @@ start() {
     install
     local d
     d="$(cluster_dir)"
-    [ -f "$d/bootstrap" ] && stop_cluster "$d"
+    # Whatever ran here before goes, even a start that never finished.
+    [ -d "$d" ] && stop_cluster "$d"
     rm -rf "$d"
     mkdir -p "$d"
     local ports
@@ -163,7 +164,7 @@ start() {
         java -cp "$libs/*" -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
             -Dkafka.logs.dir="$d/node-$node" \
             kafka.tools.StorageTool format -t "$cluster_id" -c "$d/node-$node/server.properties" \
-            >"$d/node-$node/format.log" 2>&1 || {
+            >"$d/node-$node/format.log" 2>&1 9>&- || {
             cat "$d/node-$node/format.log" >&2
             die "formatting node $node failed (above)"
         }

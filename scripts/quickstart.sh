@@ -58,11 +58,13 @@ echo "embedded broker at $brokers: any Kafka client can produce to it"
 
 echo
 echo "== producing text to topic 'text'"
-printf '%s\n' \
-    "The river runs to the weir" \
-    "and the weir holds the river back." \
-    "Water over the weir, water under the bridge" |
-    tee /dev/stderr | "$weir" produce --brokers "$brokers" --topic text
+# Shown and produced from one variable: `tee /dev/stderr` would reopen (and truncate) a
+# log file that stderr is redirected to.
+text="The river runs to the weir
+and the weir holds the river back.
+Water over the weir, water under the bridge"
+printf '%s\n' "$text"
+printf '%s\n' "$text" | "$weir" produce --brokers "$brokers" --topic text
 
 echo
 echo "== counts coming out of topic 'counts' (one record per word seen: word -> count so far)"

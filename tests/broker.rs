@@ -225,6 +225,33 @@ impl Kafka {
         }
     }
 
+    /// Wait until every partition of every topic the cluster knows (internal ones
+    /// included) has `replicas` in-sync replicas: a restarted broker has caught up.
+    pub fn wait_in_sync(&self, replicas: usize) {
+        let consumer: BaseConsumer = self.client().create().expect("a metadata client");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let lagging = consumer
+                .fetch_metadata(None, Duration::from_secs(10))
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .flat_map(|t| t.partitions())
+                        .filter(|p| p.leader() < 0 || p.isr().len() < replicas)
+                        .count()
+                })
+                .unwrap_or(usize::MAX);
+            if lagging == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{lagging} partitions short of {replicas} in-sync replicas"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// The broker id leading `topic`'s partition `partition`.
     pub fn leader(&self, topic: &str, partition: i32) -> i32 {
         let consumer: BaseConsumer = self.client().create().expect("a metadata client");

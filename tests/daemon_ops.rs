@@ -7,7 +7,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use weir_tests::daemon::{Daemon, PipelineSpec, write_config};
-use weir_tests::wordcount::{Input, Setup, WAIT, assert_outputs_exact, wait_for_outputs};
+use weir_tests::wordcount::{
+    Input, Setup, WAIT, assert_outputs_exact, committed_count, wait_for_outputs,
+};
 use weir_tests::{guest, kafka_raw};
 
 const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
@@ -32,6 +34,31 @@ fn admin_url(data: &Path) -> String {
         assert!(Instant::now() < deadline, "no {}", file.display());
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Dead letters, a trial of 20 records that a version fails above half of them
+/// failing, and the admin API with the token.
+fn trial_with_dead_letters(setup: &Setup) -> String {
+    format!(
+        "on_error = \"dead-letter\"\ndead_letter_topic = {:?}\n\
+         rollback = {{ trial_records = 20, max_failure_rate = 0.5 }}\n{}",
+        setup.topic("dead-letters"),
+        admin(Some(TOKEN))
+    )
+}
+
+/// `weir deploy wc MODULE` through `url` with the token; it must succeed.
+fn deploy(url: &str, module: &Path) {
+    let deployed = cli(
+        url,
+        Some(TOKEN),
+        &["deploy", "wc", module.to_str().unwrap()],
+    );
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
 }
 
 /// Run the `weir` CLI against `url` with `token`.
@@ -328,12 +355,7 @@ fn a_broken_version_is_refused_and_the_old_keeps_serving() {
 #[test]
 fn a_failing_version_is_rolled_back_automatically() {
     let setup = Setup::new(EXE, 1, &["counts", "dead-letters"]);
-    let extra = format!(
-        "on_error = \"dead-letter\"\ndead_letter_topic = {:?}\n\
-         rollback = {{ trial_records = 20, max_failure_rate = 0.5 }}\n{}",
-        setup.topic("dead-letters"),
-        admin(Some(TOKEN))
-    );
+    let extra = trial_with_dead_letters(&setup);
     let daemon = setup.start_with("a", &extra, None);
     daemon.wait_for("partition running", 1, WAIT);
     let url = admin_url(&setup.data_dir("a"));
@@ -346,12 +368,7 @@ fn a_failing_version_is_rolled_back_automatically() {
     daemon.wait_for("partition paused or resumed", 1, WAIT);
     // json-filter rejects every record that is not JSON: all of word count's input.
     let bad = guest("json-filter");
-    let deployed = cli(&url, Some(TOKEN), &["deploy", "wc", bad.to_str().unwrap()]);
-    assert!(
-        deployed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&deployed.stderr)
-    );
+    deploy(&url, &bad);
     input.produce(1, 30);
     assert!(cli(&url, Some(TOKEN), &["resume", "wc"]).status.success());
 
@@ -374,11 +391,7 @@ fn a_failing_version_is_rolled_back_automatically() {
 
     // The failing interval was redone by v1: every record counted, none dead-lettered.
     setup.assert_exact(&input, "a");
-    let dead: usize = kafka_raw::read_topic(&setup.broker.bootstrap, &setup.topic("dead-letters"))
-        .unwrap()
-        .iter()
-        .map(|log| log.committed.len())
-        .sum();
+    let dead = committed_count(&setup.broker.bootstrap, &setup.topic("dead-letters"));
     assert_eq!(dead, 0);
 }
 
@@ -388,22 +401,12 @@ fn a_rollback_before_the_first_checkpoint_redoes_the_interval_from_the_log_start
     // rewound: the rewind must go back to where processing began (the log start), not
     // leave the fetch past the records the failed version read.
     let setup = Setup::new(EXE, 1, &["counts", "dead-letters"]);
-    let extra = format!(
-        "on_error = \"dead-letter\"\ndead_letter_topic = {:?}\n\
-         rollback = {{ trial_records = 20, max_failure_rate = 0.5 }}\n{}",
-        setup.topic("dead-letters"),
-        admin(Some(TOKEN))
-    );
+    let extra = trial_with_dead_letters(&setup);
     let daemon = setup.start_with("a", &extra, None);
     daemon.wait_for("partition running", 1, WAIT);
     let url = admin_url(&setup.data_dir("a"));
     let bad = guest("json-filter");
-    let deployed = cli(&url, Some(TOKEN), &["deploy", "wc", bad.to_str().unwrap()]);
-    assert!(
-        deployed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&deployed.stderr)
-    );
+    deploy(&url, &bad);
     daemon.wait_for("switched module version", 1, WAIT);
 
     let mut input = setup.input();
@@ -417,11 +420,7 @@ fn a_rollback_before_the_first_checkpoint_redoes_the_interval_from_the_log_start
     setup.wait_for_counts(&input, &daemon);
     assert!(daemon.terminate().success());
     setup.assert_exact(&input, "a");
-    let dead: usize = kafka_raw::read_topic(&setup.broker.bootstrap, &setup.topic("dead-letters"))
-        .unwrap()
-        .iter()
-        .map(|log| log.committed.len())
-        .sum();
+    let dead = committed_count(&setup.broker.bootstrap, &setup.topic("dead-letters"));
     assert_eq!(
         dead, 0,
         "the failed version's dead letters were aborted with it"
@@ -565,11 +564,7 @@ fn sigterm_mid_stream_stops_in_bounded_time_and_a_restart_is_exact() {
 fn a_state_read_through_either_instance_reaches_the_owner() {
     let setup = Setup::new(EXE, 4, &["counts"]);
     let mut input = setup.input();
-    let a = setup.start("a", None);
-    let b = setup.start("b", None);
-    Daemon::wait_for_split(&a, &b, 4, WAIT);
-    input.produce(4, 40);
-    setup.wait_for_counts(&input, &a);
+    let (a, b) = setup.start_two(&mut input, 40);
 
     // Every partition's state answers through either instance: the one that does not
     // own it names the owner (421), and the CLI asks the owner.

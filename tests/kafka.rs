@@ -176,11 +176,7 @@ fn a_crash_during_restore_is_exact() {
 fn two_instances_split_partitions_and_one_takes_over_the_others() {
     let setup = Setup::new(EXE, 8, &["counts"]);
     let mut input = setup.input();
-    let a = setup.start("a", None);
-    let b = setup.start("b", None);
-    Daemon::wait_for_split(&a, &b, 8, WAIT);
-    input.produce(8, 80);
-    setup.wait_for_counts(&input, &a);
+    let (a, b) = setup.start_two(&mut input, 80);
 
     assert!(b.terminate().success());
     let deadline = Instant::now() + WAIT;

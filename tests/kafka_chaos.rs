@@ -111,6 +111,8 @@ fn kills_under_continuous_input_lose_and_duplicate_nothing() {
     stop.store(true, Ordering::Relaxed);
     let input = producer.join().expect("the producer thread");
     let total = input.expected.total_outputs();
+    let lines: usize = input.next.values().sum();
+    eprintln!("chaos: {done} kills, {lines} lines in, {total} outputs expected");
     wait_for_outputs(
         &setup.broker.bootstrap,
         &setup.topic("counts"),

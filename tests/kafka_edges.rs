@@ -5,14 +5,16 @@
 //! cleaner compacted.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::producer::Producer;
 use weir_runtime::state::{RocksStore, StateStore};
 use weir_tests::daemon::Daemon;
 use weir_tests::guest;
 use weir_tests::kafka_raw;
-use weir_tests::wordcount::{Setup, WAIT, assert_state_exact, committed_outputs, read_committed};
+use weir_tests::wordcount::{
+    Setup, WAIT, assert_state_exact, committed_count, committed_outputs, read_committed, wait_until,
+};
 
 const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
@@ -83,7 +85,7 @@ fn outputs(setup: &Setup, topic: &str) -> Vec<(String, String)> {
 #[test]
 fn a_transaction_the_broker_times_out_restarts_the_partition_exactly() {
     // `a` opens the interval's transaction; `loop` then spins to the call deadline
-    // (4 s), so the transaction outlives transaction.timeout.ms (2.5 s) before the
+    // (8 s), so the transaction outlives transaction.timeout.ms (2.5 s) before the
     // interval (2 s) can commit: the broker aborts it and fences the producer, though
     // no other instance exists. The partition must not stand still while it looks
     // assigned: it restarts from its last checkpoint, and commits before each batch
@@ -91,7 +93,7 @@ fn a_transaction_the_broker_times_out_restarts_the_partition_exactly() {
     let mut setup = Setup::new(EXE, 1, &["counts"]);
     setup.module = guest("misbehave");
     let extra = "on_error = \"skip\"\ncommit_interval_ms = 2000\nbatch_size = 1\n\
-                 [pipelines.wc.limits]\ncall_timeout_ms = 4000\n";
+                 [pipelines.wc.limits]\ncall_timeout_ms = 8000\n";
     let config = setup.config("a", extra);
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "[kafka.consumer_properties]",
@@ -119,15 +121,10 @@ fn a_transaction_the_broker_times_out_restarts_the_partition_exactly() {
     input.producer.flush(Duration::from_secs(30)).unwrap();
 
     let counts = setup.topic("counts");
-    let deadline = Instant::now() + WAIT;
-    while committed_outputs_len(&setup, &counts) < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the fenced partition never resumed:\n{}",
-            daemon.tail()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_until(
+        || committed_count(&setup.broker.bootstrap, &counts) >= 2,
+        || format!("the fenced partition never resumed:\n{}", daemon.tail()),
+    );
     assert!(daemon.terminate().success());
     assert_eq!(
         outputs(&setup, &counts),
@@ -139,37 +136,20 @@ fn a_transaction_the_broker_times_out_restarts_the_partition_exactly() {
     );
 }
 
-fn committed_outputs_len(setup: &Setup, topic: &str) -> usize {
-    kafka_raw::read_topic(&setup.broker.bootstrap, topic)
-        .unwrap()
-        .iter()
-        .map(|log| log.committed.len())
-        .sum()
-}
-
 #[test]
 fn a_zombie_loses_its_partitions_and_nothing_it_writes_after_the_takeover_shows() {
     let setup = Setup::new(EXE, 4, &["counts"]);
     let mut input = setup.input();
-    let a = setup.start("a", None);
-    let b = setup.start("b", None);
-    Daemon::wait_for_split(&a, &b, 4, WAIT);
-    input.produce(4, 40);
-    setup.wait_for_counts(&input, &a);
+    let (a, b) = setup.start_two(&mut input, 40);
 
     // Frozen mid-stream, with records of its partitions still to process.
     let before = a.running_partitions();
     input.produce(4, 40);
     a.freeze();
-    let deadline = Instant::now() + WAIT;
-    while b.running_partitions() < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "b did not take over a's {before} partitions:\n{}",
-            b.tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        || b.running_partitions() == 4,
+        || format!("b did not take over a's {before} partitions:\n{}", b.tail()),
+    );
     input.produce(4, 40);
     setup.wait_for_counts(&input, &b);
 
@@ -182,15 +162,15 @@ fn a_zombie_loses_its_partitions_and_nothing_it_writes_after_the_takeover_shows(
             .filter(|e| e["fields"]["stop"] == "Abandon")
             .count()
     };
-    let deadline = Instant::now() + WAIT;
-    while lost() < before {
-        assert!(
-            Instant::now() < deadline,
-            "a's {before} partitions were not released as lost:\n{}",
-            a.tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        || lost() >= before,
+        || {
+            format!(
+                "a's {before} partitions were not released as lost:\n{}",
+                a.tail()
+            )
+        },
+    );
     input.produce(4, 40);
     setup.wait_for_counts(&input, &b);
     assert!(a.terminate().success());
@@ -245,33 +225,26 @@ fn a_restore_from_a_compacted_changelog_is_exact_deleted_keys_included() {
         std::thread::sleep(Duration::from_millis(150));
     }
     let counts = setup.topic("counts");
-    let deadline = Instant::now() + WAIT;
-    while committed_outputs_len(&setup, &counts) < sent {
-        assert!(Instant::now() < deadline, "{}", daemon.tail());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_until(
+        || committed_count(&setup.broker.bootstrap, &counts) >= sent,
+        || daemon.tail(),
+    );
 
     // Wait for the cleaner: far fewer changelog records than were written.
     let written: usize = daemon
         .events("checkpoint committed")
         .len()
         .saturating_add(sent);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let kept: usize = kafka_raw::read_topic(&setup.broker.bootstrap, &setup.changelog())
-            .unwrap()
-            .iter()
-            .map(|log| log.committed.len())
-            .sum();
-        if kept * 3 < written {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the log cleaner left {kept} of {written} changelog records"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let kept = || committed_count(&setup.broker.bootstrap, &setup.changelog());
+    wait_until(
+        || kept() * 3 < written,
+        || {
+            format!(
+                "the log cleaner left {} of {written} changelog records",
+                kept()
+            )
+        },
+    );
     assert!(daemon.terminate().success());
 
     // A fresh instance restores from the compacted changelog alone.

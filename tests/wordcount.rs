@@ -188,6 +188,24 @@ pub fn read_committed(bootstrap: &str, topic: &str) -> Vec<KeyValue> {
     records
 }
 
+/// How many records of `topic` committed, from the raw log.
+pub fn committed_count(bootstrap: &str, topic: &str) -> usize {
+    kafka_raw::read_topic(bootstrap, topic)
+        .expect("read the topic")
+        .iter()
+        .map(|log| log.committed.len())
+        .sum()
+}
+
+/// Wait up to [`WAIT`] until `done`; on time-out, fail with `why()`.
+pub fn wait_until(mut done: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "{}", why());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Wait until at least `total` outputs committed.
 pub fn wait_for_outputs(bootstrap: &str, topic: &str, total: usize, daemon: Option<&Daemon>) {
     let deadline = Instant::now() + WAIT;
@@ -270,6 +288,8 @@ pub struct Setup {
     pub module: PathBuf,
     /// Prefix of this test's topics and group ids.
     pub ns: String,
+    /// Partitions of each topic.
+    pub partitions: i32,
 }
 
 impl Setup {
@@ -301,6 +321,7 @@ impl Setup {
             dir,
             module: guest("word-count"),
             ns,
+            partitions,
         }
     }
 
@@ -381,6 +402,17 @@ impl Setup {
 
     pub fn start(&self, data: &str, failpoints: Option<&str>) -> Daemon {
         self.start_with(data, "", failpoints)
+    }
+
+    /// Instances `a` and `b` sharing the group, each running some of the input's
+    /// partitions, and `lines` lines per partition counted through them.
+    pub fn start_two(&self, input: &mut Input, lines: usize) -> (Daemon, Daemon) {
+        let partitions = self.partitions;
+        let (a, b) = (self.start("a", None), self.start("b", None));
+        Daemon::wait_for_split(&a, &b, partitions as usize, WAIT);
+        input.produce(partitions, lines);
+        self.wait_for_counts(input, &a);
+        (a, b)
     }
 
     /// Start with `extra` lines in the pipeline's config table.

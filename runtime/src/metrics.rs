@@ -177,7 +177,7 @@ impl Metrics {
         registry.register(
             "partition_restarts",
             "Partitions restarted from their last checkpoint while this instance kept them \
-             (a transaction the broker aborted, a checkpoint that failed)",
+             (the broker fenced a transaction that outlived transaction.timeout.ms)",
             partition_restarts.clone(),
         );
         let module_info = Family::default();

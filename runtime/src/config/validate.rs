@@ -132,6 +132,17 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
             }
         }
     }
+    if kafka.properties.contains_key("transaction.timeout.ms")
+        || kafka
+            .consumer_properties
+            .contains_key("transaction.timeout.ms")
+    {
+        check.fail(
+            "kafka.properties.transaction.timeout.ms",
+            "is a producer setting: set it in [kafka.producer_properties], where it is checked \
+             against the commit intervals",
+        );
+    }
     // Weir keeps a transaction open for a commit interval; a shorter timeout would
     // have the broker abort every one.
     if let Some(timeout) = kafka.producer_properties.get("transaction.timeout.ms") {

@@ -14,15 +14,16 @@
 //!   effect, looks the same, and taking the record would commit past records never
 //!   processed. So the worker seeks back to the position once more: if the same record
 //!   comes first again, the gap is real and `explained`; if an earlier one comes, the
-//!   first answer was wrong and the gap is `recovered`.
+//!   first answer was wrong and the gap is `recovered`. Answers that keep disagreeing
+//!   leave the gap unsettled, and the partition stops rather than guess.
 //!
 //! Gaps in mid-stream (between two records of one fetch run) are the markers and
 //! aborted records of transactional inputs, and are taken as they come.
 //!
 //! Pure logic: the worker does the seeking and counting.
 
-/// How often one position is re-fetched while the first record after it keeps moving
-/// earlier (each answer having skipped records the next one showed).
+/// How often one position is fetched again while the first record after it keeps
+/// changing, before the gap is called unsettled.
 const MAX_VERIFICATIONS: u32 = 5;
 
 /// What to do with a fetched record.
@@ -34,6 +35,14 @@ pub enum Verdict {
     Skip,
     /// Drop it and fetch again from `to`: records may be missing before it.
     SeekBack { to: i64 },
+    /// The broker's answers after a seek to `expected` kept disagreeing (the last two
+    /// began at `first` and `then`): whether records are missing is unknown, so nothing
+    /// past `expected` may be processed.
+    Unsettled {
+        expected: i64,
+        first: i64,
+        then: i64,
+    },
 }
 
 /// How a gap after a seek turned out.
@@ -110,24 +119,29 @@ impl Position {
                 };
                 return Verdict::SeekBack { to: self.next };
             }
-            Check::Verifying { seen, attempts } if offset < seen => {
-                // Earlier records appeared: the first answer skipped them.
-                self.recovered = true;
-                if attempts >= MAX_VERIFICATIONS {
-                    Some(GapOutcome::Recovered)
-                } else {
-                    self.check = Check::Verifying {
-                        seen: offset,
-                        attempts: attempts + 1,
-                    };
-                    return Verdict::SeekBack { to: self.next };
-                }
-            }
-            Check::Verifying { .. } => Some(if self.recovered {
+            // The same first record again: the offsets before it are not in the log.
+            Check::Verifying { seen, .. } if offset == seen => Some(if self.recovered {
                 GapOutcome::Recovered
             } else {
                 GapOutcome::Explained
             }),
+            // Another answer: earlier records appeared (the last answer skipped them)
+            // or later ones (records went, by retention or compaction): ask again.
+            Check::Verifying { seen, attempts } => {
+                if attempts >= MAX_VERIFICATIONS {
+                    return Verdict::Unsettled {
+                        expected: self.next,
+                        first: seen,
+                        then: offset,
+                    };
+                }
+                self.recovered |= offset < seen;
+                self.check = Check::Verifying {
+                    seen: offset,
+                    attempts: attempts + 1,
+                };
+                return Verdict::SeekBack { to: self.next };
+            }
         };
         self.next = offset + 1;
         self.check = Check::None;
@@ -195,25 +209,45 @@ mod tests {
     }
 
     #[test]
-    fn verification_is_bounded() {
+    fn answers_that_keep_disagreeing_leave_the_gap_unsettled() {
         let mut position = Position::at(0);
         let mut offset = 100;
         let mut seeks = 0;
-        loop {
+        let verdict = loop {
             match position.judge(offset) {
                 Verdict::SeekBack { to } => {
                     assert_eq!(to, 0);
                     seeks += 1;
-                    offset -= 1;
+                    // Alternately earlier and later: never the same twice.
+                    offset = if seeks % 2 == 0 {
+                        offset + 7
+                    } else {
+                        offset - 3
+                    };
                 }
-                Verdict::Take { gap } => {
-                    assert_eq!(gap, Some(GapOutcome::Recovered));
-                    break;
-                }
-                Verdict::Skip => panic!("nothing is before the position"),
+                other => break other,
             }
-        }
+        };
+        assert!(
+            matches!(verdict, Verdict::Unsettled { expected: 0, .. }),
+            "{verdict:?}"
+        );
         assert_eq!(seeks, MAX_VERIFICATIONS);
+        assert_eq!(position.next(), 0, "nothing past the position was taken");
+    }
+
+    #[test]
+    fn a_later_second_answer_is_asked_again_not_taken() {
+        let mut position = Position::at(10);
+        assert_eq!(position.judge(12), Verdict::SeekBack { to: 10 });
+        // Records 12.. went meanwhile (retention): the new answer is asked again.
+        assert_eq!(position.judge(15), Verdict::SeekBack { to: 10 });
+        assert_eq!(
+            position.judge(15),
+            Verdict::Take {
+                gap: Some(GapOutcome::Explained)
+            }
+        );
     }
 
     #[test]

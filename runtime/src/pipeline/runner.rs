@@ -120,7 +120,12 @@ impl GroupContext {
                 continue;
             }
             let Some(queue) = consumer.split_partition_queue(&key.0, key.1) else {
+                // Left without a worker the partition would stand still while assigned:
+                // fail the pipeline, whose restart assigns it again.
                 tracing::error!(topic = %key.0, partition = key.1, "cannot split the partition queue");
+                let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert((key, WorkerError::NoQueue));
+                self.failed.store(true, Ordering::Release);
                 continue;
             };
             let (sender, commands) = mpsc::channel();

@@ -132,6 +132,19 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                             );
                             continue;
                         }
+                        Verdict::Unsettled {
+                            expected,
+                            first,
+                            then,
+                        } => {
+                            return Err(WorkerError::UnsettledGap {
+                                topic: self.topic.clone(),
+                                partition: self.partition,
+                                expected,
+                                first,
+                                then,
+                            });
+                        }
                         Verdict::SeekBack { to } => {
                             tracing::info!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, fetched = offset, "the first record after a seek is past the position; fetching again from the position");
                             self.seek(to)?;

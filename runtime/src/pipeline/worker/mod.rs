@@ -113,6 +113,21 @@ pub enum WorkerError {
          outputs there would corrupt the next restore. Send it to another topic"
     )]
     OutputToChangelog { topic: String },
+    #[error(
+        "after seeking {topic}/{partition} to offset {expected}, fetches disagree on the \
+         first record there ({first}, then {then}): not processing past records that may \
+         exist. The pipeline restarts from its last checkpoint; if this repeats, check the \
+         brokers' logs for that partition"
+    )]
+    UnsettledGap {
+        topic: String,
+        partition: i32,
+        expected: i64,
+        first: i64,
+        then: i64,
+    },
+    #[error("librdkafka gave no queue of its own for the partition (a Weir bug)")]
+    NoQueue,
     /// The worker was asked to stop while starting; nothing to clean up.
     #[error("stopped while starting")]
     Stopped,
