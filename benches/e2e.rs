@@ -46,7 +46,7 @@ use weir_tests::guest;
 
 mod streams_app;
 
-use streams_app::StreamsApp;
+use streams_app::{CommittedReader, StreamsApp};
 
 const PARTITIONS: i32 = 8;
 const VALUE_BYTES: usize = 100;
@@ -525,12 +525,10 @@ fn kstreams_throughput(bootstrap: &str, records: u64, input: &str, output: &str)
     let application_id = format!("bench-{output}");
     let started = Instant::now();
     let app = StreamsApp::start(bootstrap, &application_id, input, output, 2, 100);
+    let progress = CommittedReader::new(bootstrap, &app.application_id, input, PARTITIONS);
     let mut first = None;
     loop {
-        let (now, done) = (
-            Instant::now(),
-            streams_app::committed(bootstrap, &app.application_id, input, PARTITIONS),
-        );
+        let (now, done) = (Instant::now(), progress.committed());
         if done > 0 {
             first.get_or_insert((now, done));
         }

@@ -89,30 +89,49 @@ impl Drop for StreamsApp {
     }
 }
 
-/// Input records the group `group` has committed over `partitions` partitions of
-/// `topic` (what its members processed, exactly once).
-pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> u64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("isolation.level", "read_committed")
-        .create()
-        .expect("an offsets reader");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
+/// Reads the offsets a group committed, with one client for every reading (a client
+/// made per reading would cost the app under measurement a connection each time).
+pub struct CommittedReader {
+    consumer: BaseConsumer,
+    topic: String,
+    partitions: i32,
+}
+
+impl CommittedReader {
+    /// For group `group` over `partitions` partitions of `topic`.
+    pub fn new(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Self {
+        let consumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .set("isolation.level", "read_committed")
+            .create()
+            .expect("an offsets reader");
+        Self {
+            consumer,
+            topic: topic.to_owned(),
+            partitions,
+        }
     }
-    consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .map(|offsets| {
-            offsets
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some(o as u64),
-                    _ => None,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
+
+    /// Input records the group has committed (what its members processed, exactly
+    /// once).
+    pub fn committed(&self) -> u64 {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            tpl.add_partition(&self.topic, p);
+        }
+        self.consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .map(|offsets| {
+                offsets
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o as u64),
+                        _ => None,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
 }
