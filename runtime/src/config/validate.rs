@@ -132,16 +132,14 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
             }
         }
     }
-    if kafka.properties.contains_key("transaction.timeout.ms")
-        || kafka
-            .consumer_properties
-            .contains_key("transaction.timeout.ms")
-    {
-        check.fail(
-            "kafka.properties.transaction.timeout.ms",
-            "is a producer setting: set it in [kafka.producer_properties], where it is checked \
-             against the commit intervals",
-        );
+    for (table, properties) in &tables[..2] {
+        if properties.contains_key("transaction.timeout.ms") {
+            check.fail(
+                format!("kafka.{table}.transaction.timeout.ms"),
+                "is a producer setting: set it in [kafka.producer_properties], where it is \
+                 checked against the commit intervals",
+            );
+        }
     }
     // Weir keeps a transaction open for a commit interval; a shorter timeout would
     // have the broker abort every one.
@@ -375,6 +373,38 @@ mod tests {
         assert_eq!(wc.module, dir.path().join("t.wasm"));
         assert_eq!(config.data_dir, dir.path().join("weir-data"));
         assert!(config.embedded());
+    }
+
+    #[test]
+    fn group_protocol_and_transaction_timeout_are_checked() {
+        let dir = module_dir();
+        let found = problems(
+            r#"
+            [kafka]
+            brokers = "kafka:9092"
+            group_protocol = "consumer"
+            [kafka.consumer_properties]
+            "session.timeout.ms" = 6000
+            "transaction.timeout.ms" = 60000
+            [kafka.producer_properties]
+            "transaction.timeout.ms" = 100
+            [pipelines.wc]
+            module = "t.wasm"
+            inputs = ["text"]
+            output = "counts"
+            commit_interval_ms = 100
+            "#,
+            dir.path(),
+        );
+        let text = found.join("\n");
+        for path in [
+            "kafka.consumer_properties.session.timeout.ms",
+            "kafka.consumer_properties.transaction.timeout.ms",
+            "kafka.producer_properties.transaction.timeout.ms",
+        ] {
+            assert!(text.contains(path), "{path} not reported in:\n{text}");
+        }
+        assert_eq!(found.len(), 3, "{text}");
     }
 
     #[test]
