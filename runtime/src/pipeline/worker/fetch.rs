@@ -150,18 +150,9 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                             self.seek(to)?;
                             return Ok(());
                         }
-                        Verdict::Take { gap } => {
-                            if let Some(outcome) = gap {
-                                self.metrics.input_gap(outcome.label());
-                                match outcome {
-                                    GapOutcome::Recovered => {
-                                        tracing::warn!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, "a fetch skipped records after a seek; fetching again found them")
-                                    }
-                                    GapOutcome::Explained => {
-                                        tracing::info!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, first = offset, "offsets missing after a seek are not in the log (transaction markers, compaction or retention)")
-                                    }
-                                }
-                            }
+                        Verdict::Take { gap: None } => {}
+                        Verdict::Take { gap: Some(outcome) } => {
+                            self.report_gap(outcome, expected, offset);
                         }
                     }
                     batch.push(records::input_record(&message));
@@ -175,6 +166,19 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             wait = Duration::ZERO;
         }
         Ok(())
+    }
+
+    /// Count and log a gap after a seek that `first` (the record taken) settled.
+    fn report_gap(&self, outcome: GapOutcome, expected: i64, first: i64) {
+        self.metrics.input_gap(outcome.label());
+        match outcome {
+            GapOutcome::Recovered => {
+                tracing::warn!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, "a fetch skipped records after a seek; fetching again found them")
+            }
+            GapOutcome::Explained => {
+                tracing::info!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, first, "offsets missing after a seek are not in the log (transaction markers, compaction or retention)")
+            }
+        }
     }
 
     /// Publish the partition's position and lag (from the high watermark librdkafka
