@@ -156,8 +156,17 @@ start() {
         voters+="${voters:+,}$node@127.0.0.1:${ports[2 * node - 1]}"
         bootstrap+="${bootstrap:+,}127.0.0.1:${ports[2 * node - 2]}"
     done
+    # A base64 id starting with '-' reads as an option to the storage tool's parser
+    # (one id in 64): draw again, as Kafka's own Uuid.randomUuid does.
     local cluster_id
-    cluster_id="$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+    cluster_id="$(python3 -c '
+import base64, uuid
+while True:
+    id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not id.startswith("-"):
+        print(id)
+        break
+')"
     local nodes=()
     for ((node = 1; node <= brokers; node++)); do
         write_node_config "$d" "$node" "$brokers" "${ports[2 * node - 2]}" "${ports[2 * node - 1]}" "$voters"

@@ -171,11 +171,24 @@ impl Daemon {
         }
     }
 
-    /// The last lines of the log, for failure messages.
+    /// The last lines of the log, for failure messages: Weir's own events, since a
+    /// broker that is down makes the Kafka clients repeat one connection error many
+    /// times a second and would push everything else out of view.
     pub fn tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        let (clients, own): (Vec<&str>, Vec<&str>) = text.lines().partition(|line| {
+            line.contains(r#""target":"librdkafka""#)
+                || line.contains(r#""message":"Kafka producer error""#)
+                || line.contains(r#""message":"Kafka consumer error""#)
+        });
+        let mut tail = own[own.len().saturating_sub(30)..].join("\n");
+        if let Some(last) = clients.last() {
+            tail.push_str(&format!(
+                "\n({} Kafka client error lines left out; the last: {last})",
+                clients.len()
+            ));
+        }
+        tail
     }
 
     /// SIGTERM, then wait for the exit (at most 60 s).

@@ -292,6 +292,17 @@ pub struct Setup {
     pub partitions: i32,
 }
 
+/// A failed test keeps its directory (configs, daemon logs, state) and names it, as
+/// [`Kafka`] keeps its cluster's: the daemon's log is what explains a failure.
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!("the failed test's daemons: {}", self.dir.path().display());
+        }
+    }
+}
+
 impl Setup {
     /// On the suite's shared cluster: an input topic `text` and `topics`, each with
     /// `partitions` partitions.
