@@ -123,7 +123,6 @@ pub fn test_limits() -> Limits {
     Limits {
         call_timeout_ms: 500,
         memory_limit_bytes: 64 << 20,
-        max_instances: 32,
         ..Limits::default()
     }
 }

@@ -161,7 +161,6 @@ fn engine(args: &TestArgs) -> Result<Engine, Failure> {
             .memory_limit_mb
             .map_or(defaults.memory_limit_bytes, |mb| mb << 20),
         call_timeout_ms: args.timeout_ms.unwrap_or(defaults.call_timeout_ms),
-        max_instances: 4,
         ..defaults
     };
     let cache_dir = args.cache_dir.clone().or_else(super::default_cache_dir);

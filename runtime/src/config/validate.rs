@@ -314,9 +314,6 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
     if limits.call_timeout_ms == 0 {
         check.fail(at("limits.call_timeout_ms"), "must be at least 1");
     }
-    if limits.max_instances == 0 {
-        check.fail(at("limits.max_instances"), "must be at least 1");
-    }
     if !(0.0..=1.0).contains(&pipeline.rollback.max_failure_rate) {
         check.fail(
             at("rollback.max_failure_rate"),

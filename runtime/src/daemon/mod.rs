@@ -147,7 +147,7 @@ impl Daemon {
     pub fn prepare(config: &Config, cache_dir: Option<PathBuf>) -> Result<Self, StartError> {
         let registry = Registry::open(&config.data_dir).map_err(StartError::Registry)?;
         let cache_dir = cache_dir.unwrap_or_else(|| registry.compiled_dir());
-        let engine = Arc::new(engine(config, Some(cache_dir))?);
+        let engine = Arc::new(engine(Some(cache_dir))?);
         let embedded = if config.embedded() {
             Some(start_embedded(config)?)
         } else {
@@ -748,20 +748,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn engine(config: &Config, cache_dir: Option<PathBuf>) -> Result<Engine, StartError> {
-    // One engine for all pipelines: its pool must fit the largest memory cap and every
-    // pipeline's instances.
-    let pipelines = config.pipelines.values();
-    let limits = Limits {
-        memory_limit_bytes: pipelines
-            .clone()
-            .map(|p| p.limits.memory_limit_bytes)
-            .max()
-            .unwrap_or_default(),
-        max_instances: pipelines.map(|p| p.limits.max_instances).sum(),
-        ..Limits::default()
-    };
-    Engine::new(EngineConfig { limits, cache_dir }).map_err(StartError::Engine)
+/// One engine for all pipelines; each pipeline's instances get that pipeline's limits.
+fn engine(cache_dir: Option<PathBuf>) -> Result<Engine, StartError> {
+    Engine::new(EngineConfig {
+        limits: Limits::default(),
+        cache_dir,
+    })
+    .map_err(StartError::Engine)
 }
 
 /// Where a pipeline's partition stores live.

@@ -40,28 +40,26 @@ impl CompiledCache {
         self.dir.join(format!("{id}-{}.cwasm", self.fingerprint))
     }
 
-    /// The cached artifact for `id`, if there is a usable one. An artifact whose
-    /// memory does not fit this engine's limits is kept (it is sound; the limit is
-    /// what is wrong) and the error returned, so the caller can say so.
+    /// The cached artifact for `id`, if there is a usable one; an unusable one is
+    /// removed, to be compiled again.
     pub(crate) fn load(
         &self,
         engine: &wasmtime::Engine,
         id: &ModuleId,
-    ) -> Result<Option<Component>, wasmtime::Error> {
+    ) -> Option<Component> {
         let path = self.path(id);
         if !path.exists() {
-            return Ok(None);
+            return None;
         }
         // SAFETY: the file was written by `store` below from `Engine::precompile_component`
         // output, into a directory only Weir writes; wasmtime also checks that the
         // artifact matches this engine's version and settings before using it.
         match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => Ok(Some(component)),
-            Err(error) if super::memory_needed(&error).is_some() => Err(error),
+            Ok(component) => Some(component),
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "discarding an unusable compiled module; it will be recompiled");
                 let _ = std::fs::remove_file(&path);
-                Ok(None)
+                None
             }
         }
     }

@@ -18,9 +18,6 @@ pub struct Limits {
     /// Largest state value a transform may write, in bytes. The changelog carries
     /// each value in a Kafka record, so this stays under Kafka's default 1 MiB.
     pub max_state_value_bytes: u32,
-    /// Instances the pooling allocator reserves room for: at least the partitions one
-    /// process runs at once, plus headroom for module swaps.
-    pub max_instances: u32,
 }
 
 impl Default for Limits {
@@ -30,7 +27,6 @@ impl Default for Limits {
             call_timeout_ms: 5_000,
             max_state_key_bytes: 64 << 10,
             max_state_value_bytes: 900 << 10,
-            max_instances: 128,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The WebAssembly engine: loads transform components, sandboxes them, and runs them.
 //!
 //! * One [`Engine`] per process: one wasmtime `Engine` (sync component calls with
-//!   `concurrency_support(false)`, about 5x cheaper per call on wasmtime 48), the pooling
-//!   allocator, an epoch ticker for call timeouts, and the on-disk compiled cache.
+//!   `concurrency_support(false)`, about 5x cheaper per call on wasmtime 48), instances
+//!   allocated on demand (see [`wasm_config`]), an epoch ticker for call timeouts, and
+//!   the on-disk compiled cache.
 //! * A [`Module`] is one loaded version of a transform: checked against the contract and
 //!   pre-linked (`InstancePre`), cheap to clone and share between partitions.
 //! * An [`Instance`] is a `Store` per (pipeline, partition). It owns the partition's
@@ -119,7 +120,7 @@ impl Engine {
             reason: format!("{e:#}"),
         };
         let limits = config.limits;
-        let wasm = wasmtime::Engine::new(&wasm_config(&limits)).map_err(setup)?;
+        let wasm = wasmtime::Engine::new(&wasm_config()).map_err(setup)?;
 
         let mut linker = Linker::new(&wasm);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
@@ -200,17 +201,12 @@ impl Engine {
         let Some(cache) = &self.cache else {
             return Ok((self.compile(wasm, id, what)?, LoadSource::Compiled));
         };
-        let cached = |engine: &Self| {
-            cache
-                .load(&engine.wasm, id)
-                .map_err(|e| engine.invalid_component(e, what))
-        };
-        if let Some(component) = cached(self)? {
+        if let Some(component) = cache.load(&self.wasm, id) {
             return Ok((component, LoadSource::Cache));
         }
         let _lock = cache.lock(id);
         // Another process may have compiled it while this one waited for the lock.
-        if let Some(component) = cached(self)? {
+        if let Some(component) = cache.load(&self.wasm, id) {
             return Ok((component, LoadSource::Cache));
         }
         let started = Instant::now();
@@ -219,19 +215,11 @@ impl Engine {
         Ok((component, LoadSource::Compiled))
     }
 
-    /// A component wasmtime refused: too little memory allowed for it to start, or
-    /// invalid.
+    /// A component wasmtime refused as invalid.
     fn invalid_component(&self, error: wasmtime::Error, what: &str) -> EngineError {
-        match memory_needed(&error) {
-            Some(needed) => EngineError::MemoryLimitTooLow {
-                what: what.to_owned(),
-                needed,
-                limit: self.limits.memory_limit_bytes,
-            },
-            None => EngineError::InvalidComponent {
-                what: what.to_owned(),
-                reason: format!("{error:#}"),
-            },
+        EngineError::InvalidComponent {
+            what: what.to_owned(),
+            reason: format!("{error:#}"),
         }
     }
 
@@ -288,8 +276,7 @@ impl Engine {
         self.instantiate_with_limits(module, labels, config, state, self.limits.clone())
     }
 
-    /// [`instantiate`](Self::instantiate) with limits of its own (a pipeline's), which
-    /// must fit within the engine's: its memory cap sizes the instance pool.
+    /// [`instantiate`](Self::instantiate) with limits of its own (a pipeline's).
     pub fn instantiate_with_limits(
         &self,
         module: &Module,
@@ -328,28 +315,22 @@ fn new_store(
     store
 }
 
-fn wasm_config(limits: &Limits) -> wasmtime::Config {
+/// Instances are allocated on demand, not from a pool. A pool reserves its slots up
+/// front (each linear memory a 4 GiB reservation, several per interpreter component)
+/// and caps how many instances exist at once: sized for a thousand partitions plus
+/// swaps it would reserve tens of terabytes of address space, and sized smaller it
+/// fails the partitions past its count. On demand, what is reserved follows the
+/// instances that run; an instance is made when a partition starts, swaps or recovers
+/// from a trap, where the pool's saving (well under a millisecond, see BENCHMARKS.md)
+/// does not count. Copy-on-write memory images keep instantiation cheap either way.
+fn wasm_config() -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.concurrency_support(false);
     config.epoch_interruption(true);
     config.memory_init_cow(true);
     config.cranelift_nan_canonicalization(true);
     config.relaxed_simd_deterministic(true);
-
-    let instances = limits.max_instances;
-    let mut pool = wasmtime::PoolingAllocationConfig::new();
-    // Interpreter components (Python, JS) bundle several core modules and tables.
-    pool.total_component_instances(instances)
-        .total_core_instances(instances.saturating_mul(16))
-        .total_memories(instances.saturating_mul(4))
-        .total_tables(instances.saturating_mul(16))
-        .max_core_instances_per_component(64)
-        .max_memories_per_component(8)
-        .max_tables_per_component(64)
-        .max_component_instance_size(16 << 20)
-        .max_core_instance_size(16 << 20)
-        .max_memory_size(usize::try_from(limits.memory_limit_bytes).unwrap_or(usize::MAX));
-    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
     config
 }
 
@@ -372,18 +353,6 @@ fn speaks(version: &str) -> bool {
         }
         _ => false,
     }
-}
-
-/// The initial memory a component needs, when `error` is wasmtime refusing it because
-/// that exceeds the instance memory limit. Interpreters (Python's is 13 MiB) start with
-/// large memories; wasmtime reports this only in its message, hence the parsing.
-fn memory_needed(error: &wasmtime::Error) -> Option<u64> {
-    let text = format!("{error:#}");
-    let (_, rest) = text.split_once("minimum byte size of ")?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    rest.contains("exceeds the limit")
-        .then(|| digits.parse().ok())
-        .flatten()
 }
 
 /// Refuse what is plainly not a component before handing it to the compiler.
@@ -493,17 +462,25 @@ impl Instance {
     fn start(&mut self) -> Result<(), EngineError> {
         // Instantiation runs guest code too (start functions, constructors).
         self.arm_deadline();
-        let module = self.module.id().short().to_owned();
-        let instantiate_error = |e: wasmtime::Error| EngineError::Instantiate {
-            module,
-            reason: format!("{e:#}"),
+        let bindings = match self.module.0.pre.instantiate(&mut self.store) {
+            Ok(bindings) => bindings,
+            Err(error) => {
+                let module = self.module.id().short().to_owned();
+                let limiter = &mut self.store.data_mut().limiter;
+                // The limiter refused an initial memory: the limit is what is wrong.
+                return Err(match limiter.take_refusal() {
+                    Some(needed) => EngineError::MemoryLimitTooLow {
+                        what: format!("module {module}"),
+                        needed: needed as u64,
+                        limit: limiter.limit() as u64,
+                    },
+                    None => EngineError::Instantiate {
+                        module,
+                        reason: format!("{error:#}"),
+                    },
+                });
+            }
         };
-        let bindings = self
-            .module
-            .0
-            .pre
-            .instantiate(&mut self.store)
-            .map_err(instantiate_error)?;
         self.store.data_mut().phase = Phase::Init;
         let config = self.config.clone();
         let result = self.call(|store| bindings.call_init(store, &config));

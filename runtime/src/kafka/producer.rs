@@ -7,7 +7,7 @@
 //! aborts its open transaction before the new owner reads the changelog.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use rdkafka::consumer::ConsumerGroupMetadata;
@@ -84,11 +84,18 @@ pub struct Outgoing<'a> {
     pub kind: RecordKind,
 }
 
+/// How long `send_offsets_to_transaction` may take, its own timeout included, before
+/// the producer is given up as stuck (see [`PartitionProducer::send_offsets`]).
+const STUCK_AFTER: Duration = REQUEST_TIMEOUT.saturating_add(Duration::from_secs(5));
+
 /// The producer of one input partition.
 pub struct PartitionProducer {
-    producer: BaseProducer<DeliveryContext>,
+    /// Shared only with a call that may never return (see `send_offsets`).
+    producer: Arc<BaseProducer<DeliveryContext>>,
     deliveries: Arc<Deliveries>,
     transactional: bool,
+    /// [`STUCK_AFTER`], shorter in tests.
+    stuck_after: Duration,
 }
 
 impl PartitionProducer {
@@ -123,13 +130,15 @@ impl PartitionProducer {
             failure: Mutex::new(None),
             last_changelog: AtomicI64::new(-1),
         });
-        let producer: BaseProducer<DeliveryContext> = config
+        let producer: Arc<BaseProducer<DeliveryContext>> = config
             .create_with_context(DeliveryContext(deliveries.clone()))
+            .map(Arc::new)
             .map_err(|e| KafkaFailure::new("cannot create a Kafka producer", e))?;
         let this = Self {
             producer,
             deliveries,
             transactional: transactional_id.is_some(),
+            stuck_after: STUCK_AFTER,
         };
         if let Some(id) = transactional_id {
             this.producer
@@ -229,16 +238,65 @@ impl PartitionProducer {
     pub fn commit(
         &self,
         offsets: &TopicPartitionList,
-        group: &ConsumerGroupMetadata,
+        group: ConsumerGroupMetadata,
     ) -> Result<(), KafkaFailure> {
         debug_assert!(self.transactional);
-        self.producer
-            .send_offsets_to_transaction(offsets, group, REQUEST_TIMEOUT)
-            .map_err(|e| self.failure("cannot add input offsets to the transaction", e))?;
+        self.send_offsets(offsets, group)?;
         self.producer
             .commit_transaction(REQUEST_TIMEOUT)
             .map_err(|e| self.failure("cannot commit the transaction", e))?;
         self.begin()
+    }
+
+    /// `send_offsets_to_transaction`, on a thread of its own and waited for at most
+    /// [`STUCK_AFTER`]. librdkafka (2.12 and later) does not enforce this call's
+    /// timeout when the group coordinator goes away mid-call
+    /// (confluentinc/librdkafka#5456, #5511): it can block for good, and with it the
+    /// partition, a rebalance waiting for the partition to stop, and the pipeline,
+    /// silently. Seen here with a broker SIGKILLed for 8 s. A call that outlives the
+    /// wait fails the partition with a timeout; its restart creates a new producer,
+    /// whose initialisation fences this one, and the stuck thread ends whenever
+    /// librdkafka answers it.
+    fn send_offsets(
+        &self,
+        offsets: &TopicPartitionList,
+        group: ConsumerGroupMetadata,
+    ) -> Result<(), KafkaFailure> {
+        let action = "cannot add input offsets to the transaction";
+        let (producer, offsets) = (self.producer.clone(), offsets.clone());
+        let (done, outcome) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("weir-txn-offsets".into())
+            .spawn(move || {
+                let result =
+                    producer.send_offsets_to_transaction(&offsets, &group, REQUEST_TIMEOUT);
+                let _ = done.send(result);
+            })
+            .map_err(|e| {
+                KafkaFailure::new(
+                    format!("{action}: no thread for the call ({e})"),
+                    KafkaError::Global(RDKafkaErrorCode::Fail),
+                )
+            })?;
+        match outcome.recv_timeout(self.stuck_after) {
+            Ok(result) => result.map_err(|e| self.failure(action, e)),
+            Err(_) => {
+                tracing::error!(
+                    waited_s = self.stuck_after.as_secs(),
+                    "librdkafka's send_offsets_to_transaction did not return (a known librdkafka \
+                     bug when the group coordinator moves: confluentinc/librdkafka#5456); \
+                     giving this producer up"
+                );
+                Err(KafkaFailure::new(
+                    format!(
+                        "{action}: no answer within {} s while the group coordinator was \
+                         unavailable or moving",
+                        self.stuck_after.as_secs()
+                    ),
+                    KafkaError::Global(RDKafkaErrorCode::OperationTimedOut),
+                ))
+            }
+        }
     }
 
     /// Abort the open transaction (its records become invisible to read_committed
@@ -272,11 +330,21 @@ impl PartitionProducer {
     pub fn is_transactional(&self) -> bool {
         self.transactional
     }
+
+    #[cfg(test)]
+    fn stuck_after(mut self, wait: Duration) -> Self {
+        self.stuck_after = wait;
+        self
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use rdkafka::mocking::MockCluster;
+    use std::time::Instant;
+
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::mocking::{MockCluster, MockCoordinator};
 
     use super::*;
 
@@ -314,5 +382,45 @@ mod tests {
         producer
             .flush()
             .expect("the next transaction's records are acknowledged");
+    }
+
+    /// librdkafka does not time out `send_offsets_to_transaction` while the group
+    /// coordinator is down (confluentinc/librdkafka#5456): a checkpoint then blocked
+    /// its partition, and the rebalance waiting for it, for good. The commit must come
+    /// back with an error the partition fails on.
+    #[test]
+    fn a_commit_comes_back_while_the_group_coordinator_is_down() {
+        let cluster = MockCluster::new(2).expect("a mock cluster");
+        cluster.create_topic("out", 1, 1).expect("topic");
+        cluster
+            .coordinator(MockCoordinator::Transaction("stuck-test".into()), 1)
+            .expect("transaction coordinator");
+        cluster
+            .coordinator(MockCoordinator::Group("stuck-group".into()), 2)
+            .expect("group coordinator");
+        let settings = ClientSettings::plain(&cluster.bootstrap_servers());
+        let producer =
+            PartitionProducer::new(&settings, Some("stuck-test"), Duration::from_secs(60))
+                .expect("a transactional producer")
+                .stuck_after(Duration::from_secs(3));
+        producer.send(record(b"x")).unwrap();
+        producer.flush().expect("delivered");
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", "stuck-group")
+            .create()
+            .expect("a consumer");
+        let group = consumer.group_metadata().expect("group metadata");
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset("in", 0, rdkafka::Offset::Offset(1))
+            .unwrap();
+
+        cluster.broker_down(2).expect("group coordinator down");
+        let started = Instant::now();
+        let outcome = producer.commit(&offsets, group);
+        let took = started.elapsed();
+        assert!(outcome.is_err(), "committed with the group coordinator down");
+        assert!(took < Duration::from_secs(10), "the commit took {took:?}");
     }
 }

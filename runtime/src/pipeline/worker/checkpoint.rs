@@ -164,7 +164,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                     KafkaError::Global(rdkafka::types::RDKafkaErrorCode::UnknownMemberId),
                 )
             })?;
-            running.producer.commit(&offsets, &group)?;
+            running.producer.commit(&offsets, group)?;
         } else {
             self.consumer
                 .commit(&offsets, CommitMode::Sync)
