@@ -281,3 +281,17 @@ fn call_timeouts_outlive_the_engine() {
         outcome.failures
     );
 }
+
+/// Instances are made on demand: a daemon of a thousand partitions holds a thousand
+/// at once, plus those of a swap. With a fixed pool of 128 slots, partitions past the
+/// 128th failed to start.
+#[test]
+fn a_thousand_instances_live_at_once() {
+    let module = misbehave();
+    let instances: Vec<Instance> = (0..1_000)
+        .map(|_| instance(&module, PartitionState::default()))
+        .collect();
+    let mut last = instances.into_iter().last().expect("instances");
+    // The guest counts what it sees and emits the count.
+    assert_eq!(output_values(&run(&mut last, &["still here"])), ["1"]);
+}

@@ -82,6 +82,15 @@ fn restart_backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.clamp(1, 7).saturating_sub(1)).min(Duration::from_secs(60))
 }
 
+/// A run this long ends a pipeline's streak of failures: its next failure waits 1 s
+/// again, not the minute that failures months apart would otherwise add up to.
+const HEALTHY_RUN: Duration = Duration::from_secs(120);
+
+/// The failure count after a run of `ran` ended in a failure, `failures` before it.
+fn failures_after(failures: u32, ran: Duration) -> u32 {
+    if ran >= HEALTHY_RUN { 1 } else { failures.saturating_add(1) }
+}
+
 /// What a supervised pipeline is doing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Health {
@@ -104,7 +113,10 @@ struct Supervised {
     /// Increments with each start, so a late report from an old run is ignored.
     generation: u64,
     health: Health,
+    /// Failures in a row (see [`failures_after`]).
     failures: u32,
+    /// When the current run started.
+    started: Instant,
     restarts: u64,
 }
 
@@ -246,6 +258,7 @@ impl Daemon {
             generation: 0,
             health: Health::Stopping,
             failures: 0,
+            started: Instant::now(),
             restarts: 0,
         })
     }
@@ -295,6 +308,7 @@ impl Daemon {
     fn launch(&self, name: &str, entry: &mut Supervised) {
         entry.generation += 1;
         entry.health = Health::Running;
+        entry.started = Instant::now();
         entry.stop = Arc::new(AtomicBool::new(false));
         let ctx = entry.ctx.clone();
         let inputs = entry.inputs.clone();
@@ -357,7 +371,7 @@ impl Daemon {
             Ok(()) => "the pipeline stopped on its own".to_owned(),
             Err(error) => error.to_string(),
         };
-        entry.failures += 1;
+        entry.failures = failures_after(entry.failures, entry.started.elapsed());
         let backoff = restart_backoff(entry.failures);
         tracing::error!(pipeline = %name, %error, retry_in_s = backoff.as_secs(), "pipeline failed; the others keep running");
         entry.health = Health::Failed {
@@ -841,4 +855,24 @@ async fn prepare_topics(
     }
     topics::ensure(settings, &existing, &specs).await?;
     Ok(inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_in_a_row_back_off_and_a_healthy_run_starts_over() {
+        let quick = Duration::from_secs(5);
+        let mut failures = 0;
+        let waits: Vec<u64> = (0..8)
+            .map(|_| {
+                failures = failures_after(failures, quick);
+                restart_backoff(failures).as_secs()
+            })
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+        failures = failures_after(failures, HEALTHY_RUN);
+        assert_eq!(restart_backoff(failures), Duration::from_secs(1));
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -238,8 +238,10 @@ impl ChangelogReader {
     }
 
     fn next_raw(&mut self) -> Result<Option<RawRecord>, WorkerError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
         while !self.done {
-            match self.consumer.poll(REQUEST_TIMEOUT) {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.consumer.poll(wait) {
                 None => {
                     return Err(KafkaFailure::new(
                         format!("reading {:?} stalled", self.topic),
@@ -250,6 +252,14 @@ impl ChangelogReader {
                 Some(Err(KafkaError::PartitionEOF(_))) => {
                     self.remaining.set(0);
                     self.done = true;
+                }
+                // librdkafka reports a broker it cannot reach (one of the bootstrap
+                // addresses, a broker restarting) as a consumer error, then fetches from
+                // whoever leads the partition once it can: a stall, not a failure. Failing
+                // on it restarted the pipeline, with a growing backoff, every time one
+                // broker of three was down during a restore.
+                Some(Err(error)) if is_transient(&error) && Instant::now() < deadline => {
+                    tracing::debug!(topic = %self.topic, %error, "changelog read waiting for a broker");
                 }
                 Some(Err(error)) => {
                     return Err(
@@ -305,4 +315,18 @@ fn decode(message: &impl Message, topic: &str) -> Result<RawRecord, WorkerError>
         key: key.to_vec(),
         value: message.payload().map(<[u8]>::to_vec),
     })
+}
+
+/// A consumer error librdkafka recovers from by itself: a broker unreachable for now.
+fn is_transient(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+        )
+    )
 }
