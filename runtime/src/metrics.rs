@@ -89,6 +89,9 @@ pub struct Metrics {
     rollbacks: Family<RollbackLabels, Counter>,
     swap_pause_seconds: Histograms<PipelineLabels>,
     pipeline_up: Family<PipelineLabels, Gauge>,
+    state_memory: Gauge,
+    state_memtables: Gauge,
+    state_memory_budget: Gauge,
     pipeline_restarts: Family<PipelineLabels, Counter>,
 }
 
@@ -217,6 +220,28 @@ impl Metrics {
             "Restarts of a pipeline (after a failure or a config change)",
             pipeline_restarts.clone(),
         );
+        let state_memory = Gauge::default();
+        registry.register_with_unit(
+            "state_memory",
+            "RocksDB memory every partition store shares: block cache and the memtables \
+             charged to it",
+            Unit::Bytes,
+            state_memory.clone(),
+        );
+        let state_memtables = Gauge::default();
+        registry.register_with_unit(
+            "state_memtables",
+            "The memtables' part of weir_state_memory_bytes",
+            Unit::Bytes,
+            state_memtables.clone(),
+        );
+        let state_memory_budget = Gauge::default();
+        registry.register_with_unit(
+            "state_memory_budget",
+            "The budget of weir_state_memory_bytes ([state] memory_bytes)",
+            Unit::Bytes,
+            state_memory_budget.clone(),
+        );
         Self {
             registry,
             records_in,
@@ -237,6 +262,9 @@ impl Metrics {
             swap_pause_seconds,
             pipeline_up,
             pipeline_restarts,
+            state_memory,
+            state_memtables,
+            state_memory_budget,
         }
     }
 
@@ -332,6 +360,14 @@ impl Metrics {
                 trigger: trigger.to_owned(),
             })
             .inc();
+    }
+
+    /// The shared RocksDB memory's use and budget, in bytes.
+    pub fn state_memory(&self, used: usize, memtables: usize, budget: usize) {
+        let gauge = |g: &Gauge, v: usize| g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        gauge(&self.state_memory, used);
+        gauge(&self.state_memtables, memtables);
+        gauge(&self.state_memory_budget, budget);
     }
 
     pub fn pipeline_up(&self, pipeline: &str, up: bool) {

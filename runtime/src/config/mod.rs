@@ -47,9 +47,32 @@ pub struct Config {
     /// The admin HTTP API (status, deploys, metrics).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// RocksDB resources the partition stores of this daemon share.
+    #[serde(default)]
+    pub state: StateConfig,
     /// Pipelines by name. The name appears in logs, metrics and state paths.
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
+}
+
+/// What the partition stores of a daemon share (see `state::RocksMemory`): one memory
+/// budget, whatever the number of partitions, and a cap on open files per store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// RocksDB block cache and memtables of every partition store together, in bytes.
+    pub memory_bytes: u64,
+    /// Table files each partition store keeps open.
+    pub max_open_files: u32,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            memory_bytes: crate::state::DEFAULT_MEMORY_BYTES as u64,
+            max_open_files: crate::state::DEFAULT_MAX_OPEN_FILES,
+        }
+    }
 }
 
 /// The environment variable that supplies the admin token when the config has none.

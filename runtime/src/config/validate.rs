@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{
-    ADMIN_TOKEN_ENV, AdminConfig, Config, EMBEDDED, ErrorPolicy, GroupProtocol, PipelineConfig,
+    ADMIN_TOKEN_ENV, AdminConfig, Config, EMBEDDED, ErrorPolicy, GroupProtocol, PipelineConfig, StateConfig,
 };
 
 /// One thing wrong with a config, and where.
@@ -164,6 +164,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     if !(1..=1024).contains(&kafka.embedded.partitions) {
         check.fail("kafka.embedded.partitions", "must be between 1 and 1024");
     }
+    state_checks(&mut check, &config.state);
     admin_checks(&mut check, &config.admin);
     if config.pipelines.is_empty() {
         check.fail(
@@ -217,6 +218,22 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
         }
     }
     check.problems
+}
+
+fn state_checks(check: &mut Checker, state: &StateConfig) {
+    if state.memory_bytes < 16 << 20 {
+        check.fail(
+            "state.memory_bytes",
+            "must be at least 16 MiB (16777216): every partition store's memtables and \
+             cache share it",
+        );
+    }
+    if state.max_open_files < 16 {
+        check.fail(
+            "state.max_open_files",
+            "must be at least 16 (RocksDB needs a few files open per store)",
+        );
+    }
 }
 
 fn admin_checks(check: &mut Checker, admin: &AdminConfig) {

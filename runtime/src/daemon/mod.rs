@@ -20,6 +20,7 @@ use crate::kafka::partitioner;
 use crate::kafka::topics::{self, TopicError, TopicSpec};
 use crate::kafka::{ClientSettings, KafkaFailure};
 use crate::metrics::Metrics;
+use crate::state::RocksMemory;
 use crate::pipeline::control::{Command, PartitionSnapshot, Phase, Reply, StateAnswer};
 use crate::pipeline::runner::{self, OwnedPartitions, PipelineError};
 use crate::pipeline::versions::{Change, VersionDeps, VersionError, Versions};
@@ -130,6 +131,8 @@ pub struct Daemon {
     config: Mutex<Config>,
     settings: ClientSettings,
     engine: Arc<Engine>,
+    /// The memory every partition store of every pipeline shares.
+    rocks: RocksMemory,
     registry: Registry,
     metrics: Arc<Metrics>,
     pipelines: Mutex<BTreeMap<String, Supervised>>,
@@ -174,6 +177,10 @@ impl Daemon {
             config: Mutex::new(config.clone()),
             settings,
             engine,
+            rocks: RocksMemory::new(
+                usize::try_from(config.state.memory_bytes).unwrap_or(usize::MAX),
+                config.state.max_open_files,
+            ),
             registry,
             metrics: Arc::new(Metrics::new()),
             pipelines: Mutex::new(BTreeMap::new()),
@@ -249,6 +256,7 @@ impl Daemon {
             commit_interval: pipeline.commit_interval(),
             batch_size: pipeline.batch_size as usize,
             state_dir: state_dir(&config, name),
+            rocks: self.rocks.clone(),
         };
         Ok(Supervised {
             config: pipeline.clone(),
@@ -344,6 +352,11 @@ impl Daemon {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             self.restart_due();
+            self.metrics.state_memory(
+                self.rocks.usage(),
+                self.rocks.memtable_usage(),
+                self.rocks.budget(),
+            );
         }
         let names: Vec<String> = lock(&self.pipelines).keys().cloned().collect();
         let stuck = self.stop_pipelines(&names, Instant::now() + SHUTDOWN_GRACE);

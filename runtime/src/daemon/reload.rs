@@ -30,7 +30,7 @@ impl Plan {
 /// Compare configs. `module_changed` tells whether a pipeline's module file holds
 /// something other than what the config gave it last (the same path may hold a new
 /// build). Changes a running daemon cannot apply (Kafka, the data directory, the
-/// admin API) are refused, each named.
+/// admin API, the state stores' shared memory) are refused, each named.
 pub fn plan(
     running: &Config,
     new: &Config,
@@ -49,6 +49,9 @@ pub fn plan(
     }
     if running.admin != new.admin {
         problems.push(restart_needed("admin"));
+    }
+    if running.state != new.state {
+        problems.push(restart_needed("state"));
     }
     if !problems.is_empty() {
         return Err(problems);

@@ -29,7 +29,7 @@ use crate::kafka::producer::PartitionProducer;
 use crate::kafka::{ClientSettings, KafkaFailure, REQUEST_TIMEOUT};
 use crate::metrics::{Metrics, PartitionMetrics};
 use crate::state::changelog::RestoreError;
-use crate::state::{PartitionState, RocksStore, StateError};
+use crate::state::{PartitionState, RocksMemory, RocksStore, StateError};
 
 use super::control::{Command, PartitionStatus, Phase, Reply, Stop};
 use super::position::Position;
@@ -75,6 +75,8 @@ pub struct PipelineContext {
     pub batch_size: usize,
     /// Partition stores live in `<state_dir>/<topic>-<partition>`.
     pub state_dir: PathBuf,
+    /// The memory the partition stores share (with every pipeline of the daemon).
+    pub rocks: RocksMemory,
 }
 
 impl PipelineContext {
@@ -289,7 +291,10 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             // A transaction spans one commit interval plus its flush and commit.
             ctx.commit_interval + Duration::from_secs(60),
         )?;
-        let mut state = PartitionState::new(Box::new(RocksStore::open(self.state_path())?));
+        let mut state = PartitionState::new(Box::new(RocksStore::open_in(
+            self.state_path(),
+            &ctx.rocks,
+        )?));
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         // The committed offset is read after the producer above fenced the previous
         // owner, which completes or aborts its last transaction first, and with
