@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    ADMIN_TOKEN_ENV, AdminConfig, Config, EMBEDDED, ErrorPolicy, GroupProtocol, PipelineConfig, StateConfig,
+    ADMIN_TOKEN_ENV, AdminConfig, Config, EMBEDDED, ErrorPolicy, GroupProtocol, PipelineConfig,
+    StateConfig,
 };
 
 /// One thing wrong with a config, and where.

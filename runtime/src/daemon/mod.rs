@@ -20,12 +20,12 @@ use crate::kafka::partitioner;
 use crate::kafka::topics::{self, TopicError, TopicSpec};
 use crate::kafka::{ClientSettings, KafkaFailure};
 use crate::metrics::Metrics;
-use crate::state::RocksMemory;
 use crate::pipeline::control::{Command, PartitionSnapshot, Phase, Reply, StateAnswer};
 use crate::pipeline::runner::{self, OwnedPartitions, PipelineError};
 use crate::pipeline::versions::{Change, VersionDeps, VersionError, Versions};
 use crate::pipeline::worker::PipelineContext;
 use crate::registry::{Action, Event, Registry, RegistryError};
+use crate::state::RocksMemory;
 
 /// How long pipelines get to checkpoint and leave their groups after a stop request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -89,7 +89,11 @@ const HEALTHY_RUN: Duration = Duration::from_secs(120);
 
 /// The failure count after a run of `ran` ended in a failure, `failures` before it.
 fn failures_after(failures: u32, ran: Duration) -> u32 {
-    if ran >= HEALTHY_RUN { 1 } else { failures.saturating_add(1) }
+    if ran >= HEALTHY_RUN {
+        1
+    } else {
+        failures.saturating_add(1)
+    }
 }
 
 /// What a supervised pipeline is doing.

@@ -42,11 +42,7 @@ impl CompiledCache {
 
     /// The cached artifact for `id`, if there is a usable one; an unusable one is
     /// removed, to be compiled again.
-    pub(crate) fn load(
-        &self,
-        engine: &wasmtime::Engine,
-        id: &ModuleId,
-    ) -> Option<Component> {
+    pub(crate) fn load(&self, engine: &wasmtime::Engine, id: &ModuleId) -> Option<Component> {
         let path = self.path(id);
         if !path.exists() {
             return None;

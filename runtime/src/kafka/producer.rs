@@ -420,7 +420,10 @@ mod tests {
         let started = Instant::now();
         let outcome = producer.commit(&offsets, group);
         let took = started.elapsed();
-        assert!(outcome.is_err(), "committed with the group coordinator down");
+        assert!(
+            outcome.is_err(),
+            "committed with the group coordinator down"
+        );
         assert!(took < Duration::from_secs(10), "the commit took {took:?}");
     }
 }

@@ -67,8 +67,11 @@ impl RocksMemory {
         let cache = Cache::new_lru_cache(budget);
         // Memtables may hold up to half of the budget; past that the write-buffer
         // manager flushes the largest. No stall: a checkpoint's write never waits.
-        let write_buffers =
-            WriteBufferManager::new_write_buffer_manager_with_cache(budget / 2, false, cache.clone());
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            budget / 2,
+            false,
+            cache.clone(),
+        );
         Self {
             cache,
             write_buffers,
@@ -315,7 +318,10 @@ mod tests {
         // Everything written reads back, from memtables or flushed files.
         for (n, store) in stores.iter().enumerate() {
             let key = format!("{n}/{:08}", 1000);
-            assert_eq!(store.get(key.as_bytes()).unwrap().as_deref(), Some(&value[..]));
+            assert_eq!(
+                store.get(key.as_bytes()).unwrap().as_deref(),
+                Some(&value[..])
+            );
         }
     }
 
