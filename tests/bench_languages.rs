@@ -1,5 +1,5 @@
 //! Word count in every guest language through `weir test`'s engine path: the same
-//! `Engine` (pooling allocator, compiled cache), `Instance` and `run_batch` over a
+//! `Engine` (instances on demand, compiled cache), `Instance` and `run_batch` over a
 //! `PartitionState`, with state in memory so the number is the transform's, not
 //! RocksDB's. Prints one row per language; `BENCHMARKS.md` has the results.
 //!

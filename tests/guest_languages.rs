@@ -241,9 +241,10 @@ fn build_scripts_explain_a_missing_entry_point() {
     }
 }
 
-/// An interpreter whose initial memory exceeds the memory limit is refused at load with
-/// what it needs and which setting to raise, not as an invalid component; the default
-/// limit fits it.
+/// An interpreter whose initial memory exceeds the memory limit is refused when it
+/// starts, with what it needs and which setting to raise, not as an invalid component;
+/// the default limit fits it. (A daemon starts each pipeline's module once before any
+/// partition, so there too it is refused at start, not in a restart loop.)
 #[test]
 fn a_memory_limit_too_low_for_the_interpreter_says_what_it_needs() {
     let module = lang_guest(Lang::Python, "word-count");

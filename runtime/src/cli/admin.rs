@@ -301,6 +301,18 @@ pub(super) fn status(args: StatusArgs) -> Exit {
             if let Some(error) = p.get("error").and_then(Value::as_str) {
                 println!("  error: {error}");
             }
+            let restoring: Vec<u64> = partitions
+                .iter()
+                .filter(|q| str_of(q, "phase") == "restoring")
+                .map(|q| u64_of(q, "restore_remaining"))
+                .collect();
+            if !restoring.is_empty() {
+                println!(
+                    "  restoring {} partition(s): {} changelog records left",
+                    restoring.len(),
+                    restoring.iter().sum::<u64>()
+                );
+            }
             if let Some([seen, failed]) = p
                 .get("trial")
                 .and_then(|t| Some([t.get(0)?.as_u64()?, t.get(1)?.as_u64()?]))

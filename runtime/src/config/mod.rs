@@ -69,8 +69,8 @@ pub struct StateConfig {
 impl Default for StateConfig {
     fn default() -> Self {
         Self {
-            memory_bytes: crate::state::DEFAULT_MEMORY_BYTES as u64,
-            max_open_files: crate::state::DEFAULT_MAX_OPEN_FILES,
+            memory_bytes: 256 << 20,
+            max_open_files: 64,
         }
     }
 }

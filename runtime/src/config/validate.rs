@@ -391,6 +391,38 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_state_memory_is_checked_and_an_old_instance_count_still_loads() {
+        let dir = module_dir();
+        let text = |state: &str| {
+            format!(
+                r#"
+                [kafka]
+                brokers = "embedded"
+                [state]
+                {state}
+                [pipelines.wc]
+                module = "t.wasm"
+                inputs = ["text"]
+                output = "counts"
+                [pipelines.wc.limits]
+                max_instances = 512
+                "#
+            )
+        };
+        let found = problems(
+            &text("memory_bytes = 1048576\nmax_open_files = 4"),
+            dir.path(),
+        );
+        let all = found.join("\n");
+        assert!(all.contains("state.memory_bytes"), "{all}");
+        assert!(all.contains("state.max_open_files"), "{all}");
+        assert_eq!(found.len(), 2, "{all}");
+        let config = Config::parse(&text("memory_bytes = 536870912"), dir.path()).unwrap();
+        assert_eq!(config.state.memory_bytes, 512 << 20);
+        assert_eq!(config.state.max_open_files, 64);
+    }
+
+    #[test]
     fn group_protocol_and_transaction_timeout_are_checked() {
         let dir = module_dir();
         let found = problems(

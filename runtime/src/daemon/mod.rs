@@ -205,6 +205,9 @@ impl Daemon {
     /// Load a pipeline's versions and check its topics: everything that can fail
     /// before it runs.
     fn supervise(&self, name: &str, pipeline: &PipelineConfig) -> Result<Supervised, StartError> {
+        if pipeline.limits.max_instances.is_some() {
+            tracing::warn!(pipeline = %name, "limits.max_instances is ignored: instances are made on demand, one per owned partition; remove it");
+        }
         let transform_config: Arc<[(String, String)]> =
             pipeline.config.clone().into_iter().collect();
         let limits = Arc::new(pipeline.limits.clone());

@@ -82,8 +82,9 @@ pub enum GuestFault {
     )]
     Timeout { limit: Duration },
     #[error(
-        "the transform tried to grow its memory to {requested} bytes, over its limit of \
-         {limit} bytes (raise limits.memory_limit_bytes if it really needs that much)"
+        "the transform tried to grow its memory (all its linear memories together) to \
+         {requested} bytes, over its limit of {limit} bytes (raise \
+         limits.memory_limit_bytes if it really needs that much)"
     )]
     MemoryLimit { limit: u64, requested: u64 },
     #[error("the transform wrote a state {what} of {size} bytes, over the limit of {limit} bytes")]

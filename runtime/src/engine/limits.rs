@@ -9,7 +9,7 @@ use wasmtime::ResourceLimiter;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Largest linear memory one instance may grow to, in bytes.
+    /// How large the linear memories of one instance may grow, all together, in bytes.
     pub memory_limit_bytes: u64,
     /// Wall-clock time one call into the guest (a whole batch) may run, in milliseconds.
     pub call_timeout_ms: u64,
@@ -18,6 +18,10 @@ pub struct Limits {
     /// Largest state value a transform may write, in bytes. The changelog carries
     /// each value in a Kafka record, so this stays under Kafka's default 1 MiB.
     pub max_state_value_bytes: u32,
+    /// Ignored, and warned about: this sized an instance pool, gone since instances are
+    /// made on demand (2026-12-07). Accepted so that configs that raised it still load.
+    #[serde(skip_serializing)]
+    pub max_instances: Option<u32>,
 }
 
 impl Default for Limits {
@@ -27,6 +31,7 @@ impl Default for Limits {
             call_timeout_ms: 5_000,
             max_state_key_bytes: 64 << 10,
             max_state_value_bytes: 900 << 10,
+            max_instances: None,
         }
     }
 }
@@ -40,11 +45,23 @@ impl Limits {
 /// Most table elements a guest may grow to: generous for interpreters, bounded for bombs.
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
-/// Enforces the memory cap and remembers the last refused growth, so a trap that
-/// follows it (the guest's allocator giving up) can be reported as what it is.
+/// Most core instances, tables and linear memories one instance (a store) may create.
+/// An interpreter component (Python, JS) bundles several core modules, but no real one
+/// comes near these; without them a component could hold thousands of memories, each
+/// up to the cap and each a few memory mappings of the process.
+pub(crate) const MAX_CORE_INSTANCES: usize = 64;
+pub(crate) const MAX_TABLES: usize = 64;
+pub(crate) const MAX_MEMORIES: usize = 8;
+
+/// Enforces the memory cap over all of an instance's linear memories together, and
+/// remembers the last refused growth, so a trap that follows it (the guest's allocator
+/// giving up) can be reported as what it is.
 #[derive(Debug)]
 pub(crate) struct MemoryLimiter {
     limit: usize,
+    /// Bytes of every linear memory of the store: memories only grow, and go away
+    /// with the store.
+    total: usize,
     refused: Option<usize>,
 }
 
@@ -52,11 +69,13 @@ impl MemoryLimiter {
     pub(crate) fn new(limit: u64) -> Self {
         Self {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            total: 0,
             refused: None,
         }
     }
 
-    /// The size of the last refused growth since the previous call, clearing it.
+    /// The instance's memory the last refused growth would have made, since the
+    /// previous call, clearing it.
     pub(crate) fn take_refusal(&mut self) -> Option<usize> {
         self.refused.take()
     }
@@ -69,16 +88,30 @@ impl MemoryLimiter {
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         // Refuse rather than trap: a guest whose allocator copes with failure may go on.
-        if desired > self.limit {
-            self.refused = Some(desired);
+        let total = self.total.saturating_sub(current).saturating_add(desired);
+        if total > self.limit {
+            self.refused = Some(total);
             return Ok(false);
         }
+        self.total = total;
         Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 
     fn table_growing(
@@ -88,5 +121,31 @@ impl ResourceLimiter for MemoryLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cap holds for an instance's memories together: a component of several
+    /// memories used to get the cap once per memory.
+    #[test]
+    fn the_memory_cap_counts_every_memory_of_an_instance() {
+        let mut limiter = MemoryLimiter::new(100);
+        assert!(limiter.memory_growing(0, 60, None).unwrap());
+        assert!(
+            !limiter.memory_growing(0, 60, None).unwrap(),
+            "a second memory"
+        );
+        assert_eq!(limiter.take_refusal(), Some(120));
+        assert!(limiter.memory_growing(0, 40, None).unwrap());
+        assert!(
+            !limiter.memory_growing(60, 61, None).unwrap(),
+            "one byte over"
+        );
+        assert!(limiter.memory_growing(40, 40, None).unwrap(), "no growth");
+        assert_eq!(limiter.take_refusal(), Some(101));
+        assert_eq!(limiter.take_refusal(), None);
     }
 }

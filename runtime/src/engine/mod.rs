@@ -168,6 +168,7 @@ impl Engine {
         let id = ModuleId::of(wasm);
         let (component, source) = self.compile_or_load(wasm, &id, what)?;
         self.check_imports(&component, what)?;
+        check_resources(&component, what)?;
         let pre =
             self.linker
                 .instantiate_pre(&component)
@@ -352,6 +353,26 @@ fn speaks(version: &str) -> bool {
             (major, minor) == (our_major, our_minor) && patch <= our_patch
         }
         _ => false,
+    }
+}
+
+/// Refuse a component that would create more memories or tables than an instance may
+/// hold (see `limits::MAX_MEMORIES`), at load rather than at each partition's start.
+fn check_resources(component: &Component, what: &str) -> Result<(), EngineError> {
+    let Some(needs) = component.resources_required() else {
+        return Ok(());
+    };
+    let too_many = |count: u32, kind: &str, most: usize| {
+        (count as usize > most).then(|| EngineError::InvalidComponent {
+            what: what.to_owned(),
+            reason: format!("it creates {count} {kind}; an instance may have at most {most}"),
+        })
+    };
+    match too_many(needs.num_memories, "linear memories", limits::MAX_MEMORIES)
+        .or_else(|| too_many(needs.num_tables, "tables", limits::MAX_TABLES))
+    {
+        Some(error) => Err(error),
+        None => Ok(()),
     }
 }
 

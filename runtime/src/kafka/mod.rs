@@ -149,6 +149,21 @@ impl KafkaFailure {
     }
 }
 
+/// A consumer error librdkafka recovers from by itself: a broker unreachable for now
+/// (one of the bootstrap addresses, a broker restarting, a leader moving).
+pub fn is_transient(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+        )
+    )
+}
+
 /// What to do about the common failures.
 fn hint(error: &KafkaError) -> &'static str {
     match error.rdkafka_error_code() {

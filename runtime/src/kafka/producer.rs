@@ -6,12 +6,12 @@
 //! fences the previous owner (a zombie after a network split can no longer commit) and
 //! aborts its open transaction before the new owner reads the changelog.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use rdkafka::consumer::ConsumerGroupMetadata;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::{ClientContext, Message, TopicPartitionList};
@@ -84,14 +84,56 @@ pub struct Outgoing<'a> {
     pub kind: RecordKind,
 }
 
-/// How long `send_offsets_to_transaction` may take, its own timeout included, before
-/// the producer is given up as stuck (see [`PartitionProducer::send_offsets`]).
-const STUCK_AFTER: Duration = REQUEST_TIMEOUT.saturating_add(Duration::from_secs(5));
+/// The timeout `send_offsets_to_transaction` is given, which librdkafka may not keep.
+const OFFSETS_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long that call may take before the producer is given up as stuck (see
+/// [`PartitionProducer::send_offsets`]): past its own timeout, and within the daemon's
+/// 30 s shutdown grace, so a shutdown during a coordinator outage still ends in time.
+const STUCK_AFTER: Duration = Duration::from_secs(25);
+
+/// A thread of the producer's own for `send_offsets_to_transaction` calls, so that a
+/// call that never returns (see [`PartitionProducer::send_offsets`]) strands this
+/// thread, not the partition's. It holds a reference to the producer, which it drops,
+/// destroying the producer, once the producer's owner is gone and any call returned.
+struct OffsetsCaller {
+    calls: mpsc::SyncSender<(TopicPartitionList, ConsumerGroupMetadata)>,
+    answers: mpsc::Receiver<KafkaResult<()>>,
+    /// A call did not come back in time: the thread may answer it any time later, so
+    /// no other call is made through it.
+    abandoned: AtomicBool,
+}
+
+impl OffsetsCaller {
+    fn start(producer: Arc<BaseProducer<DeliveryContext>>) -> Self {
+        let (calls, jobs) = mpsc::sync_channel::<(TopicPartitionList, ConsumerGroupMetadata)>(1);
+        let (done, answers) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("weir-txn-offsets".into())
+            .spawn(move || {
+                for (offsets, group) in jobs {
+                    let result =
+                        producer.send_offsets_to_transaction(&offsets, &group, OFFSETS_TIMEOUT);
+                    if done.send(result).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawning the transactional offsets thread");
+        Self {
+            calls,
+            answers,
+            abandoned: AtomicBool::new(false),
+        }
+    }
+}
 
 /// The producer of one input partition.
 pub struct PartitionProducer {
-    /// Shared only with a call that may never return (see `send_offsets`).
+    /// Shared only with the offsets thread (see `send_offsets`).
     producer: Arc<BaseProducer<DeliveryContext>>,
+    /// For transactional producers.
+    offsets: Option<OffsetsCaller>,
     deliveries: Arc<Deliveries>,
     transactional: bool,
     /// [`STUCK_AFTER`], shorter in tests.
@@ -135,6 +177,7 @@ impl PartitionProducer {
             .map(Arc::new)
             .map_err(|e| KafkaFailure::new("cannot create a Kafka producer", e))?;
         let this = Self {
+            offsets: transactional_id.map(|_| OffsetsCaller::start(producer.clone())),
             producer,
             deliveries,
             transactional: transactional_id.is_some(),
@@ -248,14 +291,14 @@ impl PartitionProducer {
         self.begin()
     }
 
-    /// `send_offsets_to_transaction`, on a thread of its own and waited for at most
-    /// [`STUCK_AFTER`]. librdkafka (2.12 and later) does not enforce this call's
-    /// timeout when the group coordinator goes away mid-call
+    /// `send_offsets_to_transaction`, on the producer's offsets thread, waited for at
+    /// most [`STUCK_AFTER`]. librdkafka (2.12, and later releases so far) does not
+    /// enforce this call's timeout when the group coordinator goes away mid-call
     /// (confluentinc/librdkafka#5456, #5511): it can block for good, and with it the
     /// partition, a rebalance waiting for the partition to stop, and the pipeline,
     /// silently. Seen here with a broker SIGKILLed for 8 s. A call that outlives the
     /// wait fails the partition with a timeout; its restart creates a new producer,
-    /// whose initialisation fences this one, and the stuck thread ends whenever
+    /// whose initialisation fences this one, and the stranded thread ends whenever
     /// librdkafka answers it.
     fn send_offsets(
         &self,
@@ -263,38 +306,45 @@ impl PartitionProducer {
         group: ConsumerGroupMetadata,
     ) -> Result<(), KafkaFailure> {
         let action = "cannot add input offsets to the transaction";
-        let (producer, offsets) = (self.producer.clone(), offsets.clone());
-        let (done, outcome) = mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name("weir-txn-offsets".into())
-            .spawn(move || {
-                let result =
-                    producer.send_offsets_to_transaction(&offsets, &group, REQUEST_TIMEOUT);
-                let _ = done.send(result);
-            })
-            .map_err(|e| {
-                KafkaFailure::new(
-                    format!("{action}: no thread for the call ({e})"),
-                    KafkaError::Global(RDKafkaErrorCode::Fail),
-                )
-            })?;
-        match outcome.recv_timeout(self.stuck_after) {
+        let caller = self
+            .offsets
+            .as_ref()
+            .expect("transactional producers have an offsets thread");
+        let timed_out = || {
+            KafkaFailure::new(
+                format!(
+                    "{action}: no answer within {} s while the group coordinator was \
+                     unavailable or moving",
+                    self.stuck_after.as_secs()
+                ),
+                KafkaError::Global(RDKafkaErrorCode::OperationTimedOut),
+            )
+        };
+        if caller.abandoned.load(Ordering::Relaxed) {
+            return Err(timed_out());
+        }
+        let gone = || {
+            KafkaFailure::new(
+                format!("{action}: the offsets thread is gone (it panicked)"),
+                KafkaError::Global(RDKafkaErrorCode::Fail),
+            )
+        };
+        caller
+            .calls
+            .send((offsets.clone(), group))
+            .map_err(|_| gone())?;
+        match caller.answers.recv_timeout(self.stuck_after) {
             Ok(result) => result.map_err(|e| self.failure(action, e)),
-            Err(_) => {
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(gone()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                caller.abandoned.store(true, Ordering::Relaxed);
                 tracing::error!(
                     waited_s = self.stuck_after.as_secs(),
                     "librdkafka's send_offsets_to_transaction did not return (a known librdkafka \
                      bug when the group coordinator moves: confluentinc/librdkafka#5456); \
                      giving this producer up"
                 );
-                Err(KafkaFailure::new(
-                    format!(
-                        "{action}: no answer within {} s while the group coordinator was \
-                         unavailable or moving",
-                        self.stuck_after.as_secs()
-                    ),
-                    KafkaError::Global(RDKafkaErrorCode::OperationTimedOut),
-                ))
+                Err(timed_out())
             }
         }
     }
@@ -420,10 +470,25 @@ mod tests {
         let started = Instant::now();
         let outcome = producer.commit(&offsets, group);
         let took = started.elapsed();
-        assert!(
-            outcome.is_err(),
-            "committed with the group coordinator down"
+        let error = outcome.expect_err("committed with the group coordinator down");
+        // librdkafka's own 20 s timeout did not end the call (it never does here); the
+        // 3 s wait of this test did.
+        assert_eq!(
+            error.source.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::OperationTimedOut),
+            "{error}"
         );
-        assert!(took < Duration::from_secs(10), "the commit took {took:?}");
+        assert!(
+            (Duration::from_secs(3)..Duration::from_secs(10)).contains(&took),
+            "the commit took {took:?}"
+        );
+        // The producer is given up: a second commit is refused at once.
+        let again = Instant::now();
+        assert!(
+            producer
+                .commit(&offsets, consumer.group_metadata().unwrap())
+                .is_err()
+        );
+        assert!(again.elapsed() < Duration::from_secs(1));
     }
 }

@@ -73,6 +73,8 @@ pub struct PartitionStatus {
     lag: AtomicI64,
     /// Where the fetch stood when the worker's producer was fenced; -1 if it was not.
     fenced_at: AtomicI64,
+    /// Changelog records left to read while restoring, -1 otherwise.
+    restore_remaining: AtomicI64,
 }
 
 /// A copy of a partition's status, for the API.
@@ -85,6 +87,9 @@ pub struct PartitionSnapshot {
     pub version: u32,
     pub next_offset: Option<i64>,
     pub lag: Option<i64>,
+    /// While restoring: changelog records left to read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_remaining: Option<i64>,
 }
 
 impl PartitionStatus {
@@ -93,6 +98,7 @@ impl PartitionStatus {
             next_offset: AtomicI64::new(-1),
             lag: AtomicI64::new(-1),
             fenced_at: AtomicI64::new(-1),
+            restore_remaining: AtomicI64::new(-1),
             ..Self::default()
         }
     }
@@ -109,6 +115,12 @@ impl PartitionStatus {
     pub fn fenced_at(&self) -> Option<i64> {
         let offset = self.fenced_at.load(Ordering::Relaxed);
         (offset >= 0).then_some(offset)
+    }
+
+    /// Changelog records left to restore; `None` once the restore is over.
+    pub fn set_restore_remaining(&self, remaining: Option<i64>) {
+        self.restore_remaining
+            .store(remaining.unwrap_or(-1), Ordering::Relaxed);
     }
 
     pub fn set_version(&self, version: u32) {
@@ -130,6 +142,7 @@ impl PartitionStatus {
             version: self.version.load(Ordering::Relaxed),
             next_offset: known(self.next_offset.load(Ordering::Relaxed)),
             lag: known(self.lag.load(Ordering::Relaxed)),
+            restore_remaining: known(self.restore_remaining.load(Ordering::Relaxed)),
         }
     }
 }

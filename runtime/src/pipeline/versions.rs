@@ -252,15 +252,20 @@ impl Versions {
             trial: None,
         };
         tracing::info!(pipeline, version = %active.label(), source = ?module.source(), "module loaded");
-        Ok(Self {
+        let versions = Self {
             pipeline: pipeline.to_owned(),
             deps,
             transform_config,
             limits,
             rollback,
             active: ArcSwap::from_pointee(active),
-            loaded: Mutex::new(BTreeMap::from([(version, module)])),
-        })
+            loaded: Mutex::new(BTreeMap::from([(version, module.clone())])),
+        };
+        // A module that cannot start with this pipeline's config and limits (init
+        // refuses, or its initial memory is over the limit) fails here, with its
+        // reason, rather than on every partition in a restart loop.
+        versions.try_init(&module)?;
+        Ok(versions)
     }
 
     /// The version partitions should run now.

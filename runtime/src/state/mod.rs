@@ -19,7 +19,7 @@ mod rocks;
 
 pub use buffer::{CheckpointStats, PartitionState, WriteSet};
 pub use memory::MemoryStore;
-pub use rocks::{DEFAULT_MAX_OPEN_FILES, DEFAULT_MEMORY_BYTES, RocksMemory, RocksStore};
+pub use rocks::{RocksMemory, RocksStore};
 
 use std::path::PathBuf;
 

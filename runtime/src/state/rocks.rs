@@ -65,8 +65,10 @@ impl RocksMemory {
     /// `max_open_files` table files open per store.
     pub fn new(budget: usize, max_open_files: u32) -> Self {
         let cache = Cache::new_lru_cache(budget);
-        // Memtables may hold up to half of the budget; past that the write-buffer
-        // manager flushes the largest. No stall: a checkpoint's write never waits.
+        // Memtables may hold up to half of the budget: past it, a store being written
+        // flushes its oldest memtable (RocksDB flushes the writer's own, so the busy
+        // stores flush and the idle ones keep what little they hold). No stall: a
+        // checkpoint's write never waits for a flush.
         let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
             budget / 2,
             false,
@@ -95,17 +97,9 @@ impl RocksMemory {
     }
 }
 
-impl Default for RocksMemory {
-    /// The defaults of the daemon's `[state]` settings.
-    fn default() -> Self {
-        Self::new(DEFAULT_MEMORY_BYTES, DEFAULT_MAX_OPEN_FILES)
-    }
-}
-
-/// Default budget for every store of a process together (`[state] memory_bytes`).
-pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;
-/// Default table files each store keeps open (`[state] max_open_files`).
-pub const DEFAULT_MAX_OPEN_FILES: u32 = 64;
+/// The memory of a store opened on its own ([`RocksStore::open`]: tools and tests).
+const OWN_MEMORY_BYTES: usize = 64 << 20;
+const OWN_MAX_OPEN_FILES: u32 = 64;
 
 /// Committed state of one partition in a RocksDB database.
 pub struct RocksStore {
@@ -125,7 +119,10 @@ impl RocksStore {
     /// Open the store at `path`, creating it when missing, with memory of its own
     /// (tools and tests; a daemon's stores share theirs, see [`RocksStore::open_in`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StateError> {
-        Self::open_in(path, &RocksMemory::default())
+        Self::open_in(
+            path,
+            &RocksMemory::new(OWN_MEMORY_BYTES, OWN_MAX_OPEN_FILES),
+        )
     }
 
     /// Open the store at `path`, creating it when missing, within `memory`.
@@ -134,9 +131,9 @@ impl RocksStore {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&memory.cache);
         table.set_bloom_filter(10.0, false);
-        // Index and filter blocks count against the shared budget too.
+        // Index and filter blocks count against the shared budget too (and are not
+        // pinned, which would let them grow past it).
         table.set_cache_index_and_filter_blocks(true);
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
 
         let open_error = |source| StateError::Open {
             path: path.clone(),
@@ -161,6 +158,8 @@ impl RocksStore {
 
         let mut meta_opts = Options::default();
         meta_opts.set_write_buffer_size(META_WRITE_BUFFER_BYTES);
+        // Without the shared table options it would get a block cache of its own.
+        meta_opts.set_block_based_table_factory(&table);
         let families = [
             ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, state_opts),
             ColumnFamilyDescriptor::new(META_CF, meta_opts),

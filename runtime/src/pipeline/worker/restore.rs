@@ -3,22 +3,23 @@
 //! `state::changelog`'s rules, and applying committed blocks to RocksDB.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::failpoint;
-use crate::kafka::{ClientSettings, KafkaFailure, REQUEST_TIMEOUT};
+use crate::kafka::{ClientSettings, KafkaFailure, REQUEST_TIMEOUT, is_transient};
 use crate::state::changelog::{
     self, Block, ChangelogRecord, Decision, Framer, Identity, Local, ROOT, RawRecord, Restorer,
 };
 use crate::state::{PartitionState, StateError};
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::pipeline::control::Phase;
+use crate::pipeline::control::{PartitionStatus, Phase};
 
 use super::{META_HEAD, META_OFFSET, META_POSITION, Worker, WorkerError, read_meta};
 
@@ -54,7 +55,10 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 &self.changelog_topic,
                 self.partition,
                 from,
-                self.metrics.restore_remaining.clone(),
+                Remaining {
+                    gauge: self.metrics.restore_remaining.clone(),
+                    status: self.status.clone(),
+                },
             )?;
             // Under at-least-once the changelog is not transactional, so it also holds
             // blocks of intervals whose offsets never committed (a crash between the
@@ -70,6 +74,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             let (decisions, head) = restorer.finish()?;
             progress.apply(state, decisions)?;
             debug_assert_eq!(progress.head, head);
+            self.status.set_restore_remaining(None);
         }
         tracing::info!(
             pipeline = %self.ctx.name,
@@ -152,6 +157,20 @@ impl rdkafka::ClientContext for RestoreContext {
 
 impl ConsumerContext for RestoreContext {}
 
+/// Where a restore's progress shows: the `weir_restore_remaining` gauge and the
+/// partition's status (`weir status`, the admin API).
+struct Remaining {
+    gauge: Gauge,
+    status: Arc<PartitionStatus>,
+}
+
+impl Remaining {
+    fn set(&self, records: i64) {
+        self.gauge.set(records);
+        self.status.set_restore_remaining(Some(records));
+    }
+}
+
 /// Reads one changelog partition from a position to its end. The end is where the
 /// broker reports end-of-partition, not a high watermark read beforehand: nobody else
 /// writes the partition (its previous owner is fenced), and some brokers report a
@@ -161,7 +180,7 @@ struct ChangelogReader {
     topic: String,
     /// The partition's high watermark when the restore began, for progress only.
     high: Option<i64>,
-    remaining: Gauge,
+    remaining: Remaining,
     done: bool,
     framer: Framer,
     /// Records framed but not handed out yet.
@@ -174,7 +193,7 @@ impl ChangelogReader {
         topic: &str,
         partition: i32,
         from: i64,
-        remaining: Gauge,
+        remaining: Remaining,
     ) -> Result<Self, WorkerError> {
         let consumer: BaseConsumer<RestoreContext> = settings
             .consumer_config()
@@ -315,18 +334,4 @@ fn decode(message: &impl Message, topic: &str) -> Result<RawRecord, WorkerError>
         key: key.to_vec(),
         value: message.payload().map(<[u8]>::to_vec),
     })
-}
-
-/// A consumer error librdkafka recovers from by itself: a broker unreachable for now.
-fn is_transient(error: &KafkaError) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::Resolve
-                | RDKafkaErrorCode::NotLeaderForPartition
-                | RDKafkaErrorCode::LeaderNotAvailable
-        )
-    )
 }
