@@ -156,12 +156,46 @@ fn write_changelog(bootstrap: &str, topic: &str, keys: u64, block: u64) -> i64 {
     input_offset
 }
 
+/// Every record of partition 0 of `topic`, read by a plain consumer to the end.
+fn read_all(bootstrap: &str, topic: &str) -> u64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench.restore.bare")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        // As Weir's restore consumer prefetches (see worker/restore.rs).
+        .set("queued.min.messages", "10000000")
+        .set("queued.max.messages.kbytes", "16384")
+        .set("max.partition.fetch.bytes", "8388608")
+        .create()
+        .expect("a consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(0))
+        .unwrap();
+    consumer.assign(&tpl).expect("assigned");
+    let mut records = 0;
+    loop {
+        match consumer.poll(Duration::from_secs(30)) {
+            Some(Ok(_)) => records += 1,
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return records,
+            Some(Err(error)) => panic!("reading {topic}: {error}"),
+            None => panic!("reading {topic} stalled"),
+        }
+    }
+}
+
 fn main() {
     let keys = env_number("WEIR_BENCH_KEYS", 1_000_000);
     let block = env_number("WEIR_BENCH_BLOCK", 1_000).max(1);
     let restored = Restored::default();
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(restored.clone()))
-        .expect("the restore recorder");
+    // Info and above, as `weir serve` logs by default: debug events (one per changelog
+    // record) would otherwise be built for the recorder and weigh on the restore.
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::INFO)
+            .with(restored.clone()),
+    )
+    .expect("the restore recorder");
 
     let broker = Kafka::start(1);
     let bootstrap = broker.bootstrap.clone();
@@ -172,6 +206,12 @@ fn main() {
     let written = Instant::now();
     let committed = write_changelog(&bootstrap, &changelog_topic, keys, block);
     let written = written.elapsed();
+
+    // A bare consumer reads the same changelog first: the ceiling a restore can reach
+    // here, and a warm broker (its JIT and page cache) for the restore after it.
+    let read = Instant::now();
+    let records = read_all(&bootstrap, &changelog_topic);
+    let read = read.elapsed();
 
     // The input the checkpoints consumed, and the group's offset after it.
     let producer: BaseProducer = ClientConfig::new()
@@ -233,6 +273,10 @@ fn main() {
         "changelog: {keys} keys in checkpoints of {block}, written in {written:.1?} \
          ({:.0} records/s)",
         keys as f64 / written.as_secs_f64()
+    );
+    println!(
+        "bare consumer: {records} records in {read:.1?} = {:.0} records/s",
+        records as f64 / read.as_secs_f64()
     );
     println!(
         "restore: {applied} records in {elapsed_ms} ms = {:.0} records/s (target 500,000)",

@@ -108,10 +108,10 @@ impl RestoreProgress {
         for decision in decisions {
             match decision {
                 Decision::Apply(block) => {
-                    apply_block(state, &block)?;
-                    self.applied += block.records.iter().filter(|r| !r.is_marker()).count();
-                    self.head = block.checkpoint;
-                    self.position = block.last_offset();
+                    let (checkpoint, position) = (block.checkpoint, block.last_offset());
+                    self.applied += apply_block(state, block)?;
+                    self.head = checkpoint;
+                    self.position = position;
                     failpoint::hit("restore.block");
                 }
                 Decision::Discard(block) => self.discarded += block.records.len(),
@@ -122,20 +122,24 @@ impl RestoreProgress {
 }
 
 /// Apply one committed changelog block to local state in one write, with the head,
-/// input offset and changelog position it leaves the state at.
-fn apply_block(state: &mut PartitionState, block: &Block) -> Result<(), StateError> {
-    for record in block.records.iter().filter(|r| !r.is_marker()) {
-        match &record.value {
-            Some(value) => state.put(record.key.clone(), value.clone()),
-            None => state.delete(record.key.clone()),
+/// input offset and changelog position it leaves the state at. Returns how many state
+/// records it applied. The records move into the state buffer, uncopied.
+fn apply_block(state: &mut PartitionState, block: Block) -> Result<usize, StateError> {
+    let position = block.last_offset();
+    let mut applied = 0;
+    for record in block.records.into_iter().filter(|r| !r.is_marker()) {
+        applied += 1;
+        match record.value {
+            Some(value) => state.put(record.key, value),
+            None => state.delete(record.key),
         }
     }
     state.checkpoint(&[
         (META_OFFSET, &block.input_offset.to_be_bytes()),
         (META_HEAD, &block.checkpoint.to_be_bytes()),
-        (META_POSITION, &block.last_offset().to_be_bytes()),
+        (META_POSITION, &position.to_be_bytes()),
     ])?;
-    Ok(())
+    Ok(applied)
 }
 
 /// The restore consumer's context: end-of-partition is how a restore ends, not an error
@@ -201,6 +205,13 @@ impl ChangelogReader {
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
             .set("group.id", "weir-restore")
+            // Prefetch by bytes, not by count: changelog records are small, and
+            // librdkafka's default stops prefetching at 100,000 of them (a restore then
+            // read 165k records/s where a bare consumer reads 600-800k). Bounded at
+            // 16 MiB queued per restoring partition.
+            .set("queued.min.messages", "10000000")
+            .set("queued.max.messages.kbytes", "16384")
+            .set("max.partition.fetch.bytes", "8388608")
             // A position below the log start means records are gone: say so.
             .set("auto.offset.reset", "error")
             .create_with_context(RestoreContext)
