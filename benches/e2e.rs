@@ -22,7 +22,8 @@
 //! `cargo bench -p weir-benches --bench e2e` (a release build). Records and rate can be
 //! set with WEIR_BENCH_RECORDS (default 1,000,000) and WEIR_BENCH_RATE (default 5,000/s);
 //! WEIR_BENCH_COMMIT_MS sets the pipelines' commit interval (default: Weir's default),
-//! WEIR_BENCH_PRODUCER adds producer properties (`linger.ms=20,batch.size=1000000`), and
+//! WEIR_BENCH_PRODUCER adds producer properties (`linger.ms=20,batch.size=1000000`) and
+//! WEIR_BENCH_CONSUMER consumer properties to Weir's config, and
 //! WEIR_BENCH_CASES picks cases: stateless,stateful,lines,latency (default: all), and
 //! WEIR_BENCH_ROUNDS how many rounds of pass-through and Weir each case runs (default 3;
 //! with an even count the upper of the two middle ratios is reported).
@@ -220,15 +221,21 @@ fn weir_config(
     let commit = std::env::var("WEIR_BENCH_COMMIT_MS")
         .map(|ms| format!("commit_interval_ms = {ms}\n"))
         .unwrap_or_default();
-    let producer: String = std::env::var("WEIR_BENCH_PRODUCER")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(key, value)| format!("{key:?} = {value:?}\n"))
-        .collect();
+    let properties = |variable: &str| -> String {
+        std::env::var(variable)
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(key, value)| format!("{key:?} = {value:?}\n"))
+            .collect()
+    };
+    let (producer, consumer) = (
+        properties("WEIR_BENCH_PRODUCER"),
+        properties("WEIR_BENCH_CONSUMER"),
+    );
     let text = format!(
         "data_dir = {:?}\n[kafka]\nbrokers = {bootstrap:?}\n[kafka.consumer_properties]\n\
-         \"session.timeout.ms\" = 6000\n[kafka.producer_properties]\n{producer}\
+         \"session.timeout.ms\" = 6000\n{consumer}[kafka.producer_properties]\n{producer}\
          [pipelines.{name}]\nmodule = {:?}\ninputs = [{input:?}]\noutput = {output:?}\n{commit}{extra}",
         dir.display().to_string(),
         module.display().to_string()
