@@ -13,7 +13,7 @@ use weir_tests::wordcount::{
 use weir_tests::{guest, kafka_raw};
 
 const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
-const TOKEN: &str = "test-token";
+const TOKEN: &str = "test-token-of-daemon-ops";
 
 /// Admin settings appended to a pipeline's config lines: a free port and a token.
 fn admin(token: Option<&str>) -> String {

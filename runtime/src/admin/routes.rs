@@ -28,9 +28,19 @@ pub(super) fn router(state: Arc<AdminState>) -> axum::Router {
             "/v1/pipelines/{name}/deploy",
             post(deploy).layer(DefaultBodyLimit::max(limit)),
         )
-        .route("/v1/pipelines/{name}/rollback", post(rollback))
-        .route("/v1/pipelines/{name}/pause", post(pause))
-        .route("/v1/pipelines/{name}/resume", post(resume))
+        // The other calls carry no body to speak of.
+        .route(
+            "/v1/pipelines/{name}/rollback",
+            post(rollback).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            "/v1/pipelines/{name}/pause",
+            post(pause).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
+        .route(
+            "/v1/pipelines/{name}/resume",
+            post(resume).layer(DefaultBodyLimit::max(SMALL_BODY)),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     axum::Router::new()
         .route("/health", get(health))
@@ -65,11 +75,16 @@ impl IntoResponse for ControlError {
     }
 }
 
-/// Mutating calls need the configured bearer token; without one they are disabled.
+/// Largest body of a mutating call other than a deploy.
+const SMALL_BODY: usize = 4 << 10;
+
+/// Mutating calls need the configured bearer token; without one they are disabled. A
+/// refusal is answered before the body is read, and the connection closed after it: a
+/// caller without the token cannot make the daemon take in an upload. (The CLI sends
+/// `Expect: 100-continue`, so it hears the refusal before sending a module.)
 async fn authorize(State(state): Shared, request: Request, next: Next) -> Response {
     let Some(token) = &state.token else {
-        let _ = axum::body::to_bytes(request.into_body(), state.max_upload_bytes).await;
-        return error(
+        return refuse(
             StatusCode::FORBIDDEN,
             format!(
                 "this call is disabled: no admin token is configured; set admin.token in the \
@@ -84,14 +99,9 @@ async fn authorize(State(state): Shared, request: Request, next: Next) -> Respon
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
-            next.run(request).await
-        }
+        Some(given) if tokens_match(given, token) => next.run(request).await,
         _ => {
-            // Read the body anyway: a client still sending an upload would see a
-            // reset connection instead of this answer.
-            let _ = axum::body::to_bytes(request.into_body(), state.max_upload_bytes).await;
-            let mut response = error(
+            let mut response = refuse(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token (Authorization: Bearer <token>; the CLI reads WEIR_ADMIN_TOKEN)",
             );
@@ -104,9 +114,27 @@ async fn authorize(State(state): Shared, request: Request, next: Next) -> Respon
     }
 }
 
-/// Compare without an early exit, so response time says nothing about the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// An error answer that closes the connection, its request body unread.
+fn refuse(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    let mut response = error(status, message);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, "close".parse().expect("a header value"));
+    response
+}
+
+/// Whether `given` is `token`, compared through their SHA-256 digests: equal lengths,
+/// and no early exit, so the time taken says nothing of the token's content or length.
+fn tokens_match(given: &str, token: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(token.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -354,5 +382,19 @@ async fn state_value(
             })),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tokens_match;
+
+    #[test]
+    fn tokens_match_only_themselves() {
+        let token = "a-token-of-24-characters";
+        assert!(tokens_match(token, token));
+        assert!(!tokens_match("a-token-of-24-characterz", token));
+        assert!(!tokens_match("a-token", token));
+        assert!(!tokens_match("", token));
     }
 }

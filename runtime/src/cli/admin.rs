@@ -110,6 +110,11 @@ impl Connection {
         if let Some(user) = user {
             request = request.header("X-Weir-User", user);
         }
+        if body.is_some_and(|b| !b.is_empty()) {
+            // The daemon answers a refused call (no token, a wrong one) before reading
+            // the body; this waits for its go-ahead before sending a module.
+            request = request.header("Expect", "100-continue");
+        }
         let request = request
             .body(body.map(<[u8]>::to_vec).unwrap_or_default())
             .map_err(|e| fail(Exit::Usage, format!("bad request to {url}: {e}")))?;

@@ -237,6 +237,9 @@ fn state_checks(check: &mut Checker, state: &StateConfig) {
     }
 }
 
+/// The shortest admin token accepted: guessing one must not be an option.
+const MIN_TOKEN_CHARS: usize = 16;
+
 fn admin_checks(check: &mut Checker, admin: &AdminConfig) {
     if !admin.disabled() && admin.listen.parse::<std::net::SocketAddr>().is_err() {
         check.fail(
@@ -253,6 +256,22 @@ fn admin_checks(check: &mut Checker, admin: &AdminConfig) {
             "admin.token",
             format!(
                 "must not be empty; remove it to disable mutating calls, or set {ADMIN_TOKEN_ENV}"
+            ),
+        );
+    } else if let Some(token) = admin.resolved_token()
+        && token.chars().count() < MIN_TOKEN_CHARS
+    {
+        let at = if admin.token.is_some() {
+            "admin.token".to_owned()
+        } else {
+            ADMIN_TOKEN_ENV.to_owned()
+        };
+        check.fail(
+            at,
+            format!(
+                "is {} characters; an admin token needs at least {MIN_TOKEN_CHARS} (make one \
+                 with `openssl rand -hex 16`)",
+                token.chars().count()
             ),
         );
     }
@@ -420,6 +439,23 @@ mod tests {
         let config = Config::parse(&text("memory_bytes = 536870912"), dir.path()).unwrap();
         assert_eq!(config.state.memory_bytes, 512 << 20);
         assert_eq!(config.state.max_open_files, 64);
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused() {
+        let dir = module_dir();
+        let text = |token: &str| {
+            format!(
+                "[kafka]\nbrokers = \"embedded\"\n[admin]\ntoken = {token:?}\n\
+                 [pipelines.wc]\nmodule = \"t.wasm\"\ninputs = [\"text\"]\noutput = \"counts\"\n"
+            )
+        };
+        let found = problems(&text("secret"), dir.path()).join("\n");
+        assert!(
+            found.contains("admin.token") && found.contains("at least 16"),
+            "{found}"
+        );
+        assert!(problems(&text("a-token-of-24-characters"), dir.path()).is_empty());
     }
 
     #[test]
