@@ -322,8 +322,8 @@ fn new_store(
 /// swaps it would reserve tens of terabytes of address space, and sized smaller it
 /// fails the partitions past its count. On demand, what is reserved follows the
 /// instances that run; an instance is made when a partition starts, swaps or recovers
-/// from a trap, where the pool's saving (well under a millisecond, see BENCHMARKS.md)
-/// does not count. Copy-on-write memory images keep instantiation cheap either way.
+/// from a trap, and copy-on-write memory images keep that cheap: instantiate and init
+/// took the same on demand as from the pool (0.1 ms Rust, 1.3 ms Python; BENCHMARKS.md).
 fn wasm_config() -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.concurrency_support(false);
