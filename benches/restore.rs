@@ -23,13 +23,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use weir_runtime::config::{Config, PipelineConfig};
 use weir_runtime::daemon::Daemon;
+use weir_runtime::kafka::records::checkpoint_headers;
 use weir_runtime::state::changelog;
 use weir_tests::broker::Kafka;
 use weir_tests::guest;
@@ -113,24 +113,8 @@ fn write_changelog(bootstrap: &str, topic: &str, keys: u64, block: u64) -> i64 {
     while key < keys {
         checkpoint += 1;
         input_offset += 1;
-        let (id, parent_id, offset) = (
-            changelog::encode_id(checkpoint),
-            changelog::encode_id(parent),
-            input_offset.to_string(),
-        );
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: changelog::CHECKPOINT_HEADER,
-                value: Some(id.as_str()),
-            })
-            .insert(Header {
-                key: changelog::PARENT_HEADER,
-                value: Some(parent_id.as_str()),
-            })
-            .insert(Header {
-                key: changelog::OFFSET_HEADER,
-                value: Some(offset.as_str()),
-            });
+        let offset = input_offset.to_string();
+        let headers = checkpoint_headers(checkpoint, parent, input_offset);
         send(
             BaseRecord::to(topic)
                 .partition(0)

@@ -1,13 +1,39 @@
 //! Conversions between Kafka messages and the contract's records, and the headers Weir
-//! adds (module version on outputs, failure details on dead letters).
+//! adds (module version on outputs, failure details on dead letters, the identity of a
+//! checkpoint on its changelog records).
 
 use rdkafka::Message;
 use rdkafka::message::{Header as KafkaHeader, Headers, OwnedHeaders};
 
 use crate::engine::{Header, InputRecord, OutputRecord};
+use crate::state::changelog;
 
 /// Header naming the module version that produced an output.
 pub const MODULE_HEADER: &str = "weir.module";
+
+/// The headers naming a checkpoint on its changelog marker (and, in the every-record
+/// format, on each of its state records): its id, its parent's, and the input offset it
+/// commits. See `state::changelog` for how a restore reads them.
+pub fn checkpoint_headers(checkpoint: u64, parent: u64, input_offset: i64) -> OwnedHeaders {
+    let (id, parent, offset) = (
+        changelog::encode_id(checkpoint),
+        changelog::encode_id(parent),
+        input_offset.to_string(),
+    );
+    OwnedHeaders::new_with_capacity(3)
+        .insert(KafkaHeader {
+            key: changelog::CHECKPOINT_HEADER,
+            value: Some(id.as_str()),
+        })
+        .insert(KafkaHeader {
+            key: changelog::PARENT_HEADER,
+            value: Some(parent.as_str()),
+        })
+        .insert(KafkaHeader {
+            key: changelog::OFFSET_HEADER,
+            value: Some(offset.as_str()),
+        })
+}
 
 /// An input record from a consumed message (copied: the message's memory belongs to
 /// librdkafka).

@@ -20,13 +20,14 @@ use std::time::Instant;
 
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::ChangelogFormat;
 use crate::failpoint;
 use crate::kafka::KafkaFailure;
 use crate::kafka::producer::{Outgoing, RecordKind};
+use crate::kafka::records::checkpoint_headers;
 use crate::state::changelog::{self, ROOT};
 
 use crate::pipeline::Processor as _;
@@ -104,24 +105,8 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         let started = Instant::now();
         let changes = state.pending().len() as f64;
         let id = new_checkpoint_id();
-        let (id_header, parent_header) =
-            (changelog::encode_id(id), changelog::encode_id(running.head));
         let offset = next_offset.to_string();
-        let headers = || {
-            OwnedHeaders::new_with_capacity(3)
-                .insert(KafkaHeader {
-                    key: changelog::CHECKPOINT_HEADER,
-                    value: Some(id_header.as_str()),
-                })
-                .insert(KafkaHeader {
-                    key: changelog::PARENT_HEADER,
-                    value: Some(parent_header.as_str()),
-                })
-                .insert(KafkaHeader {
-                    key: changelog::OFFSET_HEADER,
-                    value: Some(offset.as_str()),
-                })
-        };
+        let headers = || checkpoint_headers(id, running.head, next_offset);
         let state_headers = || match self.ctx.changelog_format {
             ChangelogFormat::Marker => None,
             ChangelogFormat::EveryRecord => Some(headers()),
