@@ -85,7 +85,7 @@ impl Daemon {
             .arg(config)
             .env(
                 "WEIR_LOG",
-                "info,librdkafka=warn,weir_runtime::pipeline::worker=debug,weir_runtime::daemon::routing=debug",
+                "info,librdkafka=warn,weir_runtime::pipeline::task=debug,weir_runtime::pipeline::thread=debug,weir_runtime::daemon::routing=debug",
             )
             .stdout(File::create(log.with_extension("out")).expect("stdout file"))
             .stderr(

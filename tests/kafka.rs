@@ -129,12 +129,15 @@ fn aborted_records(bootstrap: &str, topic: &str) -> usize {
 /// Crash (SIGKILL from inside, at an exact step) while records flow, restart, finish:
 /// every input counted exactly once, in the outputs and in the state. Returns the
 /// broker (still running) for further checks.
+///
+/// Two processing threads share the four partitions, so the first records make two
+/// checkpoints: a failpoint armed for the second fires after one thread committed.
 fn crash_and_recover(failpoints: &str, second_failpoints: Option<&str>) -> Setup {
     let setup = Setup::new(EXE, 4, &["counts"]);
     let mut input = setup.input();
     input.produce(4, 60);
 
-    let mut daemon = setup.start("a", Some(failpoints));
+    let mut daemon = setup.start_with("a", "threads = 2\n", Some(failpoints));
     daemon.assert_killed_at(failpoints);
 
     input.produce(4, 60);
@@ -153,7 +156,7 @@ fn crash_and_recover(failpoints: &str, second_failpoints: Option<&str>) -> Setup
 
 #[test]
 fn a_crash_before_the_transaction_commits_is_exact() {
-    let setup = crash_and_recover("checkpoint.before-commit=3", None);
+    let setup = crash_and_recover("checkpoint.before-commit=2", None);
     // The crashed transaction's outputs and changelog records reached the log and were
     // aborted when the restarted instance fenced its producer.
     assert!(aborted_records(&setup.broker.bootstrap, &setup.topic("counts")) > 0);
@@ -162,14 +165,14 @@ fn a_crash_before_the_transaction_commits_is_exact() {
 
 #[test]
 fn a_crash_between_the_kafka_commit_and_the_state_write_is_exact() {
-    crash_and_recover("checkpoint.after-commit=3", None);
+    crash_and_recover("checkpoint.after-commit=2", None);
 }
 
 #[test]
 fn a_crash_during_restore_is_exact() {
     // The first crash leaves local state behind Kafka, so the restart restores from
     // the changelog, and dies after applying its first block.
-    crash_and_recover("checkpoint.after-commit=3", Some("restore.block=1"));
+    crash_and_recover("checkpoint.after-commit=2", Some("restore.block=1"));
 }
 
 #[test]

@@ -88,8 +88,9 @@ fn a_transaction_the_broker_times_out_restarts_the_partition_exactly() {
     // (8 s), so the transaction outlives transaction.timeout.ms (2.5 s) before the
     // interval (2 s) can commit: the broker aborts it and fences the producer, though
     // no other instance exists. The partition must not stand still while it looks
-    // assigned: it restarts from its last checkpoint, and commits before each batch
-    // until it is past the slow record, so the same records do not time out again.
+    // assigned: its thread takes a new producer and restarts it from its last
+    // checkpoint, committing around each batch until it is past the slow record, so the
+    // same records do not time out again.
     let mut setup = Setup::new(EXE, 1, &["counts"]);
     setup.module = guest("misbehave");
     let extra = "on_error = \"skip\"\ncommit_interval_ms = 2000\nbatch_size = 1\n\
@@ -113,7 +114,9 @@ fn a_transaction_the_broker_times_out_restarts_the_partition_exactly() {
     input.send(0, b"loop");
     input.producer.flush(Duration::from_secs(30)).unwrap();
     daemon.wait_for(
-        "partition fenced: another instance took it over, or the broker aborted its transaction",
+        "producer fenced: the broker aborted this thread's transaction (it outlived \
+         transaction.timeout.ms) or librdkafka left it hanging; starting the thread's \
+         partitions again from their last checkpoint with a new producer",
         1,
         WAIT,
     );

@@ -245,6 +245,10 @@ pub struct PipelineConfig {
     /// Most records per call into the transform.
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
+    /// Processing threads of the pipeline in this daemon, each owning a share of its
+    /// partitions with one producer; defaults to the number of cores.
+    #[serde(default)]
+    pub threads: Option<u32>,
     /// What to do with a record the transform fails on.
     #[serde(default)]
     pub on_error: ErrorPolicy,
@@ -306,6 +310,14 @@ impl PipelineConfig {
         self.group_id
             .clone()
             .unwrap_or_else(|| format!("weir.{name}"))
+    }
+
+    /// How many processing threads the pipeline runs (see `threads`).
+    pub fn threads(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            |n| n as usize,
+        )
     }
 
     pub fn commit_interval(&self) -> Duration {

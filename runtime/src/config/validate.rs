@@ -324,6 +324,11 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
             "must be between 1 and 600000 (ten minutes)",
         );
     }
+    if let Some(threads) = pipeline.threads
+        && !(1..=256).contains(&threads)
+    {
+        check.fail(at("threads"), "must be between 1 and 256");
+    }
     if !(1..=65_536).contains(&pipeline.batch_size) {
         check.fail(at("batch_size"), "must be between 1 and 65536");
     }

@@ -20,10 +20,10 @@ use crate::kafka::partitioner;
 use crate::kafka::topics::{self, TopicError, TopicSpec};
 use crate::kafka::{ClientSettings, KafkaFailure};
 use crate::metrics::Metrics;
-use crate::pipeline::control::{Command, PartitionSnapshot, Phase, Reply, StateAnswer};
+use crate::pipeline::context::PipelineContext;
+use crate::pipeline::control::{PartitionSnapshot, Phase, Reply, StateAnswer};
 use crate::pipeline::runner::{self, OwnedPartitions, PipelineError};
 use crate::pipeline::versions::{Change, VersionDeps, VersionError, Versions};
-use crate::pipeline::worker::PipelineContext;
 use crate::registry::{Action, Event, Registry, RegistryError};
 use crate::state::RocksMemory;
 
@@ -262,6 +262,7 @@ impl Daemon {
             changelog_format: pipeline.changelog_format,
             commit_interval: pipeline.commit_interval(),
             batch_size: pipeline.batch_size as usize,
+            threads: pipeline.threads(),
             state_dir: state_dir(&config, name),
             rocks: self.rocks.clone(),
         };
@@ -697,10 +698,7 @@ impl Daemon {
             });
         };
         let (reply, answer) = mpsc::channel();
-        let _ = sender.send(Command::Get {
-            key: key.to_vec(),
-            reply,
-        });
+        sender.get(key.to_vec(), reply);
         let answer = answer
             .recv_timeout(Duration::from_secs(10))
             .unwrap_or(Err(Reply::NotReady));

@@ -113,7 +113,8 @@ impl KafkaFailure {
         }
     }
 
-    /// Another instance took over the partition: not an error of this instance.
+    /// The broker fenced the producer: its transaction outlived
+    /// `transaction.timeout.ms`, or a newer producer took its transactional id.
     pub fn is_fenced(&self) -> bool {
         matches!(
             self.source.rdkafka_error_code(),
@@ -123,6 +124,15 @@ impl KafkaFailure {
                     | RDKafkaErrorCode::ProducerFenced
             )
         )
+    }
+
+    /// The producer can no longer be used, though nothing is wrong with the pipeline:
+    /// fenced, or given up after librdkafka left a call unanswered (see
+    /// `producer::ThreadProducer::send_offsets`). A new producer with the same
+    /// transactional id carries on from the last checkpoint.
+    pub fn needs_new_producer(&self) -> bool {
+        self.is_fenced()
+            || self.source.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut)
     }
 
     /// A failure the partition survives by going back to its last checkpoint: the

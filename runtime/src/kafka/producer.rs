@@ -1,12 +1,17 @@
-//! The producer of one input partition: outputs, changelog records and dead letters,
-//! in Kafka transactions under exactly-once or idempotently under at-least-once.
+//! The producer of one processing thread: the outputs, changelog records and dead
+//! letters of all its partitions, in Kafka transactions under exactly-once or
+//! idempotently under at-least-once.
 //!
-//! Each input partition has its own transactional id, `<group>:<topic>:<partition>`.
-//! Whoever owns the partition next initialises a producer with the same id, which
-//! fences the previous owner (a zombie after a network split can no longer commit) and
-//! aborts its open transaction before the new owner reads the changelog.
+//! Exactly-once works as Kafka Streams' `exactly_once_v2` (KIP-447): one transaction
+//! per thread checkpoint, its input offsets committed with the consumer's group
+//! metadata, so the group coordinator refuses the offsets of a member that no longer
+//! owns the partitions (a zombie), and its whole transaction aborts. The transactional
+//! id only fences earlier incarnations of the same thread (`<group>:<instance>:<n>`,
+//! the instance id kept in the pipeline's state directory), so a restarted daemon
+//! aborts what its predecessor left open at once.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -27,13 +32,16 @@ pub enum RecordKind {
     DeadLetter = 2,
 }
 
+/// The last changelog offset delivered to each changelog partition.
+pub type ChangelogPositions = HashMap<String, HashMap<i32, i64>>;
+
 /// Delivery reports, gathered between checkpoints.
 #[derive(Debug, Default)]
 struct Deliveries {
     /// The first failed delivery since the last checkpoint.
     failure: Mutex<Option<KafkaError>>,
-    /// Offset of the last changelog record delivered, -1 if none.
-    last_changelog: AtomicI64,
+    /// The last changelog record delivered to each changelog partition.
+    last_changelog: Mutex<ChangelogPositions>,
 }
 
 /// Routes delivery reports into [`Deliveries`].
@@ -52,9 +60,17 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, kind: usize) {
         match result {
             Ok(message) if kind == RecordKind::Changelog as usize => {
-                self.0
+                let mut last = self
+                    .0
                     .last_changelog
-                    .fetch_max(message.offset(), Ordering::Relaxed);
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let partitions = match last.get_mut(message.topic()) {
+                    Some(partitions) => partitions,
+                    None => last.entry(message.topic().to_owned()).or_default(),
+                };
+                let offset = partitions.entry(message.partition()).or_insert(-1);
+                *offset = (*offset).max(message.offset());
             }
             Ok(_) => {}
             // Records an abort purged: the abort itself dropped them on purpose, and
@@ -88,13 +104,13 @@ pub struct Outgoing<'a> {
 const OFFSETS_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long that call may take before the producer is given up as stuck (see
-/// [`PartitionProducer::send_offsets`]): past its own timeout, and within the daemon's
+/// [`ThreadProducer::send_offsets`]): past its own timeout, and within the daemon's
 /// 30 s shutdown grace, so a shutdown during a coordinator outage still ends in time.
 const STUCK_AFTER: Duration = Duration::from_secs(25);
 
 /// A thread of the producer's own for `send_offsets_to_transaction` calls, so that a
-/// call that never returns (see [`PartitionProducer::send_offsets`]) strands this
-/// thread, not the partition's. It holds a reference to the producer, which it drops,
+/// call that never returns (see [`ThreadProducer::send_offsets`]) strands this thread,
+/// not the processing thread. It holds a reference to the producer, which it drops,
 /// destroying the producer, once the producer's owner is gone and any call returned.
 struct OffsetsCaller {
     calls: mpsc::SyncSender<(TopicPartitionList, ConsumerGroupMetadata)>,
@@ -128,8 +144,8 @@ impl OffsetsCaller {
     }
 }
 
-/// The producer of one input partition.
-pub struct PartitionProducer {
+/// The producer of one processing thread.
+pub struct ThreadProducer {
     /// Shared only with the offsets thread (see `send_offsets`).
     producer: Arc<BaseProducer<DeliveryContext>>,
     /// For transactional producers.
@@ -140,7 +156,7 @@ pub struct PartitionProducer {
     stuck_after: Duration,
 }
 
-impl PartitionProducer {
+impl ThreadProducer {
     /// A transactional producer with `transactional_id`, or an idempotent one without.
     /// A transactional producer is initialised here, which fences earlier owners.
     pub fn new(
@@ -168,10 +184,7 @@ impl PartitionProducer {
                 );
             }
         }
-        let deliveries = Arc::new(Deliveries {
-            failure: Mutex::new(None),
-            last_changelog: AtomicI64::new(-1),
-        });
+        let deliveries = Arc::new(Deliveries::default());
         let producer: Arc<BaseProducer<DeliveryContext>> = config
             .create_with_context(DeliveryContext(deliveries.clone()))
             .map(Arc::new)
@@ -202,7 +215,7 @@ impl PartitionProducer {
 
     /// A failure of `action`, naming the error behind a fatal one: once a producer is
     /// fenced, every later call fails with `Fatal`, and the caller must still see that
-    /// it was fenced (a partition let go, not a pipeline failure).
+    /// it was fenced (the thread renews its producer; the pipeline goes on).
     fn failure(&self, action: impl Into<String>, error: KafkaError) -> KafkaFailure {
         let mut action = action.into();
         let error = match error.rdkafka_error_code() {
@@ -258,8 +271,9 @@ impl PartitionProducer {
     }
 
     /// Wait until every queued record is acknowledged. Returns the offset of the last
-    /// changelog record, or the first delivery failure.
-    pub fn flush(&self) -> Result<Option<i64>, KafkaFailure> {
+    /// changelog record of each changelog partition written, or the first delivery
+    /// failure.
+    pub fn flush(&self) -> Result<ChangelogPositions, KafkaFailure> {
         self.producer
             .flush(REQUEST_TIMEOUT)
             .map_err(|e| self.failure("records were not acknowledged in time", e))?;
@@ -272,8 +286,13 @@ impl PartitionProducer {
         if let Some(error) = failure {
             return Err(self.failure("the broker refused a record", error));
         }
-        let last = self.deliveries.last_changelog.swap(-1, Ordering::Relaxed);
-        Ok((last >= 0).then_some(last))
+        Ok(std::mem::take(
+            &mut *self
+                .deliveries
+                .last_changelog
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        ))
     }
 
     /// Commit the open transaction with `offsets` as the group's input offsets, and
@@ -295,11 +314,11 @@ impl PartitionProducer {
     /// most [`STUCK_AFTER`]. librdkafka (2.12, and later releases so far) does not
     /// enforce this call's timeout when the group coordinator goes away mid-call
     /// (confluentinc/librdkafka#5456, #5511): it can block for good, and with it the
-    /// partition, a rebalance waiting for the partition to stop, and the pipeline,
+    /// thread, a rebalance waiting for its partitions to stop, and the pipeline,
     /// silently. Seen here with a broker SIGKILLed for 8 s. A call that outlives the
-    /// wait fails the partition with a timeout; its restart creates a new producer,
-    /// whose initialisation fences this one, and the stranded thread ends whenever
-    /// librdkafka answers it.
+    /// wait fails the checkpoint with a timeout; the thread then creates a new producer
+    /// with the same transactional id, whose initialisation fences this one, and the
+    /// stranded thread ends whenever librdkafka answers it.
     fn send_offsets(
         &self,
         offsets: &TopicPartitionList,
@@ -373,7 +392,11 @@ impl PartitionProducer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        self.deliveries.last_changelog.store(-1, Ordering::Relaxed);
+        self.deliveries
+            .last_changelog
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.begin()
     }
 
@@ -421,9 +444,8 @@ mod tests {
         settings
             .producer_properties
             .push(("linger.ms".into(), "2000".into()));
-        let producer =
-            PartitionProducer::new(&settings, Some("purge-test"), Duration::from_secs(60))
-                .expect("a transactional producer");
+        let producer = ThreadProducer::new(&settings, Some("purge-test"), Duration::from_secs(60))
+            .expect("a transactional producer");
         for _ in 0..100 {
             producer.send(record(b"aborted")).unwrap();
         }
@@ -449,10 +471,9 @@ mod tests {
             .coordinator(MockCoordinator::Group("stuck-group".into()), 2)
             .expect("group coordinator");
         let settings = ClientSettings::plain(&cluster.bootstrap_servers());
-        let producer =
-            PartitionProducer::new(&settings, Some("stuck-test"), Duration::from_secs(60))
-                .expect("a transactional producer")
-                .stuck_after(Duration::from_secs(3));
+        let producer = ThreadProducer::new(&settings, Some("stuck-test"), Duration::from_secs(60))
+            .expect("a transactional producer")
+            .stuck_after(Duration::from_secs(3));
         producer.send(record(b"x")).unwrap();
         producer.flush().expect("delivered");
         let consumer: BaseConsumer = ClientConfig::new()

@@ -1,13 +1,19 @@
-//! How the rest of the daemon talks to a running partition worker: commands over a
-//! channel (stop, read state), and a status it publishes through atomics so that
-//! reading it never waits on the worker.
+//! How the rest of the daemon talks to a processing thread: commands over a channel
+//! (let partitions go, read state, shut down), a wake-up the thread sleeps on when its
+//! partitions have nothing to do, and a status each partition publishes through
+//! atomics so that reading it never waits on the thread.
 
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 
-/// How a worker is told to stop.
+/// An input partition: topic and partition number.
+pub type Partition = (String, i32);
+
+/// How partitions are let go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
     /// The partition was revoked or the pipeline stops: checkpoint, then exit.
@@ -17,7 +23,7 @@ pub enum Stop {
     Abandon,
 }
 
-/// Why a state read got no answer from the worker.
+/// Why a state read got no answer from the partition.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Reply {
     #[error("the partition is still starting or restoring its state; try again shortly")]
@@ -29,15 +35,88 @@ pub enum Reply {
 /// A committed state value, or why there is none to give.
 pub type StateAnswer = Result<Option<Vec<u8>>, Reply>;
 
-/// A request to a partition worker, served between batches.
+/// A request to a processing thread, served between batches.
 #[derive(Debug)]
 pub enum Command {
-    Stop(Stop),
+    /// Let these partitions go (revoked or lost).
+    Release {
+        partitions: Vec<Partition>,
+        stop: Stop,
+    },
     /// Read the committed value of a state key.
     Get {
+        partition: Partition,
         key: Vec<u8>,
         reply: Sender<StateAnswer>,
     },
+    /// Checkpoint every partition, let them go, and end the thread.
+    Shutdown,
+}
+
+/// What a processing thread sleeps on when none of its partitions has records: a
+/// partition queue that gets some, a command, or a started partition handed over.
+#[derive(Debug, Default)]
+pub struct Wake {
+    due: Mutex<bool>,
+    signal: Condvar,
+}
+
+impl Wake {
+    pub fn notify(&self) {
+        *self.due.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.signal.notify_one();
+    }
+
+    /// Wait until notified (since the last wait) or for `timeout`.
+    pub fn wait(&self, timeout: Duration) {
+        let mut due = self.due.lock().unwrap_or_else(|p| p.into_inner());
+        if !*due {
+            due = self
+                .signal
+                .wait_timeout(due, timeout)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *due = false;
+    }
+}
+
+/// Where a processing thread's commands go.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    commands: Sender<Command>,
+    wake: Arc<Wake>,
+}
+
+impl Mailbox {
+    pub fn new(commands: Sender<Command>, wake: Arc<Wake>) -> Self {
+        Self { commands, wake }
+    }
+
+    /// False when the thread is gone.
+    pub fn send(&self, command: Command) -> bool {
+        let sent = self.commands.send(command).is_ok();
+        self.wake.notify();
+        sent
+    }
+}
+
+/// The mailbox of the thread owning one partition, for requests about it.
+#[derive(Debug, Clone)]
+pub struct PartitionMailbox {
+    pub partition: Partition,
+    pub mailbox: Mailbox,
+}
+
+impl PartitionMailbox {
+    /// Ask for the committed value of `key`; the answer comes on `reply`.
+    pub fn get(&self, key: Vec<u8>, reply: Sender<StateAnswer>) -> bool {
+        self.mailbox.send(Command::Get {
+            partition: self.partition.clone(),
+            key,
+            reply,
+        })
+    }
 }
 
 /// Where a partition is in its life.
@@ -62,7 +141,7 @@ impl Phase {
     }
 }
 
-/// What a worker publishes about its partition.
+/// What a partition publishes about itself.
 #[derive(Debug, Default)]
 pub struct PartitionStatus {
     phase: AtomicU8,
@@ -71,8 +150,6 @@ pub struct PartitionStatus {
     next_offset: AtomicI64,
     /// Records behind the high watermark; -1 when unknown.
     lag: AtomicI64,
-    /// Where the fetch stood when the worker's producer was fenced; -1 if it was not.
-    fenced_at: AtomicI64,
     /// Changelog records left to read while restoring, -1 otherwise.
     restore_remaining: AtomicI64,
 }
@@ -97,24 +174,17 @@ impl PartitionStatus {
         Self {
             next_offset: AtomicI64::new(-1),
             lag: AtomicI64::new(-1),
-            fenced_at: AtomicI64::new(-1),
             restore_remaining: AtomicI64::new(-1),
             ..Self::default()
         }
     }
 
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Relaxed))
+    }
+
     pub fn set_phase(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::Relaxed);
-    }
-
-    /// The worker was fenced with its fetch at `offset` (records before it were read).
-    pub fn set_fenced_at(&self, offset: i64) {
-        self.fenced_at.store(offset, Ordering::Relaxed);
-    }
-
-    pub fn fenced_at(&self) -> Option<i64> {
-        let offset = self.fenced_at.load(Ordering::Relaxed);
-        (offset >= 0).then_some(offset)
     }
 
     /// Changelog records left to restore; `None` once the restore is over.

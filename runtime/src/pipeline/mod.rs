@@ -1,13 +1,15 @@
 //! Running records through a transform: batches, per-record failure isolation and the
 //! error policy, which `weir test` and Kafka pipelines share; and, for Kafka, the
-//! partition [`worker`] and the group [`runner`] that starts and stops workers.
+//! group [`runner`], its processing [`thread`]s and the partitions ([`task`]s) they run.
 
 mod batch;
+pub mod context;
 pub mod control;
 mod position;
 pub mod runner;
+mod task;
+mod thread;
 pub mod versions;
-pub mod worker;
 
 pub use batch::{BatchError, BatchOutcome, FailureReason, RecordFailure, run_batch};
 

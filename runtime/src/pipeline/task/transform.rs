@@ -1,80 +1,77 @@
 //! One batch through the transform: the error policy (`pipeline::batch`), the running
-//! version's trial, and the outputs and dead letters queued in the open transaction.
+//! version's trial, and the outputs and dead letters queued in the thread's open
+//! transaction.
 
 use std::time::Instant;
 
 use rdkafka::consumer::ConsumerContext;
 
 use crate::engine::InputRecord;
-use crate::kafka::producer::{Outgoing, RecordKind};
+use crate::kafka::producer::{Outgoing, RecordKind, ThreadProducer};
 use crate::kafka::records::{self, DeadLetter};
 
 use crate::pipeline::{BatchError, FailureReason, run_batch};
 
-use super::{Running, Worker, WorkerError};
+use super::{Task, TaskError};
 
-impl<C: ConsumerContext + 'static> Worker<C> {
+impl<C: ConsumerContext + 'static> Task<C> {
     /// Process a batch and queue its outputs and dead letters in the transaction.
-    pub(super) fn run_batch(
-        &self,
-        running: &mut Running,
+    pub fn run_batch(
+        &mut self,
+        producer: &ThreadProducer,
         batch: &[InputRecord],
-    ) -> Result<(), WorkerError> {
-        let ctx = &self.ctx;
+    ) -> Result<(), TaskError> {
+        let this = &self.assigned;
+        let ctx = &this.ctx;
         let started = Instant::now();
-        let result = run_batch(&mut running.instance, batch, ctx.policy);
-        self.metrics
+        let result = run_batch(&mut self.instance, batch, ctx.policy);
+        this.metrics
             .process_seconds
             .observe(started.elapsed().as_secs_f64());
-        self.metrics.records_in.inc_by(batch.len() as u64);
+        this.metrics.records_in.inc_by(batch.len() as u64);
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(BatchError::RecordFailed { index, reason }) => {
-                self.metrics.guest_error(reason.kind());
-                if self.judge_trial(running, 1, 1, Some(&reason)) {
-                    return Err(WorkerError::TrialFailed {
-                        version: running.active.version,
+                this.metrics.guest_error(reason.kind());
+                if self.judge_trial(1, 1, Some(&reason)) {
+                    return Err(TaskError::TrialFailed {
+                        version: self.active.version,
                     });
                 }
                 let source = BatchError::RecordFailed { index, reason };
-                return Err(WorkerError::Batch {
+                return Err(TaskError::Batch {
                     offset: batch[index].offset,
                     source,
                 });
             }
             Err(source) => {
-                return Err(WorkerError::Batch {
+                return Err(TaskError::Batch {
                     offset: batch[0].offset,
                     source,
                 });
             }
         };
         for failure in &outcome.failures {
-            self.metrics.guest_error(failure.reason.kind());
+            this.metrics.guest_error(failure.reason.kind());
         }
-        if self.judge_trial(
-            running,
-            batch.len() as u64,
-            outcome.failures.len() as u64,
-            None,
-        ) {
-            return Err(WorkerError::TrialFailed {
-                version: running.active.version,
+        if self.judge_trial(batch.len() as u64, outcome.failures.len() as u64, None) {
+            return Err(TaskError::TrialFailed {
+                version: self.active.version,
             });
         }
-        self.metrics
+        this.metrics
             .records_out
             .inc_by(outcome.outputs.len() as u64);
-        let module = running.active.label();
+        let module = self.active.label();
         for output in &outcome.outputs {
             if let Some(topic) = &output.topic
-                && *topic == self.changelog_topic
+                && *topic == this.changelog_topic
             {
-                return Err(WorkerError::OutputToChangelog {
+                return Err(TaskError::OutputToChangelog {
                     topic: topic.clone(),
                 });
             }
-            running.producer.send(Outgoing {
+            producer.send(Outgoing {
                 topic: output.topic.as_deref().unwrap_or(&ctx.output),
                 partition: None,
                 key: output.key.as_deref(),
@@ -108,7 +105,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                     kind,
                     error: &error,
                 };
-                running.producer.send(Outgoing {
+                producer.send(Outgoing {
                     topic,
                     partition: None,
                     key: record.key.as_deref(),
@@ -117,7 +114,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                     timestamp: Some(record.timestamp).filter(|t| *t >= 0),
                     kind: RecordKind::DeadLetter,
                 })?;
-                self.metrics.dead_letters.inc();
+                this.metrics.dead_letters.inc();
             }
         }
         Ok(())
@@ -127,14 +124,8 @@ impl<C: ConsumerContext + 'static> Worker<C> {
     /// the version failed its trial (rolled back here or by another partition): the
     /// interval must be redone by the restored version. `fatal` is a failure under the
     /// `fail` policy, which fails the trial at once rather than stopping the pipeline.
-    pub(super) fn judge_trial(
-        &self,
-        running: &Running,
-        records: u64,
-        failures: u64,
-        fatal: Option<&FailureReason>,
-    ) -> bool {
-        let Some(trial) = &running.active.trial else {
+    fn judge_trial(&self, records: u64, failures: u64, fatal: Option<&FailureReason>) -> bool {
+        let Some(trial) = &self.active.trial else {
             return false;
         };
         let claimed = match fatal {
@@ -148,12 +139,13 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 }
                 None => trial.describe_failure(),
             };
-            if let Err(error) =
-                self.ctx
-                    .versions
-                    .rollback("weir", Some(reason), true, Some(running.active.version))
-            {
-                tracing::error!(pipeline = %self.ctx.name, %error, "automatic rollback failed");
+            if let Err(error) = self.assigned.ctx.versions.rollback(
+                "weir",
+                Some(reason),
+                true,
+                Some(self.active.version),
+            ) {
+                tracing::error!(pipeline = %self.assigned.ctx.name, %error, "automatic rollback failed");
                 return false;
             }
         }

@@ -21,9 +21,9 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use crate::pipeline::control::{PartitionStatus, Phase};
 
-use super::{META_HEAD, META_OFFSET, META_POSITION, Worker, WorkerError, read_meta};
+use super::{Assigned, META_HEAD, META_OFFSET, META_POSITION, TaskError, read_meta};
 
-impl<C: ConsumerContext + 'static> Worker<C> {
+impl<C: ConsumerContext + 'static> Assigned<C> {
     /// Bring local state up to the committed offset from the changelog. Returns the
     /// head and the changelog position the state is at, and what was applied and
     /// discarded.
@@ -31,7 +31,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         &self,
         state: &mut PartitionState,
         committed_offset: Option<i64>,
-    ) -> Result<RestoreProgress, WorkerError> {
+    ) -> Result<RestoreProgress, TaskError> {
         let local = Local {
             head: read_meta(state, META_HEAD)?.map_or(ROOT, |v| v as u64),
             offset: read_meta(state, META_OFFSET)?,
@@ -66,8 +66,8 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             // only the committed head and its ancestors apply; local state never gets
             // ahead of the group, whose records are redone from the committed offset.
             while let Some(record) = reader.next()? {
-                if self.stop_requested() {
-                    return Err(WorkerError::Stopped);
+                if self.is_cancelled() {
+                    return Err(TaskError::Stopped);
                 }
                 progress.apply(state, restorer.push(record)?)?;
             }
@@ -176,9 +176,11 @@ impl Remaining {
 }
 
 /// Reads one changelog partition from a position to its end. The end is where the
-/// broker reports end-of-partition, not a high watermark read beforehand: nobody else
-/// writes the partition (its previous owner is fenced), and some brokers report a
-/// watermark that disagrees with the offsets they hand out.
+/// broker reports end-of-partition, not a high watermark read beforehand: only the partition's
+/// owner writes it, and some brokers report a
+/// watermark that disagrees with the offsets they hand out. Under read_committed the
+/// end is the stable offset: records of a transaction still open (a previous owner's
+/// that can no longer commit, see `start`) lie past it and are never read.
 struct ChangelogReader {
     consumer: BaseConsumer<RestoreContext>,
     topic: String,
@@ -198,7 +200,7 @@ impl ChangelogReader {
         partition: i32,
         from: i64,
         remaining: Remaining,
-    ) -> Result<Self, WorkerError> {
+    ) -> Result<Self, TaskError> {
         let consumer: BaseConsumer<RestoreContext> = settings
             .consumer_config()
             .set("enable.partition.eof", "true")
@@ -241,7 +243,7 @@ impl ChangelogReader {
     }
 
     /// The next record, framed (see [`Framer`]).
-    fn next(&mut self) -> Result<Option<ChangelogRecord>, WorkerError> {
+    fn next(&mut self) -> Result<Option<ChangelogRecord>, TaskError> {
         loop {
             if let Some(record) = self.framed.pop_front() {
                 tracing::debug!(
@@ -257,7 +259,7 @@ impl ChangelogReader {
             let Some(raw) = self.next_raw()? else {
                 std::mem::take(&mut self.framer)
                     .finish()
-                    .map_err(|unframed| WorkerError::ForeignChangelog {
+                    .map_err(|unframed| TaskError::ForeignChangelog {
                         topic: self.topic.clone(),
                         offset: unframed.offset,
                     })?;
@@ -267,7 +269,7 @@ impl ChangelogReader {
         }
     }
 
-    fn next_raw(&mut self) -> Result<Option<RawRecord>, WorkerError> {
+    fn next_raw(&mut self) -> Result<Option<RawRecord>, TaskError> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         while !self.done {
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -310,7 +312,7 @@ impl ChangelogReader {
 
 /// A changelog message as read: its checkpoint headers, if it has them (a marker, or a
 /// record of an earlier Weir), or none (a state record).
-fn decode(message: &impl Message, topic: &str) -> Result<RawRecord, WorkerError> {
+fn decode(message: &impl Message, topic: &str) -> Result<RawRecord, TaskError> {
     let header = |name: &str| {
         message
             .headers()
@@ -333,7 +335,7 @@ fn decode(message: &impl Message, topic: &str) -> Result<RawRecord, WorkerError>
         }),
         (None, None, None) if key != changelog::MARKER_KEY => None,
         _ => {
-            return Err(WorkerError::ForeignChangelog {
+            return Err(TaskError::ForeignChangelog {
                 topic: topic.to_owned(),
                 offset: message.offset(),
             });

@@ -15,14 +15,14 @@ use crate::kafka::{KafkaFailure, REQUEST_TIMEOUT};
 
 use crate::pipeline::position::{GapOutcome, Verdict};
 
-use super::{POLL_SLICE, Running, Worker, WorkerError};
+use super::{Assigned, Task, TaskError};
 
-impl<C: ConsumerContext + 'static> Worker<C> {
+impl<C: ConsumerContext + 'static> Assigned<C> {
     /// Start fetching the partition at `offset`, the offset state was restored to. The
     /// consumer began at the offset it read at assignment, which may be older (read
     /// before this worker fenced the previous owner) or, on a broker that answers stale
     /// offsets, newer.
-    pub(super) fn seek(&self, offset: i64) -> Result<(), WorkerError> {
+    pub fn seek(&self, offset: i64) -> Result<(), TaskError> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
             let result = self.consumer.seek(
@@ -51,7 +51,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
 
     /// The partition's first offset on the broker: where a group that never committed
     /// starts.
-    pub(super) fn log_start(&self) -> Result<i64, WorkerError> {
+    pub(super) fn log_start(&self) -> Result<i64, TaskError> {
         let (low, _) = self
             .consumer
             .fetch_watermarks(&self.topic, self.partition, REQUEST_TIMEOUT)
@@ -68,7 +68,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
     /// Either is retried until the answer catches up, since starting from a stale
     /// offset would process records twice; an answer that stays below local state
     /// (offsets reset by hand) is reported by the restore, with what to do.
-    pub(super) fn committed(&self, local: Option<i64>) -> Result<Option<i64>, WorkerError> {
+    pub(super) fn committed(&self, local: Option<i64>) -> Result<Option<i64>, TaskError> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
             let mut tpl = TopicPartitionList::new();
@@ -105,69 +105,6 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         }
     }
 
-    /// Collect up to a batch of records, waiting at most until `deadline`. Records
-    /// before the position are skipped, and a gap after a seek is checked by seeking
-    /// back (see [`super::position`]).
-    pub(super) fn fill(
-        &self,
-        batch: &mut Vec<InputRecord>,
-        running: &mut Running,
-        deadline: Instant,
-    ) -> Result<(), WorkerError> {
-        let mut wait = deadline
-            .saturating_duration_since(Instant::now())
-            .min(POLL_SLICE);
-        while batch.len() < self.ctx.batch_size {
-            match self.queue.poll(wait) {
-                Some(Ok(message)) => {
-                    let offset = message.offset();
-                    let expected = running.fetch.next();
-                    match running.fetch.judge(offset) {
-                        Verdict::Skip => {
-                            tracing::debug!(
-                                partition = self.partition,
-                                offset,
-                                expected,
-                                "skipping a record before the position"
-                            );
-                            continue;
-                        }
-                        Verdict::Unsettled {
-                            expected,
-                            first,
-                            then,
-                        } => {
-                            return Err(WorkerError::UnsettledGap {
-                                topic: self.topic.clone(),
-                                partition: self.partition,
-                                expected,
-                                first,
-                                then,
-                            });
-                        }
-                        Verdict::SeekBack { to } => {
-                            tracing::info!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, expected, fetched = offset, "the first record after a seek is past the position; fetching again from the position");
-                            self.seek(to)?;
-                            return Ok(());
-                        }
-                        Verdict::Take { gap: None } => {}
-                        Verdict::Take { gap: Some(outcome) } => {
-                            self.report_gap(outcome, expected, offset);
-                        }
-                    }
-                    batch.push(records::input_record(&message));
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(pipeline = %self.ctx.name, partition = self.partition, %error, "consumer error");
-                    break;
-                }
-                None => break,
-            }
-            wait = Duration::ZERO;
-        }
-        Ok(())
-    }
-
     /// Count and log a gap after a seek that `first` (the record taken) settled.
     fn report_gap(&self, outcome: GapOutcome, expected: i64, first: i64) {
         self.metrics.input_gap(outcome.label());
@@ -180,24 +117,82 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             }
         }
     }
+}
+
+impl<C: ConsumerContext + 'static> Task<C> {
+    /// Collect up to a batch of the records already fetched, without waiting. Records
+    /// before the position are skipped, and a gap after a seek is checked by seeking
+    /// back (see `pipeline::position`).
+    pub fn fill(&mut self, batch: &mut Vec<InputRecord>) -> Result<(), TaskError> {
+        let this = &self.assigned;
+        while batch.len() < this.ctx.batch_size {
+            match this.queue.poll(Duration::ZERO) {
+                Some(Ok(message)) => {
+                    let offset = message.offset();
+                    let expected = self.fetch.next();
+                    match self.fetch.judge(offset) {
+                        Verdict::Skip => {
+                            tracing::debug!(
+                                partition = this.partition,
+                                offset,
+                                expected,
+                                "skipping a record before the position"
+                            );
+                            continue;
+                        }
+                        Verdict::Unsettled {
+                            expected,
+                            first,
+                            then,
+                        } => {
+                            return Err(TaskError::UnsettledGap {
+                                topic: this.topic.clone(),
+                                partition: this.partition,
+                                expected,
+                                first,
+                                then,
+                            });
+                        }
+                        Verdict::SeekBack { to } => {
+                            tracing::info!(pipeline = %this.ctx.name, topic = %this.topic, partition = this.partition, expected, fetched = offset, "the first record after a seek is past the position; fetching again from the position");
+                            this.seek(to)?;
+                            return Ok(());
+                        }
+                        Verdict::Take { gap: None } => {}
+                        Verdict::Take { gap: Some(outcome) } => {
+                            this.report_gap(outcome, expected, offset);
+                        }
+                    }
+                    batch.push(records::input_record(&message));
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(pipeline = %this.ctx.name, partition = this.partition, %error, "consumer error");
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(())
+    }
 
     /// Publish the partition's position and lag (from the high watermark librdkafka
     /// last saw, without a request) and, now and then, the state size on disk.
-    pub(super) fn observe_position(&self, running: &mut Running) {
-        let lag = cached_watermarks(self.consumer.client(), &self.topic, self.partition)
-            .map(|(_, high)| (high - running.next_offset).max(0));
+    pub fn observe_position(&mut self) {
+        let this = &self.assigned;
+        let lag = cached_watermarks(this.consumer.client(), &this.topic, this.partition)
+            .map(|(_, high)| (high - self.next_offset).max(0));
         if let Some(lag) = lag {
-            self.metrics.consumer_lag.set(lag);
+            this.metrics.consumer_lag.set(lag);
         }
-        self.status.set_position(Some(running.next_offset), lag);
-        if running
+        this.status.set_position(Some(self.next_offset), lag);
+        if self
             .state_measured
             .is_none_or(|at| at.elapsed() >= STATE_SIZE_EVERY)
         {
-            running.state_measured = Some(Instant::now());
-            self.metrics
+            self.state_measured = Some(Instant::now());
+            this.metrics
                 .state_bytes
-                .set(i64::try_from(dir_size(&self.state_path())).unwrap_or(i64::MAX));
+                .set(i64::try_from(dir_size(&this.state_path())).unwrap_or(i64::MAX));
         }
     }
 }

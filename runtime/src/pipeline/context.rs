@@ -1,0 +1,128 @@
+//! What a pipeline's processing threads and partitions share, and why one of them
+//! stops without being asked to.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::config::{ChangelogFormat, Guarantee};
+use crate::engine::{Engine, EngineError, Limits};
+use crate::kafka::{ClientSettings, KafkaFailure};
+use crate::metrics::Metrics;
+use crate::state::changelog::RestoreError;
+use crate::state::{RocksMemory, StateError};
+
+use super::runner::OwnedPartitions;
+use super::versions::{VersionError, Versions};
+use super::{BatchError, ErrorPolicy};
+
+/// What a pipeline's partitions share.
+#[derive(Debug)]
+pub struct PipelineContext {
+    pub name: String,
+    pub group: String,
+    pub settings: ClientSettings,
+    pub engine: Arc<Engine>,
+    /// The module versions; partitions follow the active one.
+    pub versions: Arc<Versions>,
+    pub metrics: Arc<Metrics>,
+    /// Set by the admin API: partitions checkpoint and stop fetching until cleared.
+    pub paused: AtomicBool,
+    /// The partitions this member owns now.
+    pub partitions: OwnedPartitions,
+    /// The admin API's URL, advertised to the group in the consumer's client id.
+    pub advertised_url: OnceLock<String>,
+    /// Partition counts of the inputs, as of the pipeline's start.
+    pub input_partitions: BTreeMap<String, i32>,
+    pub transform_config: Arc<[(String, String)]>,
+    pub limits: Arc<Limits>,
+    pub output: String,
+    pub dead_letter_topic: Option<String>,
+    pub policy: ErrorPolicy,
+    pub guarantee: Guarantee,
+    pub group_protocol: crate::config::GroupProtocol,
+    pub changelog_format: ChangelogFormat,
+    pub commit_interval: Duration,
+    pub batch_size: usize,
+    /// Processing threads: each owns a share of the partitions and one producer.
+    pub threads: usize,
+    /// Partition stores live in `<state_dir>/<topic>-<partition>`.
+    pub state_dir: PathBuf,
+    /// The memory the partition stores share (with every pipeline of the daemon).
+    pub rocks: RocksMemory,
+}
+
+impl PipelineContext {
+    pub fn changelog_topic(&self, topic: &str) -> String {
+        crate::config::PipelineConfig::changelog_topic(&self.group, topic)
+    }
+}
+
+/// Why a partition (or a processing thread, for all of its partitions) stopped without
+/// being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaFailure),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot restore partition state: {0}")]
+    Restore(#[from] RestoreError),
+    #[error("cannot start the transform: {0}")]
+    Engine(#[from] EngineError),
+    #[error("offset {offset}: {source}")]
+    Batch {
+        offset: i64,
+        #[source]
+        source: BatchError,
+    },
+    #[error(
+        "the transform sent an output to {topic:?}, the changelog of this pipeline's state; \
+         outputs there would corrupt the next restore. Send it to another topic"
+    )]
+    OutputToChangelog { topic: String },
+    #[error(
+        "after seeking {topic}/{partition} to offset {expected}, fetches disagree on the \
+         first record there ({first}, then {then}): not processing past records that may \
+         exist. The pipeline restarts from its last checkpoint; if this repeats, check the \
+         brokers' logs for that partition"
+    )]
+    UnsettledGap {
+        topic: String,
+        partition: i32,
+        expected: i64,
+        first: i64,
+        then: i64,
+    },
+    #[error("librdkafka gave no queue of its own for the partition (a Weir bug)")]
+    NoQueue,
+    /// The partition was revoked while starting; nothing to clean up.
+    #[error("stopped while starting")]
+    Stopped,
+    #[error(
+        "a processing thread panicked: {0} (a Weir bug; nothing after the last checkpoint was committed)"
+    )]
+    Panicked(String),
+    #[error(
+        "changelog record at offset {offset} of {topic:?} is not one Weir wrote (malformed \
+         checkpoint headers, or no checkpoint marker before it): the topic is shared with \
+         something else. Give the pipeline its own group_id"
+    )]
+    ForeignChangelog { topic: String, offset: i64 },
+    #[error("cannot change module versions: {0}")]
+    Version(Box<VersionError>),
+    /// The running version failed its trial and was rolled back; the thread redoes the
+    /// interval with the restored version (never leaves the thread).
+    #[error("module version {version} failed its trial")]
+    TrialFailed { version: u32 },
+}
+
+impl TaskError {
+    /// Whether the broker fenced the thread's producer: its transaction outlived
+    /// `transaction.timeout.ms`, or another producer took its transactional id.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Kafka(failure) if failure.is_fenced())
+    }
+}
