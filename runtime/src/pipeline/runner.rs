@@ -149,7 +149,7 @@ impl GroupContext {
                 self.failure.set(
                     None,
                     ThreadFailure {
-                        partition: Some(key),
+                        partition: Some(Box::new(key)),
                         error: TaskError::NoQueue,
                     },
                 );
@@ -321,7 +321,7 @@ impl<C: ConsumerContext + 'static> Starter<C> {
         self.failure.set(
             Some(job.thread),
             ThreadFailure {
-                partition: Some(key),
+                partition: Some(Box::new(key)),
                 error,
             },
         );
@@ -545,13 +545,13 @@ pub fn run(
         Some((
             _,
             ThreadFailure {
-                partition: Some((topic, partition)),
+                partition: Some(at),
                 error,
             },
         )) => Err(PipelineError::Partition {
             pipeline: ctx.name.clone(),
-            topic,
-            partition,
+            topic: at.0,
+            partition: at.1,
             source: Box::new(error),
         }),
         Some((

@@ -44,7 +44,7 @@ const TRANSACTION_SLACK: Duration = Duration::from_secs(10);
 /// Why a processing thread stopped: the partition at fault, when one was.
 #[derive(Debug)]
 pub struct ThreadFailure {
-    pub partition: Option<Partition>,
+    pub partition: Option<Box<Partition>>,
     pub error: TaskError,
 }
 
@@ -223,7 +223,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     /// A failure while running task `i`.
     fn blame(&self, i: usize, error: TaskError) -> ThreadFailure {
         ThreadFailure {
-            partition: Some(self.tasks[i].key()),
+            partition: Some(Box::new(self.tasks[i].key())),
             error,
         }
     }
@@ -330,7 +330,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             }
             if self.producer.is_none() {
                 self.producer = Some(self.new_producer().map_err(|error| ThreadFailure {
-                    partition: Some(task.key()),
+                    partition: Some(Box::new(task.key())),
                     error: error.into(),
                 })?);
             }
@@ -413,11 +413,8 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             Stop::Checkpoint => {
                 if let Err(error) = self.checkpoint() {
                     tracing::warn!(pipeline = %self.ctx.name, thread = self.index, %error, "the last checkpoint before letting partitions go failed; their next owner redoes the records since the one before");
-                    let all = self.recover(error.into());
-                    if let Err(failure) = all {
-                        // The tasks staying cannot go on either.
-                        return Err(failure);
-                    }
+                    // If the thread cannot recover, the tasks staying cannot go on either.
+                    self.recover(error.into())?;
                 }
             }
             Stop::Abandon => {
