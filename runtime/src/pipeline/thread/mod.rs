@@ -30,7 +30,7 @@ use crate::kafka::producer::ThreadProducer;
 
 use super::context::{PipelineContext, TaskError};
 use super::control::{Command, Partition, Phase, Reply, Stop, Wake};
-use super::task::Task;
+use super::task::{Assigned, Task};
 
 /// The longest a thread sleeps without looking at its commands and queues.
 const POLL_SLICE: Duration = Duration::from_millis(50);
@@ -346,6 +346,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                     .pause(&tpl)
                     .map_err(|e| KafkaFailure::new("cannot pause fetching", e))?;
                 assigned.status.set_phase(Phase::Paused);
+                log_paused(assigned, true);
             } else {
                 assigned.status.set_phase(Phase::Running);
             }
@@ -462,9 +463,13 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         let phase = if pause { Phase::Paused } else { Phase::Running };
         for task in &self.tasks {
             task.assigned.status.set_phase(phase);
+            log_paused(&task.assigned, pause);
         }
         self.paused = pause;
-        tracing::info!(pipeline = %self.ctx.name, thread = self.index, partitions = self.tasks.len(), paused = pause, "partitions paused or resumed");
         Ok(())
     }
+}
+
+fn log_paused<C: ConsumerContext + 'static>(assigned: &Assigned<C>, paused: bool) {
+    tracing::info!(pipeline = %assigned.ctx.name, topic = %assigned.topic, partition = assigned.partition, paused, "partition paused or resumed");
 }
