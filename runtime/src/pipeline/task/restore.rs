@@ -214,6 +214,10 @@ impl ChangelogReader {
             .set("queued.min.messages", "10000000")
             .set("queued.max.messages.kbytes", "16384")
             .set("max.partition.fetch.bytes", "8388608")
+            // The end of a changelog is a fetch that finds nothing, which the broker
+            // holds for fetch.wait.max.ms hoping for data (500 ms by default): every
+            // partition start paid it, 200 partitions took 53 s to start on 4 starters.
+            .set("fetch.wait.max.ms", "10")
             // A position below the log start means records are gone: say so.
             .set("auto.offset.reset", "error")
             .create_with_context(RestoreContext)
