@@ -1,4 +1,5 @@
-//! [`Committer`]: applies checkpoints to the store on a thread of its own.
+//! [`Committer`]: applies checkpoints to the store off the processing thread, on a
+//! small pool of commit threads the daemon's stores share.
 //!
 //! In a stateful count over 100k keys, RocksDB's memtable inserts were about 40% of the
 //! processing thread's time, spent at every checkpoint. They need not be on that
@@ -8,12 +9,16 @@
 //! the commit in flight first, and so does the next checkpoint: one commit at a time, in
 //! order, and a reader never sees the store behind the buffer.
 //!
+//! The pool has a thread per core, whatever the number of stores: a thread per store
+//! made a daemon of a thousand partitions a thousand threads. Each store has at most
+//! one commit in flight, so its commits stay in order on any pool thread.
+//!
 //! The durability argument is unchanged. A commit still applies the writes and the
 //! metadata in one atomic write; a crash before it lands leaves the store behind Kafka,
 //! which the changelog restore repairs, as for a crash just before a synchronous commit.
 
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::thread::JoinHandle;
+use std::sync::{Mutex, OnceLock};
 
 use super::{StateError, StateStore, WriteSet};
 
@@ -21,8 +26,9 @@ use super::{StateError, StateStore, WriteSet};
 pub(super) struct Committer {
     /// `None` while a commit has it.
     store: Option<Box<dyn StateStore>>,
-    /// The commit thread, started by the first checkpoint.
-    writer: Option<Writer>,
+    /// Where this store's commits come back from the pool.
+    reply: Sender<Answer>,
+    done: Receiver<Answer>,
     in_flight: bool,
     /// Why a commit failed: the buffer already treats those writes as committed, so
     /// nothing may use the store again (the partition restarts from its checkpoint).
@@ -31,10 +37,41 @@ pub(super) struct Committer {
     spare: WriteSet,
 }
 
-struct Writer {
-    jobs: Sender<Job>,
-    done: Receiver<std::thread::Result<Done>>,
-    thread: JoinHandle<()>,
+/// A commit's outcome, or the panic that ended it.
+type Answer = std::thread::Result<Done>;
+
+/// The commit threads, started on first use; `None` when the system had no thread to
+/// give (commits then run on the caller's thread).
+fn pool() -> Option<&'static Mutex<Sender<(Job, Sender<Answer>)>>> {
+    static POOL: OnceLock<Option<Mutex<Sender<(Job, Sender<Answer>)>>>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (jobs, inbox) = mpsc::channel::<(Job, Sender<Answer>)>();
+        let inbox = std::sync::Arc::new(Mutex::new(inbox));
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let mut started = 0;
+        for _ in 0..threads {
+            let inbox = inbox.clone();
+            let spawned = std::thread::Builder::new()
+                .name("weir-state".into())
+                .spawn(move || {
+                    loop {
+                        let next = inbox.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((job, reply)) = next else { return };
+                        let done =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
+                        let _ = reply.send(done);
+                    }
+                });
+            match spawned {
+                Ok(_) => started += 1,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start a state commit thread");
+                }
+            }
+        }
+        (started > 0).then(|| Mutex::new(jobs))
+    })
+    .as_ref()
 }
 
 struct Job {
@@ -70,9 +107,11 @@ impl Job {
 
 impl Committer {
     pub(super) fn new(store: Box<dyn StateStore>) -> Self {
+        let (reply, done) = mpsc::channel();
         Self {
             store: Some(store),
-            writer: None,
+            reply,
+            done,
             in_flight: false,
             failed: None,
             spare: WriteSet::default(),
@@ -108,8 +147,8 @@ impl Committer {
                 .map(|(name, value)| ((*name).to_owned(), value.to_vec()))
                 .collect(),
         };
-        let Some(writer) = self.writer() else {
-            // No thread to be had: commit here, as before there was one.
+        let Some(pool) = pool() else {
+            // No thread to be had: commit here.
             let Done {
                 store,
                 writes,
@@ -121,10 +160,10 @@ impl Committer {
                 Err(error) => Err((error, writes)),
             };
         };
-        writer
-            .jobs
-            .send(job)
-            .expect("the commit thread runs while its sender lives");
+        pool.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send((job, self.reply.clone()))
+            .expect("the commit threads run for the life of the process");
         self.in_flight = true;
         Ok(std::mem::take(&mut self.spare))
     }
@@ -133,14 +172,10 @@ impl Committer {
     fn finish(&mut self) -> Result<(), StateError> {
         if self.in_flight {
             self.in_flight = false;
-            let writer = self
-                .writer
-                .as_ref()
-                .expect("a commit in flight has a thread");
-            let done = match writer.done.recv() {
+            let done = match self.done.recv() {
                 Ok(Ok(done)) => done,
                 Ok(Err(panic)) => std::panic::resume_unwind(panic),
-                Err(mpsc::RecvError) => unreachable!("the commit thread answers every job"),
+                Err(mpsc::RecvError) => unreachable!("a commit thread answers every job"),
             };
             self.store = Some(done.store);
             if let Err(error) = done.result {
@@ -154,35 +189,6 @@ impl Committer {
             None => Ok(()),
         }
     }
-
-    /// The commit thread, started on first use; `None` when the system has no thread
-    /// to give (commits then run on the caller's thread).
-    fn writer(&mut self) -> Option<&Writer> {
-        if self.writer.is_none() {
-            let (jobs, inbox) = mpsc::channel::<Job>();
-            let (outbox, done) = mpsc::channel();
-            let spawned = std::thread::Builder::new()
-                .name("weir-state".into())
-                .spawn(move || {
-                    for job in inbox {
-                        let done =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
-                        if outbox.send(done).is_err() {
-                            return;
-                        }
-                    }
-                });
-            match spawned {
-                Ok(thread) => {
-                    self.writer = Some(Writer { jobs, done, thread });
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot start a state commit thread; committing inline");
-                }
-            }
-        }
-        self.writer.as_ref()
-    }
 }
 
 impl Drop for Committer {
@@ -195,10 +201,6 @@ impl Drop for Committer {
             && !matches!(error, StateError::EarlierCommitFailed(_))
         {
             tracing::error!(%error, "the last checkpoint did not reach the state store; the changelog restore will replay it");
-        }
-        if let Some(Writer { jobs, done, thread }) = self.writer.take() {
-            drop((jobs, done));
-            let _ = thread.join();
         }
     }
 }
