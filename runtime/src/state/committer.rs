@@ -40,10 +40,13 @@ pub(super) struct Committer {
 /// A commit's outcome, or the panic that ended it.
 type Answer = std::thread::Result<Done>;
 
+/// Where commits go to the pool, each with where its answer goes.
+type Jobs = Mutex<Sender<(Job, Sender<Answer>)>>;
+
 /// The commit threads, started on first use; `None` when the system had no thread to
 /// give (commits then run on the caller's thread).
-fn pool() -> Option<&'static Mutex<Sender<(Job, Sender<Answer>)>>> {
-    static POOL: OnceLock<Option<Mutex<Sender<(Job, Sender<Answer>)>>>> = OnceLock::new();
+fn pool() -> Option<&'static Jobs> {
+    static POOL: OnceLock<Option<Jobs>> = OnceLock::new();
     POOL.get_or_init(|| {
         let (jobs, inbox) = mpsc::channel::<(Job, Sender<Answer>)>();
         let inbox = std::sync::Arc::new(Mutex::new(inbox));
