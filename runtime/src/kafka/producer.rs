@@ -144,6 +144,18 @@ impl OffsetsCaller {
     }
 }
 
+/// Why a commit did not go through.
+#[derive(Debug)]
+pub enum CommitError {
+    /// The transaction did not commit (it must be aborted, or the broker aborted it).
+    NotCommitted(KafkaFailure),
+    /// No answer came: the transaction may or may not have committed. A new producer
+    /// with the same transactional id settles it (its initialisation completes a
+    /// commit the coordinator prepared, or aborts), and the group's committed offsets
+    /// then tell which.
+    InDoubt(KafkaFailure),
+}
+
 /// The producer of one processing thread.
 pub struct ThreadProducer {
     /// Shared only with the offsets thread (see `send_offsets`).
@@ -152,6 +164,9 @@ pub struct ThreadProducer {
     offsets: Option<OffsetsCaller>,
     deliveries: Arc<Deliveries>,
     transactional: bool,
+    /// Whether a transaction is open: one begins with the first record or commit after
+    /// the last ended.
+    open: std::cell::Cell<bool>,
     /// [`STUCK_AFTER`], shorter in tests.
     stuck_after: Duration,
 }
@@ -194,6 +209,7 @@ impl ThreadProducer {
             producer,
             deliveries,
             transactional: transactional_id.is_some(),
+            open: std::cell::Cell::new(false),
             stuck_after: STUCK_AFTER,
         };
         if let Some(id) = transactional_id {
@@ -202,15 +218,19 @@ impl ThreadProducer {
                 .map_err(|e| {
                     KafkaFailure::new(format!("cannot initialise transactions for {id:?}"), e)
                 })?;
-            this.begin()?;
         }
         Ok(this)
     }
 
+    /// Begin a transaction unless one is open.
     fn begin(&self) -> Result<(), KafkaFailure> {
-        self.producer
-            .begin_transaction()
-            .map_err(|e| self.failure("cannot begin a transaction", e))
+        if self.transactional && !self.open.get() {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| self.failure("cannot begin a transaction", e))?;
+            self.open.set(true);
+        }
+        Ok(())
     }
 
     /// A failure of `action`, naming the error behind a fatal one: once a producer is
@@ -233,6 +253,7 @@ impl ThreadProducer {
 
     /// Queue one record. Waits while librdkafka's queue is full.
     pub fn send(&self, record: Outgoing<'_>) -> Result<(), KafkaFailure> {
+        self.begin()?;
         let mut base = BaseRecord::with_opaque_to(record.topic, record.kind as usize);
         if let Some(headers) = record.headers {
             base = base.headers(headers);
@@ -274,8 +295,7 @@ impl ThreadProducer {
     /// changelog record of each changelog partition written, or the first delivery
     /// failure.
     pub fn flush(&self) -> Result<ChangelogPositions, KafkaFailure> {
-        self.producer
-            .flush(REQUEST_TIMEOUT)
+        self.drain(REQUEST_TIMEOUT)
             .map_err(|e| self.failure("records were not acknowledged in time", e))?;
         let failure = self
             .deliveries
@@ -295,19 +315,64 @@ impl ThreadProducer {
         ))
     }
 
-    /// Commit the open transaction with `offsets` as the group's input offsets, and
-    /// begin the next one. Only for transactional producers.
+    /// Wait until librdkafka holds no record unanswered, serving delivery reports
+    /// every millisecond. rdkafka's own `flush` polls in 100 ms slices, and the reports
+    /// arrive between its checks: every checkpoint took 100 ms more than its round trips.
+    fn drain(&self, timeout: Duration) -> KafkaResult<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            // SAFETY: the handle lives as long as `self.producer`; a zero timeout only
+            // asks librdkafka to send what lingers and report whether anything is left.
+            let left = unsafe {
+                rdkafka::bindings::rd_kafka_flush(self.producer.client().native_ptr(), 0)
+            };
+            match left {
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => return Ok(()),
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__TIMED_OUT => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(KafkaError::Flush(left.into()));
+                    }
+                    self.producer.poll(Duration::from_millis(1));
+                }
+                error => return Err(KafkaError::Flush(error.into())),
+            }
+        }
+    }
+
+    /// Commit the transaction with `offsets` as the group's input offsets. Only for
+    /// transactional producers.
     pub fn commit(
         &self,
         offsets: &TopicPartitionList,
         group: ConsumerGroupMetadata,
-    ) -> Result<(), KafkaFailure> {
+    ) -> Result<(), CommitError> {
         debug_assert!(self.transactional);
-        self.send_offsets(offsets, group)?;
-        self.producer
-            .commit_transaction(REQUEST_TIMEOUT)
-            .map_err(|e| self.failure("cannot commit the transaction", e))?;
-        self.begin()
+        self.begin().map_err(CommitError::NotCommitted)?;
+        self.send_offsets(offsets, group)
+            .map_err(CommitError::NotCommitted)?;
+        let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            match self.producer.commit_transaction(REQUEST_TIMEOUT) {
+                Ok(()) => {
+                    self.open.set(false);
+                    return Ok(());
+                }
+                // librdkafka says so when calling again is safe (the commit timed out).
+                Err(KafkaError::Transaction(error))
+                    if error.is_retriable() && std::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(%error, "committing the transaction again");
+                }
+                Err(error) => {
+                    let failure = self.failure("cannot commit the transaction", error);
+                    return Err(if failure.is_recoverable() || failure.is_fenced() {
+                        CommitError::NotCommitted(failure)
+                    } else {
+                        CommitError::InDoubt(failure)
+                    });
+                }
+            }
+        }
     }
 
     /// `send_offsets_to_transaction`, on the producer's offsets thread, waited for at
@@ -368,23 +433,24 @@ impl ThreadProducer {
         }
     }
 
-    /// Abort the open transaction (its records become invisible to read_committed
-    /// consumers) and begin a new one. What the aborted records' delivery reports said
-    /// is forgotten: the next checkpoint answers only for its own records.
+    /// Abort the open transaction, if any (its records become invisible to
+    /// read_committed consumers). What the aborted records' delivery reports said is
+    /// forgotten: the next checkpoint answers only for its own records.
     pub fn abort(&self) -> Result<(), KafkaFailure> {
-        if !self.transactional {
+        if !self.transactional || !self.open.get() {
             return Ok(());
         }
         // librdkafka aborts only once every record's delivery report was served, and
         // only polling serves them: drop what is still queued, then poll until the
         // records in flight are answered (a flush), or the abort waits in vain.
         self.producer.purge(PurgeConfig::default().queue());
-        if let Err(error) = self.producer.flush(REQUEST_TIMEOUT) {
+        if let Err(error) = self.drain(REQUEST_TIMEOUT) {
             tracing::debug!(%error, "records still in flight before an abort");
         }
         self.producer
             .abort_transaction(REQUEST_TIMEOUT)
             .map_err(|e| self.failure("cannot abort the transaction", e))?;
+        self.open.set(false);
         // Forget what the aborted records' reports said.
         self.producer.poll(Duration::ZERO);
         self.deliveries
@@ -397,7 +463,7 @@ impl ThreadProducer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        self.begin()
+        Ok(())
     }
 
     pub fn is_transactional(&self) -> bool {
@@ -491,7 +557,10 @@ mod tests {
         let started = Instant::now();
         let outcome = producer.commit(&offsets, group);
         let took = started.elapsed();
-        let error = outcome.expect_err("committed with the group coordinator down");
+        let error = match outcome.expect_err("committed with the group coordinator down") {
+            CommitError::NotCommitted(error) => error,
+            CommitError::InDoubt(error) => panic!("the offsets never joined: {error}"),
+        };
         // librdkafka's own 20 s timeout did not end the call (it never does here); the
         // 3 s wait of this test did.
         assert_eq!(

@@ -212,6 +212,9 @@ impl GroupContext {
             }
         }
         drop(owned);
+        // Partitions still waiting for a starter go at once: a revocation must not wait
+        // behind other partitions' restores.
+        self.starter.drop_cancelled();
         for (thread, partitions) in by_thread {
             threads[thread]
                 .mailbox
@@ -279,6 +282,12 @@ impl<C: ConsumerContext + 'static> Starter<C> {
             .name("weir-starter".into())
             .spawn(move || this.work())
             .expect("spawning a partition starter");
+    }
+
+    /// Drop the waiting jobs whose partitions were let go.
+    fn drop_cancelled(&self) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.0.retain(|job| !job.assigned.is_cancelled());
     }
 
     fn work(&self) {

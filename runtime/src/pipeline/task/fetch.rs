@@ -68,7 +68,7 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
     /// Either is retried until the answer catches up, since starting from a stale
     /// offset would process records twice; an answer that stays below local state
     /// (offsets reset by hand) is reported by the restore, with what to do.
-    pub(super) fn committed(&self, local: Option<i64>) -> Result<Option<i64>, TaskError> {
+    pub fn committed(&self, local: Option<i64>) -> Result<Option<i64>, TaskError> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
             let mut tpl = TopicPartitionList::new();

@@ -82,8 +82,12 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
 }
 
 /// A started partition: its state between checkpoints.
+///
+/// Fields drop in order: the instance (and with it the state store, after its last
+/// commit lands) before `assigned`, whose `gone` tells the runner the partition is
+/// gone; the store must be closed by then, or taking the partition back finds it
+/// locked.
 pub struct Task<C: ConsumerContext + 'static> {
-    pub assigned: Assigned<C>,
     instance: Instance,
     /// The version the instance runs.
     active: Arc<Active>,
@@ -104,6 +108,7 @@ pub struct Task<C: ConsumerContext + 'static> {
     careful_until: Option<i64>,
     /// When the state size on disk was last measured.
     state_measured: Option<Instant>,
+    pub assigned: Assigned<C>,
 }
 
 impl<C: ConsumerContext + 'static> Task<C> {

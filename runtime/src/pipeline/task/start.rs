@@ -37,6 +37,9 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
         )?));
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         let (committed_offset, head, position) = loop {
+            if self.is_cancelled() {
+                return Err(TaskError::Stopped);
+            }
             let committed = self.committed(read_meta(&mut state, META_OFFSET)?)?;
             match self.restore(&mut state, committed) {
                 Ok(progress) => break (committed, progress.head, progress.position),

@@ -12,6 +12,11 @@
 //!
 //! A crash before 3 aborts everything; between 3 and 4 leaves RocksDB behind Kafka, and
 //! the restore replays the committed changelog tail. Local state is never ahead.
+//!
+//! A commit that goes unanswered (the transaction coordinator moving) may have
+//! committed or not. Redoing the interval would then count it twice, so the thread
+//! settles it first: a new producer with the same transactional id completes or aborts
+//! the transaction, and the group's committed offset (read stable) says which.
 
 use std::hash::BuildHasher;
 use std::time::Instant;
@@ -22,13 +27,23 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::failpoint;
 use crate::kafka::KafkaFailure;
+use crate::kafka::producer::CommitError;
 use crate::state::changelog::ROOT;
 
 use super::{ProcessingThread, TaskError};
 
+/// How a checkpoint ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Committed,
+    /// An unanswered commit turned out not to have committed: every task went back to
+    /// its last checkpoint.
+    Rewound,
+}
+
 impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     /// Commit everything since the last checkpoint. See the module docs for the order.
-    pub(super) fn checkpoint(&mut self) -> Result<(), TaskError> {
+    pub(super) fn checkpoint(&mut self) -> Result<Outcome, TaskError> {
         let dirty: Vec<usize> = (0..self.tasks.len())
             .filter(|&i| self.tasks[i].is_dirty())
             .collect();
@@ -36,7 +51,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             for task in &mut self.tasks {
                 task.observe_position();
             }
-            return Ok(());
+            return Ok(Outcome::Committed);
         }
         let producer = self
             .producer
@@ -50,6 +65,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             blocks.push((i, id, changes));
         }
         let positions = producer.flush()?;
+        let flushed = started.elapsed();
         failpoint::hit("checkpoint.before-commit");
 
         let mut offsets = TopicPartitionList::new();
@@ -70,15 +86,24 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                     KafkaError::Global(rdkafka::types::RDKafkaErrorCode::UnknownMemberId),
                 )
             })?;
-            producer.commit(&offsets, group)?;
+            match producer.commit(&offsets, group) {
+                Ok(()) => {}
+                Err(CommitError::NotCommitted(failure)) => return Err(failure.into()),
+                Err(CommitError::InDoubt(failure)) => {
+                    if !self.settle(&dirty, &failure)? {
+                        return Ok(Outcome::Rewound);
+                    }
+                }
+            }
         } else {
             self.consumer
                 .commit(&offsets, CommitMode::Sync)
                 .map_err(|e| KafkaFailure::new("cannot commit input offsets", e))?;
         }
         failpoint::hit("checkpoint.after-commit");
+        let committed = started.elapsed();
 
-        let took = started.elapsed().as_secs_f64();
+        let took = committed.as_secs_f64();
         for (i, id, changes) in blocks {
             let task = &mut self.tasks[i];
             let position = positions
@@ -93,7 +118,36 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         for task in &mut self.tasks {
             task.observe_position();
         }
-        Ok(())
+        tracing::debug!(
+            pipeline = %self.ctx.name,
+            thread = self.index,
+            partitions = dirty.len(),
+            flush_us = flushed.as_micros() as u64,
+            commit_us = (committed - flushed).as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "thread checkpoint"
+        );
+        Ok(Outcome::Committed)
+    }
+
+    /// Settle a commit that went unanswered: true when it committed; when it did not,
+    /// every task is sent back to its last checkpoint.
+    fn settle(&mut self, dirty: &[usize], failure: &KafkaFailure) -> Result<bool, TaskError> {
+        tracing::warn!(pipeline = %self.ctx.name, thread = self.index, %failure, "a transaction's commit went unanswered; a new producer settles whether it committed");
+        self.producer = None;
+        self.producer = Some(self.new_producer()?);
+        let first = &self.tasks[dirty[0]];
+        let committed = first.assigned.committed(None)? == Some(first.next_offset());
+        tracing::warn!(pipeline = %self.ctx.name, thread = self.index, committed, "the unanswered commit is settled");
+        if !committed {
+            for &i in dirty {
+                self.tasks[i].assigned.metrics.restarts.inc();
+            }
+            for task in &mut self.tasks {
+                task.rewind()?;
+            }
+        }
+        Ok(committed)
     }
 }
 

@@ -15,6 +15,8 @@
 
 mod checkpoint;
 
+use checkpoint::Outcome;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -233,12 +235,13 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     /// back (the fetches were rewound).
     fn end_interval(&mut self) -> Result<bool, ThreadFailure> {
         match self.checkpoint() {
-            Ok(()) => {
+            Ok(Outcome::Committed) => {
                 for task in &mut self.tasks {
                     task.follow_active()?;
                 }
                 Ok(true)
             }
+            Ok(Outcome::Rewound) => Ok(false),
             Err(error) => {
                 self.recover(error.into())?;
                 Ok(false)
@@ -272,8 +275,18 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             reason = %why,
             "going back to the last checkpoint"
         );
-        if let Some(producer) = &self.producer {
-            producer.abort()?;
+        let aborted = match &self.producer {
+            Some(producer) => producer.abort(),
+            None => Ok(()),
+        };
+        match aborted {
+            Ok(()) => {}
+            // Fenced since, or librdkafka left the abort unanswered: a new producer
+            // ends the transaction for good.
+            Err(failure) if failure.needs_new_producer() => {
+                return self.renew_producer(&failure.to_string());
+            }
+            Err(failure) => return Err(failure.into()),
         }
         for i in 0..self.tasks.len() {
             self.tasks[i].rewind().map_err(|e| self.blame(i, e))?;
@@ -348,6 +361,13 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 assigned.status.set_phase(Phase::Paused);
                 log_paused(assigned, true);
             } else {
+                // librdkafka keeps a partition's pause across a revoke and an assign:
+                // one paused when it left comes back paused.
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&assigned.topic, assigned.partition);
+                self.consumer
+                    .resume(&tpl)
+                    .map_err(|e| KafkaFailure::new("cannot resume fetching", e))?;
                 assigned.status.set_phase(Phase::Running);
             }
             tracing::info!(
