@@ -164,8 +164,8 @@ pub struct ThreadProducer {
     offsets: Option<OffsetsCaller>,
     deliveries: Arc<Deliveries>,
     transactional: bool,
-    /// Whether a transaction is open: one begins with the first record or commit after
-    /// the last ended.
+    /// Whether a transaction is open (one begins at once after each commit or abort;
+    /// if that failed, with the next record or commit).
     open: std::cell::Cell<bool>,
     /// [`STUCK_AFTER`], shorter in tests.
     stuck_after: Duration,
@@ -218,6 +218,7 @@ impl ThreadProducer {
                 .map_err(|e| {
                     KafkaFailure::new(format!("cannot initialise transactions for {id:?}"), e)
                 })?;
+            this.begin()?;
         }
         Ok(this)
     }
@@ -295,7 +296,8 @@ impl ThreadProducer {
     /// changelog record of each changelog partition written, or the first delivery
     /// failure.
     pub fn flush(&self) -> Result<ChangelogPositions, KafkaFailure> {
-        self.drain(REQUEST_TIMEOUT)
+        self.producer
+            .flush(REQUEST_TIMEOUT)
             .map_err(|e| self.failure("records were not acknowledged in time", e))?;
         let failure = self
             .deliveries
@@ -315,30 +317,6 @@ impl ThreadProducer {
         ))
     }
 
-    /// Wait until librdkafka holds no record unanswered, serving delivery reports
-    /// every millisecond. rdkafka's own `flush` polls in 100 ms slices, and the reports
-    /// arrive between its checks: every checkpoint took 100 ms more than its round trips.
-    fn drain(&self, timeout: Duration) -> KafkaResult<()> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            // SAFETY: the handle lives as long as `self.producer`; a zero timeout only
-            // asks librdkafka to send what lingers and report whether anything is left.
-            let left = unsafe {
-                rdkafka::bindings::rd_kafka_flush(self.producer.client().native_ptr(), 0)
-            };
-            match left {
-                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => return Ok(()),
-                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__TIMED_OUT => {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(KafkaError::Flush(left.into()));
-                    }
-                    self.producer.poll(Duration::from_millis(1));
-                }
-                error => return Err(KafkaError::Flush(error.into())),
-            }
-        }
-    }
-
     /// Commit the transaction with `offsets` as the group's input offsets. Only for
     /// transactional producers.
     pub fn commit(
@@ -355,6 +333,11 @@ impl ThreadProducer {
             match self.producer.commit_transaction(REQUEST_TIMEOUT) {
                 Ok(()) => {
                     self.open.set(false);
+                    // It committed: a failure to begin the next one is the next
+                    // record's to report.
+                    if let Err(error) = self.begin() {
+                        tracing::debug!(%error, "cannot begin the next transaction yet");
+                    }
                     return Ok(());
                 }
                 // librdkafka says so when calling again is safe (the commit timed out).
@@ -444,7 +427,7 @@ impl ThreadProducer {
         // only polling serves them: drop what is still queued, then poll until the
         // records in flight are answered (a flush), or the abort waits in vain.
         self.producer.purge(PurgeConfig::default().queue());
-        if let Err(error) = self.drain(REQUEST_TIMEOUT) {
+        if let Err(error) = self.producer.flush(REQUEST_TIMEOUT) {
             tracing::debug!(%error, "records still in flight before an abort");
         }
         self.producer
@@ -463,7 +446,7 @@ impl ThreadProducer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        Ok(())
+        self.begin()
     }
 
     pub fn is_transactional(&self) -> bool {

@@ -361,13 +361,6 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 assigned.status.set_phase(Phase::Paused);
                 log_paused(assigned, true);
             } else {
-                // librdkafka keeps a partition's pause across a revoke and an assign:
-                // one paused when it left comes back paused.
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&assigned.topic, assigned.partition);
-                self.consumer
-                    .resume(&tpl)
-                    .map_err(|e| KafkaFailure::new("cannot resume fetching", e))?;
                 assigned.status.set_phase(Phase::Running);
             }
             tracing::info!(
