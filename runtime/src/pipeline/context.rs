@@ -113,6 +113,11 @@ pub enum TaskError {
     ForeignChangelog { topic: String, offset: i64 },
     #[error("cannot change module versions: {0}")]
     Version(Box<VersionError>),
+    /// After a commit that went unanswered, whether it committed could not be found
+    /// out: going back to the last checkpoint might redo committed records, so the
+    /// pipeline restarts, from what the group committed.
+    #[error("a transaction's commit went unanswered and could not be settled: {0}")]
+    Unsettled(Box<TaskError>),
     /// The running version failed its trial and was rolled back; the thread redoes the
     /// interval with the restored version (never leaves the thread).
     #[error("module version {version} failed its trial")]

@@ -12,6 +12,9 @@ use crate::state::{PartitionState, RocksStore};
 use super::{Assigned, META_OFFSET, Task, TaskError, read_meta};
 use crate::pipeline::position::Position;
 
+/// How many times a start is tried when Kafka fails it.
+const START_ATTEMPTS: u32 = 3;
+
 impl<C: ConsumerContext + 'static> Assigned<C> {
     /// Bring the partition to where the group committed it, ready to run.
     ///
@@ -24,9 +27,25 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
     /// partition moved, and the coordinator refuses offsets of an older one (KIP-447),
     /// which aborts the whole transaction. Its changelog records stay past the
     /// changelog's stable offset, where a read_committed restore never reads.
+    ///
+    /// A Kafka failure is tried again a few times before it fails the pipeline: a
+    /// previous owner that died mid-transaction leaves the committed offset unstable
+    /// until the broker times that transaction out (the commit interval plus 10 s).
     pub fn start(self) -> Result<Task<C>, TaskError> {
-        let prepared = self.prepare()?;
-        Ok(prepared.into_task(self))
+        let mut attempt = 1;
+        loop {
+            match self.prepare() {
+                Ok(prepared) => return Ok(prepared.into_task(self)),
+                Err(TaskError::Kafka(error))
+                    if attempt < START_ATTEMPTS && !self.is_cancelled() =>
+                {
+                    tracing::warn!(pipeline = %self.ctx.name, topic = %self.topic, partition = self.partition, attempt, %error, "cannot start the partition yet; trying again");
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     fn prepare(&self) -> Result<Prepared, TaskError> {

@@ -90,7 +90,10 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 Ok(()) => {}
                 Err(CommitError::NotCommitted(failure)) => return Err(failure.into()),
                 Err(CommitError::InDoubt(failure)) => {
-                    if !self.settle(&dirty, &failure)? {
+                    let committed = self
+                        .settle(&dirty, &failure)
+                        .map_err(|e| TaskError::Unsettled(Box::new(e)))?;
+                    if !committed {
                         return Ok(Outcome::Rewound);
                     }
                 }

@@ -425,10 +425,20 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         }
         match stop {
             Stop::Checkpoint => {
-                if let Err(error) = self.checkpoint() {
-                    tracing::warn!(pipeline = %self.ctx.name, thread = self.index, %error, "the last checkpoint before letting partitions go failed; their next owner redoes the records since the one before");
-                    // If the thread cannot recover, the tasks staying cannot go on either.
-                    self.recover(error.into())?;
+                match self.checkpoint() {
+                    Ok(_) => {}
+                    // A Kafka failure happened before the commit: the partitions leaving
+                    // are their next owner's to redo, and those staying go back to their
+                    // last checkpoint, whatever the failure was.
+                    Err(error @ TaskError::Kafka(_)) => {
+                        tracing::warn!(pipeline = %self.ctx.name, thread = self.index, %error, "the last checkpoint before letting partitions go failed; their next owner redoes the records since the one before");
+                        if self.recover(error.into()).is_err() {
+                            self.rewind_all("the last checkpoint before a release failed")?;
+                        }
+                    }
+                    // Local state failed after the commit: going back would redo
+                    // committed records.
+                    Err(error) => return Err(error.into()),
                 }
             }
             Stop::Abandon => {
