@@ -80,6 +80,8 @@ pub struct ProcessingThread<C: ConsumerContext + 'static> {
     commands: Receiver<Command>,
     wake: Arc<Wake>,
     paused: bool,
+    /// Where the next round starts (see `round`).
+    next_task: usize,
 }
 
 impl<C: ConsumerContext + 'static> ProcessingThread<C> {
@@ -105,6 +107,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             commands,
             wake,
             paused: false,
+            next_task: 0,
         }
     }
 
@@ -167,20 +170,27 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         }
     }
 
-    /// One batch from each task that has records. True when any had.
+    /// One batch from each task that has records, until the commit deadline passes:
+    /// a round over many busy tasks must not stretch the interval (and its
+    /// transaction). The next round starts where this one stopped, so every task gets
+    /// its turn. True when any task had records.
     fn round(
         &mut self,
         batch: &mut Vec<InputRecord>,
         deadline: &mut Instant,
     ) -> Result<bool, ThreadFailure> {
         let mut busy = false;
-        let mut i = 0;
-        while i < self.tasks.len() {
+        let count = self.tasks.len();
+        for step in 0..count {
+            if busy && Instant::now() >= *deadline {
+                self.next_task = (self.next_task + step) % count.max(1);
+                return Ok(true);
+            }
+            let i = (self.next_task + step) % count;
             batch.clear();
             let filled = self.tasks[i].fill(batch);
             filled.map_err(|error| self.blame(i, error))?;
             let Some(last) = batch.last().map(|r| r.offset) else {
-                i += 1;
                 continue;
             };
             busy = true;
@@ -217,7 +227,6 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             if careful {
                 self.end_interval()?;
             }
-            i += 1;
         }
         Ok(busy)
     }
