@@ -1,6 +1,6 @@
 //! Prometheus metrics of a daemon, served on `/metrics` (OpenMetrics text).
 //!
-//! Partition workers take their handles once ([`Metrics::partition`]) and update plain
+//! Partitions take their handles once ([`Metrics::partition`]) and update plain
 //! atomics on the hot path; label sets are hashed only when a partition starts.
 //! Gauges of a partition this instance no longer owns are removed, so a dashboard does
 //! not show stale lag for partitions that moved.
@@ -282,7 +282,7 @@ impl Metrics {
         to_prometheus_text(&self.encode())
     }
 
-    /// Handles for one partition's worker.
+    /// Handles for one partition.
     pub fn partition(&self, pipeline: &str, topic: &str, partition: i32) -> PartitionMetrics {
         let labels = PartitionLabels {
             pipeline: pipeline.to_owned(),

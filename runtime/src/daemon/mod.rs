@@ -679,7 +679,7 @@ impl Daemon {
                 &topic,
                 partition,
             );
-            // The group gives the partition to this instance, but its worker has not
+            // The group gives the partition to this instance, but its thread has not
             // started it yet (or is restarting it).
             if owner
                 .as_ref()

@@ -1,6 +1,6 @@
 //! Where a partition's fetch stands, and what to make of each record fetched.
 //!
-//! A worker processes its partition in offset order from a known position: the
+//! A partition is processed in offset order from a known position: the
 //! committed offset, or the log start for a partition the group never committed. Two
 //! things can arrive that are not the next record:
 //!
@@ -12,7 +12,7 @@
 //!   `read_committed` consumer never sees, compaction, retention), but a broker that
 //!   answers a fetch with the wrong batch, or a fetch that started before the seek took
 //!   effect, looks the same, and taking the record would commit past records never
-//!   processed. So the worker seeks back to the position once more: if the same record
+//!   processed. So the task seeks back to the position once more: if the same record
 //!   comes first again, the gap is real and `explained`; if an earlier one comes, the
 //!   first answer was wrong and the gap is `recovered`. Answers that keep disagreeing
 //!   leave the gap unsettled, and the partition stops rather than guess.
@@ -20,7 +20,7 @@
 //! Gaps in mid-stream (between two records of one fetch run) are the markers and
 //! aborted records of transactional inputs, and are taken as they come.
 //!
-//! Pure logic: the worker does the seeking and counting.
+//! Pure logic: the task does the seeking and counting.
 
 /// How often one position is fetched again while the first record after it keeps
 /// changing, before the gap is called unsettled.
@@ -97,7 +97,7 @@ impl Position {
         self.next
     }
 
-    /// The worker sought to `to` (a rewind): the first record after it is checked.
+    /// The task sought to `to` (a rewind): the first record after it is checked.
     pub fn seeked(&mut self, to: i64) {
         *self = Self::at(to);
     }

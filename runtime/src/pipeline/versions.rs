@@ -4,7 +4,7 @@
 //! A deploy does all the slow and risky work before anything changes: compile (or read
 //! the compiled cache), check the contract, run `init` on an empty state. Only then is
 //! the version recorded in the registry and published. Publishing is one atomic
-//! pointer swap; each partition worker notices it at its next checkpoint boundary and
+//! pointer swap; each partition notices it at its next checkpoint boundary and
 //! switches there, so no transaction mixes versions and processing stops only for the
 //! new instance's start.
 
@@ -183,7 +183,7 @@ pub struct VersionDeps {
     pub metrics: Arc<Metrics>,
 }
 
-/// The versions of one pipeline. Shared by its workers (reading [`Versions::active`])
+/// The versions of one pipeline. Shared by its partitions (reading [`Versions::active`])
 /// and the admin API (deploying and rolling back).
 #[derive(Debug)]
 pub struct Versions {

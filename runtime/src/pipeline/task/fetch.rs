@@ -18,10 +18,10 @@ use crate::pipeline::position::{GapOutcome, Verdict};
 use super::{Assigned, Task, TaskError};
 
 impl<C: ConsumerContext + 'static> Assigned<C> {
-    /// Start fetching the partition at `offset`, the offset state was restored to. The
-    /// consumer began at the offset it read at assignment, which may be older (read
-    /// before this worker fenced the previous owner) or, on a broker that answers stale
-    /// offsets, newer.
+    /// Fetch the partition from `offset`: where state was restored to at the start, or
+    /// the last checkpoint on a rewind. The consumer began at the offset it read at
+    /// assignment, which may be older (read while the previous owner's last transaction
+    /// was still pending) or, on a broker that answers stale offsets, newer.
     pub fn seek(&self, offset: i64) -> Result<(), TaskError> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
