@@ -399,7 +399,12 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                     key,
                     reply,
                 } => {
-                    let answer = match self.tasks.iter_mut().find(|t| t.key() == partition) {
+                    let (topic, number) = (&partition.0, partition.1);
+                    let found = self
+                        .tasks
+                        .iter_mut()
+                        .find(|t| t.assigned.topic == *topic && t.assigned.partition == number);
+                    let answer = match found {
                         Some(task) => task
                             .get_committed(&key)
                             .map_err(|e| Reply::Failed(e.to_string())),
@@ -408,10 +413,15 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                     let _ = reply.send(answer);
                 }
                 Command::Release { partitions, stop } => {
-                    self.release(|key| partitions.contains(key), stop)?;
+                    let named = |topic: &str, partition| {
+                        partitions
+                            .iter()
+                            .any(|(t, p)| t == topic && *p == partition)
+                    };
+                    self.release(named, stop)?;
                 }
                 Command::Shutdown => {
-                    self.release(|_| true, Stop::Checkpoint)?;
+                    self.release(|_, _| true, Stop::Checkpoint)?;
                     return Ok(true);
                 }
             }
@@ -423,46 +433,48 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     /// everything done; if that fails, the next owner redoes the records since the
     /// checkpoint before, and the tasks staying go back to it. With [`Stop::Abandon`]
     /// (lost: another member may own them already) nothing of theirs may commit, so the
-    /// transaction is aborted and the tasks staying go back too.
+    /// transaction is aborted and the tasks staying go back too. The tasks leaving are
+    /// dropped before that: seeking partitions no longer assigned could only fail.
     fn release(
         &mut self,
-        which: impl Fn(&Partition) -> bool,
+        which: impl Fn(&str, i32) -> bool,
         stop: Stop,
     ) -> Result<(), ThreadFailure> {
-        if !self.tasks.iter().any(|t| which(&t.key())) {
+        let leaves = |t: &Task<C>| which(&t.assigned.topic, t.assigned.partition);
+        if !self.tasks.iter().any(leaves) {
             return Ok(());
         }
+        let mut failed = None;
+        let mut lost = false;
         match stop {
-            Stop::Checkpoint => {
-                match self.checkpoint() {
-                    Ok(_) => {}
-                    // A Kafka failure happened before the commit: the partitions leaving
-                    // are their next owner's to redo, and those staying go back to their
-                    // last checkpoint, whatever the failure was.
-                    Err(error @ TaskError::Kafka(_)) => {
-                        tracing::warn!(pipeline = %self.ctx.name, thread = self.index, %error, "the last checkpoint before letting partitions go failed; their next owner redoes the records since the one before");
-                        if self.recover(error.into()).is_err() {
-                            self.rewind_all("the last checkpoint before a release failed")?;
-                        }
-                    }
-                    // Local state failed after the commit: going back would redo
-                    // committed records.
-                    Err(error) => return Err(error.into()),
+            Stop::Checkpoint => match self.checkpoint() {
+                Ok(_) => {}
+                // A Kafka failure came before the commit.
+                Err(error @ TaskError::Kafka(_)) => {
+                    tracing::warn!(pipeline = %self.ctx.name, thread = self.index, %error, "the last checkpoint before letting partitions go failed; their next owner redoes the records since the one before");
+                    failed = Some(error);
                 }
-            }
-            Stop::Abandon => {
-                if self.tasks.iter_mut().any(Task::is_dirty) {
-                    self.rewind_all("partitions were lost (the session expired)")?;
-                }
-            }
+                // Local state failed after the commit: going back would redo
+                // committed records.
+                Err(error) => return Err(error.into()),
+            },
+            Stop::Abandon => lost = self.tasks.iter_mut().any(Task::is_dirty),
         }
         let (leaving, staying): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tasks)
             .into_iter()
-            .partition(|t| which(&t.key()));
+            .partition(leaves);
         self.tasks = staying;
         for mut task in leaving {
             task.discard();
             self.release_metrics(&task);
+        }
+        if let Some(error) = failed {
+            // The tasks staying go back to their last checkpoint, whatever the failure.
+            if self.recover(error.into()).is_err() {
+                self.rewind_all("the last checkpoint before a release failed")?;
+            }
+        } else if lost {
+            self.rewind_all("partitions were lost (the session expired)")?;
         }
         Ok(())
     }
