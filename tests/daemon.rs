@@ -39,8 +39,10 @@ pub fn write_config(
     } else {
         ""
     };
+    // Two processing threads whatever the machine's cores (the crash tests count
+    // checkpoints per thread).
     let mut text = format!(
-        "data_dir = {:?}\n\n[kafka]\nbrokers = {bootstrap:?}\ngroup_protocol = {protocol:?}\n\n\
+        "threads = 2\ndata_dir = {:?}\n\n[kafka]\nbrokers = {bootstrap:?}\ngroup_protocol = {protocol:?}\n\n\
          [kafka.consumer_properties]\n{session}",
         data_dir.display().to_string()
     );

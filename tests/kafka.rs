@@ -130,14 +130,14 @@ fn aborted_records(bootstrap: &str, topic: &str) -> usize {
 /// every input counted exactly once, in the outputs and in the state. Returns the
 /// broker (still running) for further checks.
 ///
-/// Two processing threads share the four partitions, so the first records make two
-/// checkpoints: a failpoint armed for the second fires after one thread committed.
+/// Two processing threads (tests' daemons have two) share the four partitions, so the
+/// first records make two checkpoints: a failpoint armed for the second fires after one thread committed.
 fn crash_and_recover(failpoints: &str, second_failpoints: Option<&str>) -> Setup {
     let setup = Setup::new(EXE, 4, &["counts"]);
     let mut input = setup.input();
     input.produce(4, 60);
 
-    let mut daemon = setup.start_with("a", "threads = 2\n", Some(failpoints));
+    let mut daemon = setup.start("a", Some(failpoints));
     daemon.assert_killed_at(failpoints);
 
     input.produce(4, 60);
@@ -330,4 +330,78 @@ fn the_embedded_broker_runs_a_pipeline_end_to_end() {
     assert_eq!(pairs, [("oak", "1"), ("pine", "1"), ("oak", "2")]);
     let store = RocksStore::open(dir.path().join("data/pipelines/wc/state/text-0")).unwrap();
     assert_eq!(store.get(b"count/oak").unwrap().as_deref(), Some(&b"2"[..]));
+}
+
+/// Two exactly-once pipelines over the same input share the daemon's two processing
+/// threads, so a checkpoint is one transaction carrying the input offsets of both
+/// groups. Crashes before and after such a commit leave both pipelines exact, in
+/// outputs and in state.
+#[test]
+fn pipelines_sharing_a_transaction_survive_crashes_exactly() {
+    let setup = Setup::new(EXE, 4, &["counts", "counts2"]);
+    let text = setup.topic("text");
+    let inputs = [text.as_str()];
+    let outputs = [
+        ("wc", setup.topic("counts")),
+        ("wc2", setup.topic("counts2")),
+    ];
+    let groups = outputs.each_ref().map(|(name, _)| setup.group_line(name));
+    let specs: Vec<PipelineSpec<'_>> = outputs
+        .iter()
+        .zip(&groups)
+        .map(|((name, output), group)| PipelineSpec {
+            name,
+            module: &setup.module,
+            inputs: &inputs,
+            output,
+            extra: group,
+        })
+        .collect();
+    let config = write_config(
+        setup.dir.path(),
+        &setup.broker.bootstrap,
+        &setup.data_dir("a"),
+        &specs,
+    );
+    let start = |run: &str, failpoints: Option<&str>| {
+        let log = setup.dir.path().join(format!("{run}.log"));
+        Daemon::start(Path::new(EXE), &config, &log, failpoints)
+    };
+    let mut input = setup.input();
+    input.produce(4, 60);
+    let mut daemon = start("first", Some("checkpoint.before-commit=2"));
+    daemon.assert_killed_at("checkpoint.before-commit=2");
+    input.produce(4, 60);
+    let mut daemon = start("second", Some("checkpoint.after-commit=2"));
+    daemon.assert_killed_at("checkpoint.after-commit=2");
+
+    let daemon = start("third", None);
+    daemon.wait_for("partition running", 8, WAIT);
+    input.produce(4, 30);
+    for (_, output) in &outputs {
+        wait_for_outputs(
+            &setup.broker.bootstrap,
+            output,
+            input.expected.total_outputs(),
+            Some(&daemon),
+        );
+    }
+    // Each thread runs two partitions of each pipeline: a checkpoint of more than two
+    // partitions committed both groups' offsets in one transaction.
+    let shared = daemon
+        .events("thread checkpoint")
+        .iter()
+        .filter_map(|e| e["fields"]["partitions"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        shared > 2,
+        "no checkpoint spanned both pipelines (at most {shared} partitions)"
+    );
+    assert!(daemon.terminate().success());
+
+    for (name, output) in &outputs {
+        assert_outputs_exact(&setup.broker.bootstrap, output, &input.expected);
+        assert_state_exact(&setup.data_dir("a"), name, &text, &input.expected);
+    }
 }

@@ -43,6 +43,11 @@ pub struct Config {
     /// Partition state, compiled modules and the instance id live here.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Processing threads of the daemon, shared by all its pipelines: each runs a share
+    /// of the partitions with one producer per guarantee. Defaults to the number of
+    /// cores.
+    #[serde(default)]
+    pub threads: Option<u32>,
     pub kafka: KafkaConfig,
     /// The admin HTTP API (status, deploys, metrics).
     #[serde(default)]
@@ -53,6 +58,16 @@ pub struct Config {
     /// Pipelines by name. The name appears in logs, metrics and state paths.
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
+}
+
+impl Config {
+    /// How many processing threads the daemon runs (see `threads`).
+    pub fn threads(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            |n| n as usize,
+        )
+    }
 }
 
 /// What the partition stores of a daemon share (see `state::RocksMemory`): one memory
@@ -245,9 +260,9 @@ pub struct PipelineConfig {
     /// Most records per call into the transform.
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
-    /// Processing threads of the pipeline in this daemon, each owning a share of its
-    /// partitions with one producer; defaults to the number of cores.
-    #[serde(default)]
+    /// Not a pipeline setting (any more): the daemon's processing threads serve every
+    /// pipeline, see [`Config::threads`]. Read only to say so.
+    #[serde(default, skip_serializing)]
     pub threads: Option<u32>,
     /// What to do with a record the transform fails on.
     #[serde(default)]
@@ -310,14 +325,6 @@ impl PipelineConfig {
         self.group_id
             .clone()
             .unwrap_or_else(|| format!("weir.{name}"))
-    }
-
-    /// How many processing threads the pipeline runs (see `threads`).
-    pub fn threads(&self) -> usize {
-        self.threads.map_or_else(
-            || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-            |n| n as usize,
-        )
     }
 
     pub fn commit_interval(&self) -> Duration {

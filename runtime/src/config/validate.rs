@@ -95,6 +95,11 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     let mut check = Checker {
         problems: Vec::new(),
     };
+    if let Some(threads) = config.threads
+        && !(1..=256).contains(&threads)
+    {
+        check.fail("threads", "must be between 1 and 256");
+    }
     let kafka = &config.kafka;
     if kafka.brokers.trim().is_empty() {
         check.fail(
@@ -324,10 +329,12 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
             "must be between 1 and 600000 (ten minutes)",
         );
     }
-    if let Some(threads) = pipeline.threads
-        && !(1..=256).contains(&threads)
-    {
-        check.fail(at("threads"), "must be between 1 and 256");
+    if pipeline.threads.is_some() {
+        check.fail(
+            at("threads"),
+            "is a daemon setting now (one pool of processing threads serves every \
+             pipeline): move `threads = N` to the top of the file, before any [section]",
+        );
     }
     if !(1..=65_536).contains(&pipeline.batch_size) {
         check.fail(at("batch_size"), "must be between 1 and 65536");

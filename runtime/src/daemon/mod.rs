@@ -22,7 +22,8 @@ use crate::kafka::{ClientSettings, KafkaFailure};
 use crate::metrics::Metrics;
 use crate::pipeline::context::PipelineContext;
 use crate::pipeline::control::{PartitionSnapshot, Phase, Reply, StateAnswer};
-use crate::pipeline::runner::{self, OwnedPartitions, PipelineError};
+use crate::pipeline::pool::ProcessingPool;
+use crate::pipeline::runner::{self, GroupContext, OwnedPartitions, PipelineError};
 use crate::pipeline::versions::{Change, VersionDeps, VersionError, Versions};
 use crate::registry::{Action, Event, Registry, RegistryError};
 use crate::state::RocksMemory;
@@ -147,6 +148,8 @@ pub struct Daemon {
     stopped: Mutex<Vec<Finished>>,
     /// Where the admin API listens, once it does.
     admin_url: Mutex<Option<String>>,
+    /// The processing threads every pipeline's partitions run on.
+    pool: Arc<ProcessingPool<GroupContext>>,
     /// Declared last: the broker must outlive the pipelines that use it.
     _embedded: Option<EmbeddedBroker>,
 }
@@ -176,6 +179,8 @@ impl Daemon {
             .as_ref()
             .map_or(config.kafka.brokers.as_str(), EmbeddedBroker::bootstrap);
         let settings = ClientSettings::new(&config.kafka, bootstrap);
+        let pool = ProcessingPool::start(&settings, &config.data_dir, config.threads())
+            .map_err(|e| StartError::Io(e.to_string()))?;
         let (finished_tx, finished_rx) = mpsc::channel();
         let daemon = Self {
             config: Mutex::new(config.clone()),
@@ -192,6 +197,7 @@ impl Daemon {
             finished_rx: Mutex::new(finished_rx),
             stopped: Mutex::new(Vec::new()),
             admin_url: Mutex::new(None),
+            pool: Arc::new(pool),
             _embedded: embedded,
         };
         let mut supervised = BTreeMap::new();
@@ -262,7 +268,6 @@ impl Daemon {
             changelog_format: pipeline.changelog_format,
             commit_interval: pipeline.commit_interval(),
             batch_size: pipeline.batch_size as usize,
-            threads: pipeline.threads(),
             state_dir: state_dir(&config, name),
             rocks: self.rocks.clone(),
         };
@@ -330,13 +335,14 @@ impl Daemon {
         let inputs = entry.inputs.clone();
         let stop = entry.stop.clone();
         let generation = entry.generation;
+        let pool = self.pool.clone();
         let done = self.finished_tx.clone();
         let name = name.to_owned();
         self.metrics.pipeline_up(&name, true);
         std::thread::Builder::new()
             .name(format!("weir-{name}").chars().take(15).collect())
             .spawn(move || {
-                let result = runner::run(ctx, &inputs, &stop);
+                let result = runner::run(ctx, &inputs, pool, &stop);
                 let _ = done.send((name, generation, result));
             })
             .expect("spawning a pipeline thread");

@@ -330,17 +330,19 @@ impl ThreadProducer {
         Ok(())
     }
 
-    /// Commit the transaction with `offsets` as the group's input offsets. Only for
-    /// transactional producers.
+    /// Commit the transaction with the input offsets of each group (a thread serves
+    /// several pipelines, each a group: Kafka takes the offsets of many groups into
+    /// one transaction). Only for transactional producers.
     pub fn commit(
         &self,
-        offsets: &TopicPartitionList,
-        group: ConsumerGroupMetadata,
+        groups: Vec<(TopicPartitionList, ConsumerGroupMetadata)>,
     ) -> Result<(), CommitError> {
         debug_assert!(self.transactional);
         self.begin().map_err(CommitError::NotCommitted)?;
-        self.send_offsets(offsets, group)
-            .map_err(CommitError::NotCommitted)?;
+        for (offsets, group) in groups {
+            self.send_offsets(offsets, group)
+                .map_err(CommitError::NotCommitted)?;
+        }
         let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
             match self.producer.commit_transaction(REQUEST_TIMEOUT) {
@@ -382,7 +384,7 @@ impl ThreadProducer {
     /// stranded thread ends whenever librdkafka answers it.
     fn send_offsets(
         &self,
-        offsets: &TopicPartitionList,
+        offsets: TopicPartitionList,
         group: ConsumerGroupMetadata,
     ) -> Result<(), KafkaFailure> {
         let action = "cannot add input offsets to the transaction";
@@ -409,10 +411,7 @@ impl ThreadProducer {
                 KafkaError::Global(RDKafkaErrorCode::Fail),
             )
         };
-        caller
-            .calls
-            .send((offsets.clone(), group))
-            .map_err(|_| gone())?;
+        caller.calls.send((offsets, group)).map_err(|_| gone())?;
         match caller.answers.recv_timeout(self.stuck_after) {
             Ok(result) => result.map_err(|e| self.failure(action, e)),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(gone()),
@@ -551,7 +550,7 @@ mod tests {
 
         cluster.broker_down(2).expect("group coordinator down");
         let started = Instant::now();
-        let outcome = producer.commit(&offsets, group);
+        let outcome = producer.commit(vec![(offsets.clone(), group)]);
         let took = started.elapsed();
         let error = match outcome.expect_err("committed with the group coordinator down") {
             CommitError::NotCommitted(error) => error,
@@ -572,7 +571,7 @@ mod tests {
         let again = Instant::now();
         assert!(
             producer
-                .commit(&offsets, consumer.group_metadata().unwrap())
+                .commit(vec![(offsets, consumer.group_metadata().unwrap())])
                 .is_err()
         );
         assert!(again.elapsed() < Duration::from_secs(1));

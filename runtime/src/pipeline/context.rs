@@ -1,4 +1,4 @@
-//! What a pipeline's processing threads and partitions share, and why one of them
+//! What a pipeline's partitions share, and why one of them
 //! stops without being asked to.
 
 use std::collections::BTreeMap;
@@ -46,8 +46,6 @@ pub struct PipelineContext {
     pub changelog_format: ChangelogFormat,
     pub commit_interval: Duration,
     pub batch_size: usize,
-    /// Processing threads: each owns a share of the partitions and one producer.
-    pub threads: usize,
     /// Partition stores live in `<state_dir>/<topic>-<partition>`.
     pub state_dir: PathBuf,
     /// The memory the partition stores share (with every pipeline of the daemon).
@@ -118,6 +116,10 @@ pub enum TaskError {
     /// pipeline restarts, from what the group committed.
     #[error("a transaction's commit went unanswered and could not be settled: {0}")]
     Unsettled(Box<TaskError>),
+    /// The processing thread this partition ran on failed for all its partitions (its
+    /// producer or transaction); the pipeline restarts from its last checkpoint.
+    #[error("its processing thread failed: {0}")]
+    Neighbour(String),
     /// The running version failed its trial and was rolled back; the thread redoes the
     /// interval with the restored version (never leaves the thread).
     #[error("module version {version} failed its trial")]

@@ -1,17 +1,84 @@
 //! How the rest of the daemon talks to a processing thread: commands over a channel
 //! (let partitions go, read state, shut down), a wake-up the thread sleeps on when its
-//! partitions have nothing to do, and a status each partition publishes through
-//! atomics so that reading it never waits on the thread.
+//! partitions have nothing to do, a status each partition publishes through atomics
+//! so that reading it never waits on the thread, and the [`Failure`] slot through
+//! which a thread tells a pipeline that it failed.
 
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::context::TaskError;
+
 /// An input partition: topic and partition number.
 pub type Partition = (String, i32);
+
+/// One run of a pipeline as a group member, from joining to leaving. The processing
+/// threads serve every pipeline of the daemon, and two pipelines may read the same
+/// topic (and a restarted pipeline the same partitions), so a thread tells its tasks
+/// apart by run, not by partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RunId(u64);
+
+impl RunId {
+    /// A run id never handed out before in this process.
+    pub fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Why a processing thread gave up tasks of a run: the partition at fault, when one
+/// was (otherwise the thread's producer or transaction failed, for all its tasks).
+#[derive(Debug)]
+pub struct ThreadFailure {
+    pub partition: Option<Box<(RunId, Partition)>>,
+    pub error: TaskError,
+}
+
+impl From<TaskError> for ThreadFailure {
+    fn from(error: TaskError) -> Self {
+        Self {
+            partition: None,
+            error,
+        }
+    }
+}
+
+impl From<crate::kafka::KafkaFailure> for ThreadFailure {
+    fn from(error: crate::kafka::KafkaFailure) -> Self {
+        TaskError::from(error).into()
+    }
+}
+
+/// The first failure of a run's partitions (on a processing thread or a starter): the
+/// run's group loop watches it and stops the pipeline, which the daemon restarts.
+#[derive(Debug, Default)]
+pub struct Failure {
+    slot: Mutex<Option<(Option<usize>, ThreadFailure)>>,
+    failed: AtomicBool,
+}
+
+impl Failure {
+    /// Keep `failure` (of processing thread `thread`, if it was one) unless an earlier
+    /// one is kept already.
+    pub fn set(&self, thread: Option<usize>, failure: ThreadFailure) {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert((thread, failure));
+        self.failed.store(true, Ordering::Release);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    pub fn take(&self) -> Option<(Option<usize>, ThreadFailure)> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
 
 /// How partitions are let go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,18 +105,20 @@ pub type StateAnswer = Result<Option<Vec<u8>>, Reply>;
 /// A request to a processing thread, served between batches.
 #[derive(Debug)]
 pub enum Command {
-    /// Let these partitions go (revoked or lost).
+    /// Let these partitions of a run go (revoked or lost, or the pipeline stops).
     Release {
+        run: RunId,
         partitions: Vec<Partition>,
         stop: Stop,
     },
     /// Read the committed value of a state key.
     Get {
+        run: RunId,
         partition: Partition,
         key: Vec<u8>,
         reply: Sender<StateAnswer>,
     },
-    /// Checkpoint every partition, let them go, and end the thread.
+    /// Checkpoint every partition, let them go, and end the thread (the daemon stops).
     Shutdown,
 }
 
@@ -104,6 +173,7 @@ impl Mailbox {
 /// The mailbox of the thread owning one partition, for requests about it.
 #[derive(Debug, Clone)]
 pub struct PartitionMailbox {
+    pub run: RunId,
     pub partition: Partition,
     pub mailbox: Mailbox,
 }
@@ -112,6 +182,7 @@ impl PartitionMailbox {
     /// Ask for the committed value of `key`; the answer comes on `reply`.
     pub fn get(&self, key: Vec<u8>, reply: Sender<StateAnswer>) -> bool {
         self.mailbox.send(Command::Get {
+            run: self.run,
             partition: self.partition.clone(),
             key,
             reply,

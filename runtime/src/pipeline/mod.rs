@@ -1,10 +1,12 @@
 //! Running records through a transform: batches, per-record failure isolation and the
 //! error policy, which `weir test` and Kafka pipelines share; and, for Kafka, the
-//! group [`runner`], its processing [`thread`]s and the partitions ([`task`]s) they run.
+//! group [`runner`], the daemon's [`pool`] of processing [`thread`]s and the
+//! partitions ([`task`]s) they run.
 
 mod batch;
 pub mod context;
 pub mod control;
+pub mod pool;
 mod position;
 pub mod runner;
 mod task;
@@ -15,3 +17,12 @@ pub use batch::{BatchError, BatchOutcome, FailureReason, RecordFailure, run_batc
 
 pub use crate::config::ErrorPolicy;
 pub use crate::engine::{ProcessError, Processor};
+
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}

@@ -1,6 +1,6 @@
-//! A pipeline as a consumer-group member: the group consumer, a fixed pool of
-//! processing threads sharing its partitions, and the starters that bring a newly
-//! assigned partition up to its committed offset before a thread runs it.
+//! A pipeline as a consumer-group member: the group consumer, and the starters that
+//! bring a newly assigned partition up to its committed offset before one of the
+//! daemon's processing threads (`pipeline::pool`, shared by every pipeline) runs it.
 //!
 //! Membership is cooperative-sticky, so a rebalance revokes only the partitions that
 //! move. Each partition's messages go to its own queue (split off the consumer before
@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -29,9 +28,11 @@ use crate::kafka::KafkaFailure;
 
 use super::context::{PipelineContext, TaskError};
 pub use super::control::Partition;
-use super::control::{Command, Mailbox, PartitionMailbox, PartitionStatus, Phase, Stop, Wake};
+use super::control::{
+    Command, Failure, PartitionMailbox, PartitionStatus, Phase, RunId, Stop, ThreadFailure, Wake,
+};
+use super::pool::ProcessingPool;
 use super::task::{Assigned, Task};
-use super::thread::{ProcessingThread, ThreadFailure};
 
 /// How often the runner polls the group queue (serving rebalances and heartbeats).
 const GROUP_POLL: Duration = Duration::from_millis(100);
@@ -54,39 +55,13 @@ pub struct Owned {
 /// The partitions a pipeline owns right now, shared with the admin API.
 pub type OwnedPartitions = Arc<Mutex<BTreeMap<Partition, Owned>>>;
 
-/// The first failure of a thread or a start; the runner stops the pipeline on it.
-#[derive(Debug, Default)]
-struct Failure {
-    slot: Mutex<Option<(Option<usize>, ThreadFailure)>>,
-    failed: AtomicBool,
-}
-
-impl Failure {
-    fn set(&self, thread: Option<usize>, failure: ThreadFailure) {
-        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        slot.get_or_insert((thread, failure));
-        self.failed.store(true, Ordering::Release);
-    }
-
-    fn is_set(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
-    }
-}
-
-/// A processing thread as the runner sees it.
-struct ThreadHandle<C: ConsumerContext + 'static> {
-    mailbox: Mailbox,
-    adopt: Sender<Task<C>>,
-    wake: Arc<Wake>,
-    join: Mutex<Option<JoinHandle<()>>>,
-}
-
 /// The group consumer's context: assigns partitions to threads and lets them go.
 pub struct GroupContext {
     ctx: Arc<PipelineContext>,
+    run: RunId,
     /// The consumer this context belongs to, to split partition queues off it.
     consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
-    threads: OnceLock<Vec<ThreadHandle<GroupContext>>>,
+    pool: Arc<ProcessingPool<GroupContext>>,
     starter: Arc<Starter<GroupContext>>,
     owned: OwnedPartitions,
     failure: Arc<Failure>,
@@ -126,17 +101,10 @@ impl GroupContext {
     /// Hand each newly assigned partition to the thread owning the fewest, through a
     /// starter.
     fn assign(&self, partitions: &TopicPartitionList) {
-        let (Some(consumer), Some(threads)) = (
-            self.consumer.get().and_then(Weak::upgrade),
-            self.threads.get(),
-        ) else {
+        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
             return;
         };
         let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
-        let mut load = vec![0_usize; threads.len()];
-        for entry in owned.values() {
-            load[entry.thread] += 1;
-        }
         for element in partitions.elements() {
             let key = (element.topic().to_owned(), element.partition());
             if owned.contains_key(&key) {
@@ -149,19 +117,20 @@ impl GroupContext {
                 self.failure.set(
                     None,
                     ThreadFailure {
-                        partition: Some(Box::new(key)),
+                        partition: Some(Box::new((self.run, key))),
                         error: TaskError::NoQueue,
                     },
                 );
                 continue;
             };
-            let thread = (0..load.len()).min_by_key(|&t| load[t]).unwrap_or(0);
-            load[thread] += 1;
+            let thread = self.pool.pick();
             let status = Arc::new(PartitionStatus::new());
             let cancel = Arc::new(AtomicBool::new(false));
             let (gone_tx, gone) = mpsc::channel();
-            let handle = &threads[thread];
+            let handle = self.pool.thread(thread);
             let assigned = Assigned {
+                run: self.run,
+                failure: self.failure.clone(),
                 changelog_topic: self.ctx.changelog_topic(&key.0),
                 metrics: self.ctx.metrics.partition(&self.ctx.name, &key.0, key.1),
                 ctx: self.ctx.clone(),
@@ -178,6 +147,7 @@ impl GroupContext {
                 key,
                 Owned {
                     commands: PartitionMailbox {
+                        run: self.run,
                         partition: (assigned.topic.clone(), assigned.partition),
                         mailbox: handle.mailbox.clone(),
                     },
@@ -198,9 +168,6 @@ impl GroupContext {
 
     /// Let `partitions` go and wait until each is gone from its thread (or starter).
     fn release(&self, partitions: Vec<Partition>, stop: Stop) {
-        let Some(threads) = self.threads.get() else {
-            return;
-        };
         let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
         let mut by_thread: BTreeMap<usize, Vec<Partition>> = BTreeMap::new();
         let mut leaving = Vec::new();
@@ -208,7 +175,7 @@ impl GroupContext {
             if let Some(entry) = owned.remove(&key) {
                 entry.cancel.store(true, Ordering::Release);
                 by_thread.entry(entry.thread).or_default().push(key.clone());
-                leaving.push((key, entry.gone, entry.status));
+                leaving.push((key, entry.gone, entry.status, entry.thread));
             }
         }
         drop(owned);
@@ -216,12 +183,15 @@ impl GroupContext {
         // behind other partitions' restores.
         self.starter.drop_cancelled();
         for (thread, partitions) in by_thread {
-            threads[thread]
-                .mailbox
-                .send(Command::Release { partitions, stop });
+            self.pool.thread(thread).mailbox.send(Command::Release {
+                run: self.run,
+                partitions,
+                stop,
+            });
         }
-        for ((topic, partition), gone, status) in leaving {
+        for ((topic, partition), gone, status, thread) in leaving {
             let _ = gone.recv();
+            self.pool.unload(thread);
             // A partition a thread ran says "released"; one let go while starting,
             // which never said "running", says so instead.
             if matches!(status.phase(), Phase::Running | Phase::Paused) {
@@ -232,7 +202,7 @@ impl GroupContext {
         }
     }
 
-    /// Stop every thread with a final checkpoint.
+    /// Let every partition go with a final checkpoint.
     fn stop_all(&self) {
         let all: Vec<Partition> = self
             .owned
@@ -242,13 +212,6 @@ impl GroupContext {
             .cloned()
             .collect();
         self.release(all, Stop::Checkpoint);
-        for handle in self.threads.get().into_iter().flatten() {
-            handle.mailbox.send(Command::Shutdown);
-            let join = handle.join.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(join) = join {
-                let _ = join.join();
-            }
-        }
     }
 }
 
@@ -308,6 +271,7 @@ impl<C: ConsumerContext + 'static> Starter<C> {
 
     fn start(&self, job: Job<C>) {
         let key = (job.assigned.topic.clone(), job.assigned.partition);
+        let run = job.assigned.run;
         if job.assigned.is_cancelled() {
             return;
         }
@@ -324,25 +288,17 @@ impl<C: ConsumerContext + 'static> Starter<C> {
             }
             Ok(Err(TaskError::Stopped)) => return,
             Ok(Err(error)) => error,
-            Err(panic) => TaskError::Panicked(panic_message(&panic)),
+            Err(panic) => TaskError::Panicked(super::panic_message(&panic)),
         };
         tracing::error!(pipeline = %self.pipeline, topic = %key.0, partition = key.1, %error, "partition failed to start");
         self.failure.set(
             Some(job.thread),
             ThreadFailure {
-                partition: Some(Box::new(key)),
+                partition: Some(Box::new((run, key))),
                 error,
             },
         );
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Why a pipeline stopped on its own.
@@ -366,15 +322,6 @@ pub enum PipelineError {
         source: Box<TaskError>,
     },
     #[error(
-        "cannot keep the instance id in {path}: {source}. Weir needs to write its data \
-         directory"
-    )]
-    InstanceId {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
         "record {topic}/{partition}@{offset} reached the group queue instead of its \
          partition's queue; stopped before committing past it (this is a Weir bug)"
     )]
@@ -385,92 +332,20 @@ pub enum PipelineError {
     },
 }
 
-/// This member's id in the pipeline's transactional ids: random, kept in the state
-/// directory so that a restarted daemon takes its predecessor's ids (and fences it at
-/// once) while two daemons never share one.
-fn instance_id(ctx: &PipelineContext) -> Result<String, PipelineError> {
-    let path = ctx.state_dir.join("instance-id");
-    let failed = |source| PipelineError::InstanceId {
-        path: path.display().to_string(),
-        source,
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
-        Ok(_) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(failed(error)),
-    }
-    use std::hash::BuildHasher;
-    let id = format!(
-        "{:016x}",
-        std::hash::RandomState::new().hash_one(std::time::SystemTime::now())
-    );
-    std::fs::create_dir_all(&ctx.state_dir).map_err(failed)?;
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, &id).map_err(failed)?;
-    std::fs::rename(&temporary, &path).map_err(failed)?;
-    Ok(id)
-}
-
-/// Start the pipeline's processing threads.
-fn spawn_threads(
-    ctx: &Arc<PipelineContext>,
-    consumer: &Arc<BaseConsumer<GroupContext>>,
-    instance: &str,
-    failure: &Arc<Failure>,
-) -> Vec<ThreadHandle<GroupContext>> {
-    (0..ctx.threads.max(1))
-        .map(|index| {
-            let (commands_tx, commands) = mpsc::channel();
-            let (adopt, adopted) = mpsc::channel();
-            let wake = Arc::new(Wake::default());
-            let thread = ProcessingThread::new(
-                ctx.clone(),
-                index,
-                instance,
-                consumer.clone(),
-                adopted,
-                commands,
-                wake.clone(),
-            );
-            let failure = failure.clone();
-            let pipeline = ctx.name.clone();
-            let join = std::thread::Builder::new()
-                .name(format!("weir-{index}-{pipeline}").chars().take(15).collect())
-                .spawn(move || {
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| thread.run()));
-                    let failed = match outcome {
-                        Ok(Ok(())) => return,
-                        Ok(Err(failed)) => failed,
-                        Err(panic) => TaskError::Panicked(panic_message(&panic)).into(),
-                    };
-                    tracing::error!(%pipeline, thread = index, partition = ?failed.partition, error = %failed.error, "processing thread failed");
-                    failure.set(Some(index), failed);
-                })
-                .expect("spawning a processing thread");
-            ThreadHandle {
-                mailbox: Mailbox::new(commands_tx, wake.clone()),
-                adopt,
-                wake,
-                join: Mutex::new(Some(join)),
-            }
-        })
-        .collect()
-}
-
 /// Run `ctx`'s pipeline over `inputs` until `shutdown` is set or a partition fails.
 /// On shutdown every partition checkpoints and the member leaves the group.
 pub fn run(
     ctx: Arc<PipelineContext>,
     inputs: &[String],
+    pool: Arc<ProcessingPool<GroupContext>>,
     shutdown: &AtomicBool,
 ) -> Result<(), PipelineError> {
-    let instance = instance_id(&ctx)?;
     let failure = Arc::new(Failure::default());
     let context = GroupContext {
         ctx: ctx.clone(),
+        run: RunId::next(),
         consumer: OnceLock::new(),
-        threads: OnceLock::new(),
+        pool,
         starter: Arc::new(Starter {
             queue: Mutex::default(),
             failure: failure.clone(),
@@ -504,8 +379,6 @@ pub fn run(
         .map_err(|e| KafkaFailure::new("cannot create the group consumer", e))?;
     let consumer = Arc::new(consumer);
     let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
-    let threads = spawn_threads(&ctx, &consumer, &instance, &failure);
-    let _ = consumer.context().threads.set(threads);
     let topics: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let subscribed = consumer
         .subscribe(&topics)
@@ -514,7 +387,7 @@ pub fn run(
         consumer.context().stop_all();
         return Err(error.into());
     }
-    tracing::info!(pipeline = %ctx.name, group = %ctx.group, inputs = ?topics, threads = ctx.threads, "joined the consumer group");
+    tracing::info!(pipeline = %ctx.name, group = %ctx.group, inputs = ?topics, "joined the consumer group");
 
     let mut stray = None;
     while !shutdown.load(Ordering::Acquire) && !failure.is_set() {
@@ -545,11 +418,7 @@ pub fn run(
             offset,
         });
     }
-    let failed = failure
-        .slot
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
+    let failed = failure.take();
     match failed {
         Some((
             _,
@@ -559,8 +428,8 @@ pub fn run(
             },
         )) => Err(PipelineError::Partition {
             pipeline: ctx.name.clone(),
-            topic: at.0,
-            partition: at.1,
+            topic: at.1.0,
+            partition: at.1.1,
             source: Box::new(error),
         }),
         Some((

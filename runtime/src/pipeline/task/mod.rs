@@ -30,7 +30,7 @@ use crate::state::{PartitionState, StateError};
 
 use super::Processor as _;
 use super::context::{PipelineContext, TaskError};
-use super::control::PartitionStatus;
+use super::control::{Failure, PartitionStatus, RunId};
 use super::position::Position;
 use super::versions::Active;
 
@@ -42,6 +42,10 @@ pub(super) const META_POSITION: &str = "changelog.position";
 /// A partition this member was assigned, before and while it runs.
 pub struct Assigned<C: ConsumerContext + 'static> {
     pub ctx: Arc<PipelineContext>,
+    /// The pipeline run (group membership) the partition was assigned to.
+    pub run: RunId,
+    /// Where a failure of this partition goes: its run stops on it.
+    pub failure: Arc<Failure>,
     pub topic: String,
     pub partition: i32,
     /// The changelog of this partition's state (computed once: outputs are checked
@@ -108,12 +112,18 @@ pub struct Task<C: ConsumerContext + 'static> {
     careful_until: Option<i64>,
     /// When the state size on disk was last measured.
     state_measured: Option<Instant>,
+    /// Fetching is paused (the pipeline is): the task is checkpointed and idle.
+    pub paused: bool,
     pub assigned: Assigned<C>,
 }
 
 impl<C: ConsumerContext + 'static> Task<C> {
-    pub fn key(&self) -> (String, i32) {
-        (self.assigned.topic.clone(), self.assigned.partition)
+    /// The run and partition: what tells tasks apart on a thread.
+    pub fn key(&self) -> (RunId, (String, i32)) {
+        (
+            self.assigned.run,
+            (self.assigned.topic.clone(), self.assigned.partition),
+        )
     }
 
     /// Whether anything happened since the last checkpoint.

@@ -125,6 +125,7 @@ impl Prepared {
             checkpointed: self.start,
             careful_until: None,
             state_measured: None,
+            paused: false,
         }
     }
 }

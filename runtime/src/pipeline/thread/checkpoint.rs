@@ -5,8 +5,8 @@
 //!    input offset goes to its changelog, then its buffered state writes (the outputs
 //!    and dead letters of the interval are already in the open transaction);
 //! 2. everything is flushed, so the changelog offsets are known;
-//! 3. the input offsets join the transaction with the consumer's group metadata, and
-//!    it commits: all of the thread's tasks at once, or none;
+//! 3. the input offsets join the transaction, each pipeline's with its consumer's
+//!    group metadata, and it commits: all of the thread's tasks at once, or none;
 //! 4. each task's write buffer and offsets are applied to its RocksDB store in one
 //!    WriteBatch.
 //!
@@ -18,6 +18,7 @@
 //! settles it first: a new producer with the same transactional id completes or aborts
 //! the transaction, and the group's committed offset (read stable) says which.
 
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::time::Instant;
 
@@ -25,12 +26,13 @@ use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::config::Guarantee;
 use crate::failpoint;
 use crate::kafka::KafkaFailure;
-use crate::kafka::producer::CommitError;
+use crate::kafka::producer::{ChangelogPositions, CommitError};
 use crate::state::changelog::ROOT;
 
-use super::{ProcessingThread, TaskError};
+use super::{ProcessingThread, RunId, TaskError};
 
 /// How a checkpoint ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,10 @@ pub(super) enum Outcome {
 
 impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     /// Commit everything since the last checkpoint. See the module docs for the order.
+    /// At-least-once tasks (on the thread's idempotent producer) commit their offsets
+    /// before the transaction: if the transaction then fails they redo records, which
+    /// at-least-once allows; the other way round, a failure after the transaction
+    /// committed would send exactly-once tasks back past committed records.
     pub(super) fn checkpoint(&mut self) -> Result<Outcome, TaskError> {
         let dirty: Vec<usize> = (0..self.tasks.len())
             .filter(|&i| self.tasks[i].is_dirty())
@@ -53,25 +59,41 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             }
             return Ok(Outcome::Committed);
         }
-        let producer = self
-            .producer
-            .as_ref()
-            .expect("a thread with tasks has a producer");
         let started = Instant::now();
+        let guarantee = |task: &crate::pipeline::task::Task<C>| task.assigned.ctx.guarantee;
         let mut blocks = Vec::with_capacity(dirty.len());
         for &i in &dirty {
             let id = new_checkpoint_id();
+            let producer = self
+                .producers
+                .get(guarantee(&self.tasks[i]))
+                .expect("a task's producer is made when the task is adopted");
             let changes = self.tasks[i].write_changelog(producer, id)?;
             blocks.push((i, id, changes));
         }
-        let positions = producer.flush()?;
+        let flush = |kind: Guarantee| -> Result<ChangelogPositions, KafkaFailure> {
+            match self.producers.get(kind) {
+                Some(producer) if dirty.iter().any(|&i| guarantee(&self.tasks[i]) == kind) => {
+                    producer.flush()
+                }
+                _ => Ok(ChangelogPositions::default()),
+            }
+        };
+        let (plain_positions, transaction_positions) = (
+            flush(Guarantee::AtLeastOnce)?,
+            flush(Guarantee::ExactlyOnce)?,
+        );
         let flushed = started.elapsed();
         failpoint::hit("checkpoint.before-commit");
 
-        let mut offsets = TopicPartitionList::new();
+        // The input offsets, by run: each is a group member with a consumer of its own.
+        let mut offsets: BTreeMap<RunId, (usize, TopicPartitionList)> = BTreeMap::new();
         for &i in &dirty {
             let assigned = &self.tasks[i].assigned;
             offsets
+                .entry(assigned.run)
+                .or_insert_with(|| (i, TopicPartitionList::new()))
+                .1
                 .add_partition_offset(
                     &assigned.topic,
                     assigned.partition,
@@ -79,29 +101,46 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 )
                 .map_err(|e| KafkaFailure::new("cannot build the offset commit", e))?;
         }
-        if producer.is_transactional() {
-            let group = self.consumer.group_metadata().ok_or_else(|| {
-                KafkaFailure::new(
-                    "cannot commit: the consumer is not in its group right now",
-                    KafkaError::Global(rdkafka::types::RDKafkaErrorCode::UnknownMemberId),
-                )
-            })?;
-            match producer.commit(&offsets, group) {
+        let mut transactional = Vec::new();
+        for (i, tpl) in offsets.into_values() {
+            let assigned = &self.tasks[i].assigned;
+            match assigned.ctx.guarantee {
+                Guarantee::AtLeastOnce => assigned
+                    .consumer
+                    .commit(&tpl, CommitMode::Sync)
+                    .map_err(|e| KafkaFailure::new("cannot commit input offsets", e))?,
+                Guarantee::ExactlyOnce => {
+                    let group = assigned.consumer.group_metadata().ok_or_else(|| {
+                        KafkaFailure::new(
+                            "cannot commit: the consumer is not in its group right now",
+                            KafkaError::Global(rdkafka::types::RDKafkaErrorCode::UnknownMemberId),
+                        )
+                    })?;
+                    transactional.push((i, tpl, group));
+                }
+            }
+        }
+        if let Some(&(first, ..)) = transactional.first() {
+            let producer = self
+                .producers
+                .get(Guarantee::ExactlyOnce)
+                .expect("exactly-once tasks have the transactional producer");
+            let groups = transactional
+                .into_iter()
+                .map(|(_, tpl, group)| (tpl, group))
+                .collect();
+            match producer.commit(groups) {
                 Ok(()) => {}
                 Err(CommitError::NotCommitted(failure)) => return Err(failure.into()),
                 Err(CommitError::InDoubt(failure)) => {
                     let committed = self
-                        .settle(&dirty, &failure)
+                        .settle(first, &dirty, &failure)
                         .map_err(|e| TaskError::Unsettled(Box::new(e)))?;
                     if !committed {
                         return Ok(Outcome::Rewound);
                     }
                 }
             }
-        } else {
-            self.consumer
-                .commit(&offsets, CommitMode::Sync)
-                .map_err(|e| KafkaFailure::new("cannot commit input offsets", e))?;
         }
         failpoint::hit("checkpoint.after-commit");
         let committed = started.elapsed();
@@ -109,6 +148,10 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         let took = committed.as_secs_f64();
         for (i, id, changes) in blocks {
             let task = &mut self.tasks[i];
+            let positions = match task.assigned.ctx.guarantee {
+                Guarantee::AtLeastOnce => &plain_positions,
+                Guarantee::ExactlyOnce => &transaction_positions,
+            };
             let position = positions
                 .get(&task.assigned.changelog_topic)
                 .and_then(|partitions| partitions.get(&task.assigned.partition))
@@ -122,7 +165,6 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             task.observe_position();
         }
         tracing::debug!(
-            pipeline = %self.ctx.name,
             thread = self.index,
             partitions = dirty.len(),
             flush_us = flushed.as_micros() as u64,
@@ -134,14 +176,25 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     }
 
     /// Settle a commit that went unanswered: true when it committed; when it did not,
-    /// every task is sent back to its last checkpoint.
-    fn settle(&mut self, dirty: &[usize], failure: &KafkaFailure) -> Result<bool, TaskError> {
-        tracing::warn!(pipeline = %self.ctx.name, thread = self.index, %failure, "a transaction's commit went unanswered; a new producer settles whether it committed");
-        self.producer = None;
-        self.producer = Some(self.new_producer()?);
-        let first = &self.tasks[dirty[0]];
-        let committed = first.assigned.committed(None)? == Some(first.next_offset());
-        tracing::warn!(pipeline = %self.ctx.name, thread = self.index, committed, "the unanswered commit is settled");
+    /// every task is sent back to its last checkpoint. Task `first` is one the
+    /// transaction committed offsets for: its group's committed offset tells.
+    fn settle(
+        &mut self,
+        first: usize,
+        dirty: &[usize],
+        failure: &KafkaFailure,
+    ) -> Result<bool, TaskError> {
+        tracing::warn!(thread = self.index, %failure, "a transaction's commit went unanswered; a new producer settles whether it committed");
+        self.producers.drop_exactly_once();
+        self.producers
+            .ensure(Guarantee::ExactlyOnce, self.interval)?;
+        let task = &self.tasks[first];
+        let committed = task.assigned.committed(None)? == Some(task.next_offset());
+        tracing::warn!(
+            thread = self.index,
+            committed,
+            "the unanswered commit is settled"
+        );
         if !committed {
             for &i in dirty {
                 self.tasks[i].assigned.metrics.restarts.inc();

@@ -1,21 +1,28 @@
 //! A processing thread: the loop that runs many partitions (tasks) with one producer,
-//! in the spirit of Kafka Streams' stream threads.
+//! in the spirit of Kafka Streams' stream threads. The daemon runs a fixed pool of them
+//! (`pipeline::pool`) for all its pipelines, so threads and producers (and their broker
+//! connections) do not grow with partitions or pipelines.
 //!
 //! Each round polls every task's queue without waiting and runs what came through
 //! the transform; when no task had records the thread sleeps on its [`Wake`] (a queue
 //! became non-empty, a command came, a started task was handed over). Every commit
-//! interval all tasks checkpoint together, in one transaction ([`checkpoint`]).
+//! interval (the shortest of its tasks' pipelines) all tasks checkpoint together, the
+//! exactly-once ones in one transaction ([`checkpoint`]).
 //!
 //! Because the transaction is shared, what fails it is shared: a checkpoint the broker
-//! refuses (a rebalance moved the group on) or a version that fails its trial sends
+//! refuses (a rebalance moved a group on) or a version that fails its trial sends
 //! every task of the thread back to its last checkpoint, at most one commit interval
 //! of work redone. A record the transform fails on is the error policy's (skipped,
 //! dead-lettered, or the pipeline stops under `fail`) and costs the other tasks
-//! nothing.
+//! nothing; a pipeline that stops takes its own tasks off the thread ([`recovery`]),
+//! and the others go on from their last checkpoint.
 
 mod checkpoint;
+mod producers;
+mod recovery;
 
 use checkpoint::Outcome;
+use producers::Producers;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,170 +30,129 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use rdkafka::TopicPartitionList;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{Consumer, ConsumerContext};
 
-use crate::config::Guarantee;
 use crate::engine::InputRecord;
-use crate::kafka::KafkaFailure;
-use crate::kafka::producer::ThreadProducer;
+use crate::kafka::{ClientSettings, KafkaFailure};
 
-use super::context::{PipelineContext, TaskError};
-use super::control::{Command, Partition, Phase, Reply, Stop, Wake};
-use super::task::{Assigned, Task};
+use super::context::TaskError;
+use super::control::{Command, Phase, Reply, RunId, Stop, ThreadFailure, Wake};
+use super::task::Task;
 
 /// The longest a thread sleeps without looking at its commands and queues.
 const POLL_SLICE: Duration = Duration::from_millis(50);
 
-/// How long past the commit interval a transaction may stay open before the broker
-/// aborts it (`transaction.timeout.ms`, unless set in `[kafka.producer_properties]`).
-/// It bounds how long a member that died mid-transaction holds back read_committed
-/// consumers of its outputs; Kafka Streams gives 10 s too.
-const TRANSACTION_SLACK: Duration = Duration::from_secs(10);
+/// The commit interval of a thread without tasks (nothing to commit).
+const IDLE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Why a processing thread stopped: the partition at fault, when one was.
-#[derive(Debug)]
-pub struct ThreadFailure {
-    pub partition: Option<Box<Partition>>,
-    pub error: TaskError,
-}
-
-impl From<TaskError> for ThreadFailure {
-    fn from(error: TaskError) -> Self {
-        Self {
-            partition: None,
-            error,
-        }
-    }
-}
-
-impl From<KafkaFailure> for ThreadFailure {
-    fn from(error: KafkaFailure) -> Self {
-        TaskError::from(error).into()
-    }
-}
-
-/// One processing thread of a pipeline.
+/// One processing thread of the daemon.
 pub struct ProcessingThread<C: ConsumerContext + 'static> {
-    ctx: Arc<PipelineContext>,
     index: usize,
-    /// `<group>:<instance>:<index>` under exactly-once.
-    transactional_id: Option<String>,
-    consumer: Arc<BaseConsumer<C>>,
-    /// Created with the first task.
-    producer: Option<ThreadProducer>,
+    producers: Producers,
     tasks: Vec<Task<C>>,
     /// Started tasks handed over by the starters.
     adopt: Receiver<Task<C>>,
     commands: Receiver<Command>,
     wake: Arc<Wake>,
-    paused: bool,
+    /// The shortest commit interval of the tasks' pipelines.
+    interval: Duration,
+    /// When the next checkpoint is due.
+    deadline: Instant,
     /// Where the next round starts (see `round`).
     next_task: usize,
+    /// Told to shut down: the loop ends.
+    shut_down: bool,
 }
 
 impl<C: ConsumerContext + 'static> ProcessingThread<C> {
+    /// Thread `index` of the daemon with id `instance`.
     pub fn new(
-        ctx: Arc<PipelineContext>,
+        settings: ClientSettings,
         index: usize,
         instance: &str,
-        consumer: Arc<BaseConsumer<C>>,
         adopt: Receiver<Task<C>>,
         commands: Receiver<Command>,
         wake: Arc<Wake>,
     ) -> Self {
-        let transactional_id = (ctx.guarantee == Guarantee::ExactlyOnce)
-            .then(|| format!("{}:{instance}:{index}", ctx.group));
         Self {
-            ctx,
             index,
-            transactional_id,
-            consumer,
-            producer: None,
+            producers: Producers::new(settings, format!("weir:{instance}:{index}")),
             tasks: Vec::new(),
             adopt,
             commands,
             wake,
-            paused: false,
+            interval: IDLE_INTERVAL,
+            deadline: Instant::now() + IDLE_INTERVAL,
             next_task: 0,
+            shut_down: false,
         }
     }
 
-    /// Run until shut down, or until something fails that the thread cannot recover
-    /// from. Whatever ends it, nothing after the last checkpoint is committed.
-    pub fn run(mut self) -> Result<(), ThreadFailure> {
-        let result = self.serve();
-        if result.is_err() {
-            for task in &mut self.tasks {
-                task.discard();
-            }
-            if let Some(producer) = &self.producer
-                && let Err(error) = producer.abort()
-            {
-                tracing::debug!(%error, "abort after a failure");
-            }
-        }
-        for task in std::mem::take(&mut self.tasks) {
-            self.release_metrics(&task);
-        }
-        result
-    }
-
-    fn serve(&mut self) -> Result<(), ThreadFailure> {
-        let mut batch: Vec<InputRecord> = Vec::with_capacity(self.ctx.batch_size);
-        let mut deadline = Instant::now() + self.ctx.commit_interval;
-        loop {
-            self.adopt_started()?;
-            if self.serve_commands()? {
-                return Ok(());
-            }
-            let pause = self.ctx.paused.load(Ordering::Relaxed);
-            if pause != self.paused {
-                self.set_paused(pause)?;
-                deadline = Instant::now() + self.ctx.commit_interval;
-                continue;
-            }
-            if self.paused {
-                // Nothing is in flight while paused: every moment is a boundary.
-                for task in &mut self.tasks {
-                    task.follow_active()?;
+    /// Run until shut down. A failure costs the tasks it concerns (see [`recovery`]),
+    /// never the thread: it serves the daemon's other pipelines on.
+    pub fn run(mut self) {
+        let mut batch: Vec<InputRecord> = Vec::new();
+        while !self.shut_down {
+            let step =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step(&mut batch)));
+            match step {
+                Ok(Ok(())) => {}
+                Ok(Err(failure)) => self.fail(failure),
+                Err(panic) => {
+                    self.fail(TaskError::Panicked(super::panic_message(&panic)).into());
                 }
-                self.wake.wait(POLL_SLICE);
-                continue;
-            }
-            let busy = self.round(&mut batch, &mut deadline)?;
-            if let Some(producer) = &self.producer {
-                producer.poll();
-            }
-            if Instant::now() >= deadline {
-                self.end_interval()?;
-                deadline = Instant::now() + self.ctx.commit_interval;
-            }
-            if !busy {
-                let wait = deadline
-                    .saturating_duration_since(Instant::now())
-                    .min(POLL_SLICE);
-                self.wake.wait(wait);
             }
         }
     }
 
-    /// One batch from each task that has records, until the commit deadline passes:
-    /// a round over many busy tasks must not stretch the interval (and its
+    /// One pass of the loop: take over started tasks, serve commands, follow pauses,
+    /// run a round of batches, and checkpoint when due.
+    fn step(&mut self, batch: &mut Vec<InputRecord>) -> Result<(), ThreadFailure> {
+        self.adopt_started()?;
+        self.serve_commands()?;
+        if self.shut_down {
+            return Ok(());
+        }
+        self.follow_pauses()?;
+        for i in 0..self.tasks.len() {
+            if self.tasks[i].paused {
+                // Nothing is in flight while paused: every moment is a boundary.
+                self.tasks[i]
+                    .follow_active()
+                    .map_err(|e| self.blame(i, e))?;
+            }
+        }
+        let busy = self.round(batch)?;
+        self.producers.poll();
+        if Instant::now() >= self.deadline {
+            self.end_interval()?;
+        }
+        if !busy {
+            let wait = self
+                .deadline
+                .saturating_duration_since(Instant::now())
+                .min(POLL_SLICE);
+            self.wake.wait(wait);
+        }
+        Ok(())
+    }
+
+    /// One batch from each running task that has records, until the commit deadline
+    /// passes: a round over many busy tasks must not stretch the interval (and its
     /// transaction). The next round starts where this one stopped, so every task gets
     /// its turn. True when any task had records.
-    fn round(
-        &mut self,
-        batch: &mut Vec<InputRecord>,
-        deadline: &mut Instant,
-    ) -> Result<bool, ThreadFailure> {
+    fn round(&mut self, batch: &mut Vec<InputRecord>) -> Result<bool, ThreadFailure> {
         let mut busy = false;
         let count = self.tasks.len();
         for step in 0..count {
-            if busy && Instant::now() >= *deadline {
+            if busy && Instant::now() >= self.deadline {
                 self.next_task = (self.next_task + step) % count.max(1);
                 return Ok(true);
             }
             let i = (self.next_task + step) % count;
+            if self.tasks[i].paused {
+                continue;
+            }
             batch.clear();
             let filled = self.tasks[i].fill(batch);
             filled.map_err(|error| self.blame(i, error))?;
@@ -198,24 +164,26 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             if careful {
                 // This batch once kept a transaction open past its timeout: it gets a
                 // transaction of its own, opened by its outputs and committed at once.
-                *deadline = Instant::now() + self.ctx.commit_interval;
                 if !self.end_interval()? {
                     return Ok(true); // rewound: these records come again
                 }
             }
+            let guarantee = self.tasks[i].assigned.ctx.guarantee;
             let producer = self
-                .producer
-                .as_ref()
-                .expect("a thread with tasks has a producer");
+                .producers
+                .get(guarantee)
+                .expect("a task's producer is made when the task is adopted");
             match self.tasks[i].run_batch(producer, batch) {
                 Ok(()) => self.tasks[i].advance(last),
                 Err(TaskError::TrialFailed { version }) => {
                     // The interval's records go again, through the restored version.
                     self.rewind_all(&format!("version {version} failed its trial"))?;
-                    for task in &mut self.tasks {
-                        task.follow_active()?;
+                    for i in 0..self.tasks.len() {
+                        self.tasks[i]
+                            .follow_active()
+                            .map_err(|e| self.blame(i, e))?;
                     }
-                    *deadline = Instant::now() + self.ctx.commit_interval;
+                    self.deadline = Instant::now() + self.interval;
                     return Ok(true);
                 }
                 Err(error) => {
@@ -239,14 +207,22 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         }
     }
 
-    /// End a commit interval: checkpoint and follow the active version, or go back to
+    /// End a commit interval: checkpoint and follow the active versions, or go back to
     /// the last checkpoint after a failure the thread survives. False when it went
     /// back (the fetches were rewound).
     fn end_interval(&mut self) -> Result<bool, ThreadFailure> {
+        self.deadline = Instant::now() + self.interval;
         match self.checkpoint() {
             Ok(Outcome::Committed) => {
-                for task in &mut self.tasks {
-                    task.follow_active()?;
+                for i in 0..self.tasks.len() {
+                    self.tasks[i]
+                        .follow_active()
+                        .map_err(|e| self.blame(i, e))?;
+                }
+                if self.producers.outgrown(self.interval) {
+                    // Between transactions: the next one gets a longer timeout.
+                    self.producers.drop_exactly_once();
+                    self.ensure_producers()?;
                 }
                 Ok(true)
             }
@@ -258,85 +234,28 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         }
     }
 
-    /// Go back to the last checkpoint after a Kafka failure the thread survives: a
-    /// refused transaction is aborted; a producer the broker fenced (or librdkafka left
-    /// hanging) is replaced. Other failures end the thread.
-    fn recover(&mut self, failure: ThreadFailure) -> Result<(), ThreadFailure> {
-        match &failure.error {
-            TaskError::Kafka(kafka) if kafka.is_recoverable() => {
-                let why = kafka.to_string();
-                self.rewind_all(&why)
-            }
-            TaskError::Kafka(kafka) if kafka.needs_new_producer() => {
-                let why = kafka.to_string();
-                self.renew_producer(&why)
-            }
-            _ => Err(failure),
-        }
-    }
-
-    /// Abort the transaction and send every task back to its last checkpoint.
-    fn rewind_all(&mut self, why: &str) -> Result<(), ThreadFailure> {
-        tracing::warn!(
-            pipeline = %self.ctx.name,
-            thread = self.index,
-            partitions = self.tasks.len(),
-            reason = %why,
-            "going back to the last checkpoint"
-        );
-        let aborted = match &self.producer {
-            Some(producer) => producer.abort(),
-            None => Ok(()),
-        };
-        match aborted {
-            Ok(()) => {}
-            // Fenced since, or librdkafka left the abort unanswered: a new producer
-            // ends the transaction for good.
-            Err(failure) if failure.needs_new_producer() => {
-                return self.renew_producer(&failure.to_string());
-            }
-            Err(failure) => return Err(failure.into()),
-        }
+    /// Make the producers the tasks need. A failure is the first such task's.
+    fn ensure_producers(&mut self) -> Result<(), ThreadFailure> {
         for i in 0..self.tasks.len() {
-            self.tasks[i].rewind().map_err(|e| self.blame(i, e))?;
+            let guarantee = self.tasks[i].assigned.ctx.guarantee;
+            if let Err(error) = self.producers.ensure(guarantee, self.interval) {
+                return Err(self.blame(i, error.into()));
+            }
         }
         Ok(())
     }
 
-    /// Replace a producer the broker fenced: a transaction of this thread outlived
-    /// `transaction.timeout.ms` (the broker aborted it), or librdkafka left a call
-    /// unanswered. The new producer has the same transactional id, so its
-    /// initialisation fences the old one for good. Every task goes back to its last
-    /// checkpoint and commits around each batch until past where it had fetched, so the
-    /// same slow records do not time out again.
-    fn renew_producer(&mut self, why: &str) -> Result<(), ThreadFailure> {
-        tracing::warn!(
-            pipeline = %self.ctx.name,
-            thread = self.index,
-            partitions = self.tasks.len(),
-            reason = %why,
-            "producer fenced: the broker aborted this thread's transaction (it outlived \
-             transaction.timeout.ms) or librdkafka left it hanging; starting the thread's \
-             partitions again from their last checkpoint with a new producer"
-        );
-        self.producer = None;
-        self.producer = Some(self.new_producer()?);
-        for i in 0..self.tasks.len() {
-            let task = &mut self.tasks[i];
-            let until = task.fetched_to();
-            task.set_careful_until(until);
-            task.assigned.metrics.restarts.inc();
-            task.rewind().map_err(|e| self.blame(i, e))?;
-        }
-        Ok(())
-    }
-
-    fn new_producer(&self) -> Result<ThreadProducer, KafkaFailure> {
-        ThreadProducer::new(
-            &self.ctx.settings,
-            self.transactional_id.as_deref(),
-            self.ctx.commit_interval + TRANSACTION_SLACK,
-        )
+    /// The commit interval is the shortest of the tasks' pipelines': a thread commits
+    /// all its tasks at once, and none may wait longer than its pipeline asks.
+    fn retime(&mut self) {
+        let interval = self
+            .tasks
+            .iter()
+            .map(|t| t.assigned.ctx.commit_interval)
+            .min()
+            .unwrap_or(IDLE_INTERVAL);
+        self.deadline = self.deadline.min(Instant::now() + interval);
+        self.interval = interval;
     }
 
     /// Take over the tasks the starters finished. A task whose partition was let go in
@@ -350,30 +269,14 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             if task.assigned.is_cancelled() {
                 continue;
             }
-            if self.producer.is_none() {
-                self.producer = Some(self.new_producer().map_err(|error| ThreadFailure {
-                    partition: Some(Box::new(task.key())),
-                    error: error.into(),
-                })?);
-            }
             let wake = self.wake.clone();
             task.assigned
                 .queue
                 .set_nonempty_callback(move || wake.notify());
+            task.assigned.status.set_phase(Phase::Running);
             let assigned = &task.assigned;
-            if self.paused {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&assigned.topic, assigned.partition);
-                self.consumer
-                    .pause(&tpl)
-                    .map_err(|e| KafkaFailure::new("cannot pause fetching", e))?;
-                assigned.status.set_phase(Phase::Paused);
-                log_paused(assigned, true);
-            } else {
-                assigned.status.set_phase(Phase::Running);
-            }
             tracing::info!(
-                pipeline = %self.ctx.name,
+                pipeline = %assigned.ctx.name,
                 topic = %assigned.topic,
                 partition = assigned.partition,
                 thread = self.index,
@@ -382,28 +285,31 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             );
             task.observe_position();
             self.tasks.push(task);
+            self.retime();
+            // A failure is this task's: its pipeline stops, the others go on.
+            self.ensure_producers()?;
         }
     }
 
-    /// Serve the commands waiting. True when told to shut down.
-    fn serve_commands(&mut self) -> Result<bool, ThreadFailure> {
+    /// Serve the commands waiting.
+    fn serve_commands(&mut self) -> Result<(), ThreadFailure> {
         loop {
             let command = match self.commands.try_recv() {
                 Ok(command) => command,
-                Err(TryRecvError::Empty) => return Ok(false),
+                Err(TryRecvError::Empty) => return Ok(()),
                 Err(TryRecvError::Disconnected) => Command::Shutdown,
             };
             match command {
                 Command::Get {
+                    run,
                     partition,
                     key,
                     reply,
                 } => {
-                    let (topic, number) = (&partition.0, partition.1);
-                    let found = self
-                        .tasks
-                        .iter_mut()
-                        .find(|t| t.assigned.topic == *topic && t.assigned.partition == number);
+                    let found = self.tasks.iter_mut().find(|t| {
+                        let a = &t.assigned;
+                        a.run == run && a.topic == partition.0 && a.partition == partition.1
+                    });
                     let answer = match found {
                         Some(task) => task
                             .get_committed(&key)
@@ -412,17 +318,24 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                     };
                     let _ = reply.send(answer);
                 }
-                Command::Release { partitions, stop } => {
-                    let named = |topic: &str, partition| {
-                        partitions
-                            .iter()
-                            .any(|(t, p)| t == topic && *p == partition)
+                Command::Release {
+                    run,
+                    partitions,
+                    stop,
+                } => {
+                    let named = |t: &Task<C>| {
+                        let a = &t.assigned;
+                        a.run == run
+                            && partitions
+                                .iter()
+                                .any(|(topic, p)| *topic == a.topic && *p == a.partition)
                     };
                     self.release(named, stop)?;
                 }
                 Command::Shutdown => {
-                    self.release(|_, _| true, Stop::Checkpoint)?;
-                    return Ok(true);
+                    self.shut_down = true;
+                    self.release(|_| true, Stop::Checkpoint)?;
+                    return Ok(());
                 }
             }
         }
@@ -437,11 +350,10 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     /// dropped before that: seeking partitions no longer assigned could only fail.
     fn release(
         &mut self,
-        which: impl Fn(&str, i32) -> bool,
+        leaves: impl Fn(&Task<C>) -> bool,
         stop: Stop,
     ) -> Result<(), ThreadFailure> {
-        let leaves = |t: &Task<C>| which(&t.assigned.topic, t.assigned.partition);
-        if !self.tasks.iter().any(leaves) {
+        if !self.tasks.iter().any(&leaves) {
             return Ok(());
         }
         let mut failed = None;
@@ -451,23 +363,31 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 Ok(_) => {}
                 // A Kafka failure came before the commit.
                 Err(error @ TaskError::Kafka(_)) => {
-                    tracing::warn!(pipeline = %self.ctx.name, thread = self.index, %error, "the last checkpoint before letting partitions go failed; their next owner redoes the records since the one before");
+                    tracing::warn!(thread = self.index, %error, "the last checkpoint before letting partitions go failed; their next owner redoes the records since the one before");
                     failed = Some(error);
                 }
                 // Local state failed after the commit: going back would redo
                 // committed records.
                 Err(error) => return Err(error.into()),
             },
-            Stop::Abandon => lost = self.tasks.iter_mut().any(Task::is_dirty),
+            Stop::Abandon => {
+                lost = self
+                    .tasks
+                    .iter_mut()
+                    .filter(|t| leaves(t))
+                    .any(Task::is_dirty)
+            }
         }
         let (leaving, staying): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tasks)
             .into_iter()
-            .partition(leaves);
+            .partition(&leaves);
         self.tasks = staying;
+        self.next_task = 0;
         for mut task in leaving {
             task.discard();
-            self.release_metrics(&task);
+            release_metrics(&task);
         }
+        self.retime();
         if let Some(error) = failed {
             // The tasks staying go back to their last checkpoint, whatever the failure.
             if self.recover(error.into()).is_err() {
@@ -479,41 +399,53 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         Ok(())
     }
 
-    fn release_metrics(&self, task: &Task<C>) {
-        let assigned = &task.assigned;
-        self.ctx
-            .metrics
-            .release_partition(&self.ctx.name, &assigned.topic, assigned.partition);
-    }
-
-    /// Pause (checkpoint, then stop fetching) or resume every task.
-    fn set_paused(&mut self, pause: bool) -> Result<(), ThreadFailure> {
-        if pause {
+    /// Pause the tasks whose pipeline was paused since (after a checkpoint: pausing
+    /// leaves nothing in flight), and resume those whose pipeline was resumed.
+    fn follow_pauses(&mut self) -> Result<(), ThreadFailure> {
+        let changed = |t: &Task<C>| t.assigned.ctx.paused.load(Ordering::Relaxed) != t.paused;
+        if !self.tasks.iter().any(changed) {
+            return Ok(());
+        }
+        if self.tasks.iter().any(|t| changed(t) && !t.paused) {
             // Committed or rewound: either way nothing uncommitted is left in flight.
             self.end_interval()?;
         }
-        let mut tpl = TopicPartitionList::new();
-        for task in &self.tasks {
-            tpl.add_partition(&task.assigned.topic, task.assigned.partition);
+        for i in 0..self.tasks.len() {
+            if changed(&self.tasks[i]) {
+                let pause = !self.tasks[i].paused;
+                set_paused(&mut self.tasks[i], pause).map_err(|e| self.blame(i, e.into()))?;
+            }
         }
-        if tpl.count() > 0 {
-            let result = if pause {
-                self.consumer.pause(&tpl)
-            } else {
-                self.consumer.resume(&tpl)
-            };
-            result.map_err(|e| KafkaFailure::new("cannot pause or resume fetching", e))?;
-        }
-        let phase = if pause { Phase::Paused } else { Phase::Running };
-        for task in &self.tasks {
-            task.assigned.status.set_phase(phase);
-            log_paused(&task.assigned, pause);
-        }
-        self.paused = pause;
         Ok(())
     }
 }
 
-fn log_paused<C: ConsumerContext + 'static>(assigned: &Assigned<C>, paused: bool) {
-    tracing::info!(pipeline = %assigned.ctx.name, topic = %assigned.topic, partition = assigned.partition, paused, "partition paused or resumed");
+/// Pause or resume fetching a task's partition.
+fn set_paused<C: ConsumerContext + 'static>(
+    task: &mut Task<C>,
+    pause: bool,
+) -> Result<(), KafkaFailure> {
+    let assigned = &task.assigned;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&assigned.topic, assigned.partition);
+    let result = if pause {
+        assigned.consumer.pause(&tpl)
+    } else {
+        assigned.consumer.resume(&tpl)
+    };
+    result.map_err(|e| KafkaFailure::new("cannot pause or resume fetching", e))?;
+    assigned
+        .status
+        .set_phase(if pause { Phase::Paused } else { Phase::Running });
+    tracing::info!(pipeline = %assigned.ctx.name, topic = %assigned.topic, partition = assigned.partition, paused = pause, "partition paused or resumed");
+    task.paused = pause;
+    Ok(())
+}
+
+fn release_metrics<C: ConsumerContext + 'static>(task: &Task<C>) {
+    let assigned = &task.assigned;
+    assigned
+        .ctx
+        .metrics
+        .release_partition(&assigned.ctx.name, &assigned.topic, assigned.partition);
 }
