@@ -405,3 +405,66 @@ fn pipelines_sharing_a_transaction_survive_crashes_exactly() {
         assert_state_exact(&setup.data_dir("a"), name, &text, &input.expected);
     }
 }
+
+/// A pipeline that stops on a poison record (`on_error = "fail"`) takes only its own
+/// partitions off the processing threads it shares with another pipeline: the other
+/// goes on, exactly, while the failed one restarts and fails again.
+#[test]
+fn a_failing_pipeline_leaves_its_neighbours_on_the_shared_threads_running() {
+    let setup = Setup::new(EXE, 2, &["counts", "text2", "counts2"]);
+    let (text, text2) = (setup.topic("text"), setup.topic("text2"));
+    let (inputs, inputs2) = ([text.as_str()], [text2.as_str()]);
+    let (counts, counts2) = (setup.topic("counts"), setup.topic("counts2"));
+    let (group, group2) = (setup.group_line("wc"), setup.group_line("wc2"));
+    let specs = [
+        PipelineSpec {
+            name: "wc",
+            module: &setup.module,
+            inputs: &inputs,
+            output: &counts,
+            extra: &group,
+        },
+        PipelineSpec {
+            name: "wc2",
+            module: &setup.module,
+            inputs: &inputs2,
+            output: &counts2,
+            extra: &group2,
+        },
+    ];
+    let config = write_config(
+        setup.dir.path(),
+        &setup.broker.bootstrap,
+        &setup.data_dir("a"),
+        &specs,
+    );
+    let daemon = Daemon::start(
+        Path::new(EXE),
+        &config,
+        &setup.dir.path().join("a.log"),
+        None,
+    );
+    daemon.wait_for("partition running", 4, WAIT);
+
+    let poison = Input::new(&setup.broker.bootstrap, &text);
+    poison.send(0, &[0xff, 0xfe, 0x00]); // not UTF-8: the transform rejects it
+    poison.producer.flush(Duration::from_secs(30)).unwrap();
+    daemon.wait_for("pipeline failed; the others keep running", 1, WAIT);
+
+    let mut input = Input::new(&setup.broker.bootstrap, &text2);
+    input.produce(2, 100);
+    wait_for_outputs(
+        &setup.broker.bootstrap,
+        &counts2,
+        input.expected.total_outputs(),
+        Some(&daemon),
+    );
+    let failures = daemon.events("pipeline failed; the others keep running");
+    assert!(
+        failures.iter().all(|e| e["fields"]["pipeline"] == "wc"),
+        "only wc fails: {failures:?}"
+    );
+    assert!(daemon.terminate().success());
+    assert_outputs_exact(&setup.broker.bootstrap, &counts2, &input.expected);
+    assert_state_exact(&setup.data_dir("a"), "wc2", &text2, &input.expected);
+}

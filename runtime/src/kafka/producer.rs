@@ -3,12 +3,12 @@
 //! idempotently under at-least-once.
 //!
 //! Exactly-once works as Kafka Streams' `exactly_once_v2` (KIP-447): one transaction
-//! per thread checkpoint, its input offsets committed with the consumer's group
-//! metadata, so the group coordinator refuses the offsets of a member that no longer
-//! owns the partitions (a zombie), and its whole transaction aborts. The transactional
-//! id only fences earlier incarnations of the same thread (`<group>:<instance>:<n>`,
-//! the instance id kept in the pipeline's state directory), so a restarted daemon
-//! aborts what its predecessor left open at once.
+//! per thread checkpoint, the input offsets of each pipeline's group committed with
+//! that group consumer's metadata, so the group coordinator refuses the offsets of a
+//! member that no longer owns the partitions (a zombie), and its whole transaction
+//! aborts. The transactional id only fences earlier incarnations of the same thread
+//! (`weir:<instance>:<n>`, the instance id kept in the data directory), so a restarted
+//! daemon aborts what its predecessor left open at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
