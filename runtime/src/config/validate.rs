@@ -502,6 +502,31 @@ mod tests {
         assert_eq!(found.len(), 3, "{text}");
     }
 
+    /// `threads` is the daemon's (one pool serves every pipeline): out of range at the
+    /// top, and anywhere in a pipeline, it is reported with what to do.
+    #[test]
+    fn threads_belong_to_the_daemon() {
+        let dir = module_dir();
+        let found = problems(
+            r#"
+            threads = 0
+            [kafka]
+            brokers = "kafka:9092"
+            [pipelines.wc]
+            module = "t.wasm"
+            inputs = ["text"]
+            output = "counts"
+            threads = 2
+            "#,
+            dir.path(),
+        );
+        let text = found.join("\n");
+        assert_eq!(found.len(), 2, "{text}");
+        assert!(text.contains("threads: must be between 1 and 256"), "{text}");
+        assert!(text.contains("pipelines.wc.threads"), "{text}");
+        assert!(text.contains("move `threads = N` to the top"), "{text}");
+    }
+
     #[test]
     fn every_problem_is_reported_at_once() {
         let dir = module_dir();

@@ -1,0 +1,452 @@
+//! Scale in one daemon, against Apache Kafka (a single node on loopback, started by
+//! scripts/kafka.sh for this run): `weir serve` (a release build, as a child process)
+//! running word count under exactly-once in three shapes over the same number of input
+//! lines:
+//!
+//! - A: 1 pipeline over 8 partitions;
+//! - B: 10 pipelines over 8 partitions each;
+//! - C: 10 pipelines over 100 partitions each (1,000 partitions).
+//!
+//! For each it prints the steady throughput (input lines per second, from the first
+//! committed progress to the last), the time from start until every partition runs,
+//! and, sampled from /proc while it processes, the daemon's threads, TCP connections to
+//! the broker and resident memory. Then, on C, a second daemon joins with the same
+//! config while the first is busy: how long until it runs its half of the partitions
+//! (500). Finally the outputs of every pipeline of C are checked exact (every word
+//! counted once, in the raw log and through a read_committed consumer).
+//!
+//! `cargo bench -p weir-benches --bench scale`. WEIR_SCALE_LINES sets the input lines
+//! of each shape (default 200,000; C gets half as many again during the rebalance),
+//! WEIR_SCALE_PIPELINES and WEIR_SCALE_PARTITIONS shape C (default 10 and 100).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weir_tests::broker::{Kafka, unique};
+use weir_tests::daemon::{PipelineSpec, write_config};
+use weir_tests::guest;
+use weir_tests::wordcount::{Input, assert_outputs_exact};
+
+const EXE: &str = env!("CARGO_BIN_EXE_weir-bench-serve");
+/// Longest wait for a shape to start, finish or rebalance.
+const PATIENCE: Duration = Duration::from_secs(900);
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let lines = env_or("WEIR_SCALE_LINES", 200_000);
+    let pipelines = env_or("WEIR_SCALE_PIPELINES", 10);
+    let partitions = env_or("WEIR_SCALE_PARTITIONS", 100) as i32;
+    let broker = Kafka::start(1);
+    let dir = tempfile::Builder::new()
+        .prefix("weir-scale-")
+        .tempdir()
+        .expect("a directory");
+    eprintln!("broker {}; daemons in {}", broker.bootstrap, dir.path().display());
+
+    let a = Shape::new(&broker, dir.path(), "a", 1, 8);
+    let a_run = a.run(lines);
+    let b = Shape::new(&broker, dir.path(), "b", pipelines, 8);
+    let b_run = b.run(lines);
+    let c = Shape::new(&broker, dir.path(), "c", pipelines, partitions);
+    let (c_run, rebalance) = c.run_and_rebalance(lines);
+
+    println!();
+    println!(
+        "scale: word count, exactly-once, {lines} lines (4 words each) per shape, Kafka at {}",
+        broker.bootstrap
+    );
+    println!(
+        "{:<28} {:>10} {:>10} {:>8} {:>12} {:>9}",
+        "shape", "lines/s", "start s", "threads", "connections", "RSS MiB"
+    );
+    for (name, run) in [
+        ("A: 1 x 8 partitions".to_owned(), &a_run),
+        (format!("B: {pipelines} x 8 partitions"), &b_run),
+        (format!("C: {pipelines} x {partitions} partitions"), &c_run),
+    ] {
+        println!(
+            "{name:<28} {:>10.0} {:>10.1} {:>8} {:>12} {:>9}",
+            run.throughput,
+            run.start.as_secs_f64(),
+            run.peak.threads,
+            run.peak.connections,
+            run.peak.rss_bytes >> 20
+        );
+    }
+    println!(
+        "throughput C/A: {:.0}% (target: at least 80%)",
+        100.0 * c_run.throughput / a_run.throughput
+    );
+    println!(
+        "rebalance: the second daemon ran {} partitions {:.1} s after its first assignment \
+         ({:.1} s after it started; target: at most 10 s); outputs exact after it",
+        rebalance.moved,
+        rebalance.after_assignment.as_secs_f64(),
+        rebalance.after_start.as_secs_f64()
+    );
+}
+
+/// One shape: its pipelines, topics and config.
+struct Shape {
+    bootstrap: String,
+    dir: PathBuf,
+    ns: String,
+    pipelines: usize,
+    partitions: i32,
+}
+
+/// What a run of a shape measured.
+struct Run {
+    throughput: f64,
+    start: Duration,
+    peak: Sample,
+}
+
+struct Rebalance {
+    moved: usize,
+    after_start: Duration,
+    after_assignment: Duration,
+}
+
+impl Shape {
+    fn new(broker: &Kafka, dir: &Path, name: &str, pipelines: usize, partitions: i32) -> Self {
+        let ns = unique(&format!("scale-{name}"));
+        let shape = Self {
+            bootstrap: broker.bootstrap.clone(),
+            dir: dir.join(name),
+            ns,
+            pipelines,
+            partitions,
+        };
+        std::fs::create_dir_all(&shape.dir).expect("the shape's directory");
+        for p in 0..pipelines {
+            broker.create_topic(&shape.topic("in", p), partitions);
+            broker.create_topic(&shape.topic("out", p), partitions);
+        }
+        shape
+    }
+
+    fn topic(&self, kind: &str, pipeline: usize) -> String {
+        format!("{}.{kind}-{pipeline}", self.ns)
+    }
+
+    fn group(&self, pipeline: usize) -> String {
+        format!("weir.{}.p{pipeline}", self.ns)
+    }
+
+    fn total_partitions(&self) -> usize {
+        self.pipelines * self.partitions as usize
+    }
+
+    /// The config of daemon `data` (its data directory): every pipeline, threads as
+    /// many as cores (the default).
+    fn config(&self, data: &str) -> PathBuf {
+        let names: Vec<String> = (0..self.pipelines).map(|p| format!("p{p}")).collect();
+        let inputs: Vec<[String; 1]> = (0..self.pipelines)
+            .map(|p| [self.topic("in", p)])
+            .collect();
+        let input_refs: Vec<[&str; 1]> = inputs.iter().map(|[t]| [t.as_str()]).collect();
+        let outputs: Vec<String> = (0..self.pipelines).map(|p| self.topic("out", p)).collect();
+        let extras: Vec<String> = (0..self.pipelines)
+            .map(|p| format!("group_id = {:?}\n", self.group(p)))
+            .collect();
+        let module = guest("word-count");
+        let specs: Vec<PipelineSpec<'_>> = (0..self.pipelines)
+            .map(|p| PipelineSpec {
+                name: &names[p],
+                module: &module,
+                inputs: &input_refs[p],
+                output: &outputs[p],
+                extra: &extras[p],
+            })
+            .collect();
+        let path = write_config(&self.dir, &self.bootstrap, &self.dir.join(data), &specs);
+        let text = std::fs::read_to_string(&path).expect("the config");
+        let text = text.replace("threads = 2\n", "");
+        let own = self.dir.join(format!("{data}.toml"));
+        std::fs::write(&own, text).expect("the config");
+        own
+    }
+
+    /// Inputs of every pipeline, `lines` lines in all.
+    fn inputs(&self) -> Vec<Input> {
+        (0..self.pipelines)
+            .map(|p| Input::new(&self.bootstrap, &self.topic("in", p)))
+            .collect()
+    }
+
+    fn produce(&self, inputs: &mut [Input], lines: usize) {
+        let per_partition = lines.div_ceil(self.total_partitions()).max(1);
+        for input in inputs {
+            input.produce(self.partitions, per_partition);
+        }
+    }
+
+    /// Start a daemon, let it process `lines` lines, stop it.
+    fn run(&self, lines: usize) -> Run {
+        let mut inputs = self.inputs();
+        self.produce(&mut inputs, lines);
+        let total = inputs_total(&inputs);
+        let daemon = Serve::start(&self.config("a"), &self.dir.join("a.log"));
+        let progress = Progress::new(self);
+        let run = daemon.measure(self, &progress, total);
+        daemon.stop();
+        run
+    }
+
+    /// [`run`](Self::run), then half as many lines again while a second daemon joins;
+    /// both stop, and every pipeline's outputs must be exact.
+    fn run_and_rebalance(&self, lines: usize) -> (Run, Rebalance) {
+        let mut inputs = self.inputs();
+        self.produce(&mut inputs, lines);
+        let first = Serve::start(&self.config("a"), &self.dir.join("a.log"));
+        let progress = Progress::new(self);
+        let run = first.measure(self, &progress, inputs_total(&inputs));
+
+        self.produce(&mut inputs, lines / 2);
+        let total = inputs_total(&inputs);
+        let started = Instant::now();
+        let second = Serve::start(&self.config("b"), &self.dir.join("b.log"));
+        let half = self.total_partitions() / 2;
+        let mut assigned = None;
+        let deadline = started + PATIENCE;
+        while second.count("partition running") < half {
+            assert!(Instant::now() < deadline, "the second daemon did not take half");
+            if assigned.is_none() && second.count("partition assigned") > 0 {
+                assigned = Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let rebalance = Rebalance {
+            moved: second.count("partition running"),
+            after_start: started.elapsed(),
+            after_assignment: assigned.map_or(Duration::ZERO, |t| t.elapsed()),
+        };
+        progress.wait_for(total, None);
+        first.stop();
+        second.stop();
+        for (p, input) in inputs.iter().enumerate() {
+            assert_outputs_exact(&self.bootstrap, &self.topic("out", p), &input.expected);
+        }
+        (run, rebalance)
+    }
+}
+
+fn inputs_total(inputs: &[Input]) -> i64 {
+    inputs
+        .iter()
+        .map(|i| i.next.values().sum::<usize>() as i64)
+        .sum()
+}
+
+/// The groups' committed input offsets, summed: lines processed and committed.
+struct Progress {
+    consumers: Vec<(BaseConsumer, TopicPartitionList)>,
+}
+
+impl Progress {
+    fn new(shape: &Shape) -> Self {
+        let consumers = (0..shape.pipelines)
+            .map(|p| {
+                let consumer: BaseConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", &shape.bootstrap)
+                    .set("group.id", shape.group(p))
+                    .create()
+                    .expect("a consumer");
+                let mut tpl = TopicPartitionList::new();
+                for partition in 0..shape.partitions {
+                    tpl.add_partition(&shape.topic("in", p), partition);
+                }
+                (consumer, tpl)
+            })
+            .collect();
+        Self { consumers }
+    }
+
+    fn committed(&self) -> i64 {
+        self.consumers
+            .iter()
+            .map(|(consumer, tpl)| {
+                consumer
+                    .committed_offsets(tpl.clone(), Duration::from_secs(10))
+                    .map_or(0, |committed| {
+                        committed
+                            .elements()
+                            .iter()
+                            .map(|e| match e.offset() {
+                                Offset::Offset(o) => o,
+                                _ => 0,
+                            })
+                            .sum()
+                    })
+            })
+            .sum()
+    }
+
+    /// Wait until `total` lines are committed; sample `daemon` meanwhile. Returns when
+    /// progress began and the peak of the samples.
+    fn wait_for(&self, total: i64, daemon: Option<&Serve>) -> (Instant, Sample) {
+        let deadline = Instant::now() + PATIENCE;
+        let mut began = None;
+        let mut peak = Sample::default();
+        loop {
+            let done = self.committed();
+            if done > 0 && began.is_none() {
+                began = Some(Instant::now());
+            }
+            if let Some(daemon) = daemon {
+                peak = peak.max(daemon.sample());
+            }
+            if done >= total {
+                return (began.unwrap_or_else(Instant::now), peak);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {done} of {total} lines committed"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// `weir serve` as a child process, logging JSON at info to a file.
+struct Serve {
+    child: Child,
+    log: PathBuf,
+    started: Instant,
+}
+
+impl Serve {
+    fn start(config: &Path, log: &Path) -> Self {
+        let child = Command::new(EXE)
+            .args(["--log-format", "json", "serve", "-c"])
+            .arg(config)
+            .env("WEIR_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("the log"))
+            .spawn()
+            .expect("weir serve starts");
+        Self {
+            child,
+            log: log.to_path_buf(),
+            started: Instant::now(),
+        }
+    }
+
+    fn count(&self, message: &str) -> usize {
+        let needle = format!("\"message\":\"{message}\"");
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains(&needle))
+            .count()
+    }
+
+    /// Time to run every partition of `shape`, then the throughput over `total` lines.
+    fn measure(&self, shape: &Shape, progress: &Progress, total: i64) -> Run {
+        let everything = shape.total_partitions();
+        let deadline = self.started + PATIENCE;
+        let mut peak = Sample::default();
+        while self.count("partition running") < everything {
+            assert!(Instant::now() < deadline, "not every partition started");
+            peak = peak.max(self.sample());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let start = self.started.elapsed();
+        let (began, during) = progress.wait_for(total, Some(self));
+        let took = began.elapsed().as_secs_f64().max(0.001);
+        Run {
+            throughput: total as f64 / took,
+            start,
+            peak: peak.max(during),
+        }
+    }
+
+    fn sample(&self) -> Sample {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| -> usize {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        Sample {
+            threads: field("Threads:"),
+            rss_bytes: field("VmRSS:") << 10,
+            connections: established_sockets(pid),
+        }
+    }
+
+    fn stop(mut self) {
+        // SAFETY: kill has no preconditions; the pid is our child's.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let status = self.child.wait().expect("weir serve exits");
+        assert!(status.success(), "weir serve failed: see {}", self.log.display());
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Sample {
+    threads: usize,
+    connections: usize,
+    rss_bytes: usize,
+}
+
+impl Sample {
+    fn max(self, other: Sample) -> Sample {
+        Sample {
+            threads: self.threads.max(other.threads),
+            connections: self.connections.max(other.connections),
+            rss_bytes: self.rss_bytes.max(other.rss_bytes),
+        }
+    }
+}
+
+/// Established outgoing TCP connections of process `pid` (all to the broker here:
+/// the admin API only listens).
+fn established_sockets(pid: u32) -> usize {
+    let inodes: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|target| {
+                    let target = target.to_string_lossy().into_owned();
+                    Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ["tcp", "tcp6"]
+        .iter()
+        .flat_map(|table| {
+            std::fs::read_to_string(format!("/proc/{pid}/net/{table}"))
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // st 01 is ESTABLISHED; field 9 is the inode.
+            fields.len() > 9 && fields[3] == "01" && inodes.contains(fields[9])
+        })
+        .count()
+}
