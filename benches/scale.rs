@@ -54,7 +54,11 @@ fn main() {
         .prefix("weir-scale-")
         .tempdir()
         .expect("a directory");
-    eprintln!("broker {}; daemons in {}", broker.bootstrap, dir.path().display());
+    eprintln!(
+        "broker {}; daemons in {}",
+        broker.bootstrap,
+        dir.path().display()
+    );
 
     let a = Shape::new(&broker, dir.path(), "a", 1, 8);
     let a_run = a.run(lines);
@@ -155,9 +159,7 @@ impl Shape {
     /// many as cores (the default).
     fn config(&self, data: &str) -> PathBuf {
         let names: Vec<String> = (0..self.pipelines).map(|p| format!("p{p}")).collect();
-        let inputs: Vec<[String; 1]> = (0..self.pipelines)
-            .map(|p| [self.topic("in", p)])
-            .collect();
+        let inputs: Vec<[String; 1]> = (0..self.pipelines).map(|p| [self.topic("in", p)]).collect();
         let input_refs: Vec<[&str; 1]> = inputs.iter().map(|[t]| [t.as_str()]).collect();
         let outputs: Vec<String> = (0..self.pipelines).map(|p| self.topic("out", p)).collect();
         let extras: Vec<String> = (0..self.pipelines)
@@ -224,7 +226,10 @@ impl Shape {
         let mut assigned = None;
         let deadline = started + PATIENCE;
         while second.count("partition running") < half {
-            assert!(Instant::now() < deadline, "the second daemon did not take half");
+            assert!(
+                Instant::now() < deadline,
+                "the second daemon did not take half"
+            );
             if assigned.is_none() && second.count("partition assigned") > 0 {
                 assigned = Some(Instant::now());
             }
@@ -398,7 +403,11 @@ impl Serve {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
         let status = self.child.wait().expect("weir serve exits");
-        assert!(status.success(), "weir serve failed: see {}", self.log.display());
+        assert!(
+            status.success(),
+            "weir serve failed: see {}",
+            self.log.display()
+        );
     }
 }
 
@@ -428,7 +437,12 @@ fn established_sockets(pid: u32) -> usize {
                 .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
                 .filter_map(|target| {
                     let target = target.to_string_lossy().into_owned();
-                    Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                    Some(
+                        target
+                            .strip_prefix("socket:[")?
+                            .strip_suffix(']')?
+                            .to_owned(),
+                    )
                 })
                 .collect()
         })

@@ -522,7 +522,10 @@ mod tests {
         );
         let text = found.join("\n");
         assert_eq!(found.len(), 2, "{text}");
-        assert!(text.contains("threads: must be between 1 and 256"), "{text}");
+        assert!(
+            text.contains("threads: must be between 1 and 256"),
+            "{text}"
+        );
         assert!(text.contains("pipelines.wc.threads"), "{text}");
         assert!(text.contains("move `threads = N` to the top"), "{text}");
     }

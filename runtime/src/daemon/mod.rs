@@ -375,8 +375,11 @@ impl Daemon {
         let names: Vec<String> = lock(&self.pipelines).keys().cloned().collect();
         let stuck = self.stop_pipelines(&names, Instant::now() + SHUTDOWN_GRACE);
         if stuck > 0 {
+            // The stuck pipelines may hold a processing thread: exit without it.
             return Err(RunError::StopTimeout(stuck));
         }
+        // Before the embedded broker goes, whoever still holds the pool.
+        self.pool.shutdown();
         Ok(())
     }
 

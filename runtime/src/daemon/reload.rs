@@ -53,6 +53,9 @@ pub fn plan(
     if running.state != new.state {
         problems.push(restart_needed("state"));
     }
+    if running.threads != new.threads {
+        problems.push(restart_needed("threads"));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }

@@ -38,6 +38,11 @@ const META_WRITE_BUFFER_BYTES: usize = 64 << 10;
 /// logarithmic in that distance rather than in the memtable's size. The C API has no
 /// setter for this option, hence the options string.
 const INSERT_HINTS: &str = "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.0";
+/// No preallocation: RocksDB reserves real disk blocks (fallocate) of about 1.1 write
+/// buffers for each WAL and 4 MiB for each manifest (set to 0 below), 22 MB per store
+/// before it holds anything: a thousand partitions filled a disk with it. The C API has
+/// no setter for this one either.
+const NO_FALLOCATE: &str = "allow_fallocate=false";
 
 /// RocksDB memory shared by the partition stores of a process: one LRU block cache,
 /// and a write-buffer manager charging every memtable to it, so that block cache and
@@ -140,7 +145,7 @@ impl RocksStore {
             source,
         };
         let mut state_opts = Options::default()
-            .get_options_from_string(INSERT_HINTS)
+            .get_options_from_string(format!("{INSERT_HINTS};{NO_FALLOCATE}"))
             .map_err(open_error)?;
         state_opts.set_block_based_table_factory(&table);
         state_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -155,6 +160,7 @@ impl RocksStore {
         // RocksDB's info log, per store: small, and two files of it at most.
         db_opts.set_max_log_file_size(1 << 20);
         db_opts.set_keep_log_file_num(2);
+        db_opts.set_manifest_preallocation_size(0);
 
         let mut meta_opts = Options::default();
         meta_opts.set_write_buffer_size(META_WRITE_BUFFER_BYTES);
@@ -256,6 +262,28 @@ impl StateStore for RocksStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An open store holds the disk its data needs, not preallocated room: RocksDB's
+    /// default reserves about 1.1 write buffers for each WAL (fallocate, real blocks)
+    /// and 4 MiB for each manifest, which across a thousand partitions filled a
+    /// 20 GB disk before a record was processed.
+    #[test]
+    fn an_open_store_reserves_no_disk_ahead() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RocksStore::open(dir.path()).unwrap();
+        store
+            .commit(&WriteSet::default(), &[("offset", b"1")])
+            .unwrap();
+        let allocated: u64 = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().metadata().unwrap().blocks() * 512)
+            .sum();
+        assert!(
+            allocated < 1 << 20,
+            "an open store with one commit holds {allocated} bytes of disk"
+        );
+    }
 
     /// The insert hint is set through an options string, which RocksDB would reject
     /// at open if the name changed; this checks it also took effect.

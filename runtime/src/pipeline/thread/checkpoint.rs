@@ -13,6 +13,11 @@
 //! A crash before 3 aborts everything; between 3 and 4 leaves RocksDB behind Kafka, and
 //! the restore replays the committed changelog tail. Local state is never ahead.
 //!
+//! Tasks of at-least-once pipelines on the same thread write with the idempotent
+//! producer and commit their group's offsets right before step 3: a crash after that
+//! redoes their interval (duplicates, which at-least-once allows), and their changelog
+//! blocks of intervals that never committed stay off the committed chain.
+//!
 //! A commit that goes unanswered (the transaction coordinator moving) may have
 //! committed or not. Redoing the interval would then count it twice, so the thread
 //! settles it first: a new producer with the same transactional id completes or aborts
@@ -32,7 +37,7 @@ use crate::kafka::KafkaFailure;
 use crate::kafka::producer::{ChangelogPositions, CommitError};
 use crate::state::changelog::ROOT;
 
-use super::{ProcessingThread, RunId, TaskError};
+use super::{ProcessingThread, RunId, TaskError, ThreadFailure};
 
 /// How a checkpoint ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +54,11 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     /// before the transaction: if the transaction then fails they redo records, which
     /// at-least-once allows; the other way round, a failure after the transaction
     /// committed would send exactly-once tasks back past committed records.
-    pub(super) fn checkpoint(&mut self) -> Result<Outcome, TaskError> {
+    ///
+    /// A failure before the commit that is one pipeline's (its changelog write, its
+    /// group's offset commit) is blamed on it, so that only it stops; one after the
+    /// commit is the thread's: its tasks cannot go back past what committed.
+    pub(super) fn checkpoint(&mut self) -> Result<Outcome, ThreadFailure> {
         let dirty: Vec<usize> = (0..self.tasks.len())
             .filter(|&i| self.tasks[i].is_dirty())
             .collect();
@@ -68,7 +77,8 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 .producers
                 .get(guarantee(&self.tasks[i]))
                 .expect("a task's producer is made when the task is adopted");
-            let changes = self.tasks[i].write_changelog(producer, id)?;
+            let written = self.tasks[i].write_changelog(producer, id);
+            let changes = written.map_err(|e| self.blame(i, e.into()))?;
             blocks.push((i, id, changes));
         }
         let flush = |kind: Guarantee| -> Result<ChangelogPositions, KafkaFailure> {
@@ -105,10 +115,13 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         for (i, tpl) in offsets.into_values() {
             let assigned = &self.tasks[i].assigned;
             match assigned.ctx.guarantee {
-                Guarantee::AtLeastOnce => assigned
-                    .consumer
-                    .commit(&tpl, CommitMode::Sync)
-                    .map_err(|e| KafkaFailure::new("cannot commit input offsets", e))?,
+                Guarantee::AtLeastOnce => {
+                    let committed = assigned.consumer.commit(&tpl, CommitMode::Sync);
+                    if let Err(error) = committed {
+                        let failure = KafkaFailure::new("cannot commit input offsets", error);
+                        return Err(self.blame(i, failure.into()));
+                    }
+                }
                 Guarantee::ExactlyOnce => {
                     let group = assigned.consumer.group_metadata().ok_or_else(|| {
                         KafkaFailure::new(
@@ -156,7 +169,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 .get(&task.assigned.changelog_topic)
                 .and_then(|partitions| partitions.get(&task.assigned.partition))
                 .copied();
-            task.checkpointed(id, position)?;
+            task.checkpointed(id, position).map_err(TaskError::from)?;
             let metrics = &task.assigned.metrics;
             metrics.checkpoint_seconds.observe(took);
             metrics.checkpoint_records.observe(changes as f64);

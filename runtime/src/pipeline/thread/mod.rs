@@ -1,5 +1,5 @@
-//! A processing thread: the loop that runs many partitions (tasks) with one producer,
-//! in the spirit of Kafka Streams' stream threads. The daemon runs a fixed pool of them
+//! A processing thread: the loop that runs many partitions (tasks) with one producer
+//! per guarantee, in the spirit of Kafka Streams' stream threads. The daemon runs a fixed pool of them
 //! (`pipeline::pool`) for all its pipelines, so threads and producers (and their broker
 //! connections) do not grow with partitions or pipelines.
 //!
@@ -97,11 +97,28 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step(&mut batch)));
             match step {
                 Ok(Ok(())) => {}
-                Ok(Err(failure)) => self.fail(failure),
+                Ok(Err(failure)) => self.fail_safely(failure),
                 Err(panic) => {
-                    self.fail(TaskError::Panicked(super::panic_message(&panic)).into());
+                    self.fail_safely(TaskError::Panicked(super::panic_message(&panic)).into());
                 }
             }
+        }
+    }
+
+    /// [`fail`](Self::fail), and if that panics too, give every task up with what it
+    /// said: the thread must go on serving (the pool keeps handing it partitions).
+    fn fail_safely(&mut self, failure: ThreadFailure) {
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.fail(failure)));
+        if let Err(panic) = failed {
+            let message = super::panic_message(&panic);
+            for task in std::mem::take(&mut self.tasks) {
+                task.assigned.failure.set(
+                    Some(self.index),
+                    TaskError::Panicked(message.clone()).into(),
+                );
+            }
+            self.producers.drop_all();
+            self.retime();
         }
     }
 
@@ -227,8 +244,8 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 Ok(true)
             }
             Ok(Outcome::Rewound) => Ok(false),
-            Err(error) => {
-                self.recover(error.into())?;
+            Err(failure) => {
+                self.recover(failure)?;
                 Ok(false)
             }
         }
@@ -362,13 +379,13 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             Stop::Checkpoint => match self.checkpoint() {
                 Ok(_) => {}
                 // A Kafka failure came before the commit.
-                Err(error @ TaskError::Kafka(_)) => {
-                    tracing::warn!(thread = self.index, %error, "the last checkpoint before letting partitions go failed; their next owner redoes the records since the one before");
-                    failed = Some(error);
+                Err(failure) if matches!(failure.error, TaskError::Kafka(_)) => {
+                    tracing::warn!(thread = self.index, error = %failure.error, "the last checkpoint before letting partitions go failed; their next owner redoes the records since the one before");
+                    failed = Some(failure);
                 }
                 // Local state failed after the commit: going back would redo
                 // committed records.
-                Err(error) => return Err(error.into()),
+                Err(failure) => return Err(failure),
             },
             Stop::Abandon => {
                 lost = self
@@ -388,9 +405,9 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             release_metrics(&task);
         }
         self.retime();
-        if let Some(error) = failed {
+        if let Some(failure) = failed {
             // The tasks staying go back to their last checkpoint, whatever the failure.
-            if self.recover(error.into()).is_err() {
+            if self.recover(failure).is_err() {
                 self.rewind_all("the last checkpoint before a release failed")?;
             }
         } else if lost {
@@ -402,16 +419,22 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     /// Pause the tasks whose pipeline was paused since (after a checkpoint: pausing
     /// leaves nothing in flight), and resume those whose pipeline was resumed.
     fn follow_pauses(&mut self) -> Result<(), ThreadFailure> {
-        let changed = |t: &Task<C>| t.assigned.ctx.paused.load(Ordering::Relaxed) != t.paused;
-        if !self.tasks.iter().any(changed) {
+        // Read once: a pipeline paused between two reads would be paused here without
+        // the checkpoint before.
+        let changed: Vec<bool> = self
+            .tasks
+            .iter()
+            .map(|t| t.assigned.ctx.paused.load(Ordering::Relaxed) != t.paused)
+            .collect();
+        if !changed.contains(&true) {
             return Ok(());
         }
-        if self.tasks.iter().any(|t| changed(t) && !t.paused) {
+        if (0..self.tasks.len()).any(|i| changed[i] && !self.tasks[i].paused) {
             // Committed or rewound: either way nothing uncommitted is left in flight.
             self.end_interval()?;
         }
-        for i in 0..self.tasks.len() {
-            if changed(&self.tasks[i]) {
+        for (i, changed) in changed.into_iter().enumerate() {
+            if changed && i < self.tasks.len() {
                 let pause = !self.tasks[i].paused;
                 set_paused(&mut self.tasks[i], pause).map_err(|e| self.blame(i, e.into()))?;
             }

@@ -44,11 +44,21 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             }
             Err(failure) => return Err(failure.into()),
         }
+        self.fit_transaction_timeout();
         for i in 0..self.tasks.len() {
             self.tasks[i].rewind().map_err(|e| self.blame(i, e))?;
         }
         self.deadline = Instant::now() + self.interval;
-        Ok(())
+        self.ensure_producers()
+    }
+
+    /// Between transactions (after an abort): replace the transactional producer if
+    /// its timeout is too short for the thread's commit interval now (the pipelines
+    /// with shorter ones left), or the broker would abort the next transaction.
+    fn fit_transaction_timeout(&mut self) {
+        if self.producers.outgrown(self.interval) {
+            self.producers.drop_exactly_once();
+        }
     }
 
     /// Replace producers the broker fenced: a transaction of this thread outlived
@@ -132,6 +142,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 task.assigned.failure.set(Some(self.index), told_failure);
             }
             self.retime();
+            self.fit_transaction_timeout();
             self.deadline = Instant::now() + self.interval;
             for i in 0..self.tasks.len() {
                 if let Err(error) = self.tasks[i].rewind() {

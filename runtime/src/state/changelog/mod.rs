@@ -33,8 +33,11 @@
 //!
 //! Why this holds: a writer takes a checkpoint's parent from the last checkpoint it
 //! *committed*, so a checkpoint named as a parent has committed; and two checkpoints'
-//! records never interleave, because each input partition has one transactional id and
-//! a new owner fences the old one before it writes.
+//! records never interleave, because a partition is written by one producer at a time:
+//! its new owner starts writing only once the group gave it the partition, and a
+//! previous owner's transaction still open is fenced (KIP-447: its offsets are refused
+//! with the group's new generation) or times out, and is waited for (`start`) before
+//! the restore reads past it.
 //!
 //! This module is pure logic: no Kafka, no RocksDB.
 
