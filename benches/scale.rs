@@ -7,10 +7,11 @@
 //! - B: 10 pipelines over 8 partitions each;
 //! - C: 10 pipelines over 100 partitions each (1,000 partitions).
 //!
-//! For each it prints the steady throughput (input lines per second, from the first
-//! committed progress to the last), the time from start until every partition runs,
-//! and, sampled from /proc while it processes, the daemon's threads, TCP connections to
-//! the broker and resident memory. Then, on C, a second daemon joins with the same
+//! For each it prints the throughput (input lines per second, from the first committed
+//! progress to the last), the time from start until every partition runs, and the
+//! daemon's threads, TCP connections to the broker and resident memory sampled from
+//! /proc: their peaks once every partition runs (processing, checkpointing) and while
+//! partitions were starting (restore consumers and all). Then, on C, a second daemon joins with the same
 //! config while the first is busy: how long until it runs its half of the partitions
 //! (500). Finally the outputs of every pipeline of C are checked exact (every word
 //! counted once, in the raw log and through a read_committed consumer).
@@ -73,21 +74,22 @@ fn main() {
         broker.bootstrap
     );
     println!(
-        "{:<28} {:>10} {:>10} {:>8} {:>12} {:>9}",
-        "shape", "lines/s", "start s", "threads", "connections", "RSS MiB"
+        "{:<26} {:>9} {:>8} {:>18} {:>18} {:>16}",
+        "shape", "lines/s", "start s", "threads run/start", "connections r/s", "RSS MiB r/s"
     );
     for (name, run) in [
         ("A: 1 x 8 partitions".to_owned(), &a_run),
         (format!("B: {pipelines} x 8 partitions"), &b_run),
         (format!("C: {pipelines} x {partitions} partitions"), &c_run),
     ] {
+        let pair = |steady: usize, starting: usize| format!("{steady} / {starting}");
         println!(
-            "{name:<28} {:>10.0} {:>10.1} {:>8} {:>12} {:>9}",
+            "{name:<26} {:>9.0} {:>8.1} {:>18} {:>18} {:>16}",
             run.throughput,
             run.start.as_secs_f64(),
-            run.peak.threads,
-            run.peak.connections,
-            run.peak.rss_bytes >> 20
+            pair(run.steady.threads, run.starting.threads),
+            pair(run.steady.connections, run.starting.connections),
+            pair(run.steady.rss_bytes >> 20, run.starting.rss_bytes >> 20),
         );
     }
     println!(
@@ -116,7 +118,9 @@ struct Shape {
 struct Run {
     throughput: f64,
     start: Duration,
-    peak: Sample,
+    /// Peaks while partitions start, and after.
+    starting: Sample,
+    steady: Sample,
 }
 
 struct Rebalance {
@@ -240,7 +244,7 @@ impl Shape {
             after_start: started.elapsed(),
             after_assignment: assigned.map_or(Duration::ZERO, |t| t.elapsed()),
         };
-        progress.wait_for(total, None);
+        progress.wait_for(total);
         first.stop();
         second.stop();
         for (p, input) in inputs.iter().enumerate() {
@@ -301,22 +305,13 @@ impl Progress {
             .sum()
     }
 
-    /// Wait until `total` lines are committed; sample `daemon` meanwhile. Returns when
-    /// progress began and the peak of the samples.
-    fn wait_for(&self, total: i64, daemon: Option<&Serve>) -> (Instant, Sample) {
+    /// Wait until `total` lines are committed.
+    fn wait_for(&self, total: i64) {
         let deadline = Instant::now() + PATIENCE;
-        let mut began = None;
-        let mut peak = Sample::default();
         loop {
             let done = self.committed();
-            if done > 0 && began.is_none() {
-                began = Some(Instant::now());
-            }
-            if let Some(daemon) = daemon {
-                peak = peak.max(daemon.sample());
-            }
             if done >= total {
-                return (began.unwrap_or_else(Instant::now), peak);
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -360,23 +355,47 @@ impl Serve {
             .count()
     }
 
-    /// Time to run every partition of `shape`, then the throughput over `total` lines.
+    /// Time to run every partition of `shape`, and the throughput over `total` lines:
+    /// from the first committed progress to the last, while partitions may still be
+    /// starting. Resources are sampled while partitions start (restores and all) and
+    /// after, while they process.
     fn measure(&self, shape: &Shape, progress: &Progress, total: i64) -> Run {
         let everything = shape.total_partitions();
-        let deadline = self.started + PATIENCE;
-        let mut peak = Sample::default();
-        while self.count("partition running") < everything {
-            assert!(Instant::now() < deadline, "not every partition started");
-            peak = peak.max(self.sample());
-            std::thread::sleep(Duration::from_millis(200));
+        let deadline = Instant::now() + PATIENCE;
+        let mut starting = Sample::default();
+        let mut began = None;
+        let mut start = None;
+        let mut steady = Sample::default();
+        loop {
+            let done = progress.committed();
+            if done > 0 && began.is_none() {
+                began = Some(Instant::now());
+            }
+            if start.is_none() && self.count("partition running") >= everything {
+                start = Some(self.started.elapsed());
+            }
+            match start {
+                None => starting = starting.max(self.sample()),
+                Some(_) => steady = steady.max(self.sample()),
+            }
+            if done >= total && start.is_some() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {done} of {total} lines committed"
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
-        let start = self.started.elapsed();
-        let (began, during) = progress.wait_for(total, Some(self));
-        let took = began.elapsed().as_secs_f64().max(0.001);
+        let took = began.map_or(0.0, |t| t.elapsed().as_secs_f64()).max(0.001);
+        if steady.threads == 0 {
+            steady = self.sample();
+        }
         Run {
             throughput: total as f64 / took,
-            start,
-            peak: peak.max(during),
+            start: start.unwrap_or_default(),
+            starting,
+            steady,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod control;
 pub mod pool;
 mod position;
 pub mod runner;
+mod starter;
 mod task;
 mod thread;
 pub mod versions;

@@ -14,6 +14,7 @@ use rdkafka::consumer::ConsumerContext;
 use crate::kafka::ClientSettings;
 
 use super::control::{Command, Mailbox, Wake};
+use super::starter::Starter;
 use super::task::Task;
 use super::thread::ProcessingThread;
 
@@ -30,6 +31,8 @@ pub struct ProcessingPool<C: ConsumerContext + 'static> {
     threads: Vec<ThreadHandle<C>>,
     /// Partitions assigned to each thread and not yet let go.
     load: Mutex<Vec<usize>>,
+    /// Brings assigned partitions up to their committed offsets for their threads.
+    starter: Arc<Starter<C>>,
 }
 
 impl<C: ConsumerContext + 'static> std::fmt::Debug for ProcessingPool<C> {
@@ -78,6 +81,7 @@ impl<C: ConsumerContext + 'static> ProcessingPool<C> {
         Ok(Self {
             load: Mutex::new(vec![0; threads.len()]),
             threads,
+            starter: Arc::default(),
         })
     }
 
@@ -101,6 +105,10 @@ impl<C: ConsumerContext + 'static> ProcessingPool<C> {
     pub(super) fn unload(&self, thread: usize) {
         let mut load = self.load.lock().unwrap_or_else(|p| p.into_inner());
         load[thread] = load[thread].saturating_sub(1);
+    }
+
+    pub(super) fn starter(&self) -> &Arc<Starter<C>> {
+        &self.starter
     }
 
     pub(super) fn thread(&self, index: usize) -> &ThreadHandle<C> {

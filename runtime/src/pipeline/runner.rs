@@ -7,16 +7,16 @@
 //! the partition is assigned, so none reach the group queue), which its thread polls;
 //! the runner thread only polls the group queue, which serves rebalances.
 //!
-//! A partition assigned goes to the thread owning the fewest; a starter restores its
-//! state (several partitions at a time, each from its own changelog) and hands it to
-//! that thread. On revocation the callback waits until the partition is gone from its
-//! thread, after the thread's checkpoint, so the next owner starts from everything
-//! this one did. A lost partition (the session expired) is let go without committing:
-//! another member may already own it, and its commit would be refused anyway.
+//! A partition assigned goes to the thread owning the fewest; one of the daemon's
+//! starters (`pipeline::starter`) restores its state and hands it to that thread. On
+//! revocation the callback waits until the partition is gone from its thread, after the
+//! thread's checkpoint, so the next owner starts from everything this one did. A lost
+//! partition (the session expired) is let go without committing: another member may
+//! already own it, and its commit would be refused anyway.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -29,16 +29,14 @@ use crate::kafka::KafkaFailure;
 use super::context::{PipelineContext, TaskError};
 pub use super::control::Partition;
 use super::control::{
-    Command, Failure, PartitionMailbox, PartitionStatus, Phase, RunId, Stop, ThreadFailure, Wake,
+    Command, Failure, PartitionMailbox, PartitionStatus, Phase, RunId, Stop, ThreadFailure,
 };
 use super::pool::ProcessingPool;
-use super::task::{Assigned, Task};
+use super::starter::Job;
+use super::task::Assigned;
 
 /// How often the runner polls the group queue (serving rebalances and heartbeats).
 const GROUP_POLL: Duration = Duration::from_millis(100);
-
-/// How many partitions of a pipeline start (restore) at once.
-const STARTERS: usize = 4;
 
 /// A partition this member owns: which thread runs it, and how to reach it.
 #[derive(Debug)]
@@ -62,7 +60,6 @@ pub struct GroupContext {
     /// The consumer this context belongs to, to split partition queues off it.
     consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
     pool: Arc<ProcessingPool<GroupContext>>,
-    starter: Arc<Starter<GroupContext>>,
     owned: OwnedPartitions,
     failure: Arc<Failure>,
 }
@@ -157,7 +154,7 @@ impl GroupContext {
                     gone,
                 },
             );
-            self.starter.submit(Job {
+            self.pool.starter().submit(Job {
                 assigned,
                 thread,
                 adopt: handle.adopt.clone(),
@@ -181,7 +178,7 @@ impl GroupContext {
         drop(owned);
         // Partitions still waiting for a starter go at once: a revocation must not wait
         // behind other partitions' restores.
-        self.starter.drop_cancelled();
+        self.pool.starter().drop_cancelled();
         for (thread, partitions) in by_thread {
             self.pool.thread(thread).mailbox.send(Command::Release {
                 run: self.run,
@@ -212,92 +209,6 @@ impl GroupContext {
             .cloned()
             .collect();
         self.release(all, Stop::Checkpoint);
-    }
-}
-
-/// A partition to start, and the thread that runs it once started.
-struct Job<C: ConsumerContext + 'static> {
-    assigned: Assigned<C>,
-    thread: usize,
-    adopt: Sender<Task<C>>,
-    wake: Arc<Wake>,
-}
-
-/// Starts partitions on up to [`STARTERS`] short-lived threads: restoring state is
-/// slow and must not hold up the processing threads' other partitions.
-struct Starter<C: ConsumerContext + 'static> {
-    /// Jobs waiting, and how many starter threads run.
-    queue: Mutex<(VecDeque<Job<C>>, usize)>,
-    failure: Arc<Failure>,
-    pipeline: String,
-}
-
-impl<C: ConsumerContext + 'static> Starter<C> {
-    fn submit(self: &Arc<Self>, job: Job<C>) {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        queue.0.push_back(job);
-        if queue.1 >= STARTERS {
-            return;
-        }
-        queue.1 += 1;
-        let this = self.clone();
-        std::thread::Builder::new()
-            .name("weir-starter".into())
-            .spawn(move || this.work())
-            .expect("spawning a partition starter");
-    }
-
-    /// Drop the waiting jobs whose partitions were let go.
-    fn drop_cancelled(&self) {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        queue.0.retain(|job| !job.assigned.is_cancelled());
-    }
-
-    fn work(&self) {
-        loop {
-            let job = {
-                let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                match queue.0.pop_front() {
-                    Some(job) => job,
-                    None => {
-                        queue.1 -= 1;
-                        return;
-                    }
-                }
-            };
-            self.start(job);
-        }
-    }
-
-    fn start(&self, job: Job<C>) {
-        let key = (job.assigned.topic.clone(), job.assigned.partition);
-        let run = job.assigned.run;
-        if job.assigned.is_cancelled() {
-            return;
-        }
-        let started = std::time::Instant::now();
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.assigned.start()));
-        let error = match outcome {
-            Ok(Ok(task)) => {
-                tracing::debug!(pipeline = %self.pipeline, topic = %key.0, partition = key.1, elapsed_ms = started.elapsed().as_millis() as u64, "partition started");
-                // A thread that ended drops it, which is all a revocation waits for.
-                let _ = job.adopt.send(task);
-                job.wake.notify();
-                return;
-            }
-            Ok(Err(TaskError::Stopped)) => return,
-            Ok(Err(error)) => error,
-            Err(panic) => TaskError::Panicked(super::panic_message(&panic)),
-        };
-        tracing::error!(pipeline = %self.pipeline, topic = %key.0, partition = key.1, %error, "partition failed to start");
-        self.failure.set(
-            Some(job.thread),
-            ThreadFailure {
-                partition: Some(Box::new((run, key))),
-                error,
-            },
-        );
     }
 }
 
@@ -346,11 +257,6 @@ pub fn run(
         run: RunId::next(),
         consumer: OnceLock::new(),
         pool,
-        starter: Arc::new(Starter {
-            queue: Mutex::default(),
-            failure: failure.clone(),
-            pipeline: ctx.name.clone(),
-        }),
         owned: ctx.partitions.clone(),
         failure: failure.clone(),
     };

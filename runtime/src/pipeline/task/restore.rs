@@ -2,6 +2,7 @@
 //! changelog partition from local state's position, framing and deciding with
 //! `state::changelog`'s rules, and applying committed blocks to RocksDB.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -182,8 +183,12 @@ impl Remaining {
 /// end is the stable offset: records of a transaction still open (a previous owner's
 /// that can no longer commit, see `start`) lie past it and are never read.
 struct ChangelogReader {
-    consumer: BaseConsumer<RestoreContext>,
+    /// Taken back into [`IDLE`] when the reader is dropped at the end.
+    consumer: Option<BaseConsumer<RestoreContext>>,
+    /// The settings it was made with (their debug text), to reuse it only with them.
+    settings: String,
     topic: String,
+    partition: i32,
     /// The partition's high watermark when the restore began, for progress only.
     high: Option<i64>,
     remaining: Remaining,
@@ -201,27 +206,12 @@ impl ChangelogReader {
         from: i64,
         remaining: Remaining,
     ) -> Result<Self, TaskError> {
-        let consumer: BaseConsumer<RestoreContext> = settings
-            .consumer_config()
-            .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed")
-            .set("enable.auto.commit", "false")
-            .set("group.id", "weir-restore")
-            // Prefetch by bytes, not by count: changelog records are small, and
-            // librdkafka's default stops prefetching at 100,000 of them (a restore then
-            // read 165k records/s where a bare consumer reads 600-800k). Bounded at
-            // 16 MiB queued per restoring partition.
-            .set("queued.min.messages", "10000000")
-            .set("queued.max.messages.kbytes", "16384")
-            .set("max.partition.fetch.bytes", "8388608")
-            // The end of a changelog is a fetch that finds nothing, which the broker
-            // holds for fetch.wait.max.ms hoping for data (500 ms by default): every
-            // partition start paid it, 200 partitions took 53 s to start on 4 starters.
-            .set("fetch.wait.max.ms", "10")
-            // A position below the log start means records are gone: say so.
-            .set("auto.offset.reset", "error")
-            .create_with_context(RestoreContext)
-            .map_err(|e| KafkaFailure::new("cannot create the restore consumer", e))?;
+        let key = format!("{settings:?}");
+        let idle = IDLE.with(|idle| idle.borrow_mut().take());
+        let consumer = match idle {
+            Some((made_with, consumer)) if made_with == key => consumer,
+            _ => new_restore_consumer(settings)?,
+        };
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(from))
             .map_err(|e| KafkaFailure::new("cannot assign the changelog", e))?;
@@ -236,8 +226,10 @@ impl ChangelogReader {
             remaining.set((high - from).max(0));
         }
         Ok(Self {
-            consumer,
+            consumer: Some(consumer),
+            settings: key,
             topic: topic.to_owned(),
+            partition,
             high,
             remaining,
             done: false,
@@ -246,6 +238,61 @@ impl ChangelogReader {
         })
     }
 
+    fn consumer(&self) -> &BaseConsumer<RestoreContext> {
+        self.consumer
+            .as_ref()
+            .expect("a reader has its consumer until dropped")
+    }
+}
+
+thread_local! {
+    /// The restore consumer of this (starter) thread, kept from one partition's restore
+    /// to the next: making one and connecting it to the brokers was most of the time a
+    /// short restore took, and each holds threads and connections of its own.
+    static IDLE: RefCell<Option<(String, BaseConsumer<RestoreContext>)>> =
+        const { RefCell::new(None) };
+}
+
+impl Drop for ChangelogReader {
+    fn drop(&mut self) {
+        // Only a reader that read to the end leaves nothing of its partition queued
+        // for the next restore to stumble on.
+        if self.done
+            && let Some(consumer) = self.consumer.take()
+        {
+            let settings = std::mem::take(&mut self.settings);
+            IDLE.with(|idle| *idle.borrow_mut() = Some((settings, consumer)));
+        }
+    }
+}
+
+fn new_restore_consumer(
+    settings: &ClientSettings,
+) -> Result<BaseConsumer<RestoreContext>, KafkaFailure> {
+    settings
+        .consumer_config()
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("group.id", "weir-restore")
+        // Prefetch by bytes, not by count: changelog records are small, and
+        // librdkafka's default stops prefetching at 100,000 of them (a restore then
+        // read 165k records/s where a bare consumer reads 600-800k). Bounded at
+        // 16 MiB queued per restoring partition.
+        .set("queued.min.messages", "10000000")
+        .set("queued.max.messages.kbytes", "16384")
+        .set("max.partition.fetch.bytes", "8388608")
+        // The end of a changelog is a fetch that finds nothing, which the broker
+        // holds for fetch.wait.max.ms hoping for data (500 ms by default): every
+        // partition start paid it, 200 partitions took 53 s to start on 4 starters.
+        .set("fetch.wait.max.ms", "10")
+        // A position below the log start means records are gone: say so.
+        .set("auto.offset.reset", "error")
+        .create_with_context(RestoreContext)
+        .map_err(|e| KafkaFailure::new("cannot create the restore consumer", e))
+}
+
+impl ChangelogReader {
     /// The next record, framed (see [`Framer`]).
     fn next(&mut self) -> Result<Option<ChangelogRecord>, TaskError> {
         loop {
@@ -277,7 +324,7 @@ impl ChangelogReader {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         while !self.done {
             let wait = deadline.saturating_duration_since(Instant::now());
-            match self.consumer.poll(wait) {
+            match self.consumer().poll(wait) {
                 None => {
                     return Err(KafkaFailure::new(
                         format!("reading {:?} stalled", self.topic),
@@ -285,6 +332,10 @@ impl ChangelogReader {
                     )
                     .into());
                 }
+                // A reused consumer's earlier partition: nothing of this one.
+                Some(Err(KafkaError::PartitionEOF(other))) if other != self.partition => {}
+                Some(Ok(message))
+                    if message.partition() != self.partition || message.topic() != self.topic => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => {
                     self.remaining.set(0);
                     self.done = true;
