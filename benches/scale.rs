@@ -18,7 +18,9 @@
 //!
 //! `cargo bench -p weir-benches --bench scale`. WEIR_SCALE_LINES sets the input lines
 //! of each shape (default 200,000; C gets half as many again during the rebalance),
-//! WEIR_SCALE_PIPELINES and WEIR_SCALE_PARTITIONS shape C (default 10 and 100).
+//! WEIR_SCALE_PIPELINES and WEIR_SCALE_PARTITIONS shape C (default 10 and 100);
+//! WEIR_SCALE_KEEP=1 keeps the daemons' configs, logs and state, and WEIR_SCALE_LOG
+//! sets their WEIR_LOG.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -53,6 +55,7 @@ fn main() {
     let broker = Kafka::start(1);
     let dir = tempfile::Builder::new()
         .prefix("weir-scale-")
+        .disable_cleanup(std::env::var_os("WEIR_SCALE_KEEP").is_some())
         .tempdir()
         .expect("a directory");
     eprintln!(
@@ -334,7 +337,10 @@ impl Serve {
         let child = Command::new(EXE)
             .args(["--log-format", "json", "serve", "-c"])
             .arg(config)
-            .env("WEIR_LOG", "info,librdkafka=warn")
+            .env(
+                "WEIR_LOG",
+                std::env::var("WEIR_SCALE_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).expect("the log"))
             .spawn()

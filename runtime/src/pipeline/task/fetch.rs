@@ -50,13 +50,11 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
     }
 
     /// The partition's first offset on the broker: where a group that never committed
-    /// starts.
+    /// starts. Asked with the starter's restore consumer: the group consumer answers
+    /// it only between its fetches, which wait up to `fetch.wait.max.ms` (500 ms by
+    /// default) on partitions without records; every new partition paid that.
     pub(super) fn log_start(&self) -> Result<i64, TaskError> {
-        let (low, _) = self
-            .consumer
-            .fetch_watermarks(&self.topic, self.partition, REQUEST_TIMEOUT)
-            .map_err(|e| KafkaFailure::new("cannot read where the partition starts", e))?;
-        Ok(low)
+        super::restore::log_start(&self.ctx.settings, &self.topic, self.partition)
     }
 
     /// The group's committed offset of this partition.

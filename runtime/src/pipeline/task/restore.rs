@@ -266,6 +266,27 @@ impl Drop for ChangelogReader {
     }
 }
 
+/// The first offset of `topic`/`partition` on the broker, asked with this thread's
+/// restore consumer (made if there is none, and kept).
+pub(super) fn log_start(
+    settings: &ClientSettings,
+    topic: &str,
+    partition: i32,
+) -> Result<i64, TaskError> {
+    let key = format!("{settings:?}");
+    let idle = IDLE.with(|idle| idle.borrow_mut().take());
+    let consumer = match idle {
+        Some((made_with, consumer)) if made_with == key => consumer,
+        _ => new_restore_consumer(settings)?,
+    };
+    let low = consumer
+        .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+        .map(|(low, _)| low)
+        .map_err(|e| KafkaFailure::new("cannot read where the partition starts", e));
+    IDLE.with(|idle| *idle.borrow_mut() = Some((key, consumer)));
+    Ok(low?)
+}
+
 fn new_restore_consumer(
     settings: &ClientSettings,
 ) -> Result<BaseConsumer<RestoreContext>, KafkaFailure> {

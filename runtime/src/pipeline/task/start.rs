@@ -54,7 +54,8 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
             self.state_path(),
             &ctx.rocks,
         )?));
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let began = Instant::now();
+        let deadline = began + REQUEST_TIMEOUT;
         let (committed_offset, head, position) = loop {
             if self.is_cancelled() {
                 return Err(TaskError::Stopped);
@@ -76,11 +77,14 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
         // A group that never committed starts at the log start (auto.offset.reset is
         // earliest): named here, so a rewind before the first checkpoint goes back to
         // it rather than leaving the fetch past records it never committed.
+        let restored = began.elapsed();
         let start = match committed_offset {
             Some(offset) => offset,
             None => self.log_start()?,
         };
+        let found = began.elapsed();
         self.seek(start)?;
+        let seeked = began.elapsed();
         if self.is_cancelled() {
             return Err(TaskError::Stopped);
         }
@@ -93,6 +97,16 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
             ctx.limits.clone(),
         )?;
         self.status.set_version(active.version);
+        tracing::debug!(
+            pipeline = %ctx.name,
+            topic = %self.topic,
+            partition = self.partition,
+            restored_ms = restored.as_millis() as u64,
+            start_found_ms = found.as_millis() as u64,
+            seeked_ms = seeked.as_millis() as u64,
+            instantiated_ms = began.elapsed().as_millis() as u64,
+            "partition prepared"
+        );
         Ok(Prepared {
             instance,
             active,
