@@ -7,8 +7,9 @@
 //! - B: 10 pipelines over 8 partitions each;
 //! - C: 10 pipelines over 100 partitions each (1,000 partitions).
 //!
-//! For each it prints the throughput (input lines per second, from the first committed
-//! progress to the last), the time from start until every partition runs, and the
+//! For each it prints the time from start until every partition runs, the throughput
+//! of input produced once they all run (lines per second, from the first line sent to
+//! the last committed, production overlapping processing), and the
 //! daemon's threads, TCP connections to the broker and resident memory sampled from
 //! /proc: their peaks once every partition runs (processing, checkpointing) and while
 //! partitions were starting (restore consumers and all). Then, on C, a second daemon joins with the same
@@ -207,11 +208,8 @@ impl Shape {
     /// Start a daemon, let it process `lines` lines, stop it.
     fn run(&self, lines: usize) -> Run {
         let mut inputs = self.inputs();
-        self.produce(&mut inputs, lines);
-        let total = inputs_total(&inputs);
         let daemon = Serve::start(&self.config("a"), &self.dir.join("a.log"));
-        let progress = Progress::new(self);
-        let run = daemon.measure(self, &progress, total);
+        let run = daemon.measure(self, &mut inputs, lines);
         daemon.stop();
         run
     }
@@ -220,10 +218,9 @@ impl Shape {
     /// both stop, and every pipeline's outputs must be exact.
     fn run_and_rebalance(&self, lines: usize) -> (Run, Rebalance) {
         let mut inputs = self.inputs();
-        self.produce(&mut inputs, lines);
         let first = Serve::start(&self.config("a"), &self.dir.join("a.log"));
+        let run = first.measure(self, &mut inputs, lines);
         let progress = Progress::new(self);
-        let run = first.measure(self, &progress, inputs_total(&inputs));
 
         self.produce(&mut inputs, lines / 2);
         let total = inputs_total(&inputs);
@@ -361,45 +358,40 @@ impl Serve {
             .count()
     }
 
-    /// Time to run every partition of `shape`, and the throughput over `total` lines:
-    /// from the first committed progress to the last, while partitions may still be
-    /// starting. Resources are sampled while partitions start (restores and all) and
-    /// after, while they process.
-    fn measure(&self, shape: &Shape, progress: &Progress, total: i64) -> Run {
+    /// Time until every partition of `shape` runs (sampling resources meanwhile), then
+    /// the throughput of `lines` lines produced to the running daemon: from the first
+    /// line sent to the last committed, producing and processing overlapping (as for
+    /// every shape), resources sampled until the end.
+    fn measure(&self, shape: &Shape, inputs: &mut [Input], lines: usize) -> Run {
         let everything = shape.total_partitions();
         let deadline = Instant::now() + PATIENCE;
         let mut starting = Sample::default();
-        let mut began = None;
-        let mut start = None;
-        let mut steady = Sample::default();
+        while self.count("partition running") < everything {
+            assert!(Instant::now() < deadline, "not every partition started");
+            starting = starting.max(self.sample());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let start = self.started.elapsed();
+        let progress = Progress::new(shape);
+        let began = Instant::now();
+        shape.produce(inputs, lines);
+        let total = inputs_total(inputs);
+        let mut steady = self.sample();
         loop {
             let done = progress.committed();
-            if done > 0 && began.is_none() {
-                began = Some(Instant::now());
-            }
-            if start.is_none() && self.count("partition running") >= everything {
-                start = Some(self.started.elapsed());
-            }
-            match start {
-                None => starting = starting.max(self.sample()),
-                Some(_) => steady = steady.max(self.sample()),
-            }
-            if done >= total && start.is_some() {
+            steady = steady.max(self.sample());
+            if done >= total {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
                 "only {done} of {total} lines committed"
             );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let took = began.map_or(0.0, |t| t.elapsed().as_secs_f64()).max(0.001);
-        if steady.threads == 0 {
-            steady = self.sample();
+            std::thread::sleep(Duration::from_millis(50));
         }
         Run {
-            throughput: total as f64 / took,
-            start: start.unwrap_or_default(),
+            throughput: total as f64 / began.elapsed().as_secs_f64(),
+            start,
             starting,
             steady,
         }
