@@ -244,7 +244,7 @@ impl Shape {
             after_start: started.elapsed(),
             after_assignment: assigned.map_or(Duration::ZERO, |t| t.elapsed()),
         };
-        progress.wait_for(total);
+        progress.wait_for(total, || {});
         first.stop();
         second.stop();
         for (p, input) in inputs.iter().enumerate() {
@@ -305,11 +305,12 @@ impl Progress {
             .sum()
     }
 
-    /// Wait until `total` lines are committed.
-    fn wait_for(&self, total: i64) {
+    /// Wait until `total` lines are committed, calling `meanwhile` at each look.
+    fn wait_for(&self, total: i64, mut meanwhile: impl FnMut()) {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let done = self.committed();
+            meanwhile();
             if done >= total {
                 return;
             }
@@ -317,7 +318,7 @@ impl Progress {
                 Instant::now() < deadline,
                 "only {done} of {total} lines committed"
             );
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
@@ -377,18 +378,7 @@ impl Serve {
         shape.produce(inputs, lines);
         let total = inputs_total(inputs);
         let mut steady = self.sample();
-        loop {
-            let done = progress.committed();
-            steady = steady.max(self.sample());
-            if done >= total {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {done} of {total} lines committed"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        progress.wait_for(total, || steady = steady.max(self.sample()));
         Run {
             throughput: total as f64 / began.elapsed().as_secs_f64(),
             start,

@@ -206,12 +206,7 @@ impl ChangelogReader {
         from: i64,
         remaining: Remaining,
     ) -> Result<Self, TaskError> {
-        let key = format!("{settings:?}");
-        let idle = IDLE.with(|idle| idle.borrow_mut().take());
-        let consumer = match idle {
-            Some((made_with, consumer)) if made_with == key => consumer,
-            _ => new_restore_consumer(settings)?,
-        };
+        let (key, consumer) = take_idle_consumer(settings)?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(from))
             .map_err(|e| KafkaFailure::new("cannot assign the changelog", e))?;
@@ -273,18 +268,27 @@ pub(super) fn log_start(
     topic: &str,
     partition: i32,
 ) -> Result<i64, TaskError> {
-    let key = format!("{settings:?}");
-    let idle = IDLE.with(|idle| idle.borrow_mut().take());
-    let consumer = match idle {
-        Some((made_with, consumer)) if made_with == key => consumer,
-        _ => new_restore_consumer(settings)?,
-    };
+    let (key, consumer) = take_idle_consumer(settings)?;
     let low = consumer
         .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
         .map(|(low, _)| low)
         .map_err(|e| KafkaFailure::new("cannot read where the partition starts", e));
     IDLE.with(|idle| *idle.borrow_mut() = Some((key, consumer)));
     Ok(low?)
+}
+
+/// This thread's idle restore consumer if it was made with `settings`, else a new one;
+/// with the settings' key, to give it back to [`IDLE`] with.
+fn take_idle_consumer(
+    settings: &ClientSettings,
+) -> Result<(String, BaseConsumer<RestoreContext>), KafkaFailure> {
+    let key = format!("{settings:?}");
+    let idle = IDLE.with(|idle| idle.borrow_mut().take());
+    let consumer = match idle {
+        Some((made_with, consumer)) if made_with == key => consumer,
+        _ => new_restore_consumer(settings)?,
+    };
+    Ok((key, consumer))
 }
 
 fn new_restore_consumer(
