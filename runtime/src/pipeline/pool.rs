@@ -85,14 +85,6 @@ impl<C: ConsumerContext + 'static> ProcessingPool<C> {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.threads.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.threads.is_empty()
-    }
-
     /// The thread owning the fewest partitions, which now owns one more.
     pub(super) fn pick(&self) -> usize {
         let mut load = self.load.lock().unwrap_or_else(|p| p.into_inner());

@@ -66,6 +66,11 @@ pub struct Assigned<C: ConsumerContext + 'static> {
 }
 
 impl<C: ConsumerContext + 'static> Assigned<C> {
+    /// Whether this is `partition` as assigned to `run`.
+    pub fn is(&self, run: RunId, partition: &(String, i32)) -> bool {
+        self.run == run && self.partition == partition.1 && self.topic == partition.0
+    }
+
     pub fn is_cancelled(&self) -> bool {
         self.cancel.load(Ordering::Acquire)
     }

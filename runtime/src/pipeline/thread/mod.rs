@@ -131,14 +131,8 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             return Ok(());
         }
         self.follow_pauses()?;
-        for i in 0..self.tasks.len() {
-            if self.tasks[i].paused {
-                // Nothing is in flight while paused: every moment is a boundary.
-                self.tasks[i]
-                    .follow_active()
-                    .map_err(|e| self.blame(i, e))?;
-            }
-        }
+        // Nothing is in flight while paused: every moment is a boundary.
+        self.follow_active(|task| task.paused)?;
         let busy = self.round(batch)?;
         self.producers.poll();
         if Instant::now() >= self.deadline {
@@ -195,11 +189,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 Err(TaskError::TrialFailed { version }) => {
                     // The interval's records go again, through the restored version.
                     self.rewind_all(&format!("version {version} failed its trial"))?;
-                    for i in 0..self.tasks.len() {
-                        self.tasks[i]
-                            .follow_active()
-                            .map_err(|e| self.blame(i, e))?;
-                    }
+                    self.follow_active(|_| true)?;
                     self.deadline = Instant::now() + self.interval;
                     return Ok(true);
                 }
@@ -231,11 +221,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         self.deadline = Instant::now() + self.interval;
         match self.checkpoint() {
             Ok(Outcome::Committed) => {
-                for i in 0..self.tasks.len() {
-                    self.tasks[i]
-                        .follow_active()
-                        .map_err(|e| self.blame(i, e))?;
-                }
+                self.follow_active(|_| true)?;
                 if self.producers.outgrown(self.interval) {
                     // Between transactions: the next one gets a longer timeout.
                     self.producers.drop_exactly_once();
@@ -249,6 +235,19 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 Ok(false)
             }
         }
+    }
+
+    /// Switch the tasks `which` selects to their pipeline's active version, if it
+    /// changed. Only at a boundary: a transaction never mixes versions.
+    fn follow_active(&mut self, which: impl Fn(&Task<C>) -> bool) -> Result<(), ThreadFailure> {
+        for i in 0..self.tasks.len() {
+            if which(&self.tasks[i]) {
+                self.tasks[i]
+                    .follow_active()
+                    .map_err(|e| self.blame(i, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Make the producers the tasks need. A failure is the first such task's.
@@ -323,10 +322,10 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                     key,
                     reply,
                 } => {
-                    let found = self.tasks.iter_mut().find(|t| {
-                        let a = &t.assigned;
-                        a.run == run && a.topic == partition.0 && a.partition == partition.1
-                    });
+                    let found = self
+                        .tasks
+                        .iter_mut()
+                        .find(|t| t.assigned.is(run, &partition));
                     let answer = match found {
                         Some(task) => task
                             .get_committed(&key)
@@ -340,13 +339,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                     partitions,
                     stop,
                 } => {
-                    let named = |t: &Task<C>| {
-                        let a = &t.assigned;
-                        a.run == run
-                            && partitions
-                                .iter()
-                                .any(|(topic, p)| *topic == a.topic && *p == a.partition)
-                    };
+                    let named = |t: &Task<C>| partitions.iter().any(|p| t.assigned.is(run, p));
                     self.release(named, stop)?;
                 }
                 Command::Shutdown => {
@@ -419,8 +412,13 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     /// Pause the tasks whose pipeline was paused since (after a checkpoint: pausing
     /// leaves nothing in flight), and resume those whose pipeline was resumed.
     fn follow_pauses(&mut self) -> Result<(), ThreadFailure> {
-        // Read once: a pipeline paused between two reads would be paused here without
-        // the checkpoint before.
+        let flipped = |t: &Task<C>| t.assigned.ctx.paused.load(Ordering::Relaxed) != t.paused;
+        // Every loop of the thread asks: no allocation unless something changed.
+        if !self.tasks.iter().any(flipped) {
+            return Ok(());
+        }
+        // Read once more, and keep: a pipeline paused between two reads would be
+        // paused below without the checkpoint before.
         let changed: Vec<bool> = self
             .tasks
             .iter()

@@ -101,9 +101,12 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 Some(at) => BTreeSet::from([at.0]),
                 None => self.tasks.iter().map(|t| t.assigned.run).collect(),
             };
+            let at = failure.partition.as_ref().map(|at| &at.1);
             tracing::error!(
                 thread = self.index,
-                partition = ?failure.partition.as_ref().map(|at| &at.1),
+                topic = at.map(|(topic, _)| topic.as_str()),
+                partition = at.map(|(_, partition)| *partition),
+                pipelines = runs.len(),
                 error = %failure.error,
                 "processing thread gave up a pipeline's partitions"
             );
