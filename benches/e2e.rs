@@ -12,7 +12,9 @@
 //! 4. end-to-end latency, from the produce call to the output seen by a
 //!    `read_committed` consumer, at a fixed moderate rate with a commit interval of
 //!    100 ms: Weir stateless under exactly-once and at-least-once, Weir's word count and
-//!    Kafka Streams' under exactly-once.
+//!    Kafka Streams' under exactly-once. The load runs 3 s before it is measured, so a
+//!    new producer's first records (which wait for its metadata and producer id) do not
+//!    count.
 //!
 //! Throughput is the steady state: input records per second from the first progress to
 //! the end (for the pass-through, the first record received to the last output
@@ -26,7 +28,12 @@
 //! WEIR_BENCH_CONSUMER consumer properties to Weir's config, and
 //! WEIR_BENCH_CASES picks cases: stateless,stateful,lines,latency (default: all), and
 //! WEIR_BENCH_ROUNDS how many rounds of pass-through and Weir each case runs (default 3;
-//! with an even count the upper of the two middle ratios is reported).
+//! with an even count the upper of the two middle ratios is reported), and how many
+//! rounds of each latency case (every round printed; WEIR_BENCH_THREADS sets Weir's
+//! processing threads).
+//! WEIR_BENCH_LATENCY_LOG=dir writes each measured latency record's send time, latency,
+//! output partition, offset and broker append time to dir/<output topic>.tsv (the
+//! latency outputs are stamped by the broker as appended, `LogAppendTime`).
 //! Weir runs in this process through `weir_runtime::daemon`, the code `weir serve` runs.
 
 #[global_allocator]
@@ -54,6 +61,8 @@ const VALUE_BYTES: usize = 100;
 /// Every consumer here polls briskly, so latency measures Weir and the broker, not
 /// librdkafka's 500 ms default fetch wait on an idle partition.
 const FETCH_WAIT_MS: u32 = 10;
+/// How long the latency load runs before it is measured.
+const LATENCY_WARM_UP: Duration = Duration::from_secs(3);
 const WORDS: &[&str] = &[
     "river", "weir", "water", "stone", "bank", "flow", "mill", "race", "reed", "pool", "ford",
     "bridge", "eddy", "sluice", "gate", "lock",
@@ -233,8 +242,11 @@ fn weir_config(
         properties("WEIR_BENCH_PRODUCER"),
         properties("WEIR_BENCH_CONSUMER"),
     );
+    let threads = std::env::var("WEIR_BENCH_THREADS")
+        .map(|n| format!("threads = {n}\n"))
+        .unwrap_or_default();
     let text = format!(
-        "data_dir = {:?}\n[kafka]\nbrokers = {bootstrap:?}\n[kafka.consumer_properties]\n\
+        "{threads}data_dir = {:?}\n[kafka]\nbrokers = {bootstrap:?}\n[kafka.consumer_properties]\n\
          \"session.timeout.ms\" = 6000\n{consumer}[kafka.producer_properties]\n{producer}\
          [pipelines.{name}]\nmodule = {:?}\ninputs = [{input:?}]\noutput = {output:?}\n{commit}{extra}",
         dir.display().to_string(),
@@ -296,18 +308,19 @@ struct Latency {
 /// `seconds`, with `extra` settings (the guarantee) and a 100 ms commit interval.
 fn weir_latency(
     bootstrap: &str,
-    case: &str,
+    (input, output): (&str, &str),
     example: &str,
     extra: &str,
     rate: u64,
     seconds: u64,
 ) -> Latency {
     let dir = tempfile::tempdir().unwrap();
-    let (input, output) = (format!("in-{case}"), format!("out-{case}"));
+    let (input, output) = (input.to_owned(), output.to_owned());
+    let name = output.trim_start_matches("out-");
     let config = weir_config(
         dir.path(),
         bootstrap,
-        case,
+        name,
         &guest(example),
         (&input, &output),
         &format!("commit_interval_ms = 100\n{extra}"),
@@ -326,10 +339,15 @@ fn weir_latency(
 }
 
 /// End-to-end latency of the Kafka Streams word count, as [`weir_latency`].
-fn kstreams_latency(bootstrap: &str, case: &str, rate: u64, seconds: u64) -> Latency {
-    let (input, output) = (format!("in-{case}"), format!("out-{case}"));
-    let _app = StreamsApp::start(bootstrap, &format!("bench-{case}"), &input, &output, 2, 100);
-    drive_latency(bootstrap, (&input, &output), rate, seconds)
+fn kstreams_latency(
+    bootstrap: &str,
+    (input, output): (&str, &str),
+    rate: u64,
+    seconds: u64,
+) -> Latency {
+    let app = format!("bench-{}", output.trim_start_matches("out-"));
+    let _app = StreamsApp::start(bootstrap, &app, input, output, 2, 100);
+    drive_latency(bootstrap, (input, output), rate, seconds)
 }
 
 /// When a latency record was sent, in microseconds since the epoch: the first 20
@@ -363,7 +381,7 @@ fn drive_latency(
     reader.subscribe(&[output]).unwrap();
     // Give the pipeline and the reader time to join their groups.
     let warmup = Instant::now();
-    while warmup.elapsed() < Duration::from_secs(10) {
+    while warmup.elapsed() < Duration::from_secs(7) {
         reader.poll(Duration::from_millis(100));
     }
 
@@ -374,13 +392,25 @@ fn drive_latency(
             .as_micros() as u64
     };
     let producer = producer(bootstrap);
-    let total = rate * seconds;
+    // The load runs LATENCY_WARM_UP before it is measured: a new producer's first
+    // records wait for its metadata and producer id (up to half a second here, for
+    // Kafka's own Java producer too), which is the bench's start, not the steady state.
+    let measured = rate * seconds;
+    let total = measured + rate * LATENCY_WARM_UP.as_secs();
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let started = Instant::now();
-    let mut latencies = Vec::with_capacity(total as usize);
+    let measure_from = now_micros() + LATENCY_WARM_UP.as_micros() as u64;
+    let mut latencies = Vec::with_capacity(measured as usize);
+    // WEIR_BENCH_LATENCY_LOG=dir keeps every measured record's send time, latency,
+    // output partition, offset and broker append time in dir/<output>.tsv, to see when
+    // the tails happen and where.
+    let mut trace = std::env::var_os("WEIR_BENCH_LATENCY_LOG").map(|dir| {
+        let path = Path::new(&dir).join(format!("{output}.tsv"));
+        std::io::BufWriter::new(std::fs::File::create(path).expect("a latency log"))
+    });
     let mut sent = 0;
-    let deadline = started + Duration::from_secs(seconds + 30);
-    while (latencies.len() as u64) < total && Instant::now() < deadline {
+    let deadline = started + LATENCY_WARM_UP + Duration::from_secs(seconds + 30);
+    while (latencies.len() as u64) < measured && Instant::now() < deadline {
         while sent < total && started + interval * sent as u32 <= Instant::now() {
             // Byte map keeps the leading digits; word count keys an output by the
             // word `t<digits>` (and one by the bare digits, which is not read).
@@ -393,8 +423,16 @@ fn drive_latency(
         producer.poll(Duration::ZERO);
         if let Some(Ok(message)) = reader.poll(Duration::from_millis(1))
             && let Some(at) = sent_at(&message)
+            && at >= measure_from
         {
-            latencies.push(Duration::from_micros(now_micros().saturating_sub(at)));
+            let latency = now_micros().saturating_sub(at);
+            latencies.push(Duration::from_micros(latency));
+            if let Some(trace) = &mut trace {
+                use std::io::Write;
+                let (partition, offset) = (message.partition(), message.offset());
+                let appended = message.timestamp().to_millis().unwrap_or(0);
+                writeln!(trace, "{at}\t{latency}\t{partition}\t{offset}\t{appended}").unwrap();
+            }
         }
     }
     latencies.sort();
@@ -420,8 +458,11 @@ fn main() {
     let rounds = env_number("WEIR_BENCH_ROUNDS", 3).max(1);
     let broker = Kafka::start(1);
     let mut topics = vec!["in".to_owned(), "words".to_owned(), "out-lines".to_owned()];
-    for case in ["lat-eos", "lat-alo", "lat-count", "lat-kstreams"] {
-        topics.extend([format!("in-{case}"), format!("out-{case}")]);
+    for case in &LATENCY_CASES {
+        for round in 1..=rounds {
+            let (input, output) = case.topics(round);
+            topics.extend([input, output]);
+        }
     }
     for case in &ROUND_CASES {
         for round in 1..=rounds {
@@ -432,7 +473,14 @@ fn main() {
         }
     }
     for topic in &topics {
-        broker.create_topic(topic, PARTITIONS);
+        if topic.starts_with("out-lat") {
+            // The broker stamps each output when it appends it: the latency log can
+            // tell the pipeline's part from the commit's and the reader's.
+            let append = [("message.timestamp.type", "LogAppendTime")];
+            broker.create_topic_with(topic, PARTITIONS, &append);
+        } else {
+            broker.create_topic(topic, PARTITIONS);
+        }
     }
     let bootstrap = broker.bootstrap.clone();
     fill_input(&bootstrap, "in", records, line);
@@ -455,34 +503,70 @@ fn main() {
         lines.print("weir word count over 15-word lines (EOS)", None);
     }
     if wanted("latency") {
-        let print = |what: &str, l: Latency| {
-            println!(
-                "latency at {rate}/s, {what:<44} p50 {:>7.1?}  p99 {:>7.1?}  ({} records)",
-                l.p50, l.p99, l.records
-            );
-        };
-        let eos = "guarantee = \"exactly-once\"\n";
-        let alo = "guarantee = \"at-least-once\"\n";
-        let latency =
-            |case, example, extra| weir_latency(&bootstrap, case, example, extra, rate, 10);
-        print(
-            "weir byte map, EOS (target p99 250 ms)",
-            latency("lat-eos", "byte-map", eos),
-        );
-        print(
-            "weir byte map, at-least-once (target p99 50 ms)",
-            latency("lat-alo", "byte-map", alo),
-        );
-        print(
-            "weir word count, EOS",
-            latency("lat-count", "word-count", eos),
-        );
-        print(
-            "kafka streams word count, EOS v2",
-            kstreams_latency(&bootstrap, "lat-kstreams", rate, 10),
-        );
+        // Rounds in turn, not each case's rounds together: a slow stretch of the
+        // machine or the broker then shows in one round of every case, not in all
+        // rounds of one.
+        for round in 1..=rounds {
+            for case in &LATENCY_CASES {
+                let (input, output) = case.topics(round);
+                let latency = match case.example {
+                    Some(example) => {
+                        weir_latency(&bootstrap, (&input, &output), example, case.extra, rate, 10)
+                    }
+                    None => kstreams_latency(&bootstrap, (&input, &output), rate, 10),
+                };
+                println!(
+                    "latency at {rate}/s, round {round}, {:<44} p50 {:>7.1?}  p99 {:>7.1?}  ({} records)",
+                    case.what, latency.p50, latency.p99, latency.records
+                );
+            }
+        }
     }
 }
+
+/// A latency case: Weir running `example` with `extra` settings, or Kafka Streams.
+struct LatencyCase {
+    name: &'static str,
+    what: &'static str,
+    example: Option<&'static str>,
+    extra: &'static str,
+}
+
+impl LatencyCase {
+    fn topics(&self, round: u64) -> (String, String) {
+        (
+            format!("in-{}-{round}", self.name),
+            format!("out-{}-{round}", self.name),
+        )
+    }
+}
+
+const LATENCY_CASES: [LatencyCase; 4] = [
+    LatencyCase {
+        name: "lat-eos",
+        what: "weir byte map, EOS (target p99 250 ms)",
+        example: Some("byte-map"),
+        extra: "guarantee = \"exactly-once\"\n",
+    },
+    LatencyCase {
+        name: "lat-alo",
+        what: "weir byte map, at-least-once (target p99 50 ms)",
+        example: Some("byte-map"),
+        extra: "guarantee = \"at-least-once\"\n",
+    },
+    LatencyCase {
+        name: "lat-count",
+        what: "weir word count, EOS",
+        example: Some("word-count"),
+        extra: "guarantee = \"exactly-once\"\n",
+    },
+    LatencyCase {
+        name: "lat-kstreams",
+        what: "kafka streams word count, EOS v2",
+        example: None,
+        extra: "",
+    },
+];
 
 /// A case measured in rounds against the pass-through of its input.
 struct RoundCase {
