@@ -206,10 +206,7 @@ fn faults_are_isolated_and_the_instance_recovers_with_its_state() {
     let kinds: Vec<_> = outcome
         .failures
         .iter()
-        .map(|f| match &f.reason {
-            FailureReason::Fault(fault) => fault.kind(),
-            FailureReason::Rejected { .. } => "rejected",
-        })
+        .map(|f| f.reason.kind())
         .collect();
     assert_eq!(kinds, ["trap", "timeout", "memory_limit", "rejected"]);
     assert_eq!(

@@ -249,6 +249,12 @@ pub struct PipelineConfig {
     pub inputs: Vec<String>,
     /// Where outputs go unless the transform names another topic.
     pub output: String,
+    /// Other topics the transform may send outputs to by naming them. An output to any
+    /// topic that is neither `output` nor listed here fails its record under
+    /// `on_error`. Never a changelog, one of the pipeline's inputs, the dead-letter
+    /// topic or an internal (`__`) topic.
+    #[serde(default)]
+    pub extra_outputs: Vec<String>,
     /// Consumer group; defaults to `weir.<pipeline name>`.
     #[serde(default)]
     pub group_id: Option<String>,

@@ -191,6 +191,16 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
                 .chain(&p.dead_letter_topic)
         })
         .collect();
+    let changelogs_of_all: Vec<String> = config
+        .pipelines
+        .iter()
+        .flat_map(|(name, p)| {
+            let group = p.group_id(name);
+            p.inputs
+                .iter()
+                .map(move |input| PipelineConfig::changelog_topic(&group, input))
+        })
+        .collect();
     for (name, pipeline) in &config.pipelines {
         let at = |field: &str| format!("pipelines.{name}.{field}");
         if let Err(message) = check_topic_name(name) {
@@ -213,6 +223,17 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
                 check.fail(
                     at("group_id"),
                     format!("the changelog topic {changelog:?} is also an input or output; choose another group_id"),
+                );
+            }
+        }
+        for (i, extra) in pipeline.extra_outputs.iter().enumerate() {
+            if changelogs_of_all.contains(extra) || extra.ends_with("-changelog") {
+                check.fail(
+                    format!("pipelines.{name}.extra_outputs[{i}]"),
+                    format!(
+                        "{extra:?} is a changelog topic (its name ends in -changelog): a \
+                         transform writing there would corrupt the state restored from it"
+                    ),
                 );
             }
         }
@@ -314,6 +335,28 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
         }
     }
     check.topic(&at("output"), &pipeline.output);
+    if pipeline.output.starts_with("__") {
+        check.fail(
+            at("output"),
+            format!("{:?} is one of Kafka's internal topics", pipeline.output),
+        );
+    }
+    for (i, extra) in pipeline.extra_outputs.iter().enumerate() {
+        let at = format!("pipelines.{name}.extra_outputs[{i}]");
+        check.topic(&at, extra);
+        let why = if pipeline.inputs.contains(extra) {
+            Some("is an input of this pipeline: it would consume its own outputs")
+        } else if pipeline.dead_letter_topic.as_ref() == Some(extra) {
+            Some("is the dead-letter topic: only Weir writes failed records there")
+        } else if extra.starts_with("__") {
+            Some("is one of Kafka's internal topics")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            check.fail(at, format!("{extra:?} {why}; remove it from extra_outputs"));
+        }
+    }
     if pipeline
         .group_id
         .as_ref()
@@ -528,6 +571,47 @@ mod tests {
         );
         assert!(text.contains("pipelines.wc.threads"), "{text}");
         assert!(text.contains("move `threads = N` to the top"), "{text}");
+    }
+
+    /// A transform may be allowed extra output topics, but never one whose records
+    /// Weir or Kafka own: changelogs, the pipeline's inputs, its dead-letter topic,
+    /// internal topics.
+    #[test]
+    fn extra_outputs_exclude_topics_weir_or_kafka_own() {
+        let dir = module_dir();
+        let found = problems(
+            r#"
+            [kafka]
+            brokers = "kafka:9092"
+            [pipelines.wc]
+            module = "t.wasm"
+            inputs = ["text"]
+            output = "counts"
+            on_error = "dead-letter"
+            dead_letter_topic = "bad"
+            extra_outputs = ["alerts", "text", "bad", "__consumer_offsets",
+                             "weir.other-words-changelog", "weir.wc-text-changelog",
+                             "no spaces"]
+            [pipelines.other]
+            module = "t.wasm"
+            inputs = ["words"]
+            output = "__transaction_state"
+            "#,
+            dir.path(),
+        );
+        let text = found.join("\n");
+        for at in [
+            "pipelines.wc.extra_outputs[1]: \"text\" is an input",
+            "pipelines.wc.extra_outputs[2]: \"bad\" is the dead-letter topic",
+            "pipelines.wc.extra_outputs[3]: \"__consumer_offsets\" is one of Kafka's internal",
+            "pipelines.wc.extra_outputs[4]: \"weir.other-words-changelog\" is a changelog",
+            "pipelines.wc.extra_outputs[5]: \"weir.wc-text-changelog\" is a changelog",
+            "pipelines.wc.extra_outputs[6]: \"no spaces\" contains",
+            "pipelines.other.output: \"__transaction_state\" is one of Kafka's internal",
+        ] {
+            assert!(text.contains(at), "{at} not reported in:\n{text}");
+        }
+        assert_eq!(found.len(), 7, "{text}");
     }
 
     #[test]

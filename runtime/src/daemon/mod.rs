@@ -22,6 +22,7 @@ use crate::kafka::{ClientSettings, KafkaFailure};
 use crate::metrics::Metrics;
 use crate::pipeline::context::PipelineContext;
 use crate::pipeline::control::{PartitionSnapshot, Phase, Reply, StateAnswer};
+use crate::pipeline::outputs::OutputTopics;
 use crate::pipeline::pool::ProcessingPool;
 use crate::pipeline::runner::{self, GroupContext, OwnedPartitions, PipelineError};
 use crate::pipeline::versions::{Change, VersionDeps, VersionError, Versions};
@@ -261,6 +262,7 @@ impl Daemon {
             transform_config,
             limits,
             output: pipeline.output.clone(),
+            output_topics: OutputTopics::only(&pipeline.output, &pipeline.extra_outputs),
             dead_letter_topic: pipeline.dead_letter_topic.clone(),
             policy: pipeline.on_error,
             guarantee: pipeline.guarantee,

@@ -5,12 +5,16 @@
 //! the policy is applied to `i`, and the rest runs as a new batch. A fault (a trap)
 //! does not say which record caused it, so the batch is re-run one record at a time up
 //! to the first record that fails. Either way a failing record's state writes and
-//! outputs never survive, and every other record's take effect exactly once.
+//! outputs never survive, and every other record's take effect exactly once. An output
+//! to a topic the pipeline may not write ([`OutputTopics`]) fails its record the same
+//! way: outputs are not tied to their inputs, so a batch holding one is re-run record
+//! by record to find it.
 
 use crate::engine::{EngineError, GuestFault};
 use crate::engine::{InputRecord, OutputRecord};
 use crate::state::StateError;
 
+use super::outputs::{ForbiddenOutput, OutputTopics};
 use super::{ErrorPolicy, ProcessError, Processor};
 
 /// Why a record could not be processed.
@@ -20,6 +24,8 @@ pub enum FailureReason {
     Rejected { message: String },
     #[error(transparent)]
     Fault(GuestFault),
+    #[error(transparent)]
+    ForbiddenOutput(ForbiddenOutput),
 }
 
 impl FailureReason {
@@ -28,6 +34,7 @@ impl FailureReason {
         match self {
             Self::Rejected { .. } => "rejected",
             Self::Fault(fault) => fault.kind(),
+            Self::ForbiddenOutput(_) => "forbidden-output",
         }
     }
 }
@@ -60,15 +67,28 @@ pub enum BatchError {
     Restart(EngineError),
 }
 
-/// Run `records` through `processor`, applying `policy` to each record that fails.
+/// Run `records` through `processor`, applying `policy` to each record that fails;
+/// outputs may go to any topic (`weir test`, benches).
 pub fn run_batch<P: Processor + ?Sized>(
     processor: &mut P,
     records: &[InputRecord],
     policy: ErrorPolicy,
 ) -> Result<BatchOutcome, BatchError> {
+    run_batch_within(processor, records, policy, &OutputTopics::Any)
+}
+
+/// [`run_batch`] for a pipeline: a record with an output to a topic outside `topics`
+/// fails under `policy`.
+pub fn run_batch_within<P: Processor + ?Sized>(
+    processor: &mut P,
+    records: &[InputRecord],
+    policy: ErrorPolicy,
+    topics: &OutputTopics,
+) -> Result<BatchOutcome, BatchError> {
     let mut run = Run {
         processor,
         policy,
+        topics,
         outcome: BatchOutcome::default(),
     };
     run.records(records, 0)?;
@@ -77,13 +97,18 @@ pub fn run_batch<P: Processor + ?Sized>(
 
 enum Attempt {
     Done,
-    Rejected { at: usize, message: String },
-    Fault(GuestFault),
+    Rejected {
+        at: usize,
+        message: String,
+    },
+    /// Like a fault, it does not say which record it came from.
+    Unattributed(FailureReason),
 }
 
 struct Run<'p, P: ?Sized> {
     processor: &'p mut P,
     policy: ErrorPolicy,
+    topics: &'p OutputTopics,
     outcome: BatchOutcome,
 }
 
@@ -97,8 +122,8 @@ impl<P: Processor + ?Sized> Run<'_, P> {
                     self.records(&rest[..at], base)?;
                     (at, FailureReason::Rejected { message })
                 }
-                Attempt::Fault(fault) if rest.len() == 1 => (0, FailureReason::Fault(fault)),
-                Attempt::Fault(_) => match self.first_failure(rest)? {
+                Attempt::Unattributed(reason) if rest.len() == 1 => (0, reason),
+                Attempt::Unattributed(_) => match self.first_failure(rest)? {
                     Some(found) => found,
                     None => return Ok(()),
                 },
@@ -115,6 +140,15 @@ impl<P: Processor + ?Sized> Run<'_, P> {
         self.processor.state().begin_batch();
         match self.processor.process(records) {
             Ok(outputs) => {
+                let forbidden = outputs
+                    .iter()
+                    .find_map(|output| self.topics.check(output.topic.as_deref()).err());
+                if let Some(forbidden) = forbidden {
+                    self.processor.state().rollback_batch();
+                    return Ok(Attempt::Unattributed(FailureReason::ForbiddenOutput(
+                        forbidden,
+                    )));
+                }
                 self.processor.state().commit_batch();
                 self.outcome.outputs.extend(outputs);
                 Ok(Attempt::Done)
@@ -125,7 +159,9 @@ impl<P: Processor + ?Sized> Run<'_, P> {
                     ProcessError::Rejected { index, message } => {
                         Ok(Attempt::Rejected { at: index, message })
                     }
-                    ProcessError::Fault(fault) => Ok(Attempt::Fault(fault)),
+                    ProcessError::Fault(fault) => {
+                        Ok(Attempt::Unattributed(FailureReason::Fault(fault)))
+                    }
                     ProcessError::Host(error) => Err(BatchError::Host(error)),
                     ProcessError::Restart(error) => Err(BatchError::Restart(error)),
                 }
@@ -144,7 +180,7 @@ impl<P: Processor + ?Sized> Run<'_, P> {
                 Attempt::Rejected { message, .. } => {
                     return Ok(Some((i, FailureReason::Rejected { message })));
                 }
-                Attempt::Fault(fault) => return Ok(Some((i, FailureReason::Fault(fault)))),
+                Attempt::Unattributed(reason) => return Ok(Some((i, reason))),
             }
         }
         // The fault did not recur record by record: every record has now succeeded.
@@ -204,11 +240,12 @@ mod tests {
                             message: "boom".into(),
                         }));
                     }
+                    // "to:T" goes to topic T, the rest to the default output.
                     _ => outputs.push(OutputRecord {
                         key: None,
+                        topic: key.strip_prefix("to:").map(str::to_owned),
                         value: Some(value),
                         headers: vec![],
-                        topic: None,
                         timestamp: None,
                     }),
                 }
@@ -325,5 +362,36 @@ mod tests {
         let outcome = run_batch(&mut p, &records(&["trap"]), ErrorPolicy::Skip).unwrap();
         assert!(outcome.outputs.is_empty());
         assert_eq!(outcome.failures.len(), 1);
+    }
+
+    #[test]
+    fn an_output_to_a_forbidden_topic_fails_only_its_record() {
+        let mut p = Counter::default();
+        let topics = OutputTopics::only("out", &["side".to_owned()]);
+        let input = records(&["a", "to:side", "to:weir.wc-in-changelog", "to:out", "b"]);
+        let outcome = run_batch_within(&mut p, &input, ErrorPolicy::DeadLetter, &topics).unwrap();
+        assert_eq!(values(&outcome), ["a", "to:side", "to:out", "b"]);
+        assert_eq!(outcome.failures.len(), 1);
+        assert_eq!(outcome.failures[0].index, 2);
+        assert_eq!(outcome.failures[0].reason.kind(), "forbidden-output");
+        assert_eq!(
+            count(&mut p.state, "to:weir.wc-in-changelog"),
+            0,
+            "the refused record's writes are gone"
+        );
+        for key in ["a", "to:side", "to:out", "b"] {
+            assert_eq!(count(&mut p.state, key), 1, "{key}");
+        }
+        let err = run_batch_within(
+            &mut p,
+            &records(&["to:__consumer_offsets"]),
+            ErrorPolicy::Fail,
+            &topics,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, BatchError::RecordFailed { index: 0, .. }),
+            "{err}"
+        );
     }
 }

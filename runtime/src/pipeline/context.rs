@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::state::changelog::RestoreError;
 use crate::state::{RocksMemory, StateError};
 
+use super::outputs::OutputTopics;
 use super::runner::OwnedPartitions;
 use super::versions::{VersionError, Versions};
 use super::{BatchError, ErrorPolicy};
@@ -39,6 +40,8 @@ pub struct PipelineContext {
     pub transform_config: Arc<[(String, String)]>,
     pub limits: Arc<Limits>,
     pub output: String,
+    /// The topics the transform may write: `output` and the `extra_outputs`.
+    pub output_topics: OutputTopics,
     pub dead_letter_topic: Option<String>,
     pub policy: ErrorPolicy,
     pub guarantee: Guarantee,
@@ -76,11 +79,6 @@ pub enum TaskError {
         #[source]
         source: BatchError,
     },
-    #[error(
-        "the transform sent an output to {topic:?}, the changelog of this pipeline's state; \
-         outputs there would corrupt the next restore. Send it to another topic"
-    )]
-    OutputToChangelog { topic: String },
     #[error(
         "after seeking {topic}/{partition} to offset {expected}, fetches disagree on the \
          first record there ({first}, then {then}): not processing past records that may \

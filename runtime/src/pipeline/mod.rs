@@ -6,6 +6,7 @@
 mod batch;
 pub mod context;
 pub mod control;
+pub mod outputs;
 pub mod pool;
 mod position;
 pub mod runner;
@@ -14,7 +15,9 @@ mod task;
 mod thread;
 pub mod versions;
 
-pub use batch::{BatchError, BatchOutcome, FailureReason, RecordFailure, run_batch};
+pub use batch::{
+    BatchError, BatchOutcome, FailureReason, RecordFailure, run_batch, run_batch_within,
+};
 
 pub use crate::config::ErrorPolicy;
 pub use crate::engine::{ProcessError, Processor};

@@ -15,9 +15,11 @@
 //! * `log`: write to stdout, stderr and the log import
 //! * `set:KEY=VALUE`, `del:KEY`: write or delete state key `kv/KEY` and echo the
 //!   command (the changelog compaction test)
+//! * `send-to:TOPIC`: write state key `sent`, then send an output to topic `TOPIC`
+//!   (the host refuses topics the pipeline may not write)
 //! * anything else: count it in state (`seen`) and echo it
 
-use weir_sdk::{Config, Context, Error, Record, Transform};
+use weir_sdk::{Config, Context, Error, Output, Record, Transform};
 
 pub struct Misbehave;
 
@@ -97,6 +99,11 @@ impl Transform for Misbehave {
                 eprintln!("hello from stderr");
                 weir_sdk::log::info("hello from the log import");
                 ctx.send("log", "logged");
+            }
+            command if command.starts_with("send-to:") => {
+                let topic = &command["send-to:".len()..];
+                ctx.state().put("sent", topic);
+                ctx.emit(Output::new(topic).with_key("injected").to_topic(topic));
             }
             command if command.starts_with("set:") || command.starts_with("del:") => {
                 let (op, rest) = command.split_at(4);

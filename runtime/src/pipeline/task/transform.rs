@@ -10,7 +10,7 @@ use crate::engine::InputRecord;
 use crate::kafka::producer::{Outgoing, RecordKind, ThreadProducer};
 use crate::kafka::records::{self, DeadLetter};
 
-use crate::pipeline::{BatchError, FailureReason, run_batch};
+use crate::pipeline::{BatchError, FailureReason, run_batch_within};
 
 use super::{Task, TaskError};
 
@@ -24,7 +24,7 @@ impl<C: ConsumerContext + 'static> Task<C> {
         let this = &self.assigned;
         let ctx = &this.ctx;
         let started = Instant::now();
-        let result = run_batch(&mut self.instance, batch, ctx.policy);
+        let result = run_batch_within(&mut self.instance, batch, ctx.policy, &ctx.output_topics);
         this.metrics
             .process_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -64,13 +64,6 @@ impl<C: ConsumerContext + 'static> Task<C> {
             .inc_by(outcome.outputs.len() as u64);
         let module = self.active.label();
         for output in &outcome.outputs {
-            if let Some(topic) = &output.topic
-                && *topic == this.changelog_topic
-            {
-                return Err(TaskError::OutputToChangelog {
-                    topic: topic.clone(),
-                });
-            }
             producer.send(Outgoing {
                 topic: output.topic.as_deref().unwrap_or(&ctx.output),
                 partition: None,
@@ -87,6 +80,7 @@ impl<C: ConsumerContext + 'static> Task<C> {
             let error = match &failure.reason {
                 FailureReason::Rejected { message } => message.clone(),
                 FailureReason::Fault(fault) => fault.to_string(),
+                FailureReason::ForbiddenOutput(refused) => refused.to_string(),
             };
             tracing::warn!(
                 pipeline = %ctx.name,

@@ -1,0 +1,101 @@
+//! Hostile guests under `weir serve` on Apache Kafka: each is contained, with an error
+//! that names the limit it hit and the setting that moves it, and no data is lost.
+
+use std::time::Duration;
+
+use rdkafka::producer::Producer;
+
+use weir_tests::guest;
+use weir_tests::kafka_raw::{self, CommittedRecord};
+use weir_tests::wordcount::{Setup, WAIT, committed_count, wait_until};
+
+const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
+
+/// Every committed record of `topic`, from the raw log.
+fn committed(setup: &Setup, topic: &str) -> Vec<CommittedRecord> {
+    kafka_raw::read_topic(&setup.broker.bootstrap, topic)
+        .unwrap()
+        .into_iter()
+        .flat_map(|log| log.committed)
+        .collect()
+}
+
+fn header(record: &CommittedRecord, name: &str) -> String {
+    record
+        .headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn outputs_to_topics_the_pipeline_may_not_write_fail_their_records() {
+    // A guest names its outputs' topics. Into the changelog it would inject state at
+    // the next restore; into its input, a loop; into the dead-letter or an internal
+    // topic, forged records. Only `output` and the listed `extra_outputs` are allowed;
+    // any other target fails its record under on_error (here: dead-lettered).
+    let mut setup = Setup::new(EXE, 1, &["counts", "side", "dead-letters"]);
+    setup.module = guest("misbehave");
+    let (counts, side, dead) = (
+        setup.topic("counts"),
+        setup.topic("side"),
+        setup.topic("dead-letters"),
+    );
+    let extra = format!(
+        "on_error = \"dead-letter\"\ndead_letter_topic = {dead:?}\nextra_outputs = [{side:?}]\n"
+    );
+    let daemon = setup.start_with("a", &extra, None);
+    daemon.wait_for("partition running", 1, WAIT);
+
+    let forbidden = [
+        setup.changelog(),
+        setup.topic("text"),
+        dead.clone(),
+        "__consumer_offsets".to_owned(),
+    ];
+    let input = setup.input();
+    for target in forbidden.iter().chain([&side, &counts]) {
+        input.send(0, format!("send-to:{target}").as_bytes());
+    }
+    input.send(0, b"hello");
+    input.producer.flush(Duration::from_secs(30)).unwrap();
+    wait_until(
+        || committed_count(&setup.broker.bootstrap, &counts) >= 2,
+        || format!("the allowed outputs never arrived:\n{}", daemon.tail()),
+    );
+    assert!(daemon.terminate().success());
+
+    let dead_letters = committed(&setup, &dead);
+    let refused: Vec<String> = dead_letters
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    let expected: Vec<String> = forbidden.iter().map(|t| format!("send-to:{t}")).collect();
+    assert_eq!(
+        refused, expected,
+        "each forbidden target dead-lettered once"
+    );
+    for record in &dead_letters {
+        assert_eq!(header(record, "weir.dlq.kind"), "forbidden-output");
+        let error = header(record, "weir.dlq.error");
+        assert!(error.contains("extra_outputs"), "{error}");
+    }
+    let to_side = committed(&setup, &side);
+    assert_eq!(to_side.len(), 1, "the listed extra output is written");
+    let keys = |records: &[CommittedRecord]| -> Vec<String> {
+        records
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned())
+            .collect()
+    };
+    assert_eq!(keys(&committed(&setup, &counts)), ["injected", "hello"]);
+    assert!(
+        !keys(&committed(&setup, &setup.changelog())).contains(&"injected".to_owned()),
+        "nothing the guest sent reached the changelog"
+    );
+    assert!(
+        !keys(&committed(&setup, &setup.topic("text"))).contains(&"injected".to_owned()),
+        "nothing the guest sent reached its input"
+    );
+}
