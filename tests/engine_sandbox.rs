@@ -203,11 +203,7 @@ fn faults_are_isolated_and_the_instance_recovers_with_its_state() {
         ["1", "2", "3", "4"],
         "each good record counted once"
     );
-    let kinds: Vec<_> = outcome
-        .failures
-        .iter()
-        .map(|f| f.reason.kind())
-        .collect();
+    let kinds: Vec<_> = outcome.failures.iter().map(|f| f.reason.kind()).collect();
     assert_eq!(kinds, ["trap", "timeout", "memory_limit", "rejected"]);
     assert_eq!(
         outcome.failures.iter().map(|f| f.index).collect::<Vec<_>>(),

@@ -77,7 +77,7 @@ fn outputs_to_topics_the_pipeline_may_not_write_fail_their_records() {
         "each forbidden target dead-lettered once"
     );
     for record in &dead_letters {
-        assert_eq!(header(record, "weir.dlq.kind"), "forbidden-output");
+        assert_eq!(header(record, "weir.dlq.kind"), "forbidden_output");
         let error = header(record, "weir.dlq.error");
         assert!(error.contains("extra_outputs"), "{error}");
     }
@@ -97,5 +97,69 @@ fn outputs_to_topics_the_pipeline_may_not_write_fail_their_records() {
     assert!(
         !keys(&committed(&setup, &setup.topic("text"))).contains(&"injected".to_owned()),
         "nothing the guest sent reached its input"
+    );
+}
+
+#[test]
+fn oversized_outputs_and_rejections_are_bounded_per_record() {
+    // An output over the producer's message.max.bytes used to fail the whole thread's
+    // transaction and restart the pipeline onto the same record, forever. Now it fails
+    // its record under on_error, as does a call whose outputs add up past the batch
+    // bound; a rejection message is cut to 4 KiB before it is logged or dead-lettered.
+    let mut setup = Setup::new(EXE, 1, &["counts", "dead-letters"]);
+    setup.module = guest("misbehave");
+    let (counts, dead) = (setup.topic("counts"), setup.topic("dead-letters"));
+    let extra = format!(
+        "on_error = \"dead-letter\"\ndead_letter_topic = {dead:?}\n\
+         [pipelines.wc.limits]\nmax_output_bytes = 2000\nmax_batch_output_bytes = 3000\n"
+    );
+    let daemon = setup.start_with("a", &extra, None);
+    daemon.wait_for("partition running", 1, WAIT);
+
+    let input = setup.input();
+    for command in [
+        "send-bytes:1500",
+        "send-bytes:5000000",
+        "send-bytes:1500",
+        "reject-bytes:100000",
+        "send-bytes:10",
+    ] {
+        input.send(0, command.as_bytes());
+    }
+    input.producer.flush(Duration::from_secs(30)).unwrap();
+    wait_until(
+        || committed_count(&setup.broker.bootstrap, &counts) >= 3,
+        || format!("the bounded outputs never arrived:\n{}", daemon.tail()),
+    );
+    assert!(daemon.terminate().success());
+
+    let sizes: Vec<usize> = committed(&setup, &counts)
+        .iter()
+        .map(|r| r.value.as_ref().map_or(0, Vec::len))
+        .collect();
+    // However the records were batched, the two 1,500-byte outputs together pass the
+    // batch bound only in one call: record by record, each is under it.
+    assert_eq!(
+        sizes,
+        [1500, 1500, 10],
+        "every output under the bounds, once"
+    );
+    let dead_letters = committed(&setup, &dead);
+    let kinds: Vec<String> = dead_letters
+        .iter()
+        .map(|r| header(r, "weir.dlq.kind"))
+        .collect();
+    assert_eq!(kinds, ["output_too_large", "rejected"]);
+    let too_large = header(&dead_letters[0], "weir.dlq.error");
+    assert!(
+        too_large.contains("limits.max_output_bytes (2000)"),
+        "{too_large}"
+    );
+    let rejection = header(&dead_letters[1], "weir.dlq.error");
+    assert!(rejection.len() < 5000, "{} bytes", rejection.len());
+    assert!(
+        rejection.ends_with("more bytes cut)"),
+        "{}",
+        &rejection[4000..]
     );
 }

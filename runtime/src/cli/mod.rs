@@ -103,7 +103,21 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("weir").join("compiled"))
 }
 
+/// Whether stderr carries JSON log events (`--log-format json`).
+static JSON_LOGS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Say why a command fails, once: as a log event where stderr is JSON (so collectors
+/// keep it), as a plain `error:` message otherwise.
+fn report_error(message: impl std::fmt::Display) {
+    if JSON_LOGS.get().copied().unwrap_or(false) {
+        tracing::error!("{message}");
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
 fn init_logging(format: LogFormat) {
+    let _ = JSON_LOGS.set(matches!(format, LogFormat::Json));
     let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

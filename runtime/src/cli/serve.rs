@@ -34,8 +34,7 @@ pub(super) struct ServeArgs {
 }
 
 fn report(exit: Exit, message: impl std::fmt::Display) -> Exit {
-    tracing::error!("{message}");
-    eprintln!("error: {message}");
+    super::report_error(message);
     exit
 }
 

@@ -38,7 +38,6 @@ pub const EMBEDDED: &str = "embedded";
 /// A whole Weir configuration: where it keeps data, how it reaches Kafka, and the
 /// pipelines it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Partition state, compiled modules and the instance id live here.
     #[serde(default = "default_data_dir")]
@@ -73,7 +72,7 @@ impl Config {
 /// What the partition stores of a daemon share (see `state::RocksMemory`): one memory
 /// budget, whatever the number of partitions, and a cap on open files per store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct StateConfig {
     /// RocksDB block cache and memtables of every partition store together, in bytes.
     pub memory_bytes: u64,
@@ -95,7 +94,7 @@ pub const ADMIN_TOKEN_ENV: &str = "WEIR_ADMIN_TOKEN";
 
 /// The admin HTTP API: JSON status and control, `/metrics`, health and readiness.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct AdminConfig {
     /// Address to listen on; port 0 picks a free port (written to
     /// `<data_dir>/admin-url`). `"off"` disables the API.
@@ -142,7 +141,6 @@ fn default_data_dir() -> PathBuf {
 
 /// How to reach Kafka.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, or `"embedded"` for the in-process broker.
     pub brokers: String,
@@ -201,7 +199,7 @@ impl std::fmt::Display for PropertyValue {
 
 /// The embedded broker: librdkafka's in-process mock cluster on a loopback port.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct EmbeddedConfig {
     /// Partitions of every topic it creates.
     pub partitions: i32,
@@ -241,7 +239,6 @@ pub enum ChangelogFormat {
 
 /// One pipeline: a module over input topics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// The transform component (.wasm).
     pub module: PathBuf,
@@ -295,7 +292,7 @@ pub struct PipelineConfig {
 /// Automatic rollback: a new version is on trial for its first records; if too many of
 /// them fail, the previous version comes back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct RollbackConfig {
     /// How many records (over all partitions) a new version is judged on; 0 turns
     /// automatic rollback off.
@@ -351,8 +348,6 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not valid TOML for a Weir config: {message}")]
-    Parse { path: PathBuf, message: String },
     #[error("{path} has {} problem(s):\n{}", problems.len(), validate::render(problems))]
     Invalid {
         path: PathBuf,
@@ -369,27 +364,35 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base).map_err(|error| match error {
-            ParseError::Toml(message) => ConfigError::Parse {
-                path: path.to_path_buf(),
-                message,
-            },
-            ParseError::Invalid(problems) => ConfigError::Invalid {
-                path: path.to_path_buf(),
-                problems,
-            },
+        Self::parse(&text, base).map_err(|ParseError(problems)| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
         })
     }
 
     /// Parse and validate config text; relative paths are taken relative to `base`.
+    /// Everything wrong is reported in one pass: unknown settings, then a value that
+    /// cannot be read (which stops the reading), or else every validation problem.
     pub fn parse(text: &str, base: &Path) -> Result<Self, ParseError> {
-        let mut config: Self = toml::from_str(text).map_err(|e| ParseError::Toml(e.to_string()))?;
+        let mut problems = Vec::new();
+        let parsed = toml::Deserializer::parse(text).and_then(|document| {
+            serde_ignored::deserialize(document, |path| {
+                problems.push(validate::unknown_setting(&path.to_string()));
+            })
+        });
+        let mut config: Self = match parsed {
+            Ok(config) => config,
+            Err(error) => {
+                problems.push(validate::unreadable(text, &error));
+                return Err(ParseError(problems));
+            }
+        };
         config.resolve_paths(base);
-        let problems = validate::validate(&config);
+        problems.extend(validate::validate(&config));
         if problems.is_empty() {
             Ok(config)
         } else {
-            Err(ParseError::Invalid(problems))
+            Err(ParseError(problems))
         }
     }
 
@@ -406,12 +409,9 @@ impl Config {
     }
 }
 
-/// Why config text was refused.
+/// Why config text was refused: everything found wrong with it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ParseError {
-    Toml(String),
-    Invalid(Vec<Problem>),
-}
+pub struct ParseError(pub Vec<Problem>);
 
 /// What to do with a record the transform cannot process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]

@@ -91,6 +91,34 @@ fn check_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A key no Weir config has: a misspelling, or a setting of another version.
+pub(super) fn unknown_setting(path: &str) -> Problem {
+    Problem {
+        at: path.to_owned(),
+        message: "is not a Weir setting: check its spelling and section against the \
+                  README's configuration example, or remove it"
+            .to_owned(),
+    }
+}
+
+/// A config that cannot be read as a Weir config (bad TOML, a value of the wrong type,
+/// a required setting missing): where, by line and column, and why.
+pub(super) fn unreadable(text: &str, error: &toml::de::Error) -> Problem {
+    let at = match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}")
+        }
+        None => "the file".to_owned(),
+    };
+    Problem {
+        at,
+        message: error.message().trim_end().to_owned(),
+    }
+}
+
 pub(super) fn validate(config: &Config) -> Vec<Problem> {
     let mut check = Checker {
         problems: Vec::new(),
@@ -406,6 +434,19 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
     if limits.call_timeout_ms == 0 {
         check.fail(at("limits.call_timeout_ms"), "must be at least 1");
     }
+    if limits.max_output_bytes == 0 {
+        check.fail(at("limits.max_output_bytes"), "must be at least 1");
+    }
+    if limits.max_batch_output_bytes < limits.max_output_bytes {
+        check.fail(
+            at("limits.max_batch_output_bytes"),
+            format!(
+                "must be at least limits.max_output_bytes ({}): one output would be \
+                 refused for the call's total",
+                limits.max_output_bytes
+            ),
+        );
+    }
     if !(0.0..=1.0).contains(&pipeline.rollback.max_failure_rate) {
         check.fail(
             at("rollback.max_failure_rate"),
@@ -435,8 +476,7 @@ mod tests {
     fn problems(text: &str, base: &Path) -> Vec<String> {
         match Config::parse(text, base) {
             Ok(_) => Vec::new(),
-            Err(ParseError::Invalid(problems)) => problems.iter().map(|p| p.to_string()).collect(),
-            Err(ParseError::Toml(message)) => vec![format!("toml: {message}")],
+            Err(ParseError(problems)) => problems.iter().map(|p| p.to_string()).collect(),
         }
     }
 
@@ -676,6 +716,56 @@ mod tests {
         );
         assert_eq!(found.len(), 1);
         assert!(found[0].contains("comit_interval_ms"), "{found:?}");
+    }
+
+    /// An unknown setting used to hide every other problem (serde stopped at it);
+    /// now it is one problem among the rest, each named where it is.
+    #[test]
+    fn unknown_settings_are_reported_with_every_other_problem() {
+        let dir = module_dir();
+        let found = problems(
+            r#"
+            threads = 0
+            [kafka]
+            brokers = "embedded"
+            [admin]
+            lisen = "127.0.0.1:9464"
+            [pipelines.wc]
+            module = "t.wasm"
+            inputs = ["text"]
+            output = "text"
+            comit_interval_ms = 5
+            [pipelines.wc.limits]
+            memory_limit = 5
+            "#,
+            dir.path(),
+        );
+        let text = found.join("\n");
+        for at in [
+            "admin.lisen: is not a Weir setting",
+            "pipelines.wc.comit_interval_ms: is not a Weir setting",
+            "pipelines.wc.limits.memory_limit: is not a Weir setting",
+            "threads: must be between 1 and 256",
+            "pipelines.wc.output: \"text\" is also an input",
+        ] {
+            assert!(text.contains(at), "{at} not reported in:\n{text}");
+        }
+        assert_eq!(found.len(), 5, "{text}");
+
+        // A value that cannot be read stops the reading: the unknown settings before
+        // it are reported with it, and where it is.
+        let found = problems(
+            "[kafka]\nbrokers = \"embedded\"\nbroker = 1\n[pipelines.wc]\nmodule = \"t.wasm\"\n\
+             inputs = \"text\"\noutput = \"counts\"\n",
+            dir.path(),
+        );
+        let text = found.join("\n");
+        assert!(
+            text.contains("kafka.broker: is not a Weir setting"),
+            "{text}"
+        );
+        assert!(text.contains("line 6, column 10:"), "{text}");
+        assert_eq!(found.len(), 2, "{text}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::kafka::{ClientSettings, KafkaFailure};
 use crate::metrics::Metrics;
 use crate::pipeline::context::PipelineContext;
 use crate::pipeline::control::{PartitionSnapshot, Phase, Reply, StateAnswer};
-use crate::pipeline::outputs::OutputTopics;
+use crate::pipeline::outputs::OutputRules;
 use crate::pipeline::pool::ProcessingPool;
 use crate::pipeline::runner::{self, GroupContext, OwnedPartitions, PipelineError};
 use crate::pipeline::versions::{Change, VersionDeps, VersionError, Versions};
@@ -262,7 +262,11 @@ impl Daemon {
             transform_config,
             limits,
             output: pipeline.output.clone(),
-            output_topics: OutputTopics::only(&pipeline.output, &pipeline.extra_outputs),
+            output_rules: OutputRules::pipeline(
+                &pipeline.output,
+                &pipeline.extra_outputs,
+                &pipeline.limits,
+            ),
             dead_letter_topic: pipeline.dead_letter_topic.clone(),
             policy: pipeline.on_error,
             guarantee: pipeline.guarantee,

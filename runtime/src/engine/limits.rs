@@ -7,7 +7,7 @@ use wasmtime::ResourceLimiter;
 
 /// Per-instance limits, with defaults that fit interpreted guests (Python, JS).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct Limits {
     /// How large the linear memories of one instance may grow, all together, in bytes.
     pub memory_limit_bytes: u64,
@@ -18,6 +18,13 @@ pub struct Limits {
     /// Largest state value a transform may write, in bytes. The changelog carries
     /// each value in a Kafka record, so this stays under Kafka's default 1 MiB.
     pub max_state_value_bytes: u32,
+    /// Largest output a transform may send (key, value and headers), in bytes; a
+    /// larger one fails its record under `on_error`. The default is librdkafka's
+    /// `message.max.bytes`: raise both, and the topic's `max.message.bytes`, together.
+    pub max_output_bytes: u64,
+    /// Most bytes of outputs one call into the transform may return; a batch over it
+    /// is run again one record at a time, and a record over it alone fails.
+    pub max_batch_output_bytes: u64,
     /// Ignored, and warned about: this sized an instance pool, gone since instances are
     /// made on demand (2026-12-07). Accepted so that configs that raised it still load.
     #[serde(skip_serializing)]
@@ -31,6 +38,8 @@ impl Default for Limits {
             call_timeout_ms: 5_000,
             max_state_key_bytes: 64 << 10,
             max_state_value_bytes: 900 << 10,
+            max_output_bytes: 1_000_000,
+            max_batch_output_bytes: 64 << 20,
             max_instances: None,
         }
     }

@@ -18,6 +18,7 @@ mod limits;
 mod processor;
 mod records;
 mod stdio;
+mod text;
 
 pub use error::{EngineError, GuestFault};
 pub use limits::Limits;
@@ -42,6 +43,10 @@ use host::{HostState, Phase};
 
 /// How often the epoch advances: the granularity of call timeouts.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Longest rejection message kept (the rest is cut): a guest must not put megabytes
+/// into the logs and into every dead letter's headers.
+const MAX_REJECTION_BYTES: usize = 4 << 10;
 
 /// WASI packages linked (with no capabilities) so that language runtimes load.
 const WASI_PACKAGES: &[&str] = &[
@@ -672,7 +677,9 @@ impl Instance {
         let contract = |message| ProcessError::Fault(GuestFault::Contract { message });
         match outcome {
             Ok(batch) => records::decode(&batch, outputs).map_err(contract),
-            Err(rejected) if (rejected.index as usize) < records.len() => {
+            Err(mut rejected) if (rejected.index as usize) < records.len() => {
+                // Logged, and copied into a dead letter's `weir.dlq.error` header.
+                text::cut(&mut rejected.message, MAX_REJECTION_BYTES);
                 Err(ProcessError::Rejected {
                     index: rejected.index as usize,
                     message: rejected.message,

@@ -5,16 +5,16 @@
 //! the policy is applied to `i`, and the rest runs as a new batch. A fault (a trap)
 //! does not say which record caused it, so the batch is re-run one record at a time up
 //! to the first record that fails. Either way a failing record's state writes and
-//! outputs never survive, and every other record's take effect exactly once. An output
-//! to a topic the pipeline may not write ([`OutputTopics`]) fails its record the same
-//! way: outputs are not tied to their inputs, so a batch holding one is re-run record
-//! by record to find it.
+//! outputs never survive, and every other record's take effect exactly once. Outputs
+//! the pipeline may not send ([`OutputRules`]: a topic outside its list, too many
+//! bytes) fail their record the same way: outputs are not tied to their inputs, so a
+//! batch holding one is re-run record by record to find it.
 
 use crate::engine::{EngineError, GuestFault};
 use crate::engine::{InputRecord, OutputRecord};
 use crate::state::StateError;
 
-use super::outputs::{ForbiddenOutput, OutputTopics};
+use super::outputs::{OutputRefusal, OutputRules};
 use super::{ErrorPolicy, ProcessError, Processor};
 
 /// Why a record could not be processed.
@@ -25,7 +25,7 @@ pub enum FailureReason {
     #[error(transparent)]
     Fault(GuestFault),
     #[error(transparent)]
-    ForbiddenOutput(ForbiddenOutput),
+    Output(OutputRefusal),
 }
 
 impl FailureReason {
@@ -34,7 +34,7 @@ impl FailureReason {
         match self {
             Self::Rejected { .. } => "rejected",
             Self::Fault(fault) => fault.kind(),
-            Self::ForbiddenOutput(_) => "forbidden-output",
+            Self::Output(refusal) => refusal.kind(),
         }
     }
 }
@@ -74,21 +74,21 @@ pub fn run_batch<P: Processor + ?Sized>(
     records: &[InputRecord],
     policy: ErrorPolicy,
 ) -> Result<BatchOutcome, BatchError> {
-    run_batch_within(processor, records, policy, &OutputTopics::Any)
+    run_batch_within(processor, records, policy, &OutputRules::any())
 }
 
-/// [`run_batch`] for a pipeline: a record with an output to a topic outside `topics`
-/// fails under `policy`.
+/// [`run_batch`] for a pipeline: a record whose outputs break `rules` fails under
+/// `policy`.
 pub fn run_batch_within<P: Processor + ?Sized>(
     processor: &mut P,
     records: &[InputRecord],
     policy: ErrorPolicy,
-    topics: &OutputTopics,
+    rules: &OutputRules,
 ) -> Result<BatchOutcome, BatchError> {
     let mut run = Run {
         processor,
         policy,
-        topics,
+        rules,
         outcome: BatchOutcome::default(),
     };
     run.records(records, 0)?;
@@ -108,7 +108,7 @@ enum Attempt {
 struct Run<'p, P: ?Sized> {
     processor: &'p mut P,
     policy: ErrorPolicy,
-    topics: &'p OutputTopics,
+    rules: &'p OutputRules,
     outcome: BatchOutcome,
 }
 
@@ -140,14 +140,9 @@ impl<P: Processor + ?Sized> Run<'_, P> {
         self.processor.state().begin_batch();
         match self.processor.process(records) {
             Ok(outputs) => {
-                let forbidden = outputs
-                    .iter()
-                    .find_map(|output| self.topics.check(output.topic.as_deref()).err());
-                if let Some(forbidden) = forbidden {
+                if let Err(refusal) = self.rules.check(&outputs) {
                     self.processor.state().rollback_batch();
-                    return Ok(Attempt::Unattributed(FailureReason::ForbiddenOutput(
-                        forbidden,
-                    )));
+                    return Ok(Attempt::Unattributed(FailureReason::Output(refusal)));
                 }
                 self.processor.state().commit_batch();
                 self.outcome.outputs.extend(outputs);
@@ -367,13 +362,14 @@ mod tests {
     #[test]
     fn an_output_to_a_forbidden_topic_fails_only_its_record() {
         let mut p = Counter::default();
-        let topics = OutputTopics::only("out", &["side".to_owned()]);
+        let limits = crate::engine::Limits::default();
+        let topics = OutputRules::pipeline("out", &["side".to_owned()], &limits);
         let input = records(&["a", "to:side", "to:weir.wc-in-changelog", "to:out", "b"]);
         let outcome = run_batch_within(&mut p, &input, ErrorPolicy::DeadLetter, &topics).unwrap();
         assert_eq!(values(&outcome), ["a", "to:side", "to:out", "b"]);
         assert_eq!(outcome.failures.len(), 1);
         assert_eq!(outcome.failures[0].index, 2);
-        assert_eq!(outcome.failures[0].reason.kind(), "forbidden-output");
+        assert_eq!(outcome.failures[0].reason.kind(), "forbidden_output");
         assert_eq!(
             count(&mut p.state, "to:weir.wc-in-changelog"),
             0,

@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::state::changelog::RestoreError;
 use crate::state::{RocksMemory, StateError};
 
-use super::outputs::OutputTopics;
+use super::outputs::OutputRules;
 use super::runner::OwnedPartitions;
 use super::versions::{VersionError, Versions};
 use super::{BatchError, ErrorPolicy};
@@ -40,8 +40,9 @@ pub struct PipelineContext {
     pub transform_config: Arc<[(String, String)]>,
     pub limits: Arc<Limits>,
     pub output: String,
-    /// The topics the transform may write: `output` and the `extra_outputs`.
-    pub output_topics: OutputTopics,
+    /// What the transform may send: to `output` and the `extra_outputs`, within the
+    /// output limits.
+    pub output_rules: OutputRules,
     pub dead_letter_topic: Option<String>,
     pub policy: ErrorPolicy,
     pub guarantee: Guarantee,

@@ -17,6 +17,8 @@
 //!   command (the changelog compaction test)
 //! * `send-to:TOPIC`: write state key `sent`, then send an output to topic `TOPIC`
 //!   (the host refuses topics the pipeline may not write)
+//! * `send-bytes:N`: send an output whose value is N bytes (the host bounds outputs)
+//! * `reject-bytes:N`: reject the record with a message of N bytes
 //! * anything else: count it in state (`seen`) and echo it
 
 use weir_sdk::{Config, Context, Error, Output, Record, Transform};
@@ -104,6 +106,16 @@ impl Transform for Misbehave {
                 let topic = &command["send-to:".len()..];
                 ctx.state().put("sent", topic);
                 ctx.emit(Output::new(topic).with_key("injected").to_topic(topic));
+            }
+            command
+                if command.starts_with("send-bytes:") || command.starts_with("reject-bytes:") =>
+            {
+                let (what, n) = command.split_once(':').expect("prefix has a colon");
+                let n: usize = n.parse().map_err(|_| Error::msg("N must be a number"))?;
+                if what == "reject-bytes" {
+                    return Err(Error::msg("r".repeat(n)));
+                }
+                ctx.send(what, vec![b'b'; n]);
             }
             command if command.starts_with("set:") || command.starts_with("del:") => {
                 let (op, rest) = command.split_at(4);

@@ -11,14 +11,7 @@ const MAX_MESSAGE_BYTES: usize = 8 << 10;
 
 impl Host for HostState {
     fn log(&mut self, level: Level, mut message: String) -> Result<()> {
-        if message.len() > MAX_MESSAGE_BYTES {
-            let cut = (0..=MAX_MESSAGE_BYTES)
-                .rev()
-                .find(|&i| message.is_char_boundary(i))
-                .unwrap_or(0);
-            message.truncate(cut);
-            message.push('…');
-        }
+        crate::engine::text::cut(&mut message, MAX_MESSAGE_BYTES);
         let l = &self.labels;
         macro_rules! emit {
             ($level:ident) => {

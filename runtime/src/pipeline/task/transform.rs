@@ -24,7 +24,7 @@ impl<C: ConsumerContext + 'static> Task<C> {
         let this = &self.assigned;
         let ctx = &this.ctx;
         let started = Instant::now();
-        let result = run_batch_within(&mut self.instance, batch, ctx.policy, &ctx.output_topics);
+        let result = run_batch_within(&mut self.instance, batch, ctx.policy, &ctx.output_rules);
         this.metrics
             .process_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -80,7 +80,7 @@ impl<C: ConsumerContext + 'static> Task<C> {
             let error = match &failure.reason {
                 FailureReason::Rejected { message } => message.clone(),
                 FailureReason::Fault(fault) => fault.to_string(),
-                FailureReason::ForbiddenOutput(refused) => refused.to_string(),
+                FailureReason::Output(refused) => refused.to_string(),
             };
             tracing::warn!(
                 pipeline = %ctx.name,
