@@ -434,6 +434,18 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
     if limits.call_timeout_ms == 0 {
         check.fail(at("limits.call_timeout_ms"), "must be at least 1");
     }
+    let largest_write =
+        u64::from(limits.max_state_key_bytes) + u64::from(limits.max_state_value_bytes);
+    if limits.max_pending_state_bytes < 2 * largest_write {
+        check.fail(
+            at("limits.max_pending_state_bytes"),
+            format!(
+                "must be at least twice the largest state write (max_state_key_bytes + \
+                 max_state_value_bytes = {largest_write}), so a write always fits after the \
+                 early checkpoint at half of it"
+            ),
+        );
+    }
     if limits.max_output_bytes == 0 {
         check.fail(at("limits.max_output_bytes"), "must be at least 1");
     }

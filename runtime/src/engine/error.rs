@@ -87,12 +87,22 @@ pub enum GuestFault {
          limits.memory_limit_bytes if it really needs that much)"
     )]
     MemoryLimit { limit: u64, requested: u64 },
-    #[error("the transform wrote a state {what} of {size} bytes, over the limit of {limit} bytes")]
+    #[error(
+        "the transform wrote a state {what} of {size} bytes, over the limit of {limit} bytes \
+         (limits.max_state_{what}_bytes)"
+    )]
     StateTooLarge {
         what: &'static str,
         size: usize,
         limit: u32,
     },
+    #[error(
+        "the transform's state writes since the last checkpoint would pass \
+         limits.max_pending_state_bytes ({limit} bytes). Weir checkpoints a partition \
+         early once its writes pass half of that, so one record wrote more than the \
+         other half: raise the limit, or write less per record"
+    )]
+    StateBufferFull { limit: u64 },
     #[error("the transform wrote state during init, where state is read-only")]
     StateWriteInInit,
     #[error("the transform wrote the empty state key, which Weir reserves for its checkpoints")]
@@ -110,6 +120,7 @@ impl GuestFault {
             Self::Timeout { .. } => "timeout",
             Self::MemoryLimit { .. } => "memory_limit",
             Self::StateTooLarge { .. } => "state_too_large",
+            Self::StateBufferFull { .. } => "state_buffer_full",
             Self::StateWriteInInit => "state_write_in_init",
             Self::ReservedKey => "reserved_key",
             Self::Trap { .. } => "trap",

@@ -18,6 +18,10 @@ pub struct Limits {
     /// Largest state value a transform may write, in bytes. The changelog carries
     /// each value in a Kafka record, so this stays under Kafka's default 1 MiB.
     pub max_state_value_bytes: u32,
+    /// Most bytes of state writes (keys and values) a partition buffers before a
+    /// checkpoint. Past half of it the partition checkpoints at once; a write that
+    /// would pass it fails its record under `on_error` (`state_buffer_full`).
+    pub max_pending_state_bytes: u64,
     /// Largest output a transform may send (key, value and headers), in bytes; a
     /// larger one fails its record under `on_error`. The default is librdkafka's
     /// `message.max.bytes`: raise both, and the topic's `max.message.bytes`, together.
@@ -38,6 +42,7 @@ impl Default for Limits {
             call_timeout_ms: 5_000,
             max_state_key_bytes: 64 << 10,
             max_state_value_bytes: 900 << 10,
+            max_pending_state_bytes: 64 << 20,
             max_output_bytes: 1_000_000,
             max_batch_output_bytes: 64 << 20,
             max_instances: None,

@@ -50,6 +50,14 @@ type Bytes = SmallVec<[u8; 16]>;
 #[derive(Debug, Default)]
 pub struct WriteSet {
     entries: Vec<(Bytes, Option<Bytes>)>,
+    /// Bytes of the keys and values in `entries`, kept as they change: the host bounds
+    /// a partition's buffered writes by it on every write.
+    bytes: usize,
+}
+
+/// Bytes of one buffered write.
+fn write_bytes(key: &[u8], value: Option<&Bytes>) -> usize {
+    key.len() + value.map_or(0, |v| v.len())
 }
 
 impl WriteSet {
@@ -70,14 +78,33 @@ impl WriteSet {
 
     pub(super) fn clear(&mut self) {
         self.entries.clear();
+        self.bytes = 0;
     }
 
     /// Bytes of keys and values held, a measure of checkpoint size.
     pub fn bytes(&self) -> usize {
-        self.entries
-            .iter()
-            .map(|(key, value)| key.len() + value.as_ref().map_or(0, |v| v.len()))
-            .sum()
+        self.bytes
+    }
+
+    fn push(&mut self, key: Bytes, value: Option<Bytes>) {
+        self.bytes += write_bytes(&key, value.as_ref());
+        self.entries.push((key, value));
+    }
+
+    /// Set entry `index`'s value, returning the one it replaces.
+    fn replace(&mut self, index: usize, value: Option<Bytes>) -> Option<Bytes> {
+        let slot = &mut self.entries[index].1;
+        self.bytes += value.as_ref().map_or(0, |v| v.len());
+        self.bytes -= slot.as_ref().map_or(0, |v| v.len());
+        std::mem::replace(slot, value)
+    }
+
+    /// Remove the entries from `first` on, handing each key to `forget`.
+    fn truncate_from(&mut self, first: usize, mut forget: impl FnMut(&Bytes)) {
+        for (key, value) in self.entries.drain(first..) {
+            self.bytes -= write_bytes(&key, value.as_ref());
+            forget(&key);
+        }
     }
 }
 
@@ -220,7 +247,7 @@ impl PartitionState {
     /// One hash lookup whatever the key's state: written before in this checkpoint
     /// (replace its log entry), clean (it joins the log) or unknown.
     fn write(&mut self, key: Bytes, value: Option<Bytes>) {
-        let log = &mut self.writes.entries;
+        let log = &mut self.writes;
         let fresh = Known {
             value: value.clone(),
             generation: self.generation,
@@ -230,7 +257,7 @@ impl PartitionState {
             Slot::Occupied(mut slot) if slot.get().generation == self.generation => {
                 let index = slot.get().index as usize;
                 slot.get_mut().value = fresh.value;
-                let previous = std::mem::replace(&mut log[index].1, value);
+                let previous = log.replace(index, value);
                 if let Some(batch) = &mut self.batch
                     && index < batch.first_write
                 {
@@ -249,7 +276,7 @@ impl PartitionState {
                 key
             }
         };
-        log.push((key, value));
+        log.push(key, value);
     }
 
     /// Up to `limit` entries under `prefix` after `start_after`, merging buffered writes
@@ -335,15 +362,15 @@ impl PartitionState {
         };
         // Keys first written by the batch: their committed values were overwritten in
         // place, so they are forgotten and read from the store again.
-        for (key, _) in self.writes.entries.drain(batch.first_write..) {
-            self.known.remove(&key);
-        }
+        let known = &mut self.known;
+        self.writes.truncate_from(batch.first_write, |key| {
+            known.remove(key);
+        });
         for (index, previous) in batch.overwritten.into_iter().rev() {
-            let (key, value) = &mut self.writes.entries[index];
-            if let Some(known) = self.known.get_mut(key) {
+            if let Some(known) = self.known.get_mut(&self.writes.entries[index].0) {
                 known.value.clone_from(&previous);
             }
-            *value = previous;
+            self.writes.replace(index, previous);
         }
     }
 
@@ -380,9 +407,10 @@ impl PartitionState {
     /// are forgotten, to be read from it again.
     pub fn discard_uncommitted(&mut self) {
         self.batch = None;
-        for (key, _) in self.writes.entries.drain(..) {
-            self.known.remove(&key);
-        }
+        let known = &mut self.known;
+        self.writes.truncate_from(0, |key| {
+            known.remove(key);
+        });
     }
 
     /// Writes waiting for the next checkpoint.
@@ -514,5 +542,42 @@ mod tests {
         assert_eq!(state.clean_bytes, 0);
         assert_eq!(state.get(b"key").unwrap(), Some(b"value".to_vec()));
         assert_eq!(state.clean_bytes, cached_size(b"key", Some(b"value")));
+    }
+
+    /// The byte count the host bounds writes by follows every change to the buffer:
+    /// new keys, overwrites, a batch rolled back (new keys and overwrites alike), a
+    /// discard and a checkpoint.
+    #[test]
+    fn buffered_bytes_follow_writes_rollbacks_and_checkpoints() {
+        let mut state = PartitionState::default();
+        let bytes = |state: &PartitionState| state.pending().bytes();
+        let recount = |state: &PartitionState| -> usize {
+            state
+                .pending()
+                .iter()
+                .map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len))
+                .sum()
+        };
+        state.put(b"a".to_vec(), b"12345".to_vec());
+        state.put(b"bb".to_vec(), vec![0; 100]);
+        assert_eq!(bytes(&state), 6 + 102);
+        state.put(b"a".to_vec(), b"1".to_vec());
+        assert_eq!(bytes(&state), 2 + 102);
+
+        state.begin_batch();
+        state.put(b"a".to_vec(), vec![0; 1000]);
+        state.delete(b"bb".to_vec());
+        state.put(b"ccc".to_vec(), vec![0; 50]);
+        assert_eq!(bytes(&state), 1001 + 2 + 53);
+        assert_eq!(bytes(&state), recount(&state));
+        state.rollback_batch();
+        assert_eq!(bytes(&state), 2 + 102, "back to before the batch");
+        assert_eq!(bytes(&state), recount(&state));
+
+        state.checkpoint(&[]).unwrap();
+        assert_eq!(bytes(&state), 0);
+        state.put(b"d".to_vec(), b"x".to_vec());
+        state.discard_uncommitted();
+        assert_eq!(bytes(&state), 0);
     }
 }

@@ -19,6 +19,8 @@
 //!   (the host refuses topics the pipeline may not write)
 //! * `send-bytes:N`: send an output whose value is N bytes (the host bounds outputs)
 //! * `reject-bytes:N`: reject the record with a message of N bytes
+//! * `state-bomb:N`: write N new state values of 512 KiB (the host bounds buffered
+//!   state)
 //! * anything else: count it in state (`seen`) and echo it
 
 use weir_sdk::{Config, Context, Error, Output, Record, Transform};
@@ -116,6 +118,16 @@ impl Transform for Misbehave {
                     return Err(Error::msg("r".repeat(n)));
                 }
                 ctx.send(what, vec![b'b'; n]);
+            }
+            command if command.starts_with("state-bomb:") => {
+                let n: usize = command["state-bomb:".len()..]
+                    .parse()
+                    .map_err(|_| Error::msg("N must be a number"))?;
+                for i in 0..n {
+                    let key = format!("bomb/{}/{i}", record.offset);
+                    ctx.state().put(key, vec![b'x'; 512 << 10]);
+                }
+                ctx.send("state-bomb", n.to_string());
             }
             command if command.starts_with("set:") || command.starts_with("del:") => {
                 let (op, rest) = command.split_at(4);

@@ -31,6 +31,7 @@ pub(crate) struct HostState {
     pub(crate) labels: Arc<InstanceLabels>,
     max_key_bytes: u32,
     max_value_bytes: u32,
+    max_pending_bytes: u64,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -52,6 +53,7 @@ impl HostState {
             labels,
             max_key_bytes: limits.max_state_key_bytes,
             max_value_bytes: limits.max_state_value_bytes,
+            max_pending_bytes: limits.max_pending_state_bytes,
             wasi,
             table: ResourceTable::new(),
         }

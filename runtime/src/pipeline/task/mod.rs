@@ -160,6 +160,15 @@ impl<C: ConsumerContext + 'static> Task<C> {
         self.next_offset = last + 1;
     }
 
+    /// Whether this partition's writes since the last checkpoint passed half of
+    /// `limits.max_pending_state_bytes`: the thread then checkpoints at once rather
+    /// than at the end of the interval, so the next batch has room, and a partition's
+    /// buffered state stays bounded however slow or long its interval.
+    pub fn state_buffer_half_full(&mut self) -> bool {
+        let limit = self.assigned.ctx.limits.max_pending_state_bytes;
+        self.instance.state().pending().bytes() as u64 > limit / 2
+    }
+
     /// Drop what happened since the last checkpoint and fetch again from it. The
     /// thread aborted the transaction holding this task's outputs.
     pub fn rewind(&mut self) -> Result<(), TaskError> {

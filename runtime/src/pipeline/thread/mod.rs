@@ -199,8 +199,10 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                     return Ok(true);
                 }
             }
-            if careful {
-                self.end_interval()?;
+            if careful || self.tasks[i].state_buffer_half_full() {
+                if !self.end_interval()? {
+                    return Ok(true); // rewound: these records come again
+                }
             }
         }
         Ok(busy)
