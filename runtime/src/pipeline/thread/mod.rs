@@ -199,10 +199,8 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                     return Ok(true);
                 }
             }
-            if careful || self.tasks[i].state_buffer_half_full() {
-                if !self.end_interval()? {
-                    return Ok(true); // rewound: these records come again
-                }
+            if (careful || self.tasks[i].state_buffer_half_full()) && !self.end_interval()? {
+                return Ok(true); // rewound: these records come again
             }
         }
         Ok(busy)
