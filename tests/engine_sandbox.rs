@@ -114,6 +114,27 @@ fn an_endless_loop_is_stopped_by_the_call_timeout() {
 }
 
 #[test]
+fn a_sleep_ends_with_the_call_and_fails_as_a_timeout() {
+    // A sleep blocks inside the host, where the epoch deadline does not reach: it must
+    // still end with the call's time (500 ms here), not after the minute it asked for.
+    let module = misbehave();
+    let mut instance = instance(&module, PartitionState::default());
+    let started = std::time::Instant::now();
+    let outcome = run(&mut instance, &["sleep:60000"]);
+    let took = started.elapsed();
+    assert!(
+        matches!(fault(&outcome), GuestFault::Timeout { .. }),
+        "{:?}",
+        outcome.failures
+    );
+    assert!(took < std::time::Duration::from_secs(5), "slept {took:?}");
+    // A sleep within the call's time is allowed, and measured by the guest's clock.
+    let outcome = run(&mut instance, &["sleep:50"]);
+    let slept: u64 = output_values(&outcome)[0].parse().unwrap();
+    assert!((50..500).contains(&slept), "slept {slept} ms");
+}
+
+#[test]
 fn a_memory_bomb_is_stopped_by_the_memory_limit() {
     let module = misbehave();
     let mut instance = instance(&module, PartitionState::default());

@@ -222,3 +222,29 @@ fn a_state_bomb_is_stopped_at_the_partition_buffer_bound() {
         "{error}"
     );
 }
+
+#[test]
+fn a_sleeping_guest_does_not_hold_up_shutdown() {
+    // A guest that sleeps waits inside the host, out of the epoch deadline's reach; it
+    // held its processing thread, and with it shutdown, for as long as it asked. Its
+    // wait now ends with the call's time (3 s here): the record fails as a timeout,
+    // and SIGTERM completes within that bound.
+    let mut setup = Setup::new(EXE, 1, &["counts"]);
+    setup.module = guest("misbehave");
+    let extra = "on_error = \"skip\"\n[pipelines.wc.limits]\ncall_timeout_ms = 3000\n";
+    let daemon = setup.start_with("a", extra, None);
+    daemon.wait_for("partition running", 1, WAIT);
+
+    let input = setup.input();
+    input.send(0, b"sleep:600000");
+    input.producer.flush(Duration::from_secs(30)).unwrap();
+    // Let the guest fall asleep: the record is fetched and the call begins.
+    std::thread::sleep(Duration::from_millis(1500));
+    let asked = std::time::Instant::now();
+    assert!(daemon.terminate().success());
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "shutdown took {took:?} with a sleeping guest"
+    );
+}

@@ -129,6 +129,7 @@ impl Engine {
 
         let mut linker = Linker::new(&wasm);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+        host::bound_waits(&mut linker).map_err(setup)?;
         Transform::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(setup)?;
 
@@ -583,6 +584,10 @@ impl Instance {
             .div_ceil(EPOCH_TICK.as_millis()) as u64
             + 1;
         self.store.set_epoch_deadline(ticks);
+        // A clock wait ends a little after the epoch deadline has passed, so that the
+        // guest, running again, is stopped at its next epoch check.
+        let ticks = u32::try_from(ticks + 2).unwrap_or(u32::MAX);
+        self.store.data_mut().call_deadline = Instant::now() + EPOCH_TICK * ticks;
     }
 
     /// Run one guest call under the call timeout, turning traps into typed errors.

@@ -19,6 +19,8 @@
 //!   (the host refuses topics the pipeline may not write)
 //! * `send-bytes:N`: send an output whose value is N bytes (the host bounds outputs)
 //! * `reject-bytes:N`: reject the record with a message of N bytes
+//! * `sleep:MS`: sleep MS milliseconds (a clock subscription and a poll), then echo
+//!   how long it slept by the monotonic clock
 //! * `state-bomb:N`: write N new state values of 512 KiB (the host bounds buffered
 //!   state)
 //! * anything else: count it in state (`seen`) and echo it
@@ -118,6 +120,14 @@ impl Transform for Misbehave {
                     return Err(Error::msg("r".repeat(n)));
                 }
                 ctx.send(what, vec![b'b'; n]);
+            }
+            command if command.starts_with("sleep:") => {
+                let ms: u64 = command["sleep:".len()..]
+                    .parse()
+                    .map_err(|_| Error::msg("MS must be a number"))?;
+                let started = std::time::Instant::now();
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                ctx.send("slept", started.elapsed().as_millis().to_string());
             }
             command if command.starts_with("state-bomb:") => {
                 let n: usize = command["state-bomb:".len()..]

@@ -1,9 +1,13 @@
 //! What a guest can reach: the data behind each instance's `Store`, and one file per
 //! imported WIT interface. WASI is linked too, with an empty context: no preopened
-//! directories, no sockets, no environment, stdout and stderr into our logs.
+//! directories, no sockets, no environment, stdout and stderr into our logs; its
+//! monotonic clock is ours, so that no wait outlasts a call ([`clocks`]).
 
+mod clocks;
 mod log;
 mod state;
+
+pub(crate) use clocks::bound_waits;
 
 use std::sync::Arc;
 
@@ -32,6 +36,10 @@ pub(crate) struct HostState {
     max_key_bytes: u32,
     max_value_bytes: u32,
     max_pending_bytes: u64,
+    /// Zero of the guest's monotonic clock.
+    clock_origin: std::time::Instant,
+    /// When the running call's time is up: a clock wait ends there at the latest.
+    pub(crate) call_deadline: std::time::Instant,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -54,6 +62,8 @@ impl HostState {
             max_key_bytes: limits.max_state_key_bytes,
             max_value_bytes: limits.max_state_value_bytes,
             max_pending_bytes: limits.max_pending_state_bytes,
+            clock_origin: std::time::Instant::now(),
+            call_deadline: std::time::Instant::now() + limits.call_timeout(),
             wasi,
             table: ResourceTable::new(),
         }

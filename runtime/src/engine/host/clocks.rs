@@ -1,0 +1,73 @@
+//! `wasi:clocks/monotonic-clock`, with every wait ending by the call's deadline.
+//!
+//! WASI is linked synchronously: a guest that sleeps (subscribes to the clock, then
+//! polls) blocks its processing thread inside the host, where the epoch deadline that
+//! stops a loop cannot reach it, and with the thread its partitions' revocation, a
+//! reload and shutdown. Here a clock subscription is ready at the latest when the
+//! call's time is up: the guest then runs on, the epoch deadline stops it at once, and
+//! the record fails as a `timeout`, as a loop would. Sleeping within the call's time
+//! is allowed (it spends that time).
+//!
+//! The subscriptions and `now` are replaced together so that they read one clock:
+//! nanoseconds since the instance was made.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
+
+use super::HostState;
+
+/// The interface these functions replace, as `wasmtime_wasi` links it (guests built
+/// against any 0.2 release resolve to it).
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// Ready at `until`.
+struct Wake {
+    until: tokio::time::Instant,
+}
+
+#[async_trait]
+impl Pollable for Wake {
+    async fn ready(&mut self) {
+        tokio::time::sleep_until(self.until).await;
+    }
+}
+
+impl HostState {
+    /// Nanoseconds on the guest's monotonic clock.
+    fn monotonic_now(&self) -> u64 {
+        u64::try_from(self.clock_origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A pollable ready after `wait`, or at the call's deadline if that comes first.
+    fn wake_after(&mut self, wait: Duration) -> wasmtime::Result<Resource<DynPollable>> {
+        let now = std::time::Instant::now();
+        let until = now
+            .checked_add(wait)
+            .map_or(self.call_deadline, |at| at.min(self.call_deadline));
+        let until = tokio::time::Instant::from_std(until.max(now));
+        let wake = self.table.push(Wake { until })?;
+        subscribe(&mut self.table, wake)
+    }
+}
+
+/// Replace the monotonic clock's `now` and subscriptions in `linker`, which
+/// `wasmtime_wasi` has filled.
+pub(crate) fn bound_waits(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap("now", |store, (): ()| Ok((store.data().monotonic_now(),)))?;
+    clock.func_wrap("subscribe-duration", |mut store, (nanos,): (u64,)| {
+        let wake = store.data_mut().wake_after(Duration::from_nanos(nanos))?;
+        Ok((wake,))
+    })?;
+    clock.func_wrap("subscribe-instant", |mut store, (when,): (u64,)| {
+        let host = store.data_mut();
+        let wait = Duration::from_nanos(when.saturating_sub(host.monotonic_now()));
+        Ok((host.wake_after(wait)?,))
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
