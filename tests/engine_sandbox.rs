@@ -135,6 +135,19 @@ fn a_sleep_ends_with_the_call_and_fails_as_a_timeout() {
 }
 
 #[test]
+fn a_log_flood_is_cut_to_the_instance_rate_and_counted() {
+    // 100 lines a second by default: a flood of 10,000 in one call keeps about a
+    // second's worth, and the rest is counted for weir_guest_log_lines_dropped.
+    let module = misbehave();
+    let mut instance = instance(&module, PartitionState::default());
+    let outcome = run(&mut instance, &["log-flood:10000"]);
+    assert_eq!(output_values(&outcome), ["10000"], "the record itself succeeds");
+    let dropped = instance.take_dropped_log_lines();
+    assert!((9_700..=9_900).contains(&dropped), "dropped {dropped}");
+    assert_eq!(instance.take_dropped_log_lines(), 0, "taken once");
+}
+
+#[test]
 fn a_memory_bomb_is_stopped_by_the_memory_limit() {
     let module = misbehave();
     let mut instance = instance(&module, PartitionState::default());

@@ -77,6 +77,7 @@ pub struct Metrics {
     process_seconds: Histograms<PartitionLabels>,
     guest_errors: Family<ErrorLabels, Counter>,
     dead_letters: Family<PartitionLabels, Counter>,
+    guest_log_dropped: Family<PartitionLabels, Counter>,
     consumer_lag: Family<PartitionLabels, Gauge>,
     checkpoint_seconds: Histograms<PartitionLabels>,
     checkpoint_records: Histograms<PartitionLabels>,
@@ -134,6 +135,12 @@ impl Metrics {
             "dead_letters",
             "Records sent to the dead-letter topic",
             dead_letters.clone(),
+        );
+        let guest_log_dropped = Family::default();
+        registry.register(
+            "guest_log_lines_dropped",
+            "Guest log lines (stdout, stderr, the log import) over the instance's rate, dropped",
+            guest_log_dropped.clone(),
         );
         let consumer_lag = Family::default();
         registry.register(
@@ -249,6 +256,7 @@ impl Metrics {
             process_seconds,
             guest_errors,
             dead_letters,
+            guest_log_dropped,
             consumer_lag,
             checkpoint_seconds,
             checkpoint_records,
@@ -294,6 +302,7 @@ impl Metrics {
             records_out: self.records_out.get_or_create(&labels).clone(),
             process_seconds: self.process_seconds.get_or_create(&labels).clone(),
             dead_letters: self.dead_letters.get_or_create(&labels).clone(),
+            guest_log_dropped: self.guest_log_dropped.get_or_create(&labels).clone(),
             consumer_lag: self.consumer_lag.get_or_create(&labels).clone(),
             checkpoint_seconds: self.checkpoint_seconds.get_or_create(&labels).clone(),
             checkpoint_records: self.checkpoint_records.get_or_create(&labels).clone(),
@@ -421,6 +430,7 @@ pub struct PartitionMetrics {
     pub records_out: Counter,
     pub process_seconds: Histogram,
     pub dead_letters: Counter,
+    pub guest_log_dropped: Counter,
     pub consumer_lag: Gauge,
     pub checkpoint_seconds: Histogram,
     pub checkpoint_records: Histogram,

@@ -29,6 +29,11 @@ pub struct Limits {
     /// Most bytes of outputs one call into the transform may return; a batch over it
     /// is run again one record at a time, and a record over it alone fails.
     pub max_batch_output_bytes: u64,
+    /// Guest log lines (stdout, stderr and the log import together) an instance may
+    /// write per second; more are dropped and counted.
+    pub max_log_lines_per_second: u32,
+    /// Bytes of guest log lines an instance may write per second.
+    pub max_log_bytes_per_second: u64,
     /// Ignored, and warned about: this sized an instance pool, gone since instances are
     /// made on demand (2026-12-07). Accepted so that configs that raised it still load.
     #[serde(skip_serializing)]
@@ -45,6 +50,8 @@ impl Default for Limits {
             max_pending_state_bytes: 64 << 20,
             max_output_bytes: 1_000_000,
             max_batch_output_bytes: 64 << 20,
+            max_log_lines_per_second: 100,
+            max_log_bytes_per_second: 64 << 10,
             max_instances: None,
         }
     }

@@ -15,6 +15,7 @@ mod cache;
 mod error;
 mod host;
 mod limits;
+mod log_budget;
 mod processor;
 mod records;
 mod stdio;
@@ -478,6 +479,11 @@ impl fmt::Debug for Instance {
 impl Instance {
     pub fn module(&self) -> &Module {
         &self.module
+    }
+
+    /// Guest log lines dropped over the instance's rate since the last call.
+    pub fn take_dropped_log_lines(&self) -> u64 {
+        self.store.data().stdio.take_dropped_lines()
     }
 
     /// Give back the partition's state, e.g. to hand it to another module version.

@@ -15,6 +15,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use super::InstanceLabels;
+use super::limits::Limits;
+use super::log_budget::LogBudget;
 
 /// A line longer than this is logged in pieces rather than buffered without bound.
 const MAX_LINE_BYTES: usize = 8 << 10;
@@ -30,6 +32,7 @@ enum Stream {
 #[derive(Debug)]
 struct Lines {
     labels: Arc<InstanceLabels>,
+    budget: LogBudget,
     partial: [Vec<u8>; 2],
     recent_stderr: VecDeque<String>,
 }
@@ -51,6 +54,12 @@ impl Lines {
         let raw = std::mem::take(&mut self.partial[stream as usize]);
         let line = String::from_utf8_lossy(&raw);
         let line = line.trim_end_matches('\r');
+        if !self.admit(line.len()) {
+            if stream == Stream::Stderr {
+                self.keep_stderr(line);
+            }
+            return;
+        }
         let l = &self.labels;
         match stream {
             Stream::Stdout => tracing::info!(
@@ -62,14 +71,39 @@ impl Lines {
                     target: "weir::guest", pipeline = %l.pipeline, partition = l.partition,
                     module = %l.module, stream = "stderr", "{line}"
                 );
-                if line.trim().is_empty() {
-                    return;
-                }
-                if self.recent_stderr.len() == RECENT_STDERR_LINES {
-                    self.recent_stderr.pop_front();
-                }
-                self.recent_stderr.push_back(line.to_owned());
+                self.keep_stderr(line);
             }
+        }
+    }
+
+    /// Keep a stderr line to explain a trap, logged or not.
+    fn keep_stderr(&mut self, line: &str) {
+        if line.trim().is_empty() {
+            return;
+        }
+        if self.recent_stderr.len() == RECENT_STDERR_LINES {
+            self.recent_stderr.pop_front();
+        }
+        self.recent_stderr.push_back(line.to_owned());
+    }
+
+    /// Whether a line of `bytes` is within the instance's log rate; says once a second
+    /// how many were not.
+    fn admit(&mut self, bytes: usize) -> bool {
+        let now = std::time::Instant::now();
+        let admitted = self.budget.admit(bytes, now);
+        self.note_dropped(now);
+        admitted
+    }
+
+    fn note_dropped(&mut self, now: std::time::Instant) {
+        if let Some(dropped) = self.budget.note(now) {
+            let l = &self.labels;
+            tracing::warn!(
+                target: "weir::guest", pipeline = %l.pipeline, partition = l.partition,
+                module = %l.module, dropped_lines = dropped.lines, dropped_bytes = dropped.bytes,
+                "guest log lines over the instance's rate were dropped (limits.max_log_lines_per_second, limits.max_log_bytes_per_second)"
+            );
         }
     }
 }
@@ -93,9 +127,15 @@ pub(crate) fn uncaught_exception(stderr: &[String]) -> Option<&str> {
 pub(crate) struct GuestStdio(Arc<Mutex<Lines>>);
 
 impl GuestStdio {
-    pub(crate) fn new(labels: Arc<InstanceLabels>) -> Self {
+    pub(crate) fn new(labels: Arc<InstanceLabels>, limits: &Limits) -> Self {
+        let budget = LogBudget::new(
+            limits.max_log_lines_per_second,
+            limits.max_log_bytes_per_second,
+            std::time::Instant::now(),
+        );
         Self(Arc::new(Mutex::new(Lines {
             labels,
+            budget,
             partial: Default::default(),
             recent_stderr: VecDeque::new(),
         })))
@@ -130,6 +170,17 @@ impl GuestStdio {
                 lines.emit(stream);
             }
         }
+        lines.note_dropped(std::time::Instant::now());
+    }
+
+    /// Whether a line of `bytes` from the log import is within the instance's rate.
+    pub(crate) fn admit(&self, bytes: usize) -> bool {
+        self.lock().admit(bytes)
+    }
+
+    /// Lines dropped since the last call, for the metric.
+    pub(crate) fn take_dropped_lines(&self) -> u64 {
+        self.lock().budget.take_dropped_lines()
     }
 
     /// Stderr lines written since the last call to this, oldest first.

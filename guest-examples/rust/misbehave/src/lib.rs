@@ -19,6 +19,7 @@
 //!   (the host refuses topics the pipeline may not write)
 //! * `send-bytes:N`: send an output whose value is N bytes (the host bounds outputs)
 //! * `reject-bytes:N`: reject the record with a message of N bytes
+//! * `log-flood:N`: write N lines to stdout (the host rate-limits guest logs)
 //! * `sleep:MS`: sleep MS milliseconds (a clock subscription and a poll), then echo
 //!   how long it slept by the monotonic clock
 //! * `state-bomb:N`: write N new state values of 512 KiB (the host bounds buffered
@@ -120,6 +121,15 @@ impl Transform for Misbehave {
                     return Err(Error::msg("r".repeat(n)));
                 }
                 ctx.send(what, vec![b'b'; n]);
+            }
+            command if command.starts_with("log-flood:") => {
+                let n: usize = command["log-flood:".len()..]
+                    .parse()
+                    .map_err(|_| Error::msg("N must be a number"))?;
+                for i in 0..n {
+                    println!("flood line {i}");
+                }
+                ctx.send("log-flood", n.to_string());
             }
             command if command.starts_with("sleep:") => {
                 let ms: u64 = command["sleep:".len()..]

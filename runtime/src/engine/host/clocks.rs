@@ -13,8 +13,8 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi::async_trait;
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
 use super::HostState;

@@ -12,6 +12,9 @@ const MAX_MESSAGE_BYTES: usize = 8 << 10;
 impl Host for HostState {
     fn log(&mut self, level: Level, mut message: String) -> Result<()> {
         crate::engine::text::cut(&mut message, MAX_MESSAGE_BYTES);
+        if !self.stdio.admit(message.len()) {
+            return Ok(());
+        }
         let l = &self.labels;
         macro_rules! emit {
             ($level:ident) => {

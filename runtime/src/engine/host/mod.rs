@@ -46,7 +46,7 @@ pub(crate) struct HostState {
 
 impl HostState {
     pub(crate) fn new(labels: Arc<InstanceLabels>, limits: &Limits, state: PartitionState) -> Self {
-        let stdio = GuestStdio::new(labels.clone());
+        let stdio = GuestStdio::new(labels.clone(), limits);
         // The builder's defaults are the sandbox: no preopens, no env, no args, empty
         // stdin, and (since wasmtime 48) no TCP or UDP sockets and no name lookups.
         let wasi = WasiCtx::builder()

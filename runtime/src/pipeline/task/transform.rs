@@ -28,6 +28,9 @@ impl<C: ConsumerContext + 'static> Task<C> {
         this.metrics
             .process_seconds
             .observe(started.elapsed().as_secs_f64());
+        this.metrics
+            .guest_log_dropped
+            .inc_by(self.instance.take_dropped_log_lines());
         this.metrics.records_in.inc_by(batch.len() as u64);
         let outcome = match result {
             Ok(outcome) => outcome,
