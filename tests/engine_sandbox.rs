@@ -141,7 +141,11 @@ fn a_log_flood_is_cut_to_the_instance_rate_and_counted() {
     let module = misbehave();
     let mut instance = instance(&module, PartitionState::default());
     let outcome = run(&mut instance, &["log-flood:10000"]);
-    assert_eq!(output_values(&outcome), ["10000"], "the record itself succeeds");
+    assert_eq!(
+        output_values(&outcome),
+        ["10000"],
+        "the record itself succeeds"
+    );
     let dropped = instance.take_dropped_log_lines();
     assert!((9_700..=9_900).contains(&dropped), "dropped {dropped}");
     assert_eq!(instance.take_dropped_log_lines(), 0, "taken once");

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rdkafka::producer::Producer;
 
+use weir_tests::daemon::{Daemon, PipelineSpec, write_config};
 use weir_tests::guest;
 use weir_tests::kafka_raw::{self, CommittedRecord};
 use weir_tests::wordcount::{Setup, WAIT, committed_count, wait_until};
@@ -247,4 +248,96 @@ fn a_sleeping_guest_does_not_hold_up_shutdown() {
         took < Duration::from_secs(15),
         "shutdown took {took:?} with a sleeping guest"
     );
+}
+
+#[test]
+fn a_healthy_neighbour_keeps_exact_totals_while_a_hostile_pipeline_fails() {
+    // One daemon, two pipelines on the same processing threads: a word count, and a
+    // transform fed every kind of misbehaviour at once. Each hostile record fails on
+    // its own (dead-lettered, with its kind); the word count's outputs and state stay
+    // exactly what its input implies.
+    let setup = Setup::new(
+        EXE,
+        2,
+        &["counts", "hostile", "hostile-out", "dead-letters"],
+    );
+    let (hostile, dead) = (setup.topic("hostile"), setup.topic("dead-letters"));
+    let hostile_extra = format!(
+        "{}on_error = \"dead-letter\"\ndead_letter_topic = {dead:?}\n\
+         [pipelines.bad.limits]\ncall_timeout_ms = 1000\nmax_pending_state_bytes = 8388608\n",
+        setup.group_line("bad")
+    );
+    let misbehave = guest("misbehave");
+    let config = write_config(
+        setup.dir.path(),
+        &setup.broker.bootstrap,
+        &setup.data_dir("a"),
+        &[
+            PipelineSpec {
+                name: "wc",
+                module: &setup.module,
+                inputs: &[&setup.topic("text")],
+                output: &setup.topic("counts"),
+                extra: &setup.group_line("wc"),
+            },
+            PipelineSpec {
+                name: "bad",
+                module: &misbehave,
+                inputs: &[&hostile],
+                output: &setup.topic("hostile-out"),
+                extra: &hostile_extra,
+            },
+        ],
+    );
+    let daemon = Daemon::start(
+        std::path::Path::new(EXE),
+        &config,
+        &setup.dir.path().join("a.log"),
+        None,
+    );
+    daemon.wait_for("partition running", 4, WAIT);
+
+    let mut input = setup.input();
+    input.produce(2, 50);
+    let attacks = [
+        "loop".to_owned(),
+        "alloc".to_owned(),
+        "panic".to_owned(),
+        "sleep:60000".to_owned(),
+        "state-bomb:40".to_owned(),
+        "send-bytes:5000000".to_owned(),
+        "log-flood:2000".to_owned(),
+        format!("send-to:{}", setup.changelog()),
+    ];
+    let attacker = weir_tests::wordcount::Input::new(&setup.broker.bootstrap, &hostile);
+    for attack in &attacks {
+        attacker.send(0, attack.as_bytes());
+    }
+    attacker.producer.flush(Duration::from_secs(30)).unwrap();
+    input.produce(2, 50);
+    setup.wait_for_counts(&input, &daemon);
+    wait_until(
+        || committed_count(&setup.broker.bootstrap, &dead) >= attacks.len() - 1,
+        || format!("the attacks were not all dead-lettered:\n{}", daemon.tail()),
+    );
+    assert!(daemon.terminate().success());
+
+    setup.assert_exact(&input, "a");
+    let mut kinds: Vec<String> = committed(&setup, &dead)
+        .iter()
+        .map(|r| header(r, "weir.dlq.kind"))
+        .collect();
+    kinds.sort();
+    // The log flood is not a failure: its lines over the rate are dropped, and the
+    // record succeeds.
+    let expected = [
+        "forbidden_output",
+        "memory_limit",
+        "output_too_large",
+        "state_buffer_full",
+        "timeout",
+        "timeout",
+        "trap",
+    ];
+    assert_eq!(kinds, expected);
 }
