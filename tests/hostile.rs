@@ -303,6 +303,7 @@ fn a_healthy_neighbour_keeps_exact_totals_while_a_hostile_pipeline_fails() {
         "loop".to_owned(),
         "alloc".to_owned(),
         "panic".to_owned(),
+        "recurse".to_owned(),
         "sleep:60000".to_owned(),
         "state-bomb:40".to_owned(),
         "send-bytes:5000000".to_owned(),
@@ -328,7 +329,7 @@ fn a_healthy_neighbour_keeps_exact_totals_while_a_hostile_pipeline_fails() {
         .map(|r| header(r, "weir.dlq.kind"))
         .collect();
     kinds.sort();
-    // The log flood is not a failure: its lines over the rate are dropped, and the
+    // A panic and a stack overflow are traps. The log flood is not a failure: its lines over the rate are dropped, and the
     // record succeeds.
     let expected = [
         "forbidden_output",
@@ -337,6 +338,7 @@ fn a_healthy_neighbour_keeps_exact_totals_while_a_hostile_pipeline_fails() {
         "state_buffer_full",
         "timeout",
         "timeout",
+        "trap",
         "trap",
     ];
     assert_eq!(kinds, expected);

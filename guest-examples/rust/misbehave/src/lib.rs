@@ -4,6 +4,7 @@
 //! * `loop`: spin forever (the call timeout must stop it)
 //! * `alloc`: allocate without bound (the memory limit must stop it)
 //! * `panic`: panic (a trap)
+//! * `recurse`: recurse without end (the guest's stack overflows: a trap)
 //! * `reject`: return an error for the record
 //! * `open-file`: try to read `/etc/passwd` (the sandbox has no filesystem)
 //! * `connect`: try to open a TCP connection to 127.0.0.1:9 (no sockets)
@@ -55,6 +56,9 @@ impl Transform for Misbehave {
                 }
             }
             "panic" => panic!("the record asked for a panic"),
+            "recurse" => {
+                ctx.send("recurse", recurse(1).to_string());
+            }
             "reject" => return Err(Error::msg("the record asked to be rejected")),
             "open-file" => {
                 let outcome = match std::fs::read_to_string("/etc/passwd") {
@@ -169,6 +173,12 @@ impl Transform for Misbehave {
         }
         Ok(())
     }
+}
+
+/// Recurse without end; the arithmetic keeps it from being a loop in disguise.
+#[allow(unconditional_recursion)] // the point: the guest's stack must overflow
+fn recurse(depth: u64) -> u64 {
+    std::hint::black_box(recurse(std::hint::black_box(depth + 1))) + depth
 }
 
 /// The values `state-round-trip` writes, as outputs keyed by their state keys.
