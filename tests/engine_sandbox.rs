@@ -152,6 +152,42 @@ fn a_log_flood_is_cut_to_the_instance_rate_and_counted() {
 }
 
 #[test]
+fn a_deterministic_instance_sees_no_wall_clock_and_no_randomness() {
+    let module = misbehave();
+    let seen = |deterministic: bool| -> Vec<String> {
+        let limits = weir_runtime::engine::Limits {
+            deterministic,
+            ..weir_tests::test_limits()
+        };
+        let labels = InstanceLabels {
+            pipeline: "sandbox".into(),
+            partition: 3,
+            module: module.id().short().into(),
+        };
+        let mut instance = engine()
+            .instantiate_with_limits(
+                &module,
+                labels,
+                Arc::from([]),
+                PartitionState::default(),
+                Arc::new(limits),
+            )
+            .expect("instantiates");
+        let outcome = run(&mut instance, &["clock-random"]);
+        let line = output_values(&outcome).pop().unwrap();
+        line.split(' ').map(str::to_owned).collect()
+    };
+    let (a, b) = (seen(true), seen(true));
+    assert_eq!(a[0], "0", "the wall clock reads the epoch");
+    assert_eq!(a[1], "0", "the monotonic clock stands still");
+    assert_eq!(a, b, "two instances see the same");
+    // By default: the host's time, and a different hash seed in each instance.
+    let (c, d) = (seen(false), seen(false));
+    assert!(c[0].parse::<u64>().unwrap() > 1_700_000_000, "{c:?}");
+    assert_ne!(c[2], d[2], "random hash seeds differ");
+}
+
+#[test]
 fn a_memory_bomb_is_stopped_by_the_memory_limit() {
     let module = misbehave();
     let mut instance = instance(&module, PartitionState::default());

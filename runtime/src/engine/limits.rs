@@ -34,6 +34,11 @@ pub struct Limits {
     pub max_log_lines_per_second: u32,
     /// Bytes of guest log lines an instance may write per second.
     pub max_log_bytes_per_second: u64,
+    /// No wall clock and no randomness, for transforms that must replay identically:
+    /// the wall clock and the monotonic clock read 0, and random bytes (secure and
+    /// insecure) are all zero. Off by default: a guest sees the host's wall clock, its
+    /// own monotonic clock and the host's secure random generator.
+    pub deterministic: bool,
     /// Ignored, and warned about: this sized an instance pool, gone since instances are
     /// made on demand (2026-12-07). Accepted so that configs that raised it still load.
     #[serde(skip_serializing)]
@@ -52,6 +57,7 @@ impl Default for Limits {
             max_batch_output_bytes: 64 << 20,
             max_log_lines_per_second: 100,
             max_log_bytes_per_second: 64 << 10,
+            deterministic: false,
             max_instances: None,
         }
     }

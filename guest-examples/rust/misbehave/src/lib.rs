@@ -20,6 +20,8 @@
 //!   (the host refuses topics the pipeline may not write)
 //! * `send-bytes:N`: send an output whose value is N bytes (the host bounds outputs)
 //! * `reject-bytes:N`: reject the record with a message of N bytes
+//! * `clock-random`: emit the wall clock's seconds, the monotonic clock's reading and a
+//!   hash under a new `RandomState` (seeded from WASI's random bytes)
 //! * `log-flood:N`: write N lines to stdout (the host rate-limits guest logs)
 //! * `sleep:MS`: sleep MS milliseconds (a clock subscription and a poll), then echo
 //!   how long it slept by the monotonic clock
@@ -125,6 +127,16 @@ impl Transform for Misbehave {
                     return Err(Error::msg("r".repeat(n)));
                 }
                 ctx.send(what, vec![b'b'; n]);
+            }
+            "clock-random" => {
+                use std::hash::BuildHasher;
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let started = std::time::Instant::now();
+                let monotonic = started.elapsed().as_nanos();
+                let hash = std::collections::hash_map::RandomState::new().hash_one(42u64);
+                ctx.send("clock-random", format!("{wall} {monotonic} {hash}"));
             }
             command if command.starts_with("log-flood:") => {
                 let n: usize = command["log-flood:".len()..]

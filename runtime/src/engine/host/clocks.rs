@@ -23,6 +23,19 @@ use super::HostState;
 /// against any 0.2 release resolve to it).
 const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
 
+/// The wall clock of a deterministic instance: always the Unix epoch.
+pub(super) struct Epoch;
+
+impl wasmtime_wasi::HostWallClock for Epoch {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
 /// Ready at `until`.
 struct Wake {
     until: tokio::time::Instant,
@@ -38,6 +51,9 @@ impl Pollable for Wake {
 impl HostState {
     /// Nanoseconds on the guest's monotonic clock.
     fn monotonic_now(&self) -> u64 {
+        if self.frozen_clock {
+            return 0;
+        }
         u64::try_from(self.clock_origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 

@@ -38,6 +38,8 @@ pub(crate) struct HostState {
     max_pending_bytes: u64,
     /// Zero of the guest's monotonic clock.
     clock_origin: std::time::Instant,
+    /// The monotonic clock stays at 0 (`limits.deterministic`).
+    frozen_clock: bool,
     /// When the running call's time is up: a clock wait ends there at the latest.
     pub(crate) call_deadline: std::time::Instant,
     wasi: WasiCtx,
@@ -49,10 +51,16 @@ impl HostState {
         let stdio = GuestStdio::new(labels.clone(), limits);
         // The builder's defaults are the sandbox: no preopens, no env, no args, empty
         // stdin, and (since wasmtime 48) no TCP or UDP sockets and no name lookups.
-        let wasi = WasiCtx::builder()
-            .stdout(stdio.stdout())
-            .stderr(stdio.stderr())
-            .build();
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdio.stdout()).stderr(stdio.stderr());
+        if limits.deterministic {
+            let zeros = || wasmtime_wasi::Deterministic::new(vec![0]);
+            wasi.wall_clock(clocks::Epoch)
+                .secure_random(zeros())
+                .insecure_random(zeros())
+                .insecure_random_seed(0);
+        }
+        let wasi = wasi.build();
         Self {
             state,
             phase: Phase::Init,
@@ -63,6 +71,7 @@ impl HostState {
             max_value_bytes: limits.max_state_value_bytes,
             max_pending_bytes: limits.max_pending_state_bytes,
             clock_origin: std::time::Instant::now(),
+            frozen_clock: limits.deterministic,
             call_deadline: std::time::Instant::now() + limits.call_timeout(),
             wasi,
             table: ResourceTable::new(),
