@@ -397,6 +397,11 @@ pub(super) fn state_get(args: StateGetArgs) -> Exit {
         let owner = &answer.body["owner"];
         let hint = if followed {
             "the partition moved while asking; try again after the rebalance".to_owned()
+        } else if let Some(url) = owner.get("disallowed_url").and_then(|u| u.as_str()) {
+            format!(
+                "its owner advertises {url}, which the instance asked does not trust: add a \
+                 prefix of it to that instance's [admin] peer_urls, or ask {url} yourself"
+            )
         } else if owner.is_object() {
             format!(
                 "its owner, client {:?} on {:?}, advertises no admin API; give it one with [admin] listen",

@@ -107,6 +107,11 @@ pub struct AdminConfig {
     /// The URL other instances and clients reach this one at; given as the owner when a
     /// state read arrives at the wrong instance. Defaults to `http://<listen>`.
     pub advertised_url: Option<String>,
+    /// Prefixes of the admin URLs of other instances this one may ask which partitions
+    /// they own, and give out to clients to follow (`"http://10.1.0."`,
+    /// `"https://weir-"`). Any group member can advertise any URL; by default only those
+    /// on this instance's own host are trusted.
+    pub peer_urls: Vec<String>,
 }
 
 impl Default for AdminConfig {
@@ -116,6 +121,7 @@ impl Default for AdminConfig {
             token: None,
             max_upload_bytes: 128 << 20,
             advertised_url: None,
+            peer_urls: Vec::new(),
         }
     }
 }

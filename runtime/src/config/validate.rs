@@ -337,6 +337,14 @@ fn admin_checks(check: &mut Checker, admin: &AdminConfig) {
     {
         check.fail("admin.advertised_url", "must be an http:// or https:// URL");
     }
+    for (i, prefix) in admin.peer_urls.iter().enumerate() {
+        if !(prefix.starts_with("http://") || prefix.starts_with("https://")) {
+            check.fail(
+                format!("admin.peer_urls[{i}]"),
+                "must start with http:// or https:// (a prefix of the peers' admin URLs)",
+            );
+        }
+    }
 }
 
 fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {

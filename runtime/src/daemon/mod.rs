@@ -686,14 +686,12 @@ impl Daemon {
             .map(|owned| owned.commands.clone());
         let Some(sender) = sender else {
             let me = self.admin_url();
-            let owner = routing::owner(
-                &self.settings,
-                &ctx.group,
-                name,
-                me.as_deref(),
-                &topic,
-                partition,
-            );
+            let allowed = lock(&self.config).admin.peer_urls.clone();
+            let peers = routing::Peers {
+                me: me.as_deref(),
+                allowed: &allowed,
+            };
+            let owner = routing::owner(&self.settings, &ctx.group, name, peers, &topic, partition);
             // The group gives the partition to this instance, but its thread has not
             // started it yet (or is restarting it).
             if owner

@@ -21,9 +21,14 @@ const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The member that owns a partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Owner {
-    /// Its admin API, when it advertises one.
+    /// Its admin API, when it advertises one that `[admin] peer_urls` allows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_url: Option<String>,
+    /// The admin URL it advertises when `[admin] peer_urls` does not allow it: any
+    /// group member can advertise any URL, so one not allowed is neither asked nor
+    /// given out to be followed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disallowed_url: Option<String>,
     pub client_id: String,
     pub host: String,
 }
@@ -37,10 +42,55 @@ pub struct Member {
     pub assignment: Option<Vec<(String, Vec<i32>)>>,
 }
 
+/// Which advertised admin URLs this instance may ask and give out.
+#[derive(Debug, Clone, Copy)]
+pub struct Peers<'a> {
+    /// This instance's own admin URL.
+    pub me: Option<&'a str>,
+    /// `[admin] peer_urls`: allowed URL prefixes; empty allows those on `me`'s host.
+    pub allowed: &'a [String],
+}
+
+impl Peers<'_> {
+    /// Whether `url` may be asked for a partition's owner and given out to follow.
+    pub fn allow(&self, url: &str) -> bool {
+        if !self.allowed.is_empty() {
+            return self
+                .allowed
+                .iter()
+                .any(|prefix| url.starts_with(prefix.as_str()));
+        }
+        self.me
+            .and_then(host_of)
+            .is_some_and(|mine| host_of(url) == Some(mine))
+    }
+}
+
+/// The host of an `http(s)://host:port/...` URL.
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    (!host.is_empty()).then_some(host)
+}
+
 impl Member {
-    fn owner(&self) -> Owner {
+    fn owner(&self, peers: Peers<'_>) -> Owner {
+        let advertised = self.client_id.strip_prefix(URL_PREFIX).map(str::to_owned);
+        let (admin_url, disallowed_url) = match advertised {
+            Some(url) if !peers.allow(&url) => (None, Some(url)),
+            allowed => (allowed, None),
+        };
         Owner {
-            admin_url: self.client_id.strip_prefix(URL_PREFIX).map(str::to_owned),
+            admin_url,
+            disallowed_url,
             client_id: self.client_id.clone(),
             host: self.host.clone(),
         }
@@ -54,23 +104,23 @@ impl Member {
     }
 }
 
-/// Ask the broker, then if need be the members, who owns `topic`/`partition` in the
-/// group of pipeline `pipeline`. `me` (this instance's admin URL) is never asked.
-/// `None` when nobody can tell.
+/// Ask the broker, then if need be the members `peers` allows, who owns
+/// `topic`/`partition` in the group of pipeline `pipeline`. This instance is never
+/// asked. `None` when nobody can tell.
 pub fn owner(
     settings: &ClientSettings,
     group: &str,
     pipeline: &str,
-    me: Option<&str>,
+    peers: Peers<'_>,
     topic: &str,
     partition: i32,
 ) -> Option<Owner> {
     let members = members(settings, group)?;
     if let Some(owner) = members.iter().find(|m| m.owns(topic, partition)) {
-        return Some(owner.owner());
+        return Some(owner.owner(peers));
     }
     // Ask every candidate at once: a 421 should not wait on members one by one.
-    let candidates = to_ask(&members, me);
+    let candidates = to_ask(&members, peers);
     std::thread::scope(|scope| {
         let asks: Vec<_> = candidates
             .iter()
@@ -87,16 +137,16 @@ pub fn owner(
 }
 
 /// The members to ask for their partitions, when the broker did not describe any
-/// assignment: those that advertise an admin URL, other than `me`.
-fn to_ask(members: &[Member], me: Option<&str>) -> Vec<Owner> {
+/// assignment: those that advertise an admin URL `peers` allows, other than this one.
+fn to_ask(members: &[Member], peers: Peers<'_>) -> Vec<Owner> {
     if members.iter().any(|m| m.assignment.is_some()) {
         // The broker describes assignments, and nobody has the partition right now.
         return Vec::new();
     }
     members
         .iter()
-        .map(Member::owner)
-        .filter(|o| o.admin_url.is_some() && o.admin_url.as_deref() != me)
+        .map(|m| m.owner(peers))
+        .filter(|o| o.admin_url.is_some() && o.admin_url.as_deref() != peers.me)
         .collect()
 }
 
@@ -240,10 +290,57 @@ mod tests {
             host: String::new(),
             assignment: None,
         };
+        let peers = Peers {
+            me: Some("http://10.0.0.4:9464"),
+            allowed: &["http://10.0.0.".to_owned()],
+        };
         assert_eq!(
-            member.owner().admin_url.as_deref(),
+            member.owner(peers).admin_url.as_deref(),
             Some("http://10.0.0.5:9464")
         );
+    }
+
+    #[test]
+    fn only_allowed_peers_are_asked_or_given_out() {
+        let none: &[String] = &[];
+        let same_host = Peers {
+            me: Some("http://10.0.0.4:9464"),
+            allowed: none,
+        };
+        assert!(same_host.allow("http://10.0.0.4:9500"));
+        assert!(!same_host.allow("http://10.0.0.5:9464"));
+        assert!(!same_host.allow("http://169.254.169.254/latest/meta-data"));
+        assert!(!same_host.allow("file:///etc/passwd"));
+        let unknown_me = Peers {
+            me: None,
+            allowed: none,
+        };
+        assert!(!unknown_me.allow("http://10.0.0.4:9464"));
+        let listed = ["https://weir-".to_owned(), "http://[::1]:".to_owned()];
+        let listed = Peers {
+            me: Some("http://10.0.0.4:9464"),
+            allowed: &listed,
+        };
+        assert!(listed.allow("https://weir-2.internal:9464"));
+        assert!(listed.allow("http://[::1]:9464"));
+        assert!(
+            !listed.allow("http://10.0.0.4:9500"),
+            "the list replaces the host rule"
+        );
+
+        let member = Member {
+            client_id: crate::kafka::advertising_client_id("http://169.254.169.254"),
+            host: String::new(),
+            assignment: None,
+        };
+        let owner = member.owner(same_host);
+        assert_eq!(owner.admin_url, None);
+        assert_eq!(
+            owner.disallowed_url.as_deref(),
+            Some("http://169.254.169.254")
+        );
+        assert_eq!(host_of("http://[::1]:9464/x"), Some("::1"));
+        assert_eq!(host_of("http://a"), Some("a"));
     }
 
     #[test]
@@ -276,8 +373,13 @@ mod tests {
             host: String::new(),
             assignment: None,
         };
+        let allowed = ["http://".to_owned()];
+        let peers = Peers {
+            me: Some("http://a"),
+            allowed: &allowed,
+        };
         let undescribed = [member("http://a", None), member("http://b", None), plain];
-        let asked: Vec<_> = to_ask(&undescribed, Some("http://a"))
+        let asked: Vec<_> = to_ask(&undescribed, peers)
             .into_iter()
             .filter_map(|o| o.admin_url)
             .collect();
@@ -286,7 +388,7 @@ mod tests {
             member("http://a", Some(vec![])),
             member("http://b", Some(vec![("text".to_owned(), vec![0])])),
         ];
-        assert!(to_ask(&described, Some("http://a")).is_empty());
+        assert!(to_ask(&described, peers).is_empty());
     }
 
     #[test]
