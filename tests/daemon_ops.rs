@@ -636,3 +636,52 @@ fn a_pause_outlives_a_restart() {
     assert!(daemon.terminate().success());
     setup.assert_exact(&input, "a");
 }
+
+#[test]
+fn a_read_token_guards_state_reads() {
+    // With admin.read_token set, a state read needs it (or the admin token); status
+    // and metrics stay open.
+    const READ: &str = "read-token-of-daemon-ops";
+    let setup = Setup::new(EXE, 1, &["counts"]);
+    let extra = format!("{}read_token = {READ:?}\n", admin(Some(TOKEN)));
+    let daemon = setup.start_with("a", &extra, None);
+    let mut input = setup.input();
+    input.produce(1, 10);
+    setup.wait_for_counts(&input, &daemon);
+    let url = admin_url(&setup.data_dir("a"));
+    let (word, count) = input.expected.state[&0].iter().next().unwrap();
+    let path = format!("{url}/v1/pipelines/wc/state?key=count/{word}&partition=0");
+
+    let (status, body) = http_get(&path);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("admin.read_token"), "{body}");
+    assert_eq!(http_get(&format!("{url}/v1/pipelines")).0, 200);
+    let read = |token: (&str, &str)| {
+        let mut command = Command::new(EXE);
+        command
+            .args([
+                "state",
+                "get",
+                "wc",
+                &format!("count/{word}"),
+                "--partition",
+                "0",
+            ])
+            .env("WEIR_ADMIN_URL", &url)
+            .env_remove("WEIR_ADMIN_TOKEN")
+            .env_remove("WEIR_READ_TOKEN")
+            .env(token.0, token.1);
+        command.output().expect("run the weir CLI")
+    };
+    for token in [("WEIR_READ_TOKEN", READ), ("WEIR_ADMIN_TOKEN", TOKEN)] {
+        let output = read(token);
+        assert!(output.status.success(), "{token:?}: {output:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            count.to_string()
+        );
+    }
+    let refused = read(("WEIR_READ_TOKEN", "wrong-token-of-sixteen"));
+    assert!(!refused.status.success());
+    assert!(daemon.terminate().success());
+}

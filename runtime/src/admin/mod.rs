@@ -34,6 +34,8 @@ pub enum AdminError {
 pub(crate) struct AdminState {
     pub(crate) daemon: Arc<Daemon>,
     pub(crate) token: Option<String>,
+    /// Needed (or the admin token) by state reads, when set.
+    pub(crate) read_token: Option<String>,
     pub(crate) max_upload_bytes: usize,
 }
 
@@ -99,6 +101,7 @@ pub fn start(daemon: Arc<Daemon>, config: &AdminConfig) -> Result<AdminServer, A
     let state = Arc::new(AdminState {
         daemon: daemon.clone(),
         token,
+        read_token: config.read_token.clone(),
         max_upload_bytes: usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX),
     });
     let router = routes::router(state);

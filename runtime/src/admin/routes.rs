@@ -42,6 +42,12 @@ pub(super) fn router(state: Arc<AdminState>) -> axum::Router {
             post(resume).layer(DefaultBodyLimit::max(SMALL_BODY)),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    let reads = axum::Router::new()
+        .route("/v1/pipelines/{name}/state", get(state_value))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            authorize_read,
+        ));
     axum::Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -49,7 +55,7 @@ pub(super) fn router(state: Arc<AdminState>) -> axum::Router {
         .route("/v1/pipelines", get(pipelines))
         .route("/v1/pipelines/{name}", get(pipeline))
         .route("/v1/pipelines/{name}/history", get(history))
-        .route("/v1/pipelines/{name}/state", get(state_value))
+        .merge(reads)
         .merge(mutating)
         .with_state(state)
 }
@@ -93,25 +99,52 @@ async fn authorize(State(state): Shared, request: Request, next: Next) -> Respon
             ),
         );
     };
-    let given = request
+    match bearer(&request) {
+        Some(given) if tokens_match(given, token) => next.run(request).await,
+        _ => unauthorized(
+            "missing or wrong bearer token (Authorization: Bearer <token>; the CLI reads WEIR_ADMIN_TOKEN)",
+        ),
+    }
+}
+
+/// State reads need the read token, or the admin token, when a read token is set.
+async fn authorize_read(State(state): Shared, request: Request, next: Next) -> Response {
+    let Some(read_token) = &state.read_token else {
+        return next.run(request).await;
+    };
+    let given = bearer(&request);
+    let admin = state.token.as_deref();
+    let allowed = given.is_some_and(|given| {
+        // Both compared, whichever matches: the time taken does not say which.
+        let read = tokens_match(given, read_token);
+        let admin = admin.is_some_and(|token| tokens_match(given, token));
+        read | admin
+    });
+    if allowed {
+        return next.run(request).await;
+    }
+    unauthorized(
+        "state reads need a bearer token (admin.read_token, or the admin token); the CLI reads WEIR_READ_TOKEN or WEIR_ADMIN_TOKEN",
+    )
+}
+
+/// The bearer token of `request`, if it carries one.
+fn bearer(request: &Request) -> Option<&str> {
+    request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(given) if tokens_match(given, token) => next.run(request).await,
-        _ => {
-            let mut response = refuse(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token (Authorization: Bearer <token>; the CLI reads WEIR_ADMIN_TOKEN)",
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                "Bearer".parse().expect("a header value"),
-            );
-            response
-        }
-    }
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// 401 with a `WWW-Authenticate` challenge, the connection closed.
+fn unauthorized(message: &str) -> Response {
+    let mut response = refuse(StatusCode::UNAUTHORIZED, message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        "Bearer".parse().expect("a header value"),
+    );
+    response
 }
 
 /// An error answer that closes the connection, its request body unread.

@@ -18,6 +18,10 @@ pub(super) struct Connection {
     /// Bearer token for calls that change something.
     #[arg(long, env = ADMIN_TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
+    /// Bearer token for state reads, when the daemon sets admin.read_token (the admin
+    /// token serves too).
+    #[arg(long, env = "WEIR_READ_TOKEN", hide_env_values = true)]
+    read_token: Option<String>,
     /// Print the API's JSON answer instead of text.
     #[arg(long)]
     json: bool,
@@ -363,7 +367,16 @@ pub(super) fn state_get(args: StateGetArgs) -> Exit {
         query.push(format!("partition={partition}"));
     }
     let path = format!("/v1/pipelines/{}/state?{}", args.pipeline, query.join("&"));
-    let mut answer = match args.connection.request("GET", &path, None, None) {
+    // A read carries the read token if one is given, else the admin token.
+    let reader = Connection {
+        token: args
+            .connection
+            .read_token
+            .clone()
+            .or(args.connection.token.clone()),
+        ..args.connection.clone()
+    };
+    let mut answer = match reader.request("GET", &path, None, None) {
         Ok(answer) => answer,
         Err(exit) => return exit,
     };
@@ -380,11 +393,12 @@ pub(super) fn state_get(args: StateGetArgs) -> Exit {
     let followed = owner_url.is_some();
     if let Some(url) = owner_url {
         eprintln!("reading from the partition's owner, {url}");
-        // A state read needs no token, and the owner's address came from the group,
-        // not from the user: the token stays here.
+        // The owner's address came from the group, not from the user, but the
+        // instance asked gives out only peers its [admin] peer_urls trusts: the read
+        // token goes along (the admin token does not).
         let owner = Connection {
             url,
-            token: None,
+            token: args.connection.read_token.clone(),
             advertised: true,
             ..args.connection.clone()
         };

@@ -102,6 +102,10 @@ pub struct AdminConfig {
     /// Bearer token that mutating calls (deploy, rollback, pause, resume) must carry.
     /// Without one here or in `WEIR_ADMIN_TOKEN`, those calls are disabled.
     pub token: Option<String>,
+    /// Bearer token that state reads (`GET /v1/pipelines/<name>/state`) must carry;
+    /// the admin token is taken too. Without one, state reads are open to anyone who
+    /// reaches the API, like status and metrics.
+    pub read_token: Option<String>,
     /// Largest module upload accepted, in bytes.
     pub max_upload_bytes: u64,
     /// The URL other instances and clients reach this one at; given as the owner when a
@@ -122,6 +126,7 @@ impl Default for AdminConfig {
             max_upload_bytes: 128 << 20,
             advertised_url: None,
             peer_urls: Vec::new(),
+            read_token: None,
         }
     }
 }

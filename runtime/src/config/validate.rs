@@ -329,6 +329,18 @@ fn admin_checks(check: &mut Checker, admin: &AdminConfig) {
             ),
         );
     }
+    if let Some(token) = &admin.read_token
+        && token.chars().count() < MIN_TOKEN_CHARS
+    {
+        check.fail(
+            "admin.read_token",
+            format!(
+                "is {} characters; a token needs at least {MIN_TOKEN_CHARS} (make one with \
+                 `openssl rand -hex 16`)",
+                token.chars().count()
+            ),
+        );
+    }
     if admin.max_upload_bytes < 1024 {
         check.fail("admin.max_upload_bytes", "must be at least 1024");
     }
