@@ -11,8 +11,10 @@ dpkg -s clang >/dev/null 2>&1 || need_apt+=(clang)
 for package in make pkg-config libssl-dev zlib1g-dev; do
     dpkg -s "$package" >/dev/null 2>&1 || need_apt+=("$package")
 done
-# promtool (Debian ships it in prometheus) checks /metrics in the daemon tests.
+# promtool (Debian ships it in prometheus) checks /metrics in the daemon tests; the
+# openssl command makes the certificate of the admin API's TLS test.
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # Guest toolchains (scripts/build-guest-{c,python,js}.sh install the rest themselves):
 # C needs wasm-ld and wasi-libc (and clang's wasm32 compiler-rt, below); Python a
 # python3 that makes virtualenvs; JavaScript node and npm.

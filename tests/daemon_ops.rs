@@ -685,3 +685,73 @@ fn a_read_token_guards_state_reads() {
     assert!(!refused.status.success());
     assert!(daemon.terminate().success());
 }
+
+#[test]
+fn the_admin_api_serves_tls_with_the_configured_certificate() {
+    let setup = Setup::new(EXE, 1, &["counts"]);
+    let (cert, key) = (
+        setup.dir.path().join("cert.pem"),
+        setup.dir.path().join("key.pem"),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=weir-test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // A server certificate, not a CA's: webpki refuses a CA as the end entity.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command (scripts/setup.sh installs it)");
+    assert!(made.status.success(), "{made:?}");
+    let extra = format!(
+        "{}tls_cert = {:?}\ntls_key = {:?}\n",
+        admin(Some(TOKEN)),
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let daemon = setup.start_with("a", &extra, None);
+    daemon.wait_for("partition running", 1, WAIT);
+    let url = admin_url(&setup.data_dir("a"));
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    let status = |ca: Option<&Path>| {
+        let mut command = Command::new(EXE);
+        command
+            .args(["status", "wc", "--json"])
+            .env("WEIR_ADMIN_URL", &url)
+            .env_remove("WEIR_ADMIN_CA");
+        if let Some(ca) = ca {
+            command.env("WEIR_ADMIN_CA", ca);
+        }
+        command.output().expect("run the weir CLI")
+    };
+    let trusted = status(Some(&cert));
+    assert!(trusted.status.success(), "{trusted:?}");
+    assert_eq!(json(&trusted)["state"], "running");
+    // Without the certificate to trust, the CLI refuses the connection.
+    let untrusted = status(None);
+    assert!(!untrusted.status.success(), "{untrusted:?}");
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("cannot reach"),
+        "{untrusted:?}"
+    );
+    // Plain HTTP gets no answer from a TLS port.
+    let plain = url.replacen("https://", "http://", 1);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    assert!(agent.get(format!("{plain}/health")).call().is_err());
+    assert!(daemon.terminate().success());
+}

@@ -7,6 +7,7 @@
 //! Python component compiles for seconds) never touches the processing threads.
 
 mod routes;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +20,11 @@ use crate::daemon::Daemon;
 /// The admin API could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
+    #[error(
+        "cannot serve the admin API over TLS with {path}: {reason}; give admin.tls_cert a \
+         PEM certificate chain and admin.tls_key its PEM private key"
+    )]
+    Tls { path: PathBuf, reason: String },
     #[error(
         "cannot listen on {listen} for the admin API: {source}; choose another admin.listen \
          (port 0 picks a free one) or set it to \"off\""
@@ -84,13 +90,18 @@ pub fn start(daemon: Arc<Daemon>, config: &AdminConfig) -> Result<AdminServer, A
         listen: config.listen.clone(),
         source,
     };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => None,
+    };
     let listener = std::net::TcpListener::bind(&config.listen).map_err(bind_error)?;
     listener.set_nonblocking(true).map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let url = config
         .advertised_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let token = config.resolved_token();
     if token.is_none() {
         tracing::warn!(
@@ -114,6 +125,10 @@ pub fn start(daemon: Arc<Daemon>, config: &AdminConfig) -> Result<AdminServer, A
                 .build()
                 .expect("the admin API's runtime");
             runtime.block_on(async move {
+                if let Some(tls) = tls {
+                    serve_tls(listener, tls, router, stopped).await;
+                    return;
+                }
                 let listener = match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => listener,
                     Err(error) => {
@@ -144,4 +159,26 @@ pub fn start(daemon: Arc<Daemon>, config: &AdminConfig) -> Result<AdminServer, A
         stop: Some(stop),
         thread: Some(thread),
     })
+}
+
+/// Serve `router` over TLS on `listener` until `stopped`; connections get a few seconds
+/// to finish.
+async fn serve_tls(
+    listener: std::net::TcpListener,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    router: axum::Router,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        let _ = stopped.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    let serve = axum_server::from_tcp_rustls(listener, tls)
+        .handle(handle)
+        .serve(router.into_make_service());
+    if let Err(error) = serve.await {
+        tracing::error!(%error, "the admin API stopped");
+    }
 }

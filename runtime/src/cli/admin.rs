@@ -2,7 +2,7 @@
 //! `history`, `pause`, `resume`, `state get`; and `weir validate`, which needs no
 //! daemon. Human output by default, `--json` prints the API's JSON as it is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -22,6 +22,10 @@ pub(super) struct Connection {
     /// token serves too).
     #[arg(long, env = "WEIR_READ_TOKEN", hide_env_values = true)]
     read_token: Option<String>,
+    /// PEM certificate(s) to trust for an https:// URL, when the daemon's certificate
+    /// is not signed by a public CA (its own, or a private CA's).
+    #[arg(long, env = "WEIR_ADMIN_CA", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// Print the API's JSON answer instead of text.
     #[arg(long)]
     json: bool,
@@ -94,6 +98,31 @@ struct Answer {
     body: Value,
 }
 
+/// TLS settings that trust the certificates in the PEM file `ca` (and no others).
+fn trusting(ca: &Path) -> Result<ureq::tls::TlsConfig, Exit> {
+    let refuse = |why: String| {
+        fail(
+            Exit::Usage,
+            format!("cannot use --ca-cert {}: {why}", ca.display()),
+        )
+    };
+    let pem = std::fs::read(ca).map_err(|e| refuse(e.to_string()))?;
+    let certs = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| refuse(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(refuse("it holds no PEM certificate".to_owned()));
+    }
+    Ok(ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+        .build())
+}
+
 impl Connection {
     fn request(
         &self,
@@ -103,10 +132,11 @@ impl Connection {
         user: Option<&str>,
     ) -> Result<Answer, Exit> {
         let url = format!("{}{path}", self.url.trim_end_matches('/'));
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+        if let Some(ca) = &self.ca_cert {
+            config = config.tls_config(trusting(ca)?);
+        }
+        let agent: ureq::Agent = config.build().into();
         let mut request = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(token) = &self.token {
             request = request.header("Authorization", format!("Bearer {token}"));

@@ -106,6 +106,11 @@ pub struct AdminConfig {
     /// the admin token is taken too. Without one, state reads are open to anyone who
     /// reaches the API, like status and metrics.
     pub read_token: Option<String>,
+    /// PEM certificate chain (leaf first) to serve the admin API over TLS with; with
+    /// `tls_key`. The advertised URL then defaults to `https://<listen>`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Largest module upload accepted, in bytes.
     pub max_upload_bytes: u64,
     /// The URL other instances and clients reach this one at; given as the owner when a
@@ -127,6 +132,8 @@ impl Default for AdminConfig {
             advertised_url: None,
             peer_urls: Vec::new(),
             read_token: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -409,6 +416,12 @@ impl Config {
 
     fn resolve_paths(&mut self, base: &Path) {
         self.data_dir = base.join(&self.data_dir);
+        for path in [&mut self.admin.tls_cert, &mut self.admin.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            *path = base.join(&*path);
+        }
         for pipeline in self.pipelines.values_mut() {
             pipeline.module = base.join(&pipeline.module);
         }

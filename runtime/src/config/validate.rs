@@ -341,6 +341,24 @@ fn admin_checks(check: &mut Checker, admin: &AdminConfig) {
             ),
         );
     }
+    match (&admin.tls_cert, &admin.tls_key) {
+        (Some(_), None) => check.fail("admin.tls_key", "is needed with admin.tls_cert"),
+        (None, Some(_)) => check.fail("admin.tls_cert", "is needed with admin.tls_key"),
+        _ => {}
+    }
+    for (at, path) in [
+        ("admin.tls_cert", &admin.tls_cert),
+        ("admin.tls_key", &admin.tls_key),
+    ] {
+        if let Some(path) = path
+            && !path.is_file()
+        {
+            check.fail(
+                at,
+                format!("{} does not exist or is not a file", path.display()),
+            );
+        }
+    }
     if admin.max_upload_bytes < 1024 {
         check.fail("admin.max_upload_bytes", "must be at least 1024");
     }
