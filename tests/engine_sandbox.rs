@@ -147,7 +147,8 @@ fn a_log_flood_is_cut_to_the_instance_rate_and_counted() {
         "the record itself succeeds"
     );
     let dropped = instance.take_dropped_log_lines();
-    assert!((9_700..=9_900).contains(&dropped), "dropped {dropped}");
+    // About a second's worth kept: more if the flood itself took seconds (a slow machine).
+    assert!((9_000..=9_900).contains(&dropped), "dropped {dropped}");
     assert_eq!(instance.take_dropped_log_lines(), 0, "taken once");
 }
 

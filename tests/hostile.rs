@@ -105,14 +105,14 @@ fn outputs_to_topics_the_pipeline_may_not_write_fail_their_records() {
 fn oversized_outputs_and_rejections_are_bounded_per_record() {
     // An output over the producer's message.max.bytes used to fail the whole thread's
     // transaction and restart the pipeline onto the same record, forever. Now it fails
-    // its record under on_error, as does a call whose outputs add up past the batch
-    // bound; a rejection message is cut to 4 KiB before it is logged or dead-lettered.
+    // its record under on_error (a batch's outputs past their bound too: unit tests);
+    // a rejection message is cut to 4 KiB before it is logged or dead-lettered.
     let mut setup = Setup::new(EXE, 1, &["counts", "dead-letters"]);
     setup.module = guest("misbehave");
     let (counts, dead) = (setup.topic("counts"), setup.topic("dead-letters"));
     let extra = format!(
         "on_error = \"dead-letter\"\ndead_letter_topic = {dead:?}\n\
-         [pipelines.wc.limits]\nmax_output_bytes = 2000\nmax_batch_output_bytes = 3000\n"
+         [pipelines.wc.limits]\nmax_output_bytes = 2000\nmax_batch_output_bytes = 4000\n"
     );
     let daemon = setup.start_with("a", &extra, None);
     daemon.wait_for("partition running", 1, WAIT);
@@ -138,8 +138,6 @@ fn oversized_outputs_and_rejections_are_bounded_per_record() {
         .iter()
         .map(|r| r.value.as_ref().map_or(0, Vec::len))
         .collect();
-    // However the records were batched, the two 1,500-byte outputs together pass the
-    // batch bound only in one call: record by record, each is under it.
     assert_eq!(
         sizes,
         [1500, 1500, 10],

@@ -116,10 +116,10 @@ pub struct AdminConfig {
     /// The URL other instances and clients reach this one at; given as the owner when a
     /// state read arrives at the wrong instance. Defaults to `http://<listen>`.
     pub advertised_url: Option<String>,
-    /// Prefixes of the admin URLs of other instances this one may ask which partitions
-    /// they own, and give out to clients to follow (`"http://10.1.0."`,
-    /// `"https://weir-"`). Any group member can advertise any URL; by default only those
-    /// on this instance's own host are trusted.
+    /// Origins of the admin APIs of other instances this one may ask which partitions
+    /// they own, and give out to clients to follow: `scheme://host` (any port) or
+    /// `scheme://host:port`, matched exactly. Any group member can advertise any URL;
+    /// by default only those with this instance's own scheme and host are trusted.
     pub peer_urls: Vec<String>,
 }
 

@@ -219,6 +219,11 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
                 .chain(&p.dead_letter_topic)
         })
         .collect();
+    let dead_letter_topics: Vec<&String> = config
+        .pipelines
+        .values()
+        .filter_map(|p| p.dead_letter_topic.as_ref())
+        .collect();
     let changelogs_of_all: Vec<String> = config
         .pipelines
         .iter()
@@ -255,6 +260,14 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
             }
         }
         for (i, extra) in pipeline.extra_outputs.iter().enumerate() {
+            if dead_letter_topics.contains(&extra) {
+                check.fail(
+                    format!("pipelines.{name}.extra_outputs[{i}]"),
+                    format!(
+                        "{extra:?} is a dead-letter topic: only Weir writes failed records there"
+                    ),
+                );
+            }
             if changelogs_of_all.contains(extra) || extra.ends_with("-changelog") {
                 check.fail(
                     format!("pipelines.{name}.extra_outputs[{i}]"),
@@ -367,11 +380,18 @@ fn admin_checks(check: &mut Checker, admin: &AdminConfig) {
     {
         check.fail("admin.advertised_url", "must be an http:// or https:// URL");
     }
-    for (i, prefix) in admin.peer_urls.iter().enumerate() {
-        if !(prefix.starts_with("http://") || prefix.starts_with("https://")) {
+    for (i, origin) in admin.peer_urls.iter().enumerate() {
+        let plain = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', '@']));
+        if !plain {
             check.fail(
                 format!("admin.peer_urls[{i}]"),
-                "must start with http:// or https:// (a prefix of the peers' admin URLs)",
+                format!(
+                    "{origin:?} is not an origin: write http(s)://host or http(s)://host:port \
+                     (no path, no user)"
+                ),
             );
         }
     }
@@ -412,8 +432,6 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
         check.topic(&at, extra);
         let why = if pipeline.inputs.contains(extra) {
             Some("is an input of this pipeline: it would consume its own outputs")
-        } else if pipeline.dead_letter_topic.as_ref() == Some(extra) {
-            Some("is the dead-letter topic: only Weir writes failed records there")
         } else if extra.starts_with("__") {
             Some("is one of Kafka's internal topics")
         } else {
@@ -474,14 +492,25 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
     }
     let largest_write =
         u64::from(limits.max_state_key_bytes) + u64::from(limits.max_state_value_bytes);
-    if limits.max_pending_state_bytes < 2 * largest_write {
+    // A write is held twice (the log and the read cache): the largest must fit in the
+    // half left after the early checkpoint.
+    if limits.max_pending_state_bytes < 4 * largest_write {
         check.fail(
             at("limits.max_pending_state_bytes"),
             format!(
-                "must be at least twice the largest state write (max_state_key_bytes + \
-                 max_state_value_bytes = {largest_write}), so a write always fits after the \
-                 early checkpoint at half of it"
+                "must be at least four times the largest state write (max_state_key_bytes + \
+                 max_state_value_bytes = {largest_write}): a write is held twice, and must fit \
+                 in the half left after the early checkpoint"
             ),
+        );
+    }
+    if limits.max_log_lines_per_second == 0 {
+        check.fail(at("limits.max_log_lines_per_second"), "must be at least 1");
+    }
+    if limits.max_log_bytes_per_second < 8 << 10 {
+        check.fail(
+            at("limits.max_log_bytes_per_second"),
+            "must be at least 8192, the longest guest log line, or long lines would never pass",
         );
     }
     if limits.max_output_bytes == 0 {
@@ -692,7 +721,7 @@ mod tests {
         let text = found.join("\n");
         for at in [
             "pipelines.wc.extra_outputs[1]: \"text\" is an input",
-            "pipelines.wc.extra_outputs[2]: \"bad\" is the dead-letter topic",
+            "pipelines.wc.extra_outputs[2]: \"bad\" is a dead-letter topic",
             "pipelines.wc.extra_outputs[3]: \"__consumer_offsets\" is one of Kafka's internal",
             "pipelines.wc.extra_outputs[4]: \"weir.other-words-changelog\" is a changelog",
             "pipelines.wc.extra_outputs[5]: \"weir.wc-text-changelog\" is a changelog",

@@ -47,38 +47,64 @@ pub struct Member {
 pub struct Peers<'a> {
     /// This instance's own admin URL.
     pub me: Option<&'a str>,
-    /// `[admin] peer_urls`: allowed URL prefixes; empty allows those on `me`'s host.
+    /// `[admin] peer_urls`: allowed origins (`scheme://host` or `scheme://host:port`);
+    /// empty allows those with `me`'s scheme and host.
     pub allowed: &'a [String],
 }
 
 impl Peers<'_> {
-    /// Whether `url` may be asked for a partition's owner and given out to follow.
+    /// Whether `url` may be asked for a partition's owner and given out to follow:
+    /// its scheme and host (and port, where the entry names one) match exactly; a URL
+    /// with user information (`http://good@evil/`) never does.
     pub fn allow(&self, url: &str) -> bool {
+        let Some(origin) = Origin::of(url) else {
+            return false;
+        };
         if !self.allowed.is_empty() {
             return self
                 .allowed
                 .iter()
-                .any(|prefix| url.starts_with(prefix.as_str()));
+                .filter_map(|entry| Origin::of(entry))
+                .any(|entry| entry.admits(&origin));
         }
-        self.me
-            .and_then(host_of)
-            .is_some_and(|mine| host_of(url) == Some(mine))
+        self.me.and_then(Origin::of).is_some_and(|mine| {
+            mine.scheme == origin.scheme && mine.host == origin.host
+        })
     }
 }
 
-/// The host of an `http(s)://host:port/...` URL.
-fn host_of(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))?;
-    let authority = rest.split('/').next()?;
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next()?,
-        None => authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host),
-    };
-    (!host.is_empty()).then_some(host)
+/// The scheme, host and port of an `http(s)://` URL.
+#[derive(Debug, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl Origin {
+    /// `None` for anything but a plain `http` or `https` URL with a host: no user
+    /// information, no other scheme.
+    fn of(url: &str) -> Option<Self> {
+        let uri: axum::http::Uri = url.parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let authority = uri.authority()?;
+        if !matches!(scheme.as_str(), "http" | "https") || authority.as_str().contains('@') {
+            return None;
+        }
+        let host = authority.host().to_ascii_lowercase();
+        (!host.is_empty()).then_some(Self {
+            scheme,
+            host,
+            port: authority.port_u16(),
+        })
+    }
+
+    /// Whether `url`'s origin is this allowed one (any port if this names none).
+    fn admits(&self, url: &Origin) -> bool {
+        self.scheme == url.scheme
+            && self.host == url.host
+            && self.port.is_none_or(|port| url.port == Some(port))
+    }
 }
 
 impl Member {
@@ -292,7 +318,7 @@ mod tests {
         };
         let peers = Peers {
             me: Some("http://10.0.0.4:9464"),
-            allowed: &["http://10.0.0.".to_owned()],
+            allowed: &["http://10.0.0.5".to_owned()],
         };
         assert_eq!(
             member.owner(peers).admin_url.as_deref(),
@@ -308,25 +334,31 @@ mod tests {
             allowed: none,
         };
         assert!(same_host.allow("http://10.0.0.4:9500"));
+        assert!(!same_host.allow("https://10.0.0.4:9464"), "another scheme");
         assert!(!same_host.allow("http://10.0.0.5:9464"));
         assert!(!same_host.allow("http://169.254.169.254/latest/meta-data"));
+        assert!(!same_host.allow("http://10.0.0.4:9464@evil.example/"), "user information");
         assert!(!same_host.allow("file:///etc/passwd"));
         let unknown_me = Peers {
             me: None,
             allowed: none,
         };
         assert!(!unknown_me.allow("http://10.0.0.4:9464"));
-        let listed = ["https://weir-".to_owned(), "http://[::1]:".to_owned()];
+        let listed = [
+            "https://weir-2.internal".to_owned(),
+            "http://[::1]:9464".to_owned(),
+        ];
         let listed = Peers {
             me: Some("http://10.0.0.4:9464"),
             allowed: &listed,
         };
         assert!(listed.allow("https://weir-2.internal:9464"));
+        assert!(listed.allow("HTTPS://WEIR-2.internal:1/x"), "any port, any case");
+        assert!(!listed.allow("https://weir-2.internal.evil.com"), "a longer host");
+        assert!(!listed.allow("http://weir-2.internal"), "another scheme");
         assert!(listed.allow("http://[::1]:9464"));
-        assert!(
-            !listed.allow("http://10.0.0.4:9500"),
-            "the list replaces the host rule"
-        );
+        assert!(!listed.allow("http://[::1]:9465"), "another port");
+        assert!(!listed.allow("http://10.0.0.4:9500"), "the list replaces the host rule");
 
         let member = Member {
             client_id: crate::kafka::advertising_client_id("http://169.254.169.254"),
@@ -335,12 +367,7 @@ mod tests {
         };
         let owner = member.owner(same_host);
         assert_eq!(owner.admin_url, None);
-        assert_eq!(
-            owner.disallowed_url.as_deref(),
-            Some("http://169.254.169.254")
-        );
-        assert_eq!(host_of("http://[::1]:9464/x"), Some("::1"));
-        assert_eq!(host_of("http://a"), Some("a"));
+        assert_eq!(owner.disallowed_url.as_deref(), Some("http://169.254.169.254"));
     }
 
     #[test]
@@ -373,7 +400,7 @@ mod tests {
             host: String::new(),
             assignment: None,
         };
-        let allowed = ["http://".to_owned()];
+        let allowed = ["http://b".to_owned()];
         let peers = Peers {
             me: Some("http://a"),
             allowed: &allowed,

@@ -97,10 +97,11 @@ pub enum GuestFault {
         limit: u32,
     },
     #[error(
-        "the transform's state writes since the last checkpoint would pass \
-         limits.max_pending_state_bytes ({limit} bytes). Weir checkpoints a partition \
-         early once its writes pass half of that, so one record wrote more than the \
-         other half: raise the limit, or write less per record"
+        "the partition's buffered state writes (since its last checkpoint, this \
+         record's included) would hold more than limits.max_pending_state_bytes \
+         ({limit} bytes of memory). A partition checkpoints early, between batches, once \
+         they pass half of that, so this batch or record wrote more than the other half: \
+         raise the limit, lower batch_size, or write less per record"
     )]
     StateBufferFull { limit: u64 },
     #[error("the transform wrote state during init, where state is read-only")]

@@ -18,16 +18,19 @@ pub struct Limits {
     /// Largest state value a transform may write, in bytes. The changelog carries
     /// each value in a Kafka record, so this stays under Kafka's default 1 MiB.
     pub max_state_value_bytes: u32,
-    /// Most bytes of state writes (keys and values) a partition buffers before a
-    /// checkpoint. Past half of it the partition checkpoints at once; a write that
-    /// would pass it fails its record under `on_error` (`state_buffer_full`).
+    /// Most memory a partition's buffered state writes may hold before a checkpoint
+    /// (keys and values twice, in the write log and the read cache, and a slot per
+    /// key). Past half of it the partition checkpoints at once, between batches; a
+    /// write that would pass it fails its record under `on_error` (`state_buffer_full`).
     pub max_pending_state_bytes: u64,
-    /// Largest output a transform may send (key, value and headers), in bytes; a
-    /// larger one fails its record under `on_error`. The default is librdkafka's
-    /// `message.max.bytes`: raise both, and the topic's `max.message.bytes`, together.
+    /// Largest output a transform may send (key, value, headers and 128 bytes of
+    /// framing), in bytes; a larger one fails its record under `on_error`. The default
+    /// is librdkafka's `message.max.bytes`: raise both, and the topic's
+    /// `max.message.bytes`, together.
     pub max_output_bytes: u64,
-    /// Most bytes of outputs one call into the transform may return; a batch over it
-    /// is run again one record at a time, and a record over it alone fails.
+    /// Most bytes of outputs one batch may send (counted as for `max_output_bytes`);
+    /// a call that passes it is run again one record at a time, and the record that
+    /// takes the batch past it fails.
     pub max_batch_output_bytes: u64,
     /// Guest log lines (stdout, stderr and the log import together) an instance may
     /// write per second; more are dropped and counted.

@@ -19,7 +19,7 @@ mod log_budget;
 mod processor;
 mod records;
 mod stdio;
-mod text;
+pub(crate) mod text;
 
 pub use error::{EngineError, GuestFault};
 pub use limits::Limits;

@@ -89,6 +89,7 @@ pub fn run_batch_within<P: Processor + ?Sized>(
         processor,
         policy,
         rules,
+        output_bytes: 0,
         outcome: BatchOutcome::default(),
     };
     run.records(records, 0)?;
@@ -109,6 +110,8 @@ struct Run<'p, P: ?Sized> {
     processor: &'p mut P,
     policy: ErrorPolicy,
     rules: &'p OutputRules,
+    /// Bytes of the outputs kept so far, which the batch's output bound counts.
+    output_bytes: u64,
     outcome: BatchOutcome,
 }
 
@@ -140,9 +143,12 @@ impl<P: Processor + ?Sized> Run<'_, P> {
         self.processor.state().begin_batch();
         match self.processor.process(records) {
             Ok(outputs) => {
-                if let Err(refusal) = self.rules.check(&outputs) {
-                    self.processor.state().rollback_batch();
-                    return Ok(Attempt::Unattributed(FailureReason::Output(refusal)));
+                match self.rules.check(&outputs, self.output_bytes) {
+                    Ok(bytes) => self.output_bytes += bytes,
+                    Err(refusal) => {
+                        self.processor.state().rollback_batch();
+                        return Ok(Attempt::Unattributed(FailureReason::Output(refusal)));
+                    }
                 }
                 self.processor.state().commit_batch();
                 self.outcome.outputs.extend(outputs);

@@ -58,8 +58,9 @@ pub enum OutputRefusal {
     )]
     TooLarge { bytes: u64, limit: u64 },
     #[error(
-        "the transform's outputs for one call add up to {bytes} bytes, over \
-         limits.max_batch_output_bytes ({limit}); raise it, or send less per record"
+        "the transform's outputs for one batch add up to {bytes} bytes, over \
+         limits.max_batch_output_bytes ({limit}); raise it, lower batch_size, or send less \
+         per record"
     )]
     CallTooLarge { bytes: u64, limit: u64 },
 }
@@ -96,8 +97,9 @@ impl OutputRules {
         }
     }
 
-    /// Check the outputs of one call.
-    pub fn check(&self, outputs: &[OutputRecord]) -> Result<(), OutputRefusal> {
+    /// Check the outputs of one call, `already` bytes of outputs into its batch; the
+    /// call's own bytes when they pass.
+    pub fn check(&self, outputs: &[OutputRecord], already: u64) -> Result<u64, OutputRefusal> {
         let mut total = 0;
         for output in outputs {
             self.check_topic(output.topic.as_deref())?;
@@ -110,13 +112,13 @@ impl OutputRules {
             }
             total += bytes;
         }
-        if total > self.max_batch_output_bytes {
+        if already.saturating_add(total) > self.max_batch_output_bytes {
             return Err(OutputRefusal::CallTooLarge {
-                bytes: total,
+                bytes: already.saturating_add(total),
                 limit: self.max_batch_output_bytes,
             });
         }
-        Ok(())
+        Ok(total)
     }
 
     /// Whether an output to `topic` (`None`: the default output topic) may be sent.
@@ -132,23 +134,34 @@ impl OutputRules {
             let listed: Vec<String> = extra.iter().map(|t| format!("{t:?}")).collect();
             allowed = format!("{allowed} and its extra_outputs {}", listed.join(", "));
         }
-        Err(OutputRefusal::Topic {
-            topic: topic.to_owned(),
-            allowed,
-        })
+        // The name is the guest's: longer than any topic's, it is cut, so the refusal
+        // (logged, and a dead letter's header) stays small.
+        let mut topic = topic.to_owned();
+        crate::engine::text::cut(&mut topic, MAX_TOPIC_NAME);
+        Err(OutputRefusal::Topic { topic, allowed })
     }
 }
 
-/// An output's bytes as Kafka counts them against `message.max.bytes`, less the
-/// record's few bytes of framing: key, value, header names and values.
+/// Kafka's longest topic name.
+const MAX_TOPIC_NAME: usize = 249;
+/// What an output costs beyond its key, value and headers: the record's framing in a
+/// batch and the `weir.module` header Weir adds (about 80 bytes), rounded up. Counting
+/// it keeps an output that passes here under librdkafka's `message.max.bytes` too, and
+/// makes a flood of empty outputs cost something.
+const OUTPUT_OVERHEAD: usize = 128;
+/// What each header costs beyond its name and value.
+const HEADER_OVERHEAD: usize = 16;
+
+/// An output's bytes as Kafka counts them against `message.max.bytes`: key, value,
+/// headers and the record's framing.
 fn size(output: &OutputRecord) -> u64 {
     let bytes = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::len);
     let headers: usize = output
         .headers
         .iter()
-        .map(|h| h.key.len() + h.value.len())
+        .map(|h| h.key.len() + h.value.len() + HEADER_OVERHEAD)
         .sum();
-    (bytes(&output.key) + bytes(&output.value) + headers) as u64
+    (bytes(&output.key) + bytes(&output.value) + headers + OUTPUT_OVERHEAD) as u64
 }
 
 #[cfg(test)]
@@ -157,8 +170,8 @@ mod tests {
 
     fn rules() -> OutputRules {
         let limits = Limits {
-            max_output_bytes: 10,
-            max_batch_output_bytes: 20,
+            max_output_bytes: 138,
+            max_batch_output_bytes: 276,
             ..Limits::default()
         };
         OutputRules::pipeline("counts", &["alerts".to_owned()], &limits)
@@ -187,7 +200,7 @@ mod tests {
     #[test]
     fn any_other_topic_is_refused_naming_the_setting() {
         let refused = rules()
-            .check(&[to(None, "a"), to(Some("weir.wc-text-changelog"), "b")])
+            .check(&[to(None, "a"), to(Some("weir.wc-text-changelog"), "b")], 0)
             .unwrap_err();
         assert_eq!(refused.kind(), "forbidden_output");
         let message = refused.to_string();
@@ -196,38 +209,43 @@ mod tests {
         assert!(message.contains("\"alerts\""), "{message}");
         assert!(message.contains("extra_outputs"), "{message}");
         for topic in ["__consumer_offsets", "count"] {
-            assert!(rules().check(&[to(Some(topic), "x")]).is_err(), "{topic}");
+            assert!(rules().check(&[to(Some(topic), "x")], 0).is_err(), "{topic}");
         }
+        let long = "t".repeat(1 << 20);
+        let refused = rules().check(&[to(Some(&long), "x")], 0).unwrap_err();
+        assert!(refused.to_string().len() < 1000, "a guest's long name is cut");
     }
 
     #[test]
-    fn an_output_or_a_call_over_its_size_is_refused() {
-        // Key "k" and a value: 10 bytes is the most for one output.
-        assert_eq!(rules().check(&[to(None, "123456789")]), Ok(()));
-        let refused = rules().check(&[to(None, "1234567890")]).unwrap_err();
+    fn an_output_or_a_batch_over_its_size_is_refused() {
+        // Key "k", a value and 128 bytes of framing: 138 is the most for one output.
+        assert_eq!(rules().check(&[to(None, "123456789")], 0), Ok(138));
+        let refused = rules().check(&[to(None, "1234567890")], 0).unwrap_err();
         assert_eq!(
             refused,
             OutputRefusal::TooLarge {
-                bytes: 11,
-                limit: 10
+                bytes: 139,
+                limit: 138
             }
         );
         assert!(refused.to_string().contains("limits.max_output_bytes"));
-        let three = [to(None, "123456789"), to(None, "123456789"), to(None, "1")];
-        let refused = rules().check(&three).unwrap_err();
+        // The batch's bound counts what earlier calls of the batch sent.
+        assert_eq!(rules().check(&[to(None, "123456789")], 138), Ok(138));
+        let refused = rules().check(&[to(None, "1")], 276).unwrap_err();
         assert_eq!(refused.kind(), "output_too_large");
-        assert!(
-            refused
-                .to_string()
-                .contains("limits.max_batch_output_bytes")
-        );
+        assert!(refused.to_string().contains("limits.max_batch_output_bytes"));
+        // Empty outputs are not free.
+        let empties = vec![to(None, ""); 3];
+        assert!(rules().check(&empties, 0).is_err());
     }
 
     #[test]
     fn without_a_pipeline_every_output_is_permitted() {
         let huge = "x".repeat(1 << 20);
         assert_eq!(
-            OutputRules::any().check(&[to(Some("__consumer_offsets"), &huge)]),
+            OutputRules::any()
+                .check(&[to(Some("__consumer_offsets"), &huge)], 0)
+                .map(|_| ()),
             Ok(())
         );
     }

@@ -418,6 +418,12 @@ impl PartitionState {
         &self.writes
     }
 
+    /// Memory the writes waiting for the next checkpoint hold: each key and value in
+    /// the log and, for reads, in the known keys, plus a slot's overhead per key.
+    pub fn pending_memory(&self) -> usize {
+        2 * self.writes.bytes() + self.writes.len() * KNOWN_ENTRY_OVERHEAD
+    }
+
     /// The committed value of `key`, ignoring buffered writes: what a reader outside
     /// the transform may see (buffered writes can still be rolled back).
     pub fn get_committed(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {

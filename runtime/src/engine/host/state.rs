@@ -35,7 +35,7 @@ impl HostState {
             }
             .into());
         }
-        let pending = self.state.pending().bytes() + key.len() + value.map_or(0, <[u8]>::len);
+        let pending = self.state.pending_memory() + 2 * (key.len() + value.map_or(0, <[u8]>::len));
         if pending as u64 > self.max_pending_bytes {
             return Err(GuestFault::StateBufferFull {
                 limit: self.max_pending_bytes,

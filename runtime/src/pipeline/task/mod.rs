@@ -166,7 +166,7 @@ impl<C: ConsumerContext + 'static> Task<C> {
     /// buffered state stays bounded however slow or long its interval.
     pub fn state_buffer_half_full(&mut self) -> bool {
         let limit = self.assigned.ctx.limits.max_pending_state_bytes;
-        self.instance.state().pending().bytes() as u64 > limit / 2
+        self.instance.state().pending_memory() as u64 > limit / 2
     }
 
     /// Drop what happened since the last checkpoint and fetch again from it. The
