@@ -67,9 +67,9 @@ impl Peers<'_> {
                 .filter_map(|entry| Origin::of(entry))
                 .any(|entry| entry.admits(&origin));
         }
-        self.me.and_then(Origin::of).is_some_and(|mine| {
-            mine.scheme == origin.scheme && mine.host == origin.host
-        })
+        self.me
+            .and_then(Origin::of)
+            .is_some_and(|mine| mine.scheme == origin.scheme && mine.host == origin.host)
     }
 }
 
@@ -337,7 +337,10 @@ mod tests {
         assert!(!same_host.allow("https://10.0.0.4:9464"), "another scheme");
         assert!(!same_host.allow("http://10.0.0.5:9464"));
         assert!(!same_host.allow("http://169.254.169.254/latest/meta-data"));
-        assert!(!same_host.allow("http://10.0.0.4:9464@evil.example/"), "user information");
+        assert!(
+            !same_host.allow("http://10.0.0.4:9464@evil.example/"),
+            "user information"
+        );
         assert!(!same_host.allow("file:///etc/passwd"));
         let unknown_me = Peers {
             me: None,
@@ -353,12 +356,21 @@ mod tests {
             allowed: &listed,
         };
         assert!(listed.allow("https://weir-2.internal:9464"));
-        assert!(listed.allow("HTTPS://WEIR-2.internal:1/x"), "any port, any case");
-        assert!(!listed.allow("https://weir-2.internal.evil.com"), "a longer host");
+        assert!(
+            listed.allow("HTTPS://WEIR-2.internal:1/x"),
+            "any port, any case"
+        );
+        assert!(
+            !listed.allow("https://weir-2.internal.evil.com"),
+            "a longer host"
+        );
         assert!(!listed.allow("http://weir-2.internal"), "another scheme");
         assert!(listed.allow("http://[::1]:9464"));
         assert!(!listed.allow("http://[::1]:9465"), "another port");
-        assert!(!listed.allow("http://10.0.0.4:9500"), "the list replaces the host rule");
+        assert!(
+            !listed.allow("http://10.0.0.4:9500"),
+            "the list replaces the host rule"
+        );
 
         let member = Member {
             client_id: crate::kafka::advertising_client_id("http://169.254.169.254"),
@@ -367,7 +379,10 @@ mod tests {
         };
         let owner = member.owner(same_host);
         assert_eq!(owner.admin_url, None);
-        assert_eq!(owner.disallowed_url.as_deref(), Some("http://169.254.169.254"));
+        assert_eq!(
+            owner.disallowed_url.as_deref(),
+            Some("http://169.254.169.254")
+        );
     }
 
     #[test]

@@ -194,7 +194,9 @@ mod tests {
             to(Some("counts"), "b"),
             to(Some("alerts"), "c"),
         ];
-        assert_eq!(rules().check(&outputs), Ok(()));
+        for output in outputs {
+            assert_eq!(rules().check(&[output], 0), Ok(130));
+        }
     }
 
     #[test]
@@ -209,11 +211,17 @@ mod tests {
         assert!(message.contains("\"alerts\""), "{message}");
         assert!(message.contains("extra_outputs"), "{message}");
         for topic in ["__consumer_offsets", "count"] {
-            assert!(rules().check(&[to(Some(topic), "x")], 0).is_err(), "{topic}");
+            assert!(
+                rules().check(&[to(Some(topic), "x")], 0).is_err(),
+                "{topic}"
+            );
         }
         let long = "t".repeat(1 << 20);
         let refused = rules().check(&[to(Some(&long), "x")], 0).unwrap_err();
-        assert!(refused.to_string().len() < 1000, "a guest's long name is cut");
+        assert!(
+            refused.to_string().len() < 1000,
+            "a guest's long name is cut"
+        );
     }
 
     #[test]
@@ -233,7 +241,11 @@ mod tests {
         assert_eq!(rules().check(&[to(None, "123456789")], 138), Ok(138));
         let refused = rules().check(&[to(None, "1")], 276).unwrap_err();
         assert_eq!(refused.kind(), "output_too_large");
-        assert!(refused.to_string().contains("limits.max_batch_output_bytes"));
+        assert!(
+            refused
+                .to_string()
+                .contains("limits.max_batch_output_bytes")
+        );
         // Empty outputs are not free.
         let empties = vec![to(None, ""); 3];
         assert!(rules().check(&empties, 0).is_err());
