@@ -21,6 +21,21 @@ fn committed(setup: &Setup, topic: &str) -> Vec<CommittedRecord> {
         .collect()
 }
 
+/// Send `commands` to partition 0 of the test's input, then wait until `topic` holds
+/// `outputs` committed records, and stop the daemon.
+fn run_commands(setup: &Setup, daemon: Daemon, commands: &[&str], topic: &str, outputs: usize) {
+    let input = setup.input();
+    for command in commands {
+        input.send(0, command.as_bytes());
+    }
+    input.producer.flush(Duration::from_secs(30)).unwrap();
+    wait_until(
+        || committed_count(&setup.broker.bootstrap, topic) >= outputs,
+        || format!("the outputs never arrived:\n{}", daemon.tail()),
+    );
+    assert!(daemon.terminate().success());
+}
+
 fn header(record: &CommittedRecord, name: &str) -> String {
     record
         .headers
@@ -117,22 +132,14 @@ fn oversized_outputs_and_rejections_are_bounded_per_record() {
     let daemon = setup.start_with("a", &extra, None);
     daemon.wait_for("partition running", 1, WAIT);
 
-    let input = setup.input();
-    for command in [
+    let commands = [
         "send-bytes:1500",
         "send-bytes:5000000",
         "send-bytes:1500",
         "reject-bytes:100000",
         "send-bytes:10",
-    ] {
-        input.send(0, command.as_bytes());
-    }
-    input.producer.flush(Duration::from_secs(30)).unwrap();
-    wait_until(
-        || committed_count(&setup.broker.bootstrap, &counts) >= 3,
-        || format!("the bounded outputs never arrived:\n{}", daemon.tail()),
-    );
-    assert!(daemon.terminate().success());
+    ];
+    run_commands(&setup, daemon, &commands, &counts, 3);
 
     let sizes: Vec<usize> = committed(&setup, &counts)
         .iter()
@@ -180,7 +187,6 @@ fn a_state_bomb_is_stopped_at_the_partition_buffer_bound() {
     let daemon = setup.start_with("a", &extra, None);
     daemon.wait_for("partition running", 1, WAIT);
 
-    let input = setup.input();
     // 1.5 MiB each, well within one commit interval: the third fits only because the
     // second took the partition past half the bound, and it checkpointed then.
     let commands = [
@@ -190,15 +196,7 @@ fn a_state_bomb_is_stopped_at_the_partition_buffer_bound() {
         "state-bomb:20",
         "hello",
     ];
-    for command in commands {
-        input.send(0, command.as_bytes());
-    }
-    input.producer.flush(Duration::from_secs(30)).unwrap();
-    wait_until(
-        || committed_count(&setup.broker.bootstrap, &counts) >= 4,
-        || format!("the outputs never arrived:\n{}", daemon.tail()),
-    );
-    assert!(daemon.terminate().success());
+    run_commands(&setup, daemon, &commands, &counts, 4);
 
     let values: Vec<String> = committed(&setup, &counts)
         .iter()
