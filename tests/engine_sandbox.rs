@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use weir_runtime::engine::InputRecord;
-use weir_runtime::engine::{GuestFault, Instance, InstanceLabels, Module};
+use weir_runtime::engine::{GuestFault, Instance, InstanceLabels, Limits, Module};
 use weir_runtime::pipeline::{BatchOutcome, ErrorPolicy, FailureReason, Processor, run_batch};
 
 use weir_runtime::state::{PartitionState, RocksStore};
@@ -17,13 +17,18 @@ fn misbehave() -> Module {
 }
 
 fn instance(module: &Module, state: PartitionState) -> Instance {
+    instance_with(module, state, weir_tests::test_limits())
+}
+
+/// [`instance`] under `limits` of its own.
+fn instance_with(module: &Module, state: PartitionState, limits: Limits) -> Instance {
     let labels = InstanceLabels {
         pipeline: "sandbox".into(),
         partition: 3,
         module: module.id().short().into(),
     };
     engine()
-        .instantiate(module, labels, Arc::from([]), state)
+        .instantiate_with_limits(module, labels, Arc::from([]), state, Arc::new(limits))
         .expect("instantiates")
 }
 
@@ -156,24 +161,11 @@ fn a_log_flood_is_cut_to_the_instance_rate_and_counted() {
 fn a_deterministic_instance_sees_no_wall_clock_and_no_randomness() {
     let module = misbehave();
     let seen = |deterministic: bool| -> Vec<String> {
-        let limits = weir_runtime::engine::Limits {
+        let limits = Limits {
             deterministic,
             ..weir_tests::test_limits()
         };
-        let labels = InstanceLabels {
-            pipeline: "sandbox".into(),
-            partition: 3,
-            module: module.id().short().into(),
-        };
-        let mut instance = engine()
-            .instantiate_with_limits(
-                &module,
-                labels,
-                Arc::from([]),
-                PartitionState::default(),
-                Arc::new(limits),
-            )
-            .expect("instantiates");
+        let mut instance = instance_with(&module, PartitionState::default(), limits);
         let outcome = run(&mut instance, &["clock-random"]);
         let line = output_values(&outcome).pop().unwrap();
         line.split(' ').map(str::to_owned).collect()

@@ -21,6 +21,22 @@ fn committed(setup: &Setup, topic: &str) -> Vec<CommittedRecord> {
         .collect()
 }
 
+/// A test of the `misbehave` guest as pipeline `wc` from `text` to `counts`, with
+/// `topics` besides, running with the lines `extra` gives in its table.
+fn misbehaving(topics: &[&str], extra: impl FnOnce(&Setup) -> String) -> (Setup, Daemon) {
+    let mut setup = Setup::new(EXE, 1, topics);
+    setup.module = guest("misbehave");
+    let daemon = setup.start_with("a", &extra(&setup), None);
+    daemon.wait_for("partition running", 1, WAIT);
+    (setup, daemon)
+}
+
+/// Lines that dead-letter failed records into the test's `dead-letters` topic.
+fn dead_lettering(setup: &Setup) -> String {
+    let dead = setup.topic("dead-letters");
+    format!("on_error = \"dead-letter\"\ndead_letter_topic = {dead:?}\n")
+}
+
 /// Send `commands` to partition 0 of the test's input, then wait until `topic` holds
 /// `outputs` committed records, and stop the daemon.
 fn run_commands(setup: &Setup, daemon: Daemon, commands: &[&str], topic: &str, outputs: usize) {
@@ -51,18 +67,15 @@ fn outputs_to_topics_the_pipeline_may_not_write_fail_their_records() {
     // the next restore; into its input, a loop; into the dead-letter or an internal
     // topic, forged records. Only `output` and the listed `extra_outputs` are allowed;
     // any other target fails its record under on_error (here: dead-lettered).
-    let mut setup = Setup::new(EXE, 1, &["counts", "side", "dead-letters"]);
-    setup.module = guest("misbehave");
+    let (setup, daemon) = misbehaving(&["counts", "side", "dead-letters"], |setup| {
+        let side = setup.topic("side");
+        format!("{}extra_outputs = [{side:?}]\n", dead_lettering(setup))
+    });
     let (counts, side, dead) = (
         setup.topic("counts"),
         setup.topic("side"),
         setup.topic("dead-letters"),
     );
-    let extra = format!(
-        "on_error = \"dead-letter\"\ndead_letter_topic = {dead:?}\nextra_outputs = [{side:?}]\n"
-    );
-    let daemon = setup.start_with("a", &extra, None);
-    daemon.wait_for("partition running", 1, WAIT);
 
     let forbidden = [
         setup.changelog(),
@@ -122,15 +135,11 @@ fn oversized_outputs_and_rejections_are_bounded_per_record() {
     // transaction and restart the pipeline onto the same record, forever. Now it fails
     // its record under on_error (a batch's outputs past their bound too: unit tests);
     // a rejection message is cut to 4 KiB before it is logged or dead-lettered.
-    let mut setup = Setup::new(EXE, 1, &["counts", "dead-letters"]);
-    setup.module = guest("misbehave");
+    let (setup, daemon) = misbehaving(&["counts", "dead-letters"], |setup| {
+        let limits = "max_output_bytes = 2000\nmax_batch_output_bytes = 4000\n";
+        format!("{}[pipelines.wc.limits]\n{limits}", dead_lettering(setup))
+    });
     let (counts, dead) = (setup.topic("counts"), setup.topic("dead-letters"));
-    let extra = format!(
-        "on_error = \"dead-letter\"\ndead_letter_topic = {dead:?}\n\
-         [pipelines.wc.limits]\nmax_output_bytes = 2000\nmax_batch_output_bytes = 4000\n"
-    );
-    let daemon = setup.start_with("a", &extra, None);
-    daemon.wait_for("partition running", 1, WAIT);
 
     let commands = [
         "send-bytes:1500",
@@ -176,16 +185,12 @@ fn a_state_bomb_is_stopped_at_the_partition_buffer_bound() {
     // checkpoint (4.6 GB in a minute, measured). A partition now checkpoints as soon as
     // its buffered writes pass half of limits.max_pending_state_bytes, and a write past
     // the whole fails its record.
-    let mut setup = Setup::new(EXE, 1, &["counts", "dead-letters"]);
-    setup.module = guest("misbehave");
+    let (setup, daemon) = misbehaving(&["counts", "dead-letters"], |setup| {
+        let table = "batch_size = 1\ncommit_interval_ms = 5000\n\
+                     [pipelines.wc.limits]\nmax_pending_state_bytes = 4194304\n";
+        format!("{}{table}", dead_lettering(setup))
+    });
     let (counts, dead) = (setup.topic("counts"), setup.topic("dead-letters"));
-    let extra = format!(
-        "on_error = \"dead-letter\"\ndead_letter_topic = {dead:?}\nbatch_size = 1\n\
-         commit_interval_ms = 5000\n\
-         [pipelines.wc.limits]\nmax_pending_state_bytes = 4194304\n"
-    );
-    let daemon = setup.start_with("a", &extra, None);
-    daemon.wait_for("partition running", 1, WAIT);
 
     // 1.5 MiB each, well within one commit interval: the third fits only because the
     // second took the partition past half the bound, and it checkpointed then.
@@ -226,11 +231,9 @@ fn a_sleeping_guest_does_not_hold_up_shutdown() {
     // held its processing thread, and with it shutdown, for as long as it asked. Its
     // wait now ends with the call's time (3 s here): the record fails as a timeout,
     // and SIGTERM completes within that bound.
-    let mut setup = Setup::new(EXE, 1, &["counts"]);
-    setup.module = guest("misbehave");
-    let extra = "on_error = \"skip\"\n[pipelines.wc.limits]\ncall_timeout_ms = 3000\n";
-    let daemon = setup.start_with("a", extra, None);
-    daemon.wait_for("partition running", 1, WAIT);
+    let (setup, daemon) = misbehaving(&["counts"], |_| {
+        "on_error = \"skip\"\n[pipelines.wc.limits]\ncall_timeout_ms = 3000\n".to_owned()
+    });
 
     let input = setup.input();
     input.send(0, b"sleep:600000");

@@ -259,25 +259,11 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
                 );
             }
         }
-        for (i, extra) in pipeline.extra_outputs.iter().enumerate() {
-            if dead_letter_topics.contains(&extra) {
-                check.fail(
-                    format!("pipelines.{name}.extra_outputs[{i}]"),
-                    format!(
-                        "{extra:?} is a dead-letter topic: only Weir writes failed records there"
-                    ),
-                );
-            }
-            if changelogs_of_all.contains(extra) || extra.ends_with("-changelog") {
-                check.fail(
-                    format!("pipelines.{name}.extra_outputs[{i}]"),
-                    format!(
-                        "{extra:?} is a changelog topic (its name ends in -changelog): a \
-                         transform writing there would corrupt the state restored from it"
-                    ),
-                );
-            }
-        }
+        let owned = OwnedTopics {
+            dead_letters: &dead_letter_topics,
+            changelogs: &changelogs_of_all,
+        };
+        extra_output_checks(&mut check, name, pipeline, &owned);
         if let Some(other) = groups.insert(group.clone(), name) {
             check.fail(
                 at("group_id"),
@@ -397,6 +383,38 @@ fn admin_checks(check: &mut Checker, admin: &AdminConfig) {
     }
 }
 
+/// Topics whose records Weir writes for every pipeline of the config.
+struct OwnedTopics<'a> {
+    dead_letters: &'a [&'a String],
+    changelogs: &'a [String],
+}
+
+/// A transform may be allowed extra topics, but none whose records Weir or Kafka own.
+fn extra_output_checks(
+    check: &mut Checker,
+    name: &str,
+    pipeline: &PipelineConfig,
+    owned: &OwnedTopics<'_>,
+) {
+    for (i, extra) in pipeline.extra_outputs.iter().enumerate() {
+        let at = format!("pipelines.{name}.extra_outputs[{i}]");
+        check.topic(&at, extra);
+        let why = if pipeline.inputs.contains(extra) {
+            "is an input of this pipeline: it would consume its own outputs"
+        } else if owned.dead_letters.contains(&extra) {
+            "is a dead-letter topic: only Weir writes failed records there"
+        } else if owned.changelogs.contains(extra) || extra.ends_with("-changelog") {
+            "is a changelog topic (its name ends in -changelog): a transform writing there \
+             would corrupt the state restored from it"
+        } else if extra.starts_with("__") {
+            "is one of Kafka's internal topics"
+        } else {
+            continue;
+        };
+        check.fail(at, format!("{extra:?} {why}; remove it from extra_outputs"));
+    }
+}
+
 fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
     let at = |field: &str| format!("pipelines.{name}.{field}");
     if !pipeline.module.is_file() {
@@ -426,20 +444,6 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
             at("output"),
             format!("{:?} is one of Kafka's internal topics", pipeline.output),
         );
-    }
-    for (i, extra) in pipeline.extra_outputs.iter().enumerate() {
-        let at = format!("pipelines.{name}.extra_outputs[{i}]");
-        check.topic(&at, extra);
-        let why = if pipeline.inputs.contains(extra) {
-            Some("is an input of this pipeline: it would consume its own outputs")
-        } else if extra.starts_with("__") {
-            Some("is one of Kafka's internal topics")
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            check.fail(at, format!("{extra:?} {why}; remove it from extra_outputs"));
-        }
     }
     if pipeline
         .group_id
@@ -507,10 +511,14 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
     if limits.max_log_lines_per_second == 0 {
         check.fail(at("limits.max_log_lines_per_second"), "must be at least 1");
     }
-    if limits.max_log_bytes_per_second < 8 << 10 {
+    let longest_line = crate::engine::MAX_LOG_LINE_BYTES as u64;
+    if limits.max_log_bytes_per_second < longest_line {
         check.fail(
             at("limits.max_log_bytes_per_second"),
-            "must be at least 8192, the longest guest log line, or long lines would never pass",
+            format!(
+                "must be at least {longest_line}, the longest guest log line, or long lines \
+                 would never pass"
+            ),
         );
     }
     if limits.max_output_bytes == 0 {

@@ -45,6 +45,9 @@ use host::{HostState, Phase};
 /// How often the epoch advances: the granularity of call timeouts.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Longest guest log line (stdout, stderr or the log import) logged in one piece.
+pub const MAX_LOG_LINE_BYTES: usize = 8 << 10;
+
 /// Longest rejection message kept (the rest is cut): a guest must not put megabytes
 /// into the logs and into every dead letter's headers.
 const MAX_REJECTION_BYTES: usize = 4 << 10;

@@ -14,12 +14,10 @@ use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use super::InstanceLabels;
 use super::limits::Limits;
 use super::log_budget::LogBudget;
+use super::{InstanceLabels, MAX_LOG_LINE_BYTES};
 
-/// A line longer than this is logged in pieces rather than buffered without bound.
-const MAX_LINE_BYTES: usize = 8 << 10;
 /// Stderr lines kept to explain a trap.
 const RECENT_STDERR_LINES: usize = 8;
 
@@ -45,7 +43,8 @@ impl Lines {
             bytes = &bytes[newline + 1..];
         }
         self.partial[stream as usize].extend_from_slice(bytes);
-        if self.partial[stream as usize].len() >= MAX_LINE_BYTES {
+        // A longer line is logged in pieces rather than buffered without bound.
+        if self.partial[stream as usize].len() >= MAX_LOG_LINE_BYTES {
             self.emit(stream);
         }
     }

@@ -6,12 +6,10 @@ use wasmtime::Result;
 use super::HostState;
 use crate::engine::bindings::weir::transform::log::{Host, Level};
 
-/// Longest guest log message kept; the rest is cut so a guest cannot flood the logs.
-const MAX_MESSAGE_BYTES: usize = 8 << 10;
-
 impl Host for HostState {
     fn log(&mut self, level: Level, mut message: String) -> Result<()> {
-        crate::engine::text::cut(&mut message, MAX_MESSAGE_BYTES);
+        // Longer messages are cut, so a guest cannot flood the logs.
+        crate::engine::text::cut(&mut message, crate::engine::MAX_LOG_LINE_BYTES);
         if !self.stdio.admit(message.len()) {
             return Ok(());
         }
