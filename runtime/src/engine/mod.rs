@@ -596,7 +596,10 @@ impl Instance {
         // A clock wait ends a little after the epoch deadline has passed, so that the
         // guest, running again, is stopped at its next epoch check.
         let ticks = u32::try_from(ticks + 2).unwrap_or(u32::MAX);
-        self.store.data_mut().call_deadline = Instant::now() + EPOCH_TICK * ticks;
+        let host = self.store.data_mut();
+        host.call_deadline = Instant::now() + EPOCH_TICK * ticks;
+        host.wait_cut
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// Run one guest call under the call timeout, turning traps into typed errors.
@@ -606,8 +609,17 @@ impl Instance {
     ) -> Result<R, ProcessError> {
         self.arm_deadline();
         self.store.data().stdio.clear_recent_stderr();
-        let result = f(&mut self.store);
+        let mut result = f(&mut self.store);
         let host = self.store.data_mut();
+        if host
+            .wait_cut
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+            && result.is_ok()
+        {
+            // A clock wait was cut at the deadline and the guest returned before its
+            // next epoch check: the call timed out all the same.
+            result = Err(Trap::Interrupt.into());
+        }
         host.stdio.flush();
         let refused = host.limiter.take_refusal();
         result.map_err(|error| {

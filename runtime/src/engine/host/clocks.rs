@@ -4,13 +4,17 @@
 //! polls) blocks its processing thread inside the host, where the epoch deadline that
 //! stops a loop cannot reach it, and with the thread its partitions' revocation, a
 //! reload and shutdown. Here a clock subscription is ready at the latest when the
-//! call's time is up: the guest then runs on, the epoch deadline stops it at once, and
-//! the record fails as a `timeout`, as a loop would. Sleeping within the call's time
-//! is allowed (it spends that time).
+//! call's time is up, and the call then fails as a `timeout`, as a loop would: the
+//! epoch deadline stops the guest as it runs on, and a guest that returns first (the
+//! epoch ticker lags on a busy machine) is failed by the engine, which the cut wait
+//! tells ([`HostState::wait_cut`]). A wait cut short never passes for a wait done.
+//! Sleeping within the call's time is allowed (it spends that time).
 //!
 //! The subscriptions and `now` are replaced together so that they read one clock:
 //! nanoseconds since the instance was made.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Linker, Resource};
@@ -36,15 +40,20 @@ impl wasmtime_wasi::HostWallClock for Epoch {
     }
 }
 
-/// Ready at `until`.
+/// Ready at `until`; `cut` is raised then if `until` is the call's deadline rather
+/// than the time asked for.
 struct Wake {
     until: tokio::time::Instant,
+    cut: Option<Arc<AtomicBool>>,
 }
 
 #[async_trait]
 impl Pollable for Wake {
     async fn ready(&mut self) {
         tokio::time::sleep_until(self.until).await;
+        if let Some(cut) = &self.cut {
+            cut.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -60,11 +69,18 @@ impl HostState {
     /// A pollable ready after `wait`, or at the call's deadline if that comes first.
     fn wake_after(&mut self, wait: Duration) -> wasmtime::Result<Resource<DynPollable>> {
         let now = std::time::Instant::now();
-        let until = now
-            .checked_add(wait)
-            .map_or(self.call_deadline, |at| at.min(self.call_deadline));
-        let until = tokio::time::Instant::from_std(until.max(now));
-        let wake = self.table.push(Wake { until })?;
+        let asked = now.checked_add(wait);
+        let cut = asked.is_none_or(|at| at > self.call_deadline);
+        let until = if cut {
+            self.call_deadline
+        } else {
+            asked.unwrap_or(now)
+        };
+        let wake = Wake {
+            until: tokio::time::Instant::from_std(until.max(now)),
+            cut: cut.then(|| self.wait_cut.clone()),
+        };
+        let wake = self.table.push(wake)?;
         subscribe(&mut self.table, wake)
     }
 }

@@ -42,6 +42,9 @@ pub(crate) struct HostState {
     frozen_clock: bool,
     /// When the running call's time is up: a clock wait ends there at the latest.
     pub(crate) call_deadline: std::time::Instant,
+    /// Raised when a clock wait ended at `call_deadline` instead of when it asked: the
+    /// call has then timed out, whatever the guest does next.
+    pub(crate) wait_cut: Arc<std::sync::atomic::AtomicBool>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -73,6 +76,7 @@ impl HostState {
             clock_origin: std::time::Instant::now(),
             frozen_clock: limits.deterministic,
             call_deadline: std::time::Instant::now() + limits.call_timeout(),
+            wait_cut: Arc::default(),
             wasi,
             table: ResourceTable::new(),
         }
