@@ -23,21 +23,16 @@
 //! WEIR_SCALE_KEEP=1 keeps the daemons' configs, logs and state, and WEIR_SCALE_LOG
 //! sets their WEIR_LOG.
 
-use std::collections::BTreeSet;
+mod serve;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serve::{PATIENCE, Progress, Sample, Serve};
 use weir_tests::broker::{Kafka, unique};
 use weir_tests::daemon::{PipelineSpec, write_config};
 use weir_tests::guest;
 use weir_tests::wordcount::{Input, assert_outputs_exact};
-
-const EXE: &str = env!("CARGO_BIN_EXE_weir-bench-serve");
-/// Longest wait for a shape to start, finish or rebalance.
-const PATIENCE: Duration = Duration::from_secs(900);
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -159,6 +154,14 @@ impl Shape {
         format!("weir.{}.p{pipeline}", self.ns)
     }
 
+    /// The committed progress of every pipeline's group.
+    fn progress(&self) -> Progress {
+        let groups: Vec<_> = (0..self.pipelines)
+            .map(|p| (self.group(p), self.topic("in", p), self.partitions))
+            .collect();
+        Progress::new(&self.bootstrap, &groups)
+    }
+
     fn total_partitions(&self) -> usize {
         self.pipelines * self.partitions as usize
     }
@@ -220,7 +223,7 @@ impl Shape {
         let mut inputs = self.inputs();
         let first = Serve::start(&self.config("a"), &self.dir.join("a.log"));
         let run = first.measure(self, &mut inputs, lines);
-        let progress = Progress::new(self);
+        let progress = self.progress();
 
         self.produce(&mut inputs, lines / 2);
         let total = inputs_total(&inputs);
@@ -261,104 +264,7 @@ fn inputs_total(inputs: &[Input]) -> i64 {
         .sum()
 }
 
-/// The groups' committed input offsets, summed: lines processed and committed.
-struct Progress {
-    consumers: Vec<(BaseConsumer, TopicPartitionList)>,
-}
-
-impl Progress {
-    fn new(shape: &Shape) -> Self {
-        let consumers = (0..shape.pipelines)
-            .map(|p| {
-                let consumer: BaseConsumer = ClientConfig::new()
-                    .set("bootstrap.servers", &shape.bootstrap)
-                    .set("group.id", shape.group(p))
-                    .create()
-                    .expect("a consumer");
-                let mut tpl = TopicPartitionList::new();
-                for partition in 0..shape.partitions {
-                    tpl.add_partition(&shape.topic("in", p), partition);
-                }
-                (consumer, tpl)
-            })
-            .collect();
-        Self { consumers }
-    }
-
-    fn committed(&self) -> i64 {
-        self.consumers
-            .iter()
-            .map(|(consumer, tpl)| {
-                consumer
-                    .committed_offsets(tpl.clone(), Duration::from_secs(10))
-                    .map_or(0, |committed| {
-                        committed
-                            .elements()
-                            .iter()
-                            .map(|e| match e.offset() {
-                                Offset::Offset(o) => o,
-                                _ => 0,
-                            })
-                            .sum()
-                    })
-            })
-            .sum()
-    }
-
-    /// Wait until `total` lines are committed, calling `meanwhile` at each look.
-    fn wait_for(&self, total: i64, mut meanwhile: impl FnMut()) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let done = self.committed();
-            meanwhile();
-            if done >= total {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {done} of {total} lines committed"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// `weir serve` as a child process, logging JSON at info to a file.
-struct Serve {
-    child: Child,
-    log: PathBuf,
-    started: Instant,
-}
-
 impl Serve {
-    fn start(config: &Path, log: &Path) -> Self {
-        let child = Command::new(EXE)
-            .args(["--log-format", "json", "serve", "-c"])
-            .arg(config)
-            .env(
-                "WEIR_LOG",
-                std::env::var("WEIR_SCALE_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).expect("the log"))
-            .spawn()
-            .expect("weir serve starts");
-        Self {
-            child,
-            log: log.to_path_buf(),
-            started: Instant::now(),
-        }
-    }
-
-    fn count(&self, message: &str) -> usize {
-        let needle = format!("\"message\":\"{message}\"");
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| line.contains(&needle))
-            .count()
-    }
-
     /// Time until every partition of `shape` runs (sampling resources meanwhile), then
     /// the throughput of `lines` lines produced to the running daemon: from the first
     /// line sent to the last committed, producing and processing overlapping (as for
@@ -372,8 +278,8 @@ impl Serve {
             starting = starting.max(self.sample());
             std::thread::sleep(Duration::from_millis(100));
         }
-        let start = self.started.elapsed();
-        let progress = Progress::new(shape);
+        let start = self.uptime();
+        let progress = shape.progress();
         let began = Instant::now();
         shape.produce(inputs, lines);
         let total = inputs_total(inputs);
@@ -386,88 +292,4 @@ impl Serve {
             steady,
         }
     }
-
-    fn sample(&self) -> Sample {
-        let pid = self.child.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |name: &str| -> usize {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0)
-        };
-        Sample {
-            threads: field("Threads:"),
-            rss_bytes: field("VmRSS:") << 10,
-            connections: established_sockets(pid),
-        }
-    }
-
-    fn stop(mut self) {
-        // SAFETY: kill has no preconditions; the pid is our child's.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let status = self.child.wait().expect("weir serve exits");
-        assert!(
-            status.success(),
-            "weir serve failed: see {}",
-            self.log.display()
-        );
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Sample {
-    threads: usize,
-    connections: usize,
-    rss_bytes: usize,
-}
-
-impl Sample {
-    fn max(self, other: Sample) -> Sample {
-        Sample {
-            threads: self.threads.max(other.threads),
-            connections: self.connections.max(other.connections),
-            rss_bytes: self.rss_bytes.max(other.rss_bytes),
-        }
-    }
-}
-
-/// Established outgoing TCP connections of process `pid` (all to the broker here:
-/// the admin API only listens).
-fn established_sockets(pid: u32) -> usize {
-    let inodes: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|entries| {
-            entries
-                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .filter_map(|target| {
-                    let target = target.to_string_lossy().into_owned();
-                    Some(
-                        target
-                            .strip_prefix("socket:[")?
-                            .strip_suffix(']')?
-                            .to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ["tcp", "tcp6"]
-        .iter()
-        .flat_map(|table| {
-            std::fs::read_to_string(format!("/proc/{pid}/net/{table}"))
-                .unwrap_or_default()
-                .lines()
-                .skip(1)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // st 01 is ESTABLISHED; field 9 is the inode.
-            fields.len() > 9 && fields[3] == "01" && inodes.contains(fields[9])
-        })
-        .count()
 }

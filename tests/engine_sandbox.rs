@@ -235,6 +235,48 @@ fn oversized_state_writes_are_refused() {
 }
 
 #[test]
+fn a_scan_page_is_bounded_in_bytes() {
+    // 40 committed values of 100 KiB under the prefix the guest scans: its SDK asks
+    // for pages of 256 entries, 4 MB here, over a 1 MiB bound.
+    let mut state = PartitionState::default();
+    for i in 0..40 {
+        state.put(
+            format!("scan/big{i:02}").into_bytes(),
+            vec![b'v'; 100 << 10],
+        );
+    }
+    state.checkpoint(&[]).unwrap();
+    let module = misbehave();
+    let limits = Limits {
+        max_scan_bytes: 1 << 20,
+        ..weir_tests::test_limits()
+    };
+    let mut instance = instance_with(&module, state, limits);
+    let outcome = run(&mut instance, &["state-scan"]);
+    assert_eq!(
+        fault(&outcome),
+        &GuestFault::ScanTooLarge { limit: 1 << 20 }
+    );
+
+    // Under the default bound (64 MiB) the same scan succeeds (its one output, the
+    // values seen, needs a larger output bound).
+    let state = std::mem::take(instance.state());
+    let limits = Limits {
+        max_output_bytes: 8 << 20,
+        ..weir_tests::test_limits()
+    };
+    let mut instance = instance_with(&module, state, limits);
+    let outcome = run(&mut instance, &["state-scan"]);
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let seen = output_values(&outcome).remove(0);
+    assert_eq!(
+        seen.matches(',').count() + 1,
+        42,
+        "40 values and the batch's a and c"
+    );
+}
+
+#[test]
 fn the_guest_has_no_filesystem_network_or_environment() {
     let module = misbehave();
     let mut instance = instance(&module, PartitionState::default());

@@ -226,6 +226,72 @@ fn a_state_bomb_is_stopped_at_the_partition_buffer_bound() {
 }
 
 #[test]
+fn state_past_the_disk_quota_is_refused_and_deletes_still_work() {
+    // Each bomb writes 512 KiB that the store's WAL keeps uncompressed: a few take the
+    // pipeline past its 4 MiB quota, measured every second, and from then on a write
+    // that adds state fails its record, while a delete succeeds.
+    let (setup, daemon) = misbehaving(&["counts", "dead-letters"], |setup| {
+        let table = "batch_size = 1\ncommit_interval_ms = 200\n\
+                     [pipelines.wc.limits]\nmax_state_bytes = 4194304\n";
+        format!("{}{table}", dead_lettering(setup))
+    });
+    let (counts, dead) = (setup.topic("counts"), setup.topic("dead-letters"));
+    let input = setup.input();
+    let mut bombs = 0;
+    while committed(&setup, &dead).is_empty() {
+        assert!(
+            bombs < 60,
+            "60 bombs of 512 KiB and no record refused under a 4 MiB quota:\n{}",
+            daemon.tail()
+        );
+        input.send(0, b"state-bomb:1");
+        input.producer.flush(Duration::from_secs(30)).unwrap();
+        bombs += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Processing is in order: once the delete's output commits, every bomb's has.
+    input.send(0, b"del:a");
+    input.producer.flush(Duration::from_secs(30)).unwrap();
+    let deleted =
+        |outputs: &[CommittedRecord]| outputs.iter().any(|r| r.key.as_deref() == Some(b"del:a"));
+    wait_until(
+        || deleted(&committed(&setup, &counts)),
+        || {
+            format!(
+                "a delete past the quota never committed:\n{}",
+                daemon.tail()
+            )
+        },
+    );
+    assert!(daemon.terminate().success());
+
+    let outputs = committed(&setup, &counts);
+    let bombs_kept = outputs
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(b"state-bomb"))
+        .count();
+    assert!(
+        bombs_kept >= 6,
+        "the quota refused writes well under it: {bombs_kept} of 512 KiB kept"
+    );
+    assert!(
+        bombs_kept < 30,
+        "the quota let {bombs_kept} writes of 512 KiB pass a 4 MiB quota"
+    );
+    let dead_letters = committed(&setup, &dead);
+    let kinds: Vec<String> = dead_letters
+        .iter()
+        .map(|r| header(r, "weir.dlq.kind"))
+        .collect();
+    assert!(kinds.iter().all(|k| k == "state_quota"), "{kinds:?}");
+    let error = header(&dead_letters[0], "weir.dlq.error");
+    assert!(
+        error.contains("limits.max_state_bytes (4194304 bytes)"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_sleeping_guest_does_not_hold_up_shutdown() {
     // A guest that sleeps waits inside the host, out of the epoch deadline's reach; it
     // held its processing thread, and with it shutdown, for as long as it asked. Its

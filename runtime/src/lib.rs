@@ -19,6 +19,8 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod failpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jsonl;
 pub mod kafka;
 pub mod metrics;

@@ -82,6 +82,8 @@ pub struct Metrics {
     checkpoint_seconds: Histograms<PartitionLabels>,
     checkpoint_records: Histograms<PartitionLabels>,
     state_bytes: Family<PartitionLabels, Gauge>,
+    pipeline_state_bytes: Family<PipelineLabels, Gauge>,
+    state_quota_bytes: Family<PipelineLabels, Gauge>,
     restore_remaining: Family<PartitionLabels, Gauge>,
     input_gaps: Family<GapLabels, Counter>,
     partition_restarts: Family<PartitionLabels, Counter>,
@@ -168,6 +170,21 @@ impl Metrics {
             "Size of the partition's state store on disk",
             Unit::Bytes,
             state_bytes.clone(),
+        );
+        let pipeline_state_bytes = Family::default();
+        registry.register_with_unit(
+            "pipeline_state_size",
+            "Size of the pipeline's state stores on this daemon's disk, all its partitions \
+             together (what limits.max_state_bytes bounds)",
+            Unit::Bytes,
+            pipeline_state_bytes.clone(),
+        );
+        let state_quota_bytes = Family::default();
+        registry.register_with_unit(
+            "state_quota",
+            "limits.max_state_bytes of the pipeline (absent without a limit)",
+            Unit::Bytes,
+            state_quota_bytes.clone(),
         );
         let restore_remaining = Family::default();
         registry.register(
@@ -261,6 +278,8 @@ impl Metrics {
             checkpoint_seconds,
             checkpoint_records,
             state_bytes,
+            pipeline_state_bytes,
+            state_quota_bytes,
             restore_remaining,
             input_gaps,
             partition_restarts,
@@ -377,6 +396,20 @@ impl Metrics {
         gauge(&self.state_memory, used);
         gauge(&self.state_memtables, memtables);
         gauge(&self.state_memory_budget, budget);
+    }
+
+    /// The disk the pipeline's state takes on this daemon, and its quota if any.
+    pub fn pipeline_state(&self, pipeline: &str, used: u64, quota: Option<u64>) {
+        let labels = pipeline_labels(pipeline);
+        let bytes = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.pipeline_state_bytes
+            .get_or_create(&labels)
+            .set(bytes(used));
+        if let Some(quota) = quota {
+            self.state_quota_bytes
+                .get_or_create(&labels)
+                .set(bytes(quota));
+        }
     }
 
     pub fn pipeline_up(&self, pipeline: &str, up: bool) {

@@ -9,7 +9,7 @@ use crate::engine::{
     Engine, EngineConfig, EngineError, InputRecord, Instance, InstanceLabels, Limits, OutputRecord,
 };
 use crate::jsonl;
-use crate::pipeline::{BatchError, ErrorPolicy, Processor as _, run_batch};
+use crate::pipeline::{BatchError, ErrorPolicy, Processor as _, outputs, run_batch};
 use crate::state::{MemoryStore, PartitionState, RocksStore, StateStore};
 
 use super::Exit;
@@ -193,6 +193,9 @@ fn start(engine: &Engine, args: &TestArgs) -> Result<Instance, Failure> {
         .map_err(|e| Failure(Exit::Module, e.to_string()))
 }
 
+/// The most output bytes (as Kafka counts them) `weir test` keeps.
+const MAX_KEPT_OUTPUT_BYTES: u64 = 256 << 20;
+
 /// Run every record in batches; returns the outputs and how many records failed.
 fn process(
     instance: &mut Instance,
@@ -202,7 +205,9 @@ fn process(
 ) -> Result<(Vec<OutputRecord>, usize), Failure> {
     let batch_size = args.batch_size as usize;
     let mut outputs = Vec::new();
+    let mut kept = 0;
     let mut failed = 0;
+    let pending_bound = Limits::default().max_pending_state_bytes / 2;
     for (chunk, start) in records.chunks(batch_size).zip((0..).step_by(batch_size)) {
         let at = |index: usize| {
             format!(
@@ -233,7 +238,28 @@ fn process(
                 failure.reason
             );
         }
+        kept += outcome.outputs.iter().map(outputs::size).sum::<u64>();
+        if kept > MAX_KEPT_OUTPUT_BYTES {
+            return Err(Failure(
+                Exit::Failed,
+                format!(
+                    "the outputs up to {} passed {} MiB: weir test keeps every output in \
+                     memory to print and compare it, so it stops here. Test fewer records \
+                     at a time",
+                    at(chunk.len() - 1),
+                    MAX_KEPT_OUTPUT_BYTES >> 20
+                ),
+            ));
+        }
         outputs.extend(outcome.outputs);
+        // As a daemon's partition does: a checkpoint before the buffered state
+        // writes reach their bound, so a long fixture does not fail on it.
+        if instance.state().pending_memory() as u64 > pending_bound {
+            instance
+                .state()
+                .checkpoint(&[])
+                .map_err(|e| Failure(Exit::Failed, e.to_string()))?;
+        }
     }
     Ok((outputs, failed))
 }

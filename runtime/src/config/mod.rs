@@ -54,6 +54,9 @@ pub struct Config {
     /// RocksDB resources the partition stores of this daemon share.
     #[serde(default)]
     pub state: StateConfig,
+    /// Host memory the daemon holds for its pipelines besides RocksDB and the guests.
+    #[serde(default)]
+    pub memory: MemoryConfig,
     /// Pipelines by name. The name appears in logs, metrics and state paths.
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
@@ -85,6 +88,36 @@ impl Default for StateConfig {
         Self {
             memory_bytes: 256 << 20,
             max_open_files: 64,
+        }
+    }
+}
+
+/// Memory the host holds for its pipelines besides RocksDB (`[state]`) and the guests
+/// (`limits.memory_limit_bytes` per instance), each bounded daemon-wide: a busy or
+/// hostile pipeline meets back-pressure (fetching pauses, a send waits, a checkpoint
+/// comes early) instead of growing the process towards the OOM killer. Read at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemoryConfig {
+    /// Records fetched ahead of processing, every input partition of every pipeline
+    /// together: each pipeline gets an even share, and each of its input partitions an
+    /// even share of that (librdkafka's `queued.max.messages.kbytes`, per partition).
+    pub fetch_buffer_bytes: u64,
+    /// Outputs, changelog records and dead letters queued for the brokers, every
+    /// processing thread's producers together (librdkafka's
+    /// `queue.buffering.max.kbytes`, per producer); a send waits while it is full.
+    pub output_buffer_bytes: u64,
+    /// State writes awaiting a checkpoint, every partition together: past half of it,
+    /// each processing thread holding some checkpoints at once.
+    pub pending_state_bytes: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            fetch_buffer_bytes: 256 << 20,
+            output_buffer_bytes: 256 << 20,
+            pending_state_bytes: 1 << 30,
         }
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    ADMIN_TOKEN_ENV, AdminConfig, Config, EMBEDDED, ErrorPolicy, GroupProtocol, PipelineConfig,
-    StateConfig,
+    ADMIN_TOKEN_ENV, AdminConfig, Config, EMBEDDED, ErrorPolicy, GroupProtocol, MemoryConfig,
+    PipelineConfig, StateConfig,
 };
 
 /// One thing wrong with a config, and where.
@@ -46,6 +46,8 @@ const RESERVED_PROPERTIES: &[&str] = &[
 ];
 
 const MAX_TOPIC_NAME: usize = 249;
+/// The smallest disk quota a pipeline may have (`limits.max_state_bytes`).
+const MIN_STATE_QUOTA_BYTES: u64 = 1 << 20;
 
 struct Checker {
     problems: Vec<Problem>,
@@ -199,6 +201,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
         check.fail("kafka.embedded.partitions", "must be between 1 and 1024");
     }
     state_checks(&mut check, &config.state);
+    memory_checks(&mut check, config);
     admin_checks(&mut check, &config.admin);
     if config.pipelines.is_empty() {
         check.fail(
@@ -289,6 +292,43 @@ fn state_checks(check: &mut Checker, state: &StateConfig) {
         );
     }
 }
+
+fn memory_checks(check: &mut Checker, config: &Config) {
+    let memory: &MemoryConfig = &config.memory;
+    for (at, bytes) in [
+        ("memory.fetch_buffer_bytes", memory.fetch_buffer_bytes),
+        ("memory.output_buffer_bytes", memory.output_buffer_bytes),
+        ("memory.pending_state_bytes", memory.pending_state_bytes),
+    ] {
+        if bytes < MIN_MEMORY_BUFFER_BYTES {
+            check.fail(at, "must be at least 16 MiB (16777216)");
+        }
+    }
+    // Each producer's queue must hold the largest output, with room to spare, or a
+    // send of it would wait for room that never comes.
+    let producers = 2 * config.threads().max(1) as u64;
+    let per_producer = memory.output_buffer_bytes / producers;
+    let largest = config
+        .pipelines
+        .values()
+        .map(|p| p.limits.max_output_bytes)
+        .max()
+        .unwrap_or(0);
+    if memory.output_buffer_bytes >= MIN_MEMORY_BUFFER_BYTES && per_producer < 2 * largest {
+        check.fail(
+            "memory.output_buffer_bytes",
+            format!(
+                "gives each of the {producers} producers ({} threads, one per guarantee) \
+                 {per_producer} bytes, less than twice the largest limits.max_output_bytes \
+                 ({largest}): raise it, or lower threads or max_output_bytes",
+                config.threads()
+            ),
+        );
+    }
+}
+
+/// The smallest of each `[memory]` buffer.
+const MIN_MEMORY_BUFFER_BYTES: u64 = 16 << 20;
 
 /// The shortest admin token accepted: guessing one must not be an option.
 const MIN_TOKEN_CHARS: usize = 16;
@@ -508,6 +548,28 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
             ),
         );
     }
+    if limits.max_scan_bytes < largest_write {
+        check.fail(
+            at("limits.max_scan_bytes"),
+            format!(
+                "must be at least the largest state write (max_state_key_bytes + \
+                 max_state_value_bytes = {largest_write}), so that any entry can be scanned"
+            ),
+        );
+    }
+    if limits
+        .max_state_bytes
+        .is_some_and(|quota| quota < MIN_STATE_QUOTA_BYTES)
+    {
+        check.fail(
+            at("limits.max_state_bytes"),
+            format!(
+                "must be at least {MIN_STATE_QUOTA_BYTES} (1 MiB): RocksDB's own files take \
+                 tens of KiB per partition before any state, so a smaller quota refuses \
+                 every write"
+            ),
+        );
+    }
     if limits.max_log_lines_per_second == 0 {
         check.fail(at("limits.max_log_lines_per_second"), "must be at least 1");
     }
@@ -630,6 +692,24 @@ mod tests {
         let config = Config::parse(&text("memory_bytes = 536870912"), dir.path()).unwrap();
         assert_eq!(config.state.memory_bytes, 512 << 20);
         assert_eq!(config.state.max_open_files, 64);
+    }
+
+    #[test]
+    fn a_disk_quota_too_small_to_hold_a_store_is_refused() {
+        let dir = module_dir();
+        let text = |quota: u64| {
+            format!(
+                "[kafka]\nbrokers = \"embedded\"\n[pipelines.wc]\nmodule = \"t.wasm\"\n\
+                 inputs = [\"text\"]\noutput = \"counts\"\n[pipelines.wc.limits]\n\
+                 max_state_bytes = {quota}\n"
+            )
+        };
+        assert_problems(
+            &problems(&text(65_536), dir.path()),
+            &["pipelines.wc.limits.max_state_bytes: must be at least 1048576"],
+        );
+        let config = Config::parse(&text(1 << 30), dir.path()).unwrap();
+        assert_eq!(config.pipelines["wc"].limits.max_state_bytes, Some(1 << 30));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! graceful stop. `weir serve` is this plus signal handling; benchmarks and tests embed
 //! it directly.
 
+mod memory;
 mod reload;
 pub mod routing;
 
@@ -27,7 +28,9 @@ use crate::pipeline::pool::ProcessingPool;
 use crate::pipeline::runner::{self, GroupContext, OwnedPartitions, PipelineError};
 use crate::pipeline::versions::{Change, VersionDeps, VersionError, Versions};
 use crate::registry::{Action, Event, Registry, RegistryError};
-use crate::state::RocksMemory;
+use crate::state::{RocksMemory, StateQuota};
+
+use memory::{fetch_bounds, output_queue_kbytes};
 
 /// How long pipelines get to checkpoint and leave their groups after a stop request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -179,9 +182,17 @@ impl Daemon {
         let bootstrap = embedded
             .as_ref()
             .map_or(config.kafka.brokers.as_str(), EmbeddedBroker::bootstrap);
-        let settings = ClientSettings::new(&config.kafka, bootstrap);
-        let pool = ProcessingPool::start(&settings, &config.data_dir, config.threads())
-            .map_err(|e| StartError::Io(e.to_string()))?;
+        let settings = ClientSettings::new(&config.kafka, bootstrap).producer_default(
+            "queue.buffering.max.kbytes",
+            output_queue_kbytes(config).to_string(),
+        );
+        let pool = ProcessingPool::start(
+            &settings,
+            &config.data_dir,
+            config.threads(),
+            config.memory.pending_state_bytes,
+        )
+        .map_err(|e| StartError::Io(e.to_string()))?;
         let (finished_tx, finished_rx) = mpsc::channel();
         let daemon = Self {
             config: Mutex::new(config.clone()),
@@ -245,6 +256,10 @@ impl Daemon {
             tracing::warn!(pipeline = %name, "the pipeline starts paused, as it was left: `weir resume` it to process");
         }
         let config = lock(&self.config);
+        let partitions = input_partitions
+            .values()
+            .map(|&n| u64::try_from(n).unwrap_or(0));
+        let fetch = fetch_bounds(&config, partitions.sum());
         let ctx = PipelineContext {
             name: name.to_owned(),
             group: pipeline.group_id(name),
@@ -259,6 +274,8 @@ impl Daemon {
                 .map(OnceLock::from)
                 .unwrap_or_default(),
             input_partitions,
+            fetch_queue_kbytes: fetch.queued_kbytes,
+            fetch_bytes: fetch.fetch_bytes,
             transform_config,
             limits,
             output: pipeline.output.clone(),
@@ -276,6 +293,7 @@ impl Daemon {
             batch_size: pipeline.batch_size as usize,
             state_dir: state_dir(&config, name),
             rocks: self.rocks.clone(),
+            state_quota: Arc::new(StateQuota::new(pipeline.limits.max_state_bytes)),
         };
         Ok(Supervised {
             config: pipeline.clone(),

@@ -104,6 +104,18 @@ pub enum GuestFault {
          raise the limit, lower batch_size, or write less per record"
     )]
     StateBufferFull { limit: u64 },
+    #[error(
+        "the pipeline's state takes {used} bytes of this daemon's disk, at or past \
+         limits.max_state_bytes ({limit} bytes): writes that add state are refused \
+         (deletes are not). Let the transform delete what it no longer needs, or raise \
+         the limit"
+    )]
+    StateQuotaReached { used: u64, limit: u64 },
+    #[error(
+        "a state scan page passed limits.max_scan_bytes ({limit} bytes of keys and values): \
+         ask for fewer entries per page, or raise the limit"
+    )]
+    ScanTooLarge { limit: u64 },
     #[error("the transform wrote state during init, where state is read-only")]
     StateWriteInInit,
     #[error("the transform wrote the empty state key, which Weir reserves for its checkpoints")]
@@ -122,6 +134,8 @@ impl GuestFault {
             Self::MemoryLimit { .. } => "memory_limit",
             Self::StateTooLarge { .. } => "state_too_large",
             Self::StateBufferFull { .. } => "state_buffer_full",
+            Self::StateQuotaReached { .. } => "state_quota",
+            Self::ScanTooLarge { .. } => "scan_too_large",
             Self::StateWriteInInit => "state_write_in_init",
             Self::ReservedKey => "reserved_key",
             Self::Trap { .. } => "trap",

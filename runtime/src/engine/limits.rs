@@ -23,6 +23,15 @@ pub struct Limits {
     /// key). Past half of it the partition checkpoints at once, between batches; a
     /// write that would pass it fails its record under `on_error` (`state_buffer_full`).
     pub max_pending_state_bytes: u64,
+    /// Most bytes (keys and values) one `scan` call may return; a page past it fails
+    /// its record under `on_error` (`scan_too_large`). The host reads a page a few
+    /// entries at a time, so it never holds much more than this.
+    pub max_scan_bytes: u64,
+    /// Most disk the pipeline's state may take on this daemon, all its partitions
+    /// together, in bytes (measured every second). Past it, writes that add state fail
+    /// their record under `on_error` (`state_quota`); deletes still succeed. No limit
+    /// by default.
+    pub max_state_bytes: Option<u64>,
     /// Largest output a transform may send (key, value, headers and 128 bytes of
     /// framing), in bytes; a larger one fails its record under `on_error`. The default
     /// is librdkafka's `message.max.bytes`: raise both, and the topic's
@@ -56,6 +65,8 @@ impl Default for Limits {
             max_state_key_bytes: 64 << 10,
             max_state_value_bytes: 900 << 10,
             max_pending_state_bytes: 64 << 20,
+            max_state_bytes: None,
+            max_scan_bytes: 64 << 20,
             max_output_bytes: 1_000_000,
             max_batch_output_bytes: 64 << 20,
             max_log_lines_per_second: 100,

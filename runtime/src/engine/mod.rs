@@ -26,6 +26,24 @@ pub use limits::Limits;
 pub use processor::{ProcessError, Processor};
 pub use records::{Header, InputRecord, OutputRecord};
 
+/// An output batch decoded as the host decodes a guest's (for `crate::fuzzing`).
+#[doc(hidden)]
+pub fn decode_output_batch(
+    batch: &bindings::weir::transform::types::OutputBatch,
+) -> Result<Vec<OutputRecord>, String> {
+    let mut out = Vec::new();
+    records::decode(batch, &mut out).map(|()| out)
+}
+
+/// Batched state writes decoded as the host decodes a guest's `write-all` (for
+/// `crate::fuzzing`).
+#[doc(hidden)]
+pub fn decode_state_writes(
+    writes: &bindings::weir::transform::state::Writes,
+) -> Result<Vec<host::Write<'_>>, GuestFault> {
+    host::parse_writes(writes)
+}
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

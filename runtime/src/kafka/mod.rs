@@ -66,6 +66,15 @@ impl ClientSettings {
         }
     }
 
+    /// Producers get `key = value` unless the config sets `key` itself.
+    pub fn producer_default(mut self, key: &str, value: String) -> Self {
+        let set = |props: &[(String, String)]| props.iter().any(|(k, _)| k == key);
+        if !set(&self.properties) && !set(&self.producer_properties) {
+            self.producer_properties.push((key.to_owned(), value));
+        }
+        self
+    }
+
     /// A client config with the brokers and the common pass-through properties, for
     /// admin and metadata clients.
     pub fn client_config(&self) -> ClientConfig {

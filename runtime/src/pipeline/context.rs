@@ -12,7 +12,7 @@ use crate::engine::{Engine, EngineError, Limits};
 use crate::kafka::{ClientSettings, KafkaFailure};
 use crate::metrics::Metrics;
 use crate::state::changelog::RestoreError;
-use crate::state::{RocksMemory, StateError};
+use crate::state::{RocksMemory, StateError, StateQuota};
 
 use super::outputs::OutputRules;
 use super::runner::OwnedPartitions;
@@ -37,6 +37,10 @@ pub struct PipelineContext {
     pub advertised_url: OnceLock<String>,
     /// Partition counts of the inputs, as of the pipeline's start.
     pub input_partitions: BTreeMap<String, i32>,
+    /// Its share of `[memory] fetch_buffer_bytes`, for each input partition: what
+    /// librdkafka may queue ahead of processing, and the size of one fetch.
+    pub fetch_queue_kbytes: u64,
+    pub fetch_bytes: u64,
     pub transform_config: Arc<[(String, String)]>,
     pub limits: Arc<Limits>,
     pub output: String,
@@ -54,6 +58,8 @@ pub struct PipelineContext {
     pub state_dir: PathBuf,
     /// The memory the partition stores share (with every pipeline of the daemon).
     pub rocks: RocksMemory,
+    /// The disk the pipeline's partition stores take on this daemon, and its limit.
+    pub state_quota: Arc<StateQuota>,
 }
 
 impl PipelineContext {

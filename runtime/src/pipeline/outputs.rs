@@ -154,7 +154,7 @@ const HEADER_OVERHEAD: usize = 16;
 
 /// An output's bytes as Kafka counts them against `message.max.bytes`: key, value,
 /// headers and the record's framing.
-fn size(output: &OutputRecord) -> u64 {
+pub fn size(output: &OutputRecord) -> u64 {
     let bytes = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::len);
     let headers: usize = output
         .headers

@@ -16,7 +16,7 @@ use crate::kafka::ClientSettings;
 use super::control::{Command, Mailbox, Wake};
 use super::starter::Starter;
 use super::task::Task;
-use super::thread::ProcessingThread;
+use super::thread::{PendingBudget, ProcessingThread};
 
 /// A processing thread as the pipelines see it.
 pub(super) struct ThreadHandle<C: ConsumerContext + 'static> {
@@ -45,13 +45,16 @@ impl<C: ConsumerContext + 'static> std::fmt::Debug for ProcessingPool<C> {
 
 impl<C: ConsumerContext + 'static> ProcessingPool<C> {
     /// Start `count` threads (at least one) for the daemon whose data lives in
-    /// `data_dir`.
+    /// `data_dir`, their uncommitted state writes bounded by `pending_state_bytes`
+    /// together.
     pub fn start(
         settings: &ClientSettings,
         data_dir: &Path,
         count: usize,
+        pending_state_bytes: u64,
     ) -> Result<Self, InstanceIdError> {
         let instance = instance_id(data_dir)?;
+        let pending = Arc::new(PendingBudget::new(pending_state_bytes, count.max(1)));
         let threads = (0..count.max(1))
             .map(|index| {
                 let (commands_tx, commands) = mpsc::channel();
@@ -64,6 +67,7 @@ impl<C: ConsumerContext + 'static> ProcessingPool<C> {
                     adopted,
                     commands,
                     wake.clone(),
+                    pending.clone(),
                 );
                 let join = std::thread::Builder::new()
                     .name(format!("weir-proc-{index}"))

@@ -266,6 +266,17 @@ pub fn run(
     {
         config.set("client.id", crate::kafka::advertising_client_id(url));
     }
+    // The pipeline's share of the daemon's fetch buffer, unless the config says
+    // otherwise (its consumer_properties win).
+    for (key, value) in [
+        ("queued.max.messages.kbytes", ctx.fetch_queue_kbytes),
+        ("fetch.message.max.bytes", ctx.fetch_bytes),
+    ] {
+        let alias = (key == "fetch.message.max.bytes").then_some("max.partition.fetch.bytes");
+        if config.get(key).is_none() && alias.is_none_or(|a| config.get(a).is_none()) {
+            config.set(key, value.to_string());
+        }
+    }
     config
         .set("group.id", &ctx.group)
         .set("enable.auto.commit", "false")

@@ -34,11 +34,13 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as Slot;
+use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 use smallvec::SmallVec;
 
 use super::committer::Committer;
+use super::quota::{QuotaReached, StateQuota};
 use super::{Entry, MemoryStore, StateError, StateStore};
 
 /// A key or value in the buffer: up to 16 bytes stored inline (a typical key of a
@@ -163,6 +165,8 @@ pub struct PartitionState {
     /// Memory of the clean keys, and what it may reach before some are dropped.
     clean_bytes: usize,
     cache_budget: usize,
+    /// The disk quota of the pipeline this partition belongs to, if any.
+    quota: Option<Arc<StateQuota>>,
 }
 
 impl std::fmt::Debug for PartitionState {
@@ -197,7 +201,21 @@ impl PartitionState {
             batch: None,
             clean_bytes: 0,
             cache_budget: bytes,
+            quota: None,
         }
+    }
+
+    /// This partition's store counts against `quota`, shared with the pipeline's other
+    /// partitions on this daemon.
+    pub fn with_quota(mut self, quota: Arc<StateQuota>) -> Self {
+        self.quota = Some(quota);
+        self
+    }
+
+    /// Whether the pipeline's state has reached its disk quota: writes that add state
+    /// are then refused (see [`StateQuota`]).
+    pub fn quota_reached(&self) -> Option<QuotaReached> {
+        self.quota.as_ref()?.reached()
     }
 
     /// The value of `key`: the transform's own writes first, then the committed value

@@ -15,10 +15,12 @@ mod committer;
 #[cfg(test)]
 mod conformance;
 mod memory;
+mod quota;
 mod rocks;
 
 pub use buffer::{CheckpointStats, PartitionState, WriteSet};
 pub use memory::MemoryStore;
+pub use quota::{QuotaReached, StateQuota};
 pub use rocks::{RocksMemory, RocksStore};
 
 use std::path::PathBuf;

@@ -8,6 +8,7 @@ mod log;
 mod state;
 
 pub(crate) use clocks::bound_waits;
+pub(crate) use state::{Write, parse_writes};
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub(crate) struct HostState {
     max_key_bytes: u32,
     max_value_bytes: u32,
     max_pending_bytes: u64,
+    max_scan_bytes: u64,
     /// Zero of the guest's monotonic clock.
     clock_origin: std::time::Instant,
     /// The monotonic clock stays at 0 (`limits.deterministic`).
@@ -73,6 +75,7 @@ impl HostState {
             max_key_bytes: limits.max_state_key_bytes,
             max_value_bytes: limits.max_state_value_bytes,
             max_pending_bytes: limits.max_pending_state_bytes,
+            max_scan_bytes: limits.max_scan_bytes,
             clock_origin: std::time::Instant::now(),
             frozen_clock: limits.deterministic,
             call_deadline: std::time::Instant::now() + limits.call_timeout(),

@@ -8,6 +8,10 @@ use crate::engine::bindings::weir::transform::state::{Entry, Host, SmallValue, W
 
 /// Largest page a guest may ask one `scan` for; it pages for more.
 const MAX_SCAN_PAGE: u32 = 1024;
+/// Entries read from the state at a time while a page is built: the page's bytes are
+/// checked as it grows, so a page of large values fails at its bound instead of being
+/// read whole first.
+const SCAN_CHUNK: usize = 16;
 
 impl HostState {
     fn check_write(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
@@ -32,6 +36,15 @@ impl HostState {
                 what: "value",
                 size: value.len(),
                 limit: self.max_value_bytes,
+            }
+            .into());
+        }
+        if value.is_some()
+            && let Some(reached) = self.state.quota_reached()
+        {
+            return Err(GuestFault::StateQuotaReached {
+                used: reached.used,
+                limit: reached.limit,
             }
             .into());
         }
@@ -85,22 +98,40 @@ impl Host for HostState {
         limit: u32,
     ) -> Result<Vec<Entry>> {
         let limit = limit.min(MAX_SCAN_PAGE) as usize;
-        let entries = self.state.scan(&prefix, start_after.as_deref(), limit)?;
-        Ok(entries
-            .into_iter()
-            .map(|e| Entry {
-                key: e.key,
-                value: e.value,
-            })
-            .collect())
+        let mut page = Vec::new();
+        let mut bytes = 0_u64;
+        let mut after = start_after;
+        while page.len() < limit {
+            let want = (limit - page.len()).min(SCAN_CHUNK);
+            let chunk = self.state.scan(&prefix, after.as_deref(), want)?;
+            let exhausted = chunk.len() < want;
+            for e in chunk {
+                bytes += (e.key.len() + e.value.len()) as u64;
+                if bytes > self.max_scan_bytes {
+                    return Err(GuestFault::ScanTooLarge {
+                        limit: self.max_scan_bytes,
+                    }
+                    .into());
+                }
+                page.push(Entry {
+                    key: e.key,
+                    value: e.value,
+                });
+            }
+            if exhausted {
+                break;
+            }
+            after = page.last().map(|e| e.key.clone());
+        }
+        Ok(page)
     }
 }
 
 /// A key and its new value; `None` deletes it.
-type Write<'a> = (&'a [u8], Option<&'a [u8]>);
+pub(crate) type Write<'a> = (&'a [u8], Option<&'a [u8]>);
 
 /// Each of `writes`, in order. Lengths that do not add up to `data` break the contract.
-fn parse_writes(writes: &Writes) -> Result<Vec<Write<'_>>, GuestFault> {
+pub(crate) fn parse_writes(writes: &Writes) -> Result<Vec<Write<'_>>, GuestFault> {
     let broken = |message: String| GuestFault::Contract {
         message: format!("write-all: {message}"),
     };

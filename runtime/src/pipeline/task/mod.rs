@@ -75,7 +75,7 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
         self.cancel.load(Ordering::Acquire)
     }
 
-    fn state_path(&self) -> PathBuf {
+    pub(in crate::pipeline) fn state_path(&self) -> PathBuf {
         self.ctx
             .state_dir
             .join(format!("{}-{}", self.topic, self.partition))
@@ -166,7 +166,12 @@ impl<C: ConsumerContext + 'static> Task<C> {
     /// buffered state stays bounded however slow or long its interval.
     pub fn state_buffer_half_full(&mut self) -> bool {
         let limit = self.assigned.ctx.limits.max_pending_state_bytes;
-        self.instance.state().pending_memory() as u64 > limit / 2
+        self.pending_state_memory() > limit / 2
+    }
+
+    /// Memory this partition's state writes since the last checkpoint hold.
+    pub fn pending_state_memory(&mut self) -> u64 {
+        self.instance.state().pending_memory() as u64
     }
 
     /// Drop what happened since the last checkpoint and fetch again from it. The

@@ -53,7 +53,8 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
         let mut state = PartitionState::new(Box::new(RocksStore::open_in(
             self.state_path(),
             &ctx.rocks,
-        )?));
+        )?))
+        .with_quota(ctx.state_quota.clone());
         let began = Instant::now();
         let deadline = began + REQUEST_TIMEOUT;
         let (committed_offset, head, position) = loop {

@@ -18,8 +18,11 @@
 //! and the others go on from their last checkpoint.
 
 mod checkpoint;
+mod pending;
 mod producers;
 mod recovery;
+
+pub use pending::PendingBudget;
 
 use checkpoint::Outcome;
 use producers::Producers;
@@ -50,6 +53,8 @@ pub struct ProcessingThread<C: ConsumerContext + 'static> {
     index: usize,
     producers: Producers,
     tasks: Vec<Task<C>>,
+    /// The daemon's bound on uncommitted state writes, shared with the other threads.
+    pending: Arc<PendingBudget>,
     /// Started tasks handed over by the starters.
     adopt: Receiver<Task<C>>,
     commands: Receiver<Command>,
@@ -73,11 +78,13 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         adopt: Receiver<Task<C>>,
         commands: Receiver<Command>,
         wake: Arc<Wake>,
+        pending: Arc<PendingBudget>,
     ) -> Self {
         Self {
             index,
             producers: Producers::new(settings, format!("weir:{instance}:{index}")),
             tasks: Vec::new(),
+            pending,
             adopt,
             commands,
             wake,
@@ -135,8 +142,11 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         self.follow_active(|task| task.paused)?;
         let busy = self.round(batch)?;
         self.producers.poll();
-        if Instant::now() >= self.deadline {
+        let held = self.pending_state_memory();
+        if Instant::now() >= self.deadline || self.pending.hold(self.index, held) {
             self.end_interval()?;
+            let held = self.pending_state_memory();
+            self.pending.hold(self.index, held);
         }
         if !busy {
             let wait = self
@@ -204,6 +214,11 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             }
         }
         Ok(busy)
+    }
+
+    /// Memory the tasks' state writes since the last checkpoint hold.
+    fn pending_state_memory(&mut self) -> u64 {
+        self.tasks.iter_mut().map(Task::pending_state_memory).sum()
     }
 
     /// A failure while running task `i`.
@@ -395,7 +410,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         self.next_task = 0;
         for mut task in leaving {
             task.discard();
-            release_metrics(&task);
+            forget_partition(&task);
         }
         self.retime();
         if let Some(failure) = failed {
@@ -463,10 +478,14 @@ fn set_paused<C: ConsumerContext + 'static>(
     Ok(())
 }
 
-fn release_metrics<C: ConsumerContext + 'static>(task: &Task<C>) {
+/// The partition left this thread: its metrics go, and its store no longer counts
+/// against the pipeline's disk quota here.
+fn forget_partition<C: ConsumerContext + 'static>(task: &Task<C>) {
     let assigned = &task.assigned;
-    assigned
-        .ctx
-        .metrics
-        .release_partition(&assigned.ctx.name, &assigned.topic, assigned.partition);
+    let ctx = &assigned.ctx;
+    ctx.metrics
+        .release_partition(&ctx.name, &assigned.topic, assigned.partition);
+    let total = ctx.state_quota.forget(&assigned.state_path());
+    ctx.metrics
+        .pipeline_state(&ctx.name, total, ctx.state_quota.limit());
 }
