@@ -3,8 +3,8 @@
 //! release build, as a child process) runs a word count under exactly-once over two
 //! partitions, and the `misbehave` guest over one, on the same processing threads.
 //!
-//! The word count's throughput is measured twice, with the same number of lines: while
-//! the hostile pipeline is idle, then while it is fed every kind of misbehaviour in
+//! The word count's throughput is measured twice, with the same number of lines (after
+//! a phase of the same size to warm up): while the hostile pipeline is idle, then while it is fed every kind of misbehaviour in
 //! turn (endless loops, memory bombs, panics, deep recursion, sleeps, state bombs,
 //! 5 MB outputs, log floods, writes to a changelog) as fast as it fails them. It
 //! prints both side by side with the daemon's peak memory in each, and what the
@@ -12,7 +12,7 @@
 //! exact at the end.
 //!
 //! `cargo bench -p weir-benches --bench neighbour`. WEIR_NEIGHBOUR_LINES sets the lines
-//! of each phase (default 100,000); WEIR_SCALE_LOG sets the daemon's WEIR_LOG.
+//! of each phase (default 400,000); WEIR_SCALE_LOG sets the daemon's WEIR_LOG.
 
 mod serve;
 
@@ -37,7 +37,7 @@ fn main() {
     let lines: usize = std::env::var("WEIR_NEIGHBOUR_LINES")
         .ok()
         .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(100_000);
+        .unwrap_or(400_000);
     let broker = Kafka::start(1);
     let dir = tempfile::Builder::new()
         .prefix("weir-neighbour-")
@@ -92,6 +92,8 @@ fn main() {
     let progress = Progress::new(&broker.bootstrap, &[(group, text.clone(), PARTITIONS)]);
     let mut input = Input::new(&broker.bootstrap, &text);
 
+    // A first phase warms the broker and the daemon up, unmeasured.
+    phase(&daemon, &progress, &mut input, lines);
     let alone = phase(&daemon, &progress, &mut input, lines);
 
     let attacks = [

@@ -316,6 +316,71 @@ fn a_sleeping_guest_does_not_hold_up_shutdown() {
 }
 
 #[test]
+fn a_looping_partition_does_not_hold_up_its_thread() {
+    // One processing thread for a word count taking 10 lines a batch and a transform
+    // looping to its 2 s call timeout on every record. Each looping batch used to be
+    // followed by one word-count batch, then the next loop: 10 lines every 2 s, so 300
+    // lines took a minute. A slow batch now sidelines its partition for as long as it
+    // took, and the word count runs meanwhile.
+    let setup = Setup::new(EXE, 1, &["counts", "hostile", "hostile-out"]);
+    let hostile = setup.topic("hostile");
+    let misbehave = guest("misbehave");
+    let wc_extra = format!("{}batch_size = 10\n", setup.group_line("wc"));
+    let bad_extra = format!(
+        "{}on_error = \"skip\"\nbatch_size = 1\n[pipelines.bad.limits]\ncall_timeout_ms = 2000\n",
+        setup.group_line("bad")
+    );
+    let config = write_config(
+        setup.dir.path(),
+        &setup.broker.bootstrap,
+        &setup.data_dir("a"),
+        &[
+            PipelineSpec {
+                name: "wc",
+                module: &setup.module,
+                inputs: &[&setup.topic("text")],
+                output: &setup.topic("counts"),
+                extra: &wc_extra,
+            },
+            PipelineSpec {
+                name: "bad",
+                module: &misbehave,
+                inputs: &[&hostile],
+                output: &setup.topic("hostile-out"),
+                extra: &bad_extra,
+            },
+        ],
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("threads = 2\n", "threads = 1\n")).unwrap();
+    let daemon = Daemon::start(
+        std::path::Path::new(EXE),
+        &config,
+        &setup.dir.path().join("a.log"),
+        None,
+    );
+    daemon.wait_for("partition running", 2, WAIT);
+
+    let attacker = weir_tests::wordcount::Input::new(&setup.broker.bootstrap, &hostile);
+    for _ in 0..15 {
+        attacker.send(0, b"loop");
+    }
+    attacker.producer.flush(Duration::from_secs(30)).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let began = std::time::Instant::now();
+    let mut input = setup.input();
+    input.produce(1, 300);
+    setup.wait_for_counts(&input, &daemon);
+    let took = began.elapsed();
+    assert!(daemon.terminate().success());
+    setup.assert_exact(&input, "a");
+    assert!(
+        took < Duration::from_secs(20),
+        "300 lines in batches of 10 took {took:?} beside a looping partition"
+    );
+}
+
+#[test]
 fn a_healthy_neighbour_keeps_exact_totals_while_a_hostile_pipeline_fails() {
     // One daemon, two pipelines on the same processing threads: a word count, and a
     // transform fed every kind of misbehaviour at once. Each hostile record fails on

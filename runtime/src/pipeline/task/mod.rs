@@ -119,6 +119,9 @@ pub struct Task<C: ConsumerContext + 'static> {
     state_measured: Option<Instant>,
     /// Fetching is paused (the pipeline is): the task is checkpointed and idle.
     pub paused: bool,
+    /// The thread runs its other tasks before this one again until then: its last
+    /// batch was slow (see the processing thread's `round`).
+    pub sidelined_until: Option<Instant>,
     pub assigned: Assigned<C>,
 }
 

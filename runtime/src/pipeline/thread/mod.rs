@@ -45,6 +45,10 @@ use super::task::Task;
 /// The longest a thread sleeps without looking at its commands and queues.
 const POLL_SLICE: Duration = Duration::from_millis(50);
 
+/// A batch at least this slow sidelines its task for as long as it took (see
+/// `ProcessingThread::round`). A normal batch takes a few milliseconds.
+const SLOW_BATCH: Duration = Duration::from_millis(100);
+
 /// The commit interval of a thread without tasks (nothing to commit).
 const IDLE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -162,8 +166,16 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     /// passes: a round over many busy tasks must not stretch the interval (and its
     /// transaction). The next round starts where this one stopped, so every task gets
     /// its turn. True when any task had records.
+    ///
+    /// A batch that took [`SLOW_BATCH`] or more (a transform looping until its call
+    /// timeout, sleeping, or just slow) sidelines its task for as long as the batch
+    /// took: the thread's other tasks get at least as much time as it had before it
+    /// runs again, so one poison record or hostile transform costs its neighbours at
+    /// most half of their thread, not all of it. Sidelining only yields to work: a
+    /// round in which no other task had records runs the sidelined ones at once.
     fn round(&mut self, batch: &mut Vec<InputRecord>) -> Result<bool, ThreadFailure> {
         let mut busy = false;
+        let mut sidelined = false;
         let count = self.tasks.len();
         for step in 0..count {
             if busy && Instant::now() >= self.deadline {
@@ -172,6 +184,13 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             }
             let i = (self.next_task + step) % count;
             if self.tasks[i].paused {
+                continue;
+            }
+            if self.tasks[i]
+                .sidelined_until
+                .is_some_and(|until| until > Instant::now())
+            {
+                sidelined = true;
                 continue;
             }
             batch.clear();
@@ -194,8 +213,14 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 .producers
                 .get(guarantee)
                 .expect("a task's producer is made when the task is adopted");
+            let began = Instant::now();
             match self.tasks[i].run_batch(producer, batch) {
-                Ok(()) => self.tasks[i].advance(last),
+                Ok(()) => {
+                    self.tasks[i].advance(last);
+                    let took = began.elapsed();
+                    self.tasks[i].sidelined_until =
+                        (took >= SLOW_BATCH).then(|| Instant::now() + took);
+                }
                 Err(TaskError::TrialFailed { version }) => {
                     // The interval's records go again, through the restored version.
                     self.rewind_all(&format!("version {version} failed its trial"))?;
@@ -212,6 +237,13 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             if (careful || self.tasks[i].state_buffer_half_full()) && !self.end_interval()? {
                 return Ok(true); // rewound: these records come again
             }
+        }
+        if sidelined && !busy {
+            // Nothing else to run: the sidelined tasks go on now.
+            for task in &mut self.tasks {
+                task.sidelined_until = None;
+            }
+            return Ok(true);
         }
         Ok(busy)
     }
