@@ -255,7 +255,10 @@ fn a_scan_page_is_bounded_in_bytes() {
     let outcome = run(&mut instance, &["state-scan"]);
     assert_eq!(
         fault(&outcome),
-        &GuestFault::ScanTooLarge { limit: 1 << 20 }
+        &GuestFault::ScanTooLarge {
+            limit: 1 << 20,
+            asked: 256
+        }
     );
 
     // Under the default bound (64 MiB) the same scan succeeds (its one output, the

@@ -227,9 +227,10 @@ fn a_state_bomb_is_stopped_at_the_partition_buffer_bound() {
 
 #[test]
 fn state_past_the_disk_quota_is_refused_and_deletes_still_work() {
-    // Each bomb writes 512 KiB that the store's WAL keeps uncompressed: a few take the
-    // pipeline past its 4 MiB quota, measured every second, and from then on a write
-    // that adds state fails its record, while a delete succeeds.
+    // Each bomb writes 512 KiB that the store's WAL keeps uncompressed (the values are
+    // all `x`, which a flush to a table would compress away, but a memtable flushes at
+    // 16 MiB): a few take the pipeline past its 4 MiB quota, measured every second, and
+    // from then on a write that sets a value fails its record, while a delete succeeds.
     let (setup, daemon) = misbehaving(&["counts", "dead-letters"], |setup| {
         let table = "batch_size = 1\ncommit_interval_ms = 200\n\
                      [pipelines.wc.limits]\nmax_state_bytes = 4194304\n";
@@ -320,8 +321,9 @@ fn a_looping_partition_does_not_hold_up_its_thread() {
     // One processing thread for a word count taking 10 lines a batch and a transform
     // looping to its 2 s call timeout on every record. Each looping batch used to be
     // followed by one word-count batch, then the next loop: 10 lines every 2 s, so 300
-    // lines took a minute. A slow batch now sidelines its partition for as long as it
-    // took, and the word count runs meanwhile.
+    // lines waited for the 25 loops to run out (50 s; 30.7 s measured with 15). A slow
+    // batch now makes its partition wait as long as it took, and the word count runs
+    // meanwhile.
     let setup = Setup::new(EXE, 1, &["counts", "hostile", "hostile-out"]);
     let hostile = setup.topic("hostile");
     let misbehave = guest("misbehave");
@@ -362,7 +364,7 @@ fn a_looping_partition_does_not_hold_up_its_thread() {
     daemon.wait_for("partition running", 2, WAIT);
 
     let attacker = weir_tests::wordcount::Input::new(&setup.broker.bootstrap, &hostile);
-    for _ in 0..15 {
+    for _ in 0..25 {
         attacker.send(0, b"loop");
     }
     attacker.producer.flush(Duration::from_secs(30)).unwrap();

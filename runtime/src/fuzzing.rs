@@ -78,12 +78,17 @@ pub fn changelog(data: &[u8]) {
     let _ = framer.finish();
     let pushed = framed.len();
     let mut restorer = Restorer::new(local, committed);
-    let mut decided = 0;
+    let mut decided = std::collections::HashSet::new();
     let mut count = |decisions: &[Decision]| {
-        decided += decisions
-            .iter()
-            .map(|(Decision::Apply(block) | Decision::Discard(block))| block.records.len())
-            .sum::<usize>();
+        for Decision::Apply(block) | Decision::Discard(block) in decisions {
+            for record in &block.records {
+                assert!(
+                    decided.insert(record.offset),
+                    "changelog offset {} decided twice",
+                    record.offset
+                );
+            }
+        }
     };
     for record in framed {
         match restorer.push(record) {
@@ -95,8 +100,9 @@ pub fn changelog(data: &[u8]) {
         count(&decisions);
     }
     assert!(
-        decided <= pushed,
-        "{decided} records decided of {pushed} pushed"
+        decided.len() <= pushed,
+        "{} records decided of {pushed} pushed",
+        decided.len()
     );
 }
 

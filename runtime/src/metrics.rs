@@ -405,10 +405,15 @@ impl Metrics {
         self.pipeline_state_bytes
             .get_or_create(&labels)
             .set(bytes(used));
-        if let Some(quota) = quota {
-            self.state_quota_bytes
-                .get_or_create(&labels)
-                .set(bytes(quota));
+        match quota {
+            Some(quota) => {
+                self.state_quota_bytes
+                    .get_or_create(&labels)
+                    .set(bytes(quota));
+            }
+            None => {
+                self.state_quota_bytes.remove(&labels);
+            }
         }
     }
 

@@ -252,9 +252,10 @@ fn process(
             ));
         }
         outputs.extend(outcome.outputs);
-        // As a daemon's partition does: a checkpoint before the buffered state
-        // writes reach their bound, so a long fixture does not fail on it.
-        if instance.state().pending_memory() as u64 > pending_bound {
+        // In memory, as a daemon's partition does: a checkpoint before the buffered
+        // state writes reach their bound, so a long fixture does not fail on it. A
+        // --state-dir run stays one checkpoint, all or nothing.
+        if args.state_dir.is_none() && instance.state().pending_memory() as u64 > pending_bound {
             instance
                 .state()
                 .checkpoint(&[])

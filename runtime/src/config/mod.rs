@@ -105,10 +105,12 @@ pub struct MemoryConfig {
     pub fetch_buffer_bytes: u64,
     /// Outputs, changelog records and dead letters queued for the brokers, every
     /// processing thread's producers together (librdkafka's
-    /// `queue.buffering.max.kbytes`, per producer); a send waits while it is full.
+    /// `queue.buffering.max.kbytes`, per producer, at least four of the largest record);
+    /// a send waits while it is full.
     pub output_buffer_bytes: u64,
     /// State writes awaiting a checkpoint, every partition together: past half of it,
-    /// each processing thread holding some checkpoints at once.
+    /// each processing thread holding more than its part of that half checkpoints at
+    /// once.
     pub pending_state_bytes: u64,
 }
 

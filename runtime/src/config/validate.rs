@@ -201,7 +201,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
         check.fail("kafka.embedded.partitions", "must be between 1 and 1024");
     }
     state_checks(&mut check, &config.state);
-    memory_checks(&mut check, config);
+    memory_checks(&mut check, &config.memory);
     admin_checks(&mut check, &config.admin);
     if config.pipelines.is_empty() {
         check.fail(
@@ -293,8 +293,7 @@ fn state_checks(check: &mut Checker, state: &StateConfig) {
     }
 }
 
-fn memory_checks(check: &mut Checker, config: &Config) {
-    let memory: &MemoryConfig = &config.memory;
+fn memory_checks(check: &mut Checker, memory: &MemoryConfig) {
     for (at, bytes) in [
         ("memory.fetch_buffer_bytes", memory.fetch_buffer_bytes),
         ("memory.output_buffer_bytes", memory.output_buffer_bytes),
@@ -303,27 +302,6 @@ fn memory_checks(check: &mut Checker, config: &Config) {
         if bytes < MIN_MEMORY_BUFFER_BYTES {
             check.fail(at, "must be at least 16 MiB (16777216)");
         }
-    }
-    // Each producer's queue must hold the largest output, with room to spare, or a
-    // send of it would wait for room that never comes.
-    let producers = 2 * config.threads().max(1) as u64;
-    let per_producer = memory.output_buffer_bytes / producers;
-    let largest = config
-        .pipelines
-        .values()
-        .map(|p| p.limits.max_output_bytes)
-        .max()
-        .unwrap_or(0);
-    if memory.output_buffer_bytes >= MIN_MEMORY_BUFFER_BYTES && per_producer < 2 * largest {
-        check.fail(
-            "memory.output_buffer_bytes",
-            format!(
-                "gives each of the {producers} producers ({} threads, one per guarantee) \
-                 {per_producer} bytes, less than twice the largest limits.max_output_bytes \
-                 ({largest}): raise it, or lower threads or max_output_bytes",
-                config.threads()
-            ),
-        );
     }
 }
 

@@ -106,16 +106,17 @@ pub enum GuestFault {
     StateBufferFull { limit: u64 },
     #[error(
         "the pipeline's state takes {used} bytes of this daemon's disk, at or past \
-         limits.max_state_bytes ({limit} bytes): writes that add state are refused \
-         (deletes are not). Let the transform delete what it no longer needs, or raise \
-         the limit"
+         limits.max_state_bytes ({limit} bytes): state writes that set a value are \
+         refused (deletes are not). Let the transform delete what it no longer needs, or \
+         raise the limit"
     )]
     StateQuotaReached { used: u64, limit: u64 },
     #[error(
-        "a state scan page passed limits.max_scan_bytes ({limit} bytes of keys and values): \
-         ask for fewer entries per page, or raise the limit"
+        "a state scan page of up to {asked} entries passed limits.max_scan_bytes ({limit} \
+         bytes of keys and values): raise the limit, or keep fewer large values under \
+         one prefix (the SDKs ask for 256 entries a page)"
     )]
-    ScanTooLarge { limit: u64 },
+    ScanTooLarge { limit: u64, asked: u32 },
     #[error("the transform wrote state during init, where state is read-only")]
     StateWriteInInit,
     #[error("the transform wrote the empty state key, which Weir reserves for its checkpoints")]

@@ -24,7 +24,7 @@ pub struct Limits {
     /// write that would pass it fails its record under `on_error` (`state_buffer_full`).
     pub max_pending_state_bytes: u64,
     /// Most bytes (keys and values) one `scan` call may return; a page past it fails
-    /// its record under `on_error` (`scan_too_large`). The host reads a page a few
+    /// its record under `on_error` (`scan_too_large`). The host reads the store 64
     /// entries at a time, so it never holds much more than this.
     pub max_scan_bytes: u64,
     /// Most disk the pipeline's state may take on this daemon, all its partitions

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -252,7 +252,10 @@ impl ThreadProducer {
         KafkaFailure::new(action, error)
     }
 
-    /// Queue one record. Waits while librdkafka's queue is full.
+    /// Queue one record. Waits while librdkafka's queue is full, for as long as a
+    /// request may take: a queue that stays full that long (a broker that stopped
+    /// acknowledging, or a record larger than the whole queue, which librdkafka
+    /// reports as full too) fails the send rather than hold the thread for ever.
     pub fn send(&self, record: Outgoing<'_>) -> Result<(), KafkaFailure> {
         self.begin()?;
         let mut base = BaseRecord::with_opaque_to(record.topic, record.kind as usize);
@@ -271,12 +274,26 @@ impl ThreadProducer {
         if let Some(partition) = record.partition {
             base = base.partition(partition);
         }
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
             match self.producer.send(base) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if Instant::now() < deadline =>
+                {
                     base = back;
                     self.producer.poll(Duration::from_millis(10));
+                }
+                Err((error @ KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    return Err(self.failure(
+                        format!(
+                            "the producer's queue stayed full for {REQUEST_TIMEOUT:?} while \
+                             sending to {:?} (the brokers stopped acknowledging, or the record \
+                             is larger than the queue: raise [memory] output_buffer_bytes)",
+                            record.topic
+                        ),
+                        error,
+                    ));
                 }
                 Err((error, _)) => {
                     return Err(

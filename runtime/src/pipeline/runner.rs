@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Message, TopicPartitionList};
@@ -37,6 +37,36 @@ use super::task::Assigned;
 
 /// How often the runner polls the group queue (serving rebalances and heartbeats).
 const GROUP_POLL: Duration = Duration::from_millis(100);
+
+/// How often the pipeline's state directory is measured for its disk quota (a walk of
+/// every store's directory): what it can write between two measurements is how far
+/// past the quota it can go. Without a quota, only for the metric.
+const DISK_EVERY: Duration = Duration::from_secs(1);
+const DISK_EVERY_WITHOUT_QUOTA: Duration = Duration::from_secs(10);
+
+/// Measures the disk the pipeline's stores take, now and then, for its quota and
+/// `weir_pipeline_state_size_bytes`.
+#[derive(Default)]
+struct DiskWatch {
+    measured: Option<Instant>,
+}
+
+impl DiskWatch {
+    fn measure(&mut self, ctx: &PipelineContext) {
+        let quota = &ctx.state_quota;
+        let every = match quota.limit() {
+            Some(_) => DISK_EVERY,
+            None => DISK_EVERY_WITHOUT_QUOTA,
+        };
+        if self.measured.is_some_and(|at| at.elapsed() < every) {
+            return;
+        }
+        self.measured = Some(Instant::now());
+        let used = crate::state::stores_size(&ctx.state_dir);
+        quota.measured(used);
+        ctx.metrics.pipeline_state(&ctx.name, used, quota.limit());
+    }
+}
 
 /// A partition this member owns: which thread runs it, and how to reach it.
 #[derive(Debug)]
@@ -307,7 +337,9 @@ pub fn run(
     tracing::info!(pipeline = %ctx.name, group = %ctx.group, inputs = ?topics, "joined the consumer group");
 
     let mut stray = None;
+    let mut disk = DiskWatch::default();
     while !shutdown.load(Ordering::Acquire) && !failure.is_set() {
+        disk.measure(&ctx);
         match consumer.poll(GROUP_POLL) {
             None => {}
             Some(Ok(message)) => {

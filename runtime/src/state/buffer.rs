@@ -140,6 +140,9 @@ fn cached_size(key: &[u8], value: Option<&[u8]>) -> usize {
     key.len() + value.map_or(0, <[u8]>::len) + KNOWN_ENTRY_OVERHEAD
 }
 
+/// Committed entries a scan reads from the store at a time.
+pub const SCAN_STORE_PAGE: usize = 64;
+
 /// How to undo the writes of an open batch.
 #[derive(Debug, Default)]
 struct BatchScope {
@@ -212,8 +215,8 @@ impl PartitionState {
         self
     }
 
-    /// Whether the pipeline's state has reached its disk quota: writes that add state
-    /// are then refused (see [`StateQuota`]).
+    /// Whether the pipeline's state has reached its disk quota: writes that set a
+    /// value are then refused (see [`StateQuota`]).
     pub fn quota_reached(&self) -> Option<QuotaReached> {
         self.quota.as_ref()?.reached()
     }
@@ -305,6 +308,20 @@ impl PartitionState {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StateError> {
+        let page = self.scan_within(prefix, start_after, limit, usize::MAX)?;
+        Ok(page.expect("no page passes usize::MAX bytes"))
+    }
+
+    /// [`scan`](Self::scan), or `None` as soon as the page's keys and values pass
+    /// `max_bytes`: the committed store is read [`SCAN_STORE_PAGE`] entries at a time, so
+    /// a page of large values is given up at its bound rather than read whole first.
+    pub fn scan_within(
+        &mut self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<Entry>>, StateError> {
         let mut buffered: Vec<(&[u8], Option<&[u8]>)> = self
             .writes
             .iter()
@@ -316,45 +333,62 @@ impl PartitionState {
         let mut buffered = buffered.into_iter().peekable();
 
         let mut out = Vec::new();
+        let mut bytes = 0_usize;
+        // False once the page passes `max_bytes`.
+        let mut push = |out: &mut Vec<Entry>, entry: Entry| {
+            bytes = bytes.saturating_add(entry.key.len() + entry.value.len());
+            out.push(entry);
+            bytes <= max_bytes
+        };
+        let buffered_entry = |(key, value): (&[u8], Option<&[u8]>)| {
+            value.map(|value| Entry {
+                key: key.to_vec(),
+                value: value.to_vec(),
+            })
+        };
         let mut cursor = start_after.map(<[u8]>::to_vec);
         while out.len() < limit {
-            // Fetch a full page: buffered deletes may hide some of it.
+            // A page at a time: buffered deletes may hide some of it.
+            let want = (limit - out.len()).min(SCAN_STORE_PAGE);
             let page = self
                 .committer
                 .store()?
-                .scan(prefix, cursor.as_deref(), limit)?;
-            let store_exhausted = page.len() < limit;
+                .scan(prefix, cursor.as_deref(), want)?;
+            let store_exhausted = page.len() < want;
             for committed in page {
                 let mut shadowed = false;
-                while let Some((key, value)) =
+                while let Some(write) =
                     buffered.next_if(|(key, _)| *key <= committed.key.as_slice())
                 {
-                    shadowed = key == committed.key.as_slice();
-                    out.extend(value.map(|value| Entry {
-                        key: key.to_vec(),
-                        value: value.to_vec(),
-                    }));
+                    shadowed = write.0 == committed.key.as_slice();
+                    if let Some(entry) = buffered_entry(write)
+                        && !push(&mut out, entry)
+                    {
+                        return Ok(None);
+                    }
                 }
                 cursor = Some(committed.key.clone());
-                if !shadowed {
-                    out.push(committed);
+                if !shadowed && !push(&mut out, committed) {
+                    return Ok(None);
                 }
                 if out.len() >= limit {
                     break;
                 }
             }
             if store_exhausted {
-                out.extend(buffered.by_ref().filter_map(|(key, value)| {
-                    value.map(|value| Entry {
-                        key: key.to_vec(),
-                        value: value.to_vec(),
-                    })
-                }));
+                for entry in buffered.by_ref().filter_map(buffered_entry) {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    if !push(&mut out, entry) {
+                        return Ok(None);
+                    }
+                }
                 break;
             }
         }
         out.truncate(limit);
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Open a batch scope: writes from here on can be undone by [`rollback_batch`].

@@ -20,7 +20,7 @@ mod rocks;
 
 pub use buffer::{CheckpointStats, PartitionState, WriteSet};
 pub use memory::MemoryStore;
-pub use quota::{QuotaReached, StateQuota};
+pub use quota::{QuotaReached, StateQuota, store_size, stores_size};
 pub use rocks::{RocksMemory, RocksStore};
 
 use std::path::PathBuf;

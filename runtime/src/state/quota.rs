@@ -1,30 +1,27 @@
 //! [`StateQuota`]: the disk one pipeline's partition stores may take on this daemon.
 //!
-//! The size is measured, not predicted: each partition reports what its store's
-//! directory holds now and then, and the quota adds the reports up. A store's size on
-//! disk lags its writes (memtables flush later, compaction shrinks later), so the bound
-//! is soft by what a pipeline can write between two measurements; it exists to keep a
-//! runaway transform from filling the disk every pipeline of the daemon shares, not to
-//! account bytes exactly. Only writes that add state are refused past it: deletes
-//! stay allowed, so a transform can still clean up, and a restore always completes
-//! (its data is already committed).
+//! The size is measured, not predicted: the pipeline's state directory (every store
+//! in it, those of partitions that moved away included, since their files stay until
+//! the partition comes back) is walked every second. A store's size on disk lags its
+//! writes (memtables flush later, compaction shrinks later), so the bound is soft by
+//! what a pipeline can write between two measurements; it exists to keep a runaway
+//! transform from filling the disk every pipeline of the daemon shares, not to account
+//! bytes exactly. Past it, state writes that set a value are refused; deletes stay
+//! allowed, so a transform can still clean up, and a restore always completes (its
+//! data is already committed).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What one pipeline's stores take on this daemon's disk, against an optional limit.
 #[derive(Debug, Default)]
 pub struct StateQuota {
     limit: Option<u64>,
-    /// The last size reported for each store directory.
-    sizes: Mutex<HashMap<PathBuf, u64>>,
-    /// The sum of `sizes`, readable without the lock on every state write.
+    /// Bytes measured last.
     used: AtomicU64,
 }
 
-/// The quota was reached: state writes that add data are refused.
+/// The quota was reached: state writes that set a value are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaReached {
     pub used: u64,
@@ -36,7 +33,7 @@ impl StateQuota {
     pub fn new(limit: Option<u64>) -> Self {
         Self {
             limit,
-            ..Self::default()
+            used: AtomicU64::new(0),
         }
     }
 
@@ -44,25 +41,9 @@ impl StateQuota {
         self.limit
     }
 
-    /// The store at `store` now takes `bytes`. Returns the pipeline's total.
-    pub fn report(&self, store: &Path, bytes: u64) -> u64 {
-        let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
-        sizes.insert(store.to_path_buf(), bytes);
-        self.sum(&sizes)
-    }
-
-    /// The store at `store` left this daemon (its partition was revoked): its disk is
-    /// no longer the pipeline's here. Returns the pipeline's total.
-    pub fn forget(&self, store: &Path) -> u64 {
-        let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
-        sizes.remove(store);
-        self.sum(&sizes)
-    }
-
-    fn sum(&self, sizes: &HashMap<PathBuf, u64>) -> u64 {
-        let total = sizes.values().sum();
-        self.used.store(total, Ordering::Relaxed);
-        total
+    /// The pipeline's stores take `bytes` now.
+    pub fn measured(&self, bytes: u64) {
+        self.used.store(bytes, Ordering::Relaxed);
     }
 
     /// Bytes the pipeline's stores took when last measured.
@@ -70,7 +51,7 @@ impl StateQuota {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// Whether writes that add state must be refused now.
+    /// Whether writes that set a value must be refused now.
     pub fn reached(&self) -> Option<QuotaReached> {
         let limit = self.limit?;
         let used = self.used();
@@ -78,35 +59,73 @@ impl StateQuota {
     }
 }
 
+/// Bytes of the files in one store's directory (RocksDB keeps a flat directory).
+pub fn store_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Bytes of every store under a pipeline's state directory (one directory per store).
+pub fn stores_size(state_dir: &Path) -> u64 {
+    std::fs::read_dir(state_dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| store_size(&e.path()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_quota_adds_up_the_latest_size_of_each_store() {
+    fn the_quota_is_reached_at_its_limit() {
         let quota = StateQuota::new(Some(100));
-        assert_eq!(quota.report(Path::new("a"), 30), 30);
-        assert_eq!(quota.report(Path::new("b"), 50), 80);
+        quota.measured(99);
         assert_eq!(quota.reached(), None);
-        // A new measurement replaces the old one; it does not add to it.
-        assert_eq!(quota.report(Path::new("a"), 60), 110);
+        quota.measured(100);
         assert_eq!(
             quota.reached(),
             Some(QuotaReached {
-                used: 110,
+                used: 100,
                 limit: 100
             })
         );
-        // A revoked partition's store no longer counts.
-        assert_eq!(quota.forget(Path::new("b")), 60);
+        // Measured again after deletes and a compaction: under it again.
+        quota.measured(60);
         assert_eq!(quota.reached(), None);
     }
 
     #[test]
     fn without_a_limit_the_quota_only_measures() {
         let quota = StateQuota::new(None);
-        quota.report(Path::new("a"), u64::MAX / 2);
+        quota.measured(u64::MAX / 2);
         assert_eq!(quota.used(), u64::MAX / 2);
         assert_eq!(quota.reached(), None);
+    }
+
+    #[test]
+    fn every_store_of_the_pipeline_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        for (store, bytes) in [("text-0", 10), ("text-1", 32)] {
+            std::fs::create_dir(dir.path().join(store)).unwrap();
+            std::fs::write(dir.path().join(store).join("000001.log"), vec![0; bytes]).unwrap();
+        }
+        std::fs::write(dir.path().join("stray"), [0; 1000]).unwrap();
+        assert_eq!(store_size(&dir.path().join("text-1")), 32);
+        assert_eq!(stores_size(dir.path()), 42);
+        assert_eq!(stores_size(&dir.path().join("missing")), 0);
     }
 }

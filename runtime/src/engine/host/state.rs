@@ -8,10 +8,6 @@ use crate::engine::bindings::weir::transform::state::{Entry, Host, SmallValue, W
 
 /// Largest page a guest may ask one `scan` for; it pages for more.
 const MAX_SCAN_PAGE: u32 = 1024;
-/// Entries read from the state at a time while a page is built: the page's bytes are
-/// checked as it grows, so a page of large values fails at its bound instead of being
-/// read whole first.
-const SCAN_CHUNK: usize = 16;
 
 impl HostState {
     fn check_write(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
@@ -98,32 +94,21 @@ impl Host for HostState {
         limit: u32,
     ) -> Result<Vec<Entry>> {
         let limit = limit.min(MAX_SCAN_PAGE) as usize;
-        let mut page = Vec::new();
-        let mut bytes = 0_u64;
-        let mut after = start_after;
-        while page.len() < limit {
-            let want = (limit - page.len()).min(SCAN_CHUNK);
-            let chunk = self.state.scan(&prefix, after.as_deref(), want)?;
-            let exhausted = chunk.len() < want;
-            for e in chunk {
-                bytes += (e.key.len() + e.value.len()) as u64;
-                if bytes > self.max_scan_bytes {
-                    return Err(GuestFault::ScanTooLarge {
-                        limit: self.max_scan_bytes,
-                    }
-                    .into());
-                }
-                page.push(Entry {
-                    key: e.key,
-                    value: e.value,
-                });
-            }
-            if exhausted {
-                break;
-            }
-            after = page.last().map(|e| e.key.clone());
-        }
-        Ok(page)
+        let max_bytes = usize::try_from(self.max_scan_bytes).unwrap_or(usize::MAX);
+        let page = self
+            .state
+            .scan_within(&prefix, start_after.as_deref(), limit, max_bytes)?
+            .ok_or(GuestFault::ScanTooLarge {
+                limit: self.max_scan_bytes,
+                asked: limit as u32,
+            })?;
+        Ok(page
+            .into_iter()
+            .map(|e| Entry {
+                key: e.key,
+                value: e.value,
+            })
+            .collect())
     }
 }
 

@@ -3,7 +3,6 @@
 //! the partition's position (see `pipeline::position`); and publishing position, lag
 //! and state size.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, ConsumerContext};
@@ -174,9 +173,7 @@ impl<C: ConsumerContext + 'static> Task<C> {
     }
 
     /// Publish the partition's position and lag (from the high watermark librdkafka
-    /// last saw, without a request) and, now and then, the state size on disk, which
-    /// also counts against the pipeline's disk quota: every second under a quota,
-    /// every ten seconds without one.
+    /// last saw, without a request) and, now and then, the state size on disk.
     pub fn observe_position(&mut self) {
         let this = &self.assigned;
         let lag = cached_watermarks(this.consumer.client(), &this.topic, this.partition)
@@ -185,22 +182,15 @@ impl<C: ConsumerContext + 'static> Task<C> {
             this.metrics.consumer_lag.set(lag);
         }
         this.status.set_position(Some(self.next_offset), lag);
-        let quota = &this.ctx.state_quota;
-        let every = match quota.limit() {
-            Some(_) => STATE_SIZE_UNDER_QUOTA_EVERY,
-            None => STATE_SIZE_EVERY,
-        };
-        if self.state_measured.is_none_or(|at| at.elapsed() >= every) {
+        if self
+            .state_measured
+            .is_none_or(|at| at.elapsed() >= STATE_SIZE_EVERY)
+        {
             self.state_measured = Some(Instant::now());
-            let path = this.state_path();
-            let bytes = dir_size(&path);
+            let bytes = crate::state::store_size(&this.state_path());
             this.metrics
                 .state_bytes
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-            let total = quota.report(&path, bytes);
-            this.ctx
-                .metrics
-                .pipeline_state(&this.ctx.name, total, quota.limit());
         }
     }
 }
@@ -230,22 +220,5 @@ fn cached_watermarks<C: rdkafka::ClientContext>(
         .then_some((low, high))
 }
 
-/// Bytes of the files under `dir` (RocksDB keeps a flat directory).
-fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .filter(std::fs::Metadata::is_file)
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 /// How often the state size on disk is measured (a directory walk).
 const STATE_SIZE_EVERY: Duration = Duration::from_secs(10);
-/// How often under a disk quota: what a pipeline can write between two measurements
-/// is how far past its quota it can go.
-const STATE_SIZE_UNDER_QUOTA_EVERY: Duration = Duration::from_secs(1);

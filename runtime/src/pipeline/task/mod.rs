@@ -75,7 +75,7 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
         self.cancel.load(Ordering::Acquire)
     }
 
-    pub(in crate::pipeline) fn state_path(&self) -> PathBuf {
+    fn state_path(&self) -> PathBuf {
         self.ctx
             .state_dir
             .join(format!("{}-{}", self.topic, self.partition))
@@ -119,9 +119,9 @@ pub struct Task<C: ConsumerContext + 'static> {
     state_measured: Option<Instant>,
     /// Fetching is paused (the pipeline is): the task is checkpointed and idle.
     pub paused: bool,
-    /// The thread runs its other tasks before this one again until then: its last
-    /// batch was slow (see the processing thread's `round`).
-    pub sidelined_until: Option<Instant>,
+    /// Its last batch was slow: the thread runs its other tasks first for a while
+    /// (see the processing thread's `round`).
+    pub slow: bool,
     pub assigned: Assigned<C>,
 }
 

@@ -141,7 +141,7 @@ impl Prepared {
             careful_until: None,
             state_measured: None,
             paused: false,
-            sidelined_until: None,
+            slow: false,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! version's trial, and the outputs and dead letters queued in the thread's open
 //! transaction.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerContext;
 
@@ -16,18 +16,19 @@ use super::{Task, TaskError};
 
 impl<C: ConsumerContext + 'static> Task<C> {
     /// Process a batch and queue its outputs and dead letters in the transaction.
+    /// Returns the time the transform took (re-runs to find a failing record
+    /// included; queueing the outputs not).
     pub fn run_batch(
         &mut self,
         producer: &ThreadProducer,
         batch: &[InputRecord],
-    ) -> Result<(), TaskError> {
+    ) -> Result<Duration, TaskError> {
         let this = &self.assigned;
         let ctx = &this.ctx;
         let started = Instant::now();
         let result = run_batch_within(&mut self.instance, batch, ctx.policy, &ctx.output_rules);
-        this.metrics
-            .process_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        this.metrics.process_seconds.observe(took.as_secs_f64());
         this.metrics
             .guest_log_dropped
             .inc_by(self.instance.take_dropped_log_lines());
@@ -114,7 +115,7 @@ impl<C: ConsumerContext + 'static> Task<C> {
                 this.metrics.dead_letters.inc();
             }
         }
-        Ok(())
+        Ok(took)
     }
 
     /// Count a batch against the running version's trial, if it is on one. True when

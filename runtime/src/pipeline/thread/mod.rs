@@ -45,7 +45,7 @@ use super::task::Task;
 /// The longest a thread sleeps without looking at its commands and queues.
 const POLL_SLICE: Duration = Duration::from_millis(50);
 
-/// A batch at least this slow sidelines its task for as long as it took (see
+/// A batch whose transform takes at least this long marks its task slow (see
 /// `ProcessingThread::round`). A normal batch takes a few milliseconds.
 const SLOW_BATCH: Duration = Duration::from_millis(100);
 
@@ -69,6 +69,8 @@ pub struct ProcessingThread<C: ConsumerContext + 'static> {
     deadline: Instant,
     /// Where the next round starts (see `round`).
     next_task: usize,
+    /// Until when the tasks marked slow wait while the others run (see `round`).
+    slow_wait: Option<Instant>,
     /// Told to shut down: the loop ends.
     shut_down: bool,
 }
@@ -95,6 +97,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             interval: IDLE_INTERVAL,
             deadline: Instant::now() + IDLE_INTERVAL,
             next_task: 0,
+            slow_wait: None,
             shut_down: false,
         }
     }
@@ -167,12 +170,13 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     /// transaction). The next round starts where this one stopped, so every task gets
     /// its turn. True when any task had records.
     ///
-    /// A batch that took [`SLOW_BATCH`] or more (a transform looping until its call
-    /// timeout, sleeping, or just slow) sidelines its task for as long as the batch
-    /// took: the thread's other tasks get at least as much time as it had before it
-    /// runs again, so one poison record or hostile transform costs its neighbours at
-    /// most half of their thread, not all of it. Sidelining only yields to work: a
-    /// round in which no other task had records runs the sidelined ones at once.
+    /// A batch whose transform took [`SLOW_BATCH`] or more (looping until its call
+    /// timeout, sleeping, or just slow) marks its task slow, and the thread's slow
+    /// tasks then wait for as long as that batch took while the others run: however
+    /// many slow tasks a thread has, its other tasks get at least as much time as the
+    /// slow ones, so poison records or a hostile transform cost their neighbours at
+    /// most half of their thread, not all of it. Waiting only yields to work: a round
+    /// in which no other task had records runs the slow ones at once.
     fn round(&mut self, batch: &mut Vec<InputRecord>) -> Result<bool, ThreadFailure> {
         let mut busy = false;
         let mut sidelined = false;
@@ -186,10 +190,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             if self.tasks[i].paused {
                 continue;
             }
-            if self.tasks[i]
-                .sidelined_until
-                .is_some_and(|until| until > Instant::now())
-            {
+            if self.tasks[i].slow && self.slow_wait.is_some_and(|until| until > Instant::now()) {
                 sidelined = true;
                 continue;
             }
@@ -213,13 +214,14 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 .producers
                 .get(guarantee)
                 .expect("a task's producer is made when the task is adopted");
-            let began = Instant::now();
             match self.tasks[i].run_batch(producer, batch) {
-                Ok(()) => {
+                Ok(took) => {
                     self.tasks[i].advance(last);
-                    let took = began.elapsed();
-                    self.tasks[i].sidelined_until =
-                        (took >= SLOW_BATCH).then(|| Instant::now() + took);
+                    self.tasks[i].slow = took >= SLOW_BATCH;
+                    if self.tasks[i].slow {
+                        let until = Instant::now() + took;
+                        self.slow_wait = Some(self.slow_wait.map_or(until, |u| u.max(until)));
+                    }
                 }
                 Err(TaskError::TrialFailed { version }) => {
                     // The interval's records go again, through the restored version.
@@ -239,10 +241,8 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             }
         }
         if sidelined && !busy {
-            // Nothing else to run: the sidelined tasks go on now.
-            for task in &mut self.tasks {
-                task.sidelined_until = None;
-            }
+            // Nothing else to run: the slow tasks go on now.
+            self.slow_wait = None;
             return Ok(true);
         }
         Ok(busy)
@@ -442,7 +442,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         self.next_task = 0;
         for mut task in leaving {
             task.discard();
-            forget_partition(&task);
+            release_metrics(&task);
         }
         self.retime();
         if let Some(failure) = failed {
@@ -510,14 +510,10 @@ fn set_paused<C: ConsumerContext + 'static>(
     Ok(())
 }
 
-/// The partition left this thread: its metrics go, and its store no longer counts
-/// against the pipeline's disk quota here.
-fn forget_partition<C: ConsumerContext + 'static>(task: &Task<C>) {
+fn release_metrics<C: ConsumerContext + 'static>(task: &Task<C>) {
     let assigned = &task.assigned;
-    let ctx = &assigned.ctx;
-    ctx.metrics
-        .release_partition(&ctx.name, &assigned.topic, assigned.partition);
-    let total = ctx.state_quota.forget(&assigned.state_path());
-    ctx.metrics
-        .pipeline_state(&ctx.name, total, ctx.state_quota.limit());
+    assigned
+        .ctx
+        .metrics
+        .release_partition(&assigned.ctx.name, &assigned.topic, assigned.partition);
 }

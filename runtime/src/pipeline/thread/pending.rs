@@ -4,9 +4,12 @@
 //! Each partition's writes are bounded on their own (`limits.max_pending_state_bytes`),
 //! but a thousand partitions within their bounds can still hold the host's memory many
 //! times over. Each thread publishes what its partitions hold after every round; when
-//! the threads together pass half of the budget, every thread holding some checkpoints
-//! at once, which empties its share. That is back-pressure by earlier, smaller
-//! transactions, not a refusal: no record fails because a neighbour wrote a lot.
+//! the threads together pass half of the budget, each thread holding more than its
+//! even part of that half checkpoints at once, which empties it (at least one does:
+//! the parts add up to the half). That is back-pressure by earlier, smaller
+//! transactions, not a refusal: no record fails because a neighbour wrote a lot, and a
+//! thread holding little is not made to commit after every round while a busy one is
+//! in a long batch.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,12 +29,14 @@ impl PendingBudget {
     }
 
     /// Thread `thread`'s partitions now hold `bytes`. True when the threads together
-    /// hold more than half the budget and this one holds some: it should checkpoint.
+    /// hold more than half the budget and this one more than its part of that half:
+    /// it should checkpoint.
     pub fn hold(&self, thread: usize, bytes: u64) -> bool {
         if let Some(slot) = self.held.get(thread) {
             slot.store(bytes, Ordering::Relaxed);
         }
-        bytes > 0 && self.held() > self.budget / 2
+        let half = self.budget / 2;
+        bytes > half / self.held.len() as u64 && self.held() > half
     }
 
     /// Bytes every thread's partitions hold, as last published.
@@ -48,17 +53,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn threads_checkpoint_once_together_they_hold_half_the_budget() {
-        let budget = PendingBudget::new(100, 3);
-        assert!(!budget.hold(0, 30));
-        assert!(!budget.hold(1, 20), "50 of 100 is not past half");
-        // Past half: the thread publishing checkpoints, and so does any other that
-        // holds some when it next publishes; one holding nothing has nothing to do.
-        assert!(budget.hold(2, 1));
-        assert!(budget.hold(0, 30));
-        assert!(!budget.hold(2, 0));
+    fn threads_over_their_part_checkpoint_once_together_they_hold_half_the_budget() {
+        // A half of 150 in three parts of 50.
+        let budget = PendingBudget::new(300, 3);
+        assert!(!budget.hold(0, 100), "100 of 300 is not past half");
+        assert!(!budget.hold(1, 40));
+        // Past half: the threads over their part checkpoint when they next publish;
+        // the others go on.
+        assert!(!budget.hold(2, 20), "20 is under its part");
+        assert!(budget.hold(0, 100));
+        assert!(!budget.hold(1, 40));
         // A checkpoint empties a thread's share.
         assert!(!budget.hold(0, 0));
-        assert_eq!(budget.held(), 20);
+        assert_eq!(budget.held(), 60);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use rdkafka::consumer::ConsumerContext;
 
-use super::{ProcessingThread, RunId, TaskError, ThreadFailure, forget_partition};
+use super::{ProcessingThread, RunId, TaskError, ThreadFailure, release_metrics};
 
 impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     /// Go back to the last checkpoint after a Kafka failure the thread survives: a
@@ -126,7 +126,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             let mut told = BTreeSet::new();
             for mut task in leaving {
                 task.discard();
-                forget_partition(&task);
+                release_metrics(&task);
                 let run = task.assigned.run;
                 if !told.insert(run) {
                     continue;
