@@ -322,8 +322,8 @@ fn a_looping_partition_does_not_hold_up_its_thread() {
     // looping to its 2 s call timeout on every record. Each looping batch used to be
     // followed by one word-count batch, then the next loop: 10 lines every 2 s, so 300
     // lines waited for the 25 loops to run out (50 s; 30.7 s measured with 15). A slow
-    // batch now makes its partition wait as long as it took, and the word count runs
-    // meanwhile.
+    // batch now makes its partition wait (four times as long as it took, since its
+    // call timed out), and the word count runs meanwhile.
     let setup = Setup::new(EXE, 1, &["counts", "hostile", "hostile-out"]);
     let hostile = setup.topic("hostile");
     let misbehave = guest("misbehave");
@@ -374,6 +374,7 @@ fn a_looping_partition_does_not_hold_up_its_thread() {
     input.produce(1, 300);
     setup.wait_for_counts(&input, &daemon);
     let took = began.elapsed();
+    eprintln!("300 lines beside a looping partition: {took:?}");
     assert!(daemon.terminate().success());
     setup.assert_exact(&input, "a");
     assert!(

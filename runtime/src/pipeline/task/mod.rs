@@ -15,6 +15,8 @@ mod restore;
 mod start;
 mod transform;
 
+pub use transform::Ran;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerContext;
 
-use crate::engine::InputRecord;
+use crate::engine::{GuestFault, InputRecord};
 use crate::kafka::producer::{Outgoing, RecordKind, ThreadProducer};
 use crate::kafka::records::{self, DeadLetter};
 
@@ -14,15 +14,24 @@ use crate::pipeline::{BatchError, FailureReason, run_batch_within};
 
 use super::{Task, TaskError};
 
+/// What one batch cost its thread (see the processing thread's sidelining).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ran {
+    /// Time in the transform, re-runs to find a failing record included.
+    pub took: Duration,
+    /// A call ran out its deadline (`limits.call_timeout_ms`).
+    pub timed_out: bool,
+}
+
 impl<C: ConsumerContext + 'static> Task<C> {
     /// Process a batch and queue its outputs and dead letters in the transaction.
-    /// Returns the time the transform took (re-runs to find a failing record
-    /// included; queueing the outputs not).
+    /// Returns what the transform cost the thread: its time (re-runs to find a failing
+    /// record included; queueing the outputs not), and whether a call timed out.
     pub fn run_batch(
         &mut self,
         producer: &ThreadProducer,
         batch: &[InputRecord],
-    ) -> Result<Duration, TaskError> {
+    ) -> Result<Ran, TaskError> {
         let this = &self.assigned;
         let ctx = &this.ctx;
         let started = Instant::now();
@@ -55,8 +64,13 @@ impl<C: ConsumerContext + 'static> Task<C> {
                 });
             }
         };
+        let mut timed_out = false;
         for failure in &outcome.failures {
             this.metrics.guest_error(failure.reason.kind());
+            timed_out |= matches!(
+                failure.reason,
+                FailureReason::Fault(GuestFault::Timeout { .. })
+            );
         }
         if self.judge_trial(batch.len() as u64, outcome.failures.len() as u64, None) {
             return Err(TaskError::TrialFailed {
@@ -115,7 +129,7 @@ impl<C: ConsumerContext + 'static> Task<C> {
                 this.metrics.dead_letters.inc();
             }
         }
-        Ok(took)
+        Ok(Ran { took, timed_out })
     }
 
     /// Count a batch against the running version's trial, if it is on one. True when

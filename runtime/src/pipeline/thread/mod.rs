@@ -21,6 +21,7 @@ mod checkpoint;
 mod pending;
 mod producers;
 mod recovery;
+mod sideline;
 
 pub use pending::PendingBudget;
 
@@ -44,10 +45,6 @@ use super::task::Task;
 
 /// The longest a thread sleeps without looking at its commands and queues.
 const POLL_SLICE: Duration = Duration::from_millis(50);
-
-/// A batch whose transform takes at least this long marks its task slow (see
-/// `ProcessingThread::round`). A normal batch takes a few milliseconds.
-const SLOW_BATCH: Duration = Duration::from_millis(100);
 
 /// The commit interval of a thread without tasks (nothing to commit).
 const IDLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -170,13 +167,13 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     /// transaction). The next round starts where this one stopped, so every task gets
     /// its turn. True when any task had records.
     ///
-    /// A batch whose transform took [`SLOW_BATCH`] or more (looping until its call
-    /// timeout, sleeping, or just slow) marks its task slow, and the thread's slow
-    /// tasks then wait for as long as that batch took while the others run: however
-    /// many slow tasks a thread has, its other tasks get at least as much time as the
-    /// slow ones, so poison records or a hostile transform cost their neighbours at
-    /// most half of their thread, not all of it. Waiting only yields to work: a round
-    /// in which no other task had records runs the slow ones at once.
+    /// A slow batch (see [`sideline`]) marks its task slow, and the thread's slow tasks
+    /// then wait while the others run, for as long as that batch took (four times as
+    /// long when a call in it ran out its deadline): however many slow tasks a thread
+    /// has, its other tasks get at least as much time as the slow ones, so poison
+    /// records or a hostile transform cost their neighbours at most half of their
+    /// thread, a fifth when they time out. Waiting only yields to work: a round in which
+    /// no other task had records runs the slow ones at once.
     fn round(&mut self, batch: &mut Vec<InputRecord>) -> Result<bool, ThreadFailure> {
         let mut busy = false;
         let mut sidelined = false;
@@ -215,11 +212,12 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 .get(guarantee)
                 .expect("a task's producer is made when the task is adopted");
             match self.tasks[i].run_batch(producer, batch) {
-                Ok(took) => {
+                Ok(ran) => {
                     self.tasks[i].advance(last);
-                    self.tasks[i].slow = took >= SLOW_BATCH;
-                    if self.tasks[i].slow {
-                        let until = Instant::now() + took;
+                    let wait = sideline::wait_after(ran);
+                    self.tasks[i].slow = wait.is_some();
+                    if let Some(wait) = wait {
+                        let until = Instant::now() + wait;
                         self.slow_wait = Some(self.slow_wait.map_or(until, |u| u.max(until)));
                     }
                 }
