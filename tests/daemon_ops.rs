@@ -755,3 +755,32 @@ fn the_admin_api_serves_tls_with_the_configured_certificate() {
     assert!(agent.get(format!("{plain}/health")).call().is_err());
     assert!(daemon.terminate().success());
 }
+
+#[test]
+fn a_caller_that_never_finishes_its_request_headers_is_disconnected() {
+    // A connection that sends half a request's headers and stops used to stay open for
+    // ever (each holding a file descriptor of the daemon's); the server now closes it
+    // 10 s after it started reading the headers.
+    use std::io::{Read, Write};
+    let setup = Setup::new(EXE, 1, &["counts"]);
+    let daemon = setup.start_with("a", &admin(Some(TOKEN)), None);
+    let url = admin_url(&setup.data_dir("a"));
+    let mut half = std::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .expect("connect to the admin API");
+    half.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    half.write_all(b"GET /health HTTP/1.1\r\nHost: weir\r\n")
+        .unwrap();
+    let began = Instant::now();
+    let mut answer = Vec::new();
+    let read = half.read_to_end(&mut answer);
+    assert!(read.is_ok(), "the connection was not closed: {read:?}");
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "closed after {:?}",
+        began.elapsed()
+    );
+    // The server itself goes on.
+    assert_eq!(http_get(&format!("{url}/health")).0, 200);
+    assert!(daemon.terminate().success());
+}

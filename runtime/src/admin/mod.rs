@@ -124,25 +124,7 @@ pub fn start(daemon: Arc<Daemon>, config: &AdminConfig) -> Result<AdminServer, A
                 .enable_all()
                 .build()
                 .expect("the admin API's runtime");
-            runtime.block_on(async move {
-                if let Some(tls) = tls {
-                    serve_tls(listener, tls, router, stopped).await;
-                    return;
-                }
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => listener,
-                    Err(error) => {
-                        tracing::error!(%error, "the admin API cannot use its socket");
-                        return;
-                    }
-                };
-                let serve = axum::serve(listener, router).with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                });
-                if let Err(error) = serve.await {
-                    tracing::error!(%error, "the admin API stopped");
-                }
-            });
+            runtime.block_on(serve(listener, tls, router, stopped));
         })
         .expect("spawning the admin thread");
 
@@ -161,11 +143,22 @@ pub fn start(daemon: Arc<Daemon>, config: &AdminConfig) -> Result<AdminServer, A
     })
 }
 
-/// Serve `router` over TLS on `listener` until `stopped`; connections get a few seconds
-/// to finish.
-async fn serve_tls(
+/// How long a caller may take to send a request's headers once it has begun. Without
+/// it (hyper has the timeout but applies it only with a timer, which `axum::serve`
+/// never installs) a caller that sends half a request, or a byte now and then, holds
+/// its connection, and one of the daemon's file descriptors, for ever. A request's body
+/// has no such bound: only a caller with the token gets as far as sending one. Not
+/// covered: a connection that sends nothing at all (hyper's protocol detection waits
+/// for its first bytes without a timeout).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long open requests get to finish once the server is told to stop.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serve `router` on `listener`, over TLS when configured, until `stopped`.
+async fn serve(
     listener: std::net::TcpListener,
-    tls: axum_server::tls_rustls::RustlsConfig,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     router: axum::Router,
     stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -173,12 +166,25 @@ async fn serve_tls(
     let stopper = handle.clone();
     tokio::spawn(async move {
         let _ = stopped.await;
-        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+        stopper.graceful_shutdown(Some(STOP_GRACE));
     });
-    let serve = axum_server::from_tcp_rustls(listener, tls)
-        .handle(handle)
-        .serve(router.into_make_service());
-    if let Err(error) = serve.await {
+    let mut server = axum_server::from_tcp(listener).handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let service = router.into_make_service();
+    let served = match tls {
+        Some(tls) => {
+            server
+                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(tls))
+                .serve(service)
+                .await
+        }
+        None => server.serve(service).await,
+    };
+    if let Err(error) = served {
         tracing::error!(%error, "the admin API stopped");
     }
 }
