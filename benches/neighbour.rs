@@ -96,17 +96,7 @@ fn main() {
     phase(&daemon, &progress, &mut input, lines);
     let alone = phase(&daemon, &progress, &mut input, lines);
 
-    let attacks = [
-        "loop".to_owned(),
-        "alloc".to_owned(),
-        "panic".to_owned(),
-        "recurse".to_owned(),
-        "sleep:60000".to_owned(),
-        "state-bomb:40".to_owned(),
-        "send-bytes:5000000".to_owned(),
-        "log-flood:2000".to_owned(),
-        format!("send-to:{changelog}"),
-    ];
+    let attacks = weir_tests::hostile_commands(&changelog);
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
     let attacker = {

@@ -432,17 +432,7 @@ fn a_healthy_neighbour_keeps_exact_totals_while_a_hostile_pipeline_fails() {
 
     let mut input = setup.input();
     input.produce(2, 50);
-    let attacks = [
-        "loop".to_owned(),
-        "alloc".to_owned(),
-        "panic".to_owned(),
-        "recurse".to_owned(),
-        "sleep:60000".to_owned(),
-        "state-bomb:40".to_owned(),
-        "send-bytes:5000000".to_owned(),
-        "log-flood:2000".to_owned(),
-        format!("send-to:{}", setup.changelog()),
-    ];
+    let attacks = weir_tests::hostile_commands(&setup.changelog());
     let attacker = weir_tests::wordcount::Input::new(&setup.broker.bootstrap, &hostile);
     for attack in &attacks {
         attacker.send(0, attack.as_bytes());

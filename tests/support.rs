@@ -118,6 +118,24 @@ fn build_guests() -> Result<PathBuf, String> {
     Ok(target_dir.join("wasm32-wasip2/release"))
 }
 
+/// Every way the `misbehave` guest fails a record, as the commands it takes: an endless
+/// loop, a memory bomb, a panic, deep recursion, a 60 s sleep, a 40 MiB state bomb, a
+/// 5 MB output, a log flood, and a write into `changelog` (another pipeline's). The
+/// hostile suite and the neighbour bench feed them beside a healthy pipeline.
+pub fn hostile_commands(changelog: &str) -> [String; 9] {
+    [
+        "loop".to_owned(),
+        "alloc".to_owned(),
+        "panic".to_owned(),
+        "recurse".to_owned(),
+        "sleep:60000".to_owned(),
+        "state-bomb:40".to_owned(),
+        "send-bytes:5000000".to_owned(),
+        "log-flood:2000".to_owned(),
+        format!("send-to:{changelog}"),
+    ]
+}
+
 /// Limits that make the limit tests quick: a 500 ms call timeout, 64 MiB of memory.
 pub fn test_limits() -> Limits {
     Limits {
