@@ -6,7 +6,7 @@
 //! while the thread has other work, for as long as the batch took: a slow transform
 //! then gets as much of its thread as its neighbours, no more. A batch in which a call
 //! ran out its deadline waits [`TIMED_OUT_FACTOR`] times as long: that time bought
-//! nothing but a dead letter (or a stopped pipeline), and a hostile or broken transform
+//! nothing but a failed record (skipped or dead-lettered), and a hostile or broken transform
 //! that fails this way record after record keeps a fifth of its thread, its
 //! neighbours four fifths. Waiting only yields to work: a thread with nothing else to
 //! run goes on with the slow partition at once.
