@@ -7,6 +7,7 @@
 //! Python component compiles for seconds) never touches the processing threads.
 
 mod routes;
+mod server;
 mod tls;
 
 use std::net::SocketAddr;
@@ -91,7 +92,7 @@ pub fn start(daemon: Arc<Daemon>, config: &AdminConfig) -> Result<AdminServer, A
         source,
     };
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
     let listener = std::net::TcpListener::bind(&config.listen).map_err(bind_error)?;
@@ -124,7 +125,7 @@ pub fn start(daemon: Arc<Daemon>, config: &AdminConfig) -> Result<AdminServer, A
                 .enable_all()
                 .build()
                 .expect("the admin API's runtime");
-            runtime.block_on(serve(listener, tls, router, stopped));
+            runtime.block_on(server::serve(listener, tls, router, stopped));
         })
         .expect("spawning the admin thread");
 
@@ -141,50 +142,4 @@ pub fn start(daemon: Arc<Daemon>, config: &AdminConfig) -> Result<AdminServer, A
         stop: Some(stop),
         thread: Some(thread),
     })
-}
-
-/// How long a caller may take to send a request's headers once it has begun. Without
-/// it (hyper has the timeout but applies it only with a timer, which `axum::serve`
-/// never installs) a caller that sends half a request, or a byte now and then, holds
-/// its connection, and one of the daemon's file descriptors, for ever. A request's body
-/// has no such bound: only a caller with the token gets as far as sending one. Not
-/// covered: a connection that sends nothing at all (hyper's protocol detection waits
-/// for its first bytes without a timeout).
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// How long open requests get to finish once the server is told to stop.
-const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Serve `router` on `listener`, over TLS when configured, until `stopped`.
-async fn serve(
-    listener: std::net::TcpListener,
-    tls: Option<axum_server::tls_rustls::RustlsConfig>,
-    router: axum::Router,
-    stopped: tokio::sync::oneshot::Receiver<()>,
-) {
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        let _ = stopped.await;
-        stopper.graceful_shutdown(Some(STOP_GRACE));
-    });
-    let mut server = axum_server::from_tcp(listener).handle(handle);
-    server
-        .http_builder()
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let service = router.into_make_service();
-    let served = match tls {
-        Some(tls) => {
-            server
-                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(tls))
-                .serve(service)
-                .await
-        }
-        None => server.serve(service).await,
-    };
-    if let Err(error) = served {
-        tracing::error!(%error, "the admin API stopped");
-    }
 }

@@ -5,14 +5,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use axum_server::tls_rustls::RustlsConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
 
 use super::AdminError;
 
 /// The server's TLS settings from `cert` (a PEM chain, leaf first) and `key`.
-pub(super) fn server_config(cert: &Path, key: &Path) -> Result<RustlsConfig, AdminError> {
+pub(super) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, AdminError> {
     let bad = |path: &Path, reason: String| AdminError::Tls {
         path: path.to_path_buf(),
         reason,
@@ -36,5 +36,5 @@ pub(super) fn server_config(cert: &Path, key: &Path) -> Result<RustlsConfig, Adm
         .with_single_cert(chain, key_der)
         .map_err(|e| bad(key, format!("does not go with the certificate: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(RustlsConfig::from_config(Arc::new(config)))
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
