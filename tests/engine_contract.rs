@@ -1,10 +1,11 @@
 //! Modules that do not fit the contract are refused at load, with an error that
 //! names the problem, and the engine goes on working.
 
-use weir_runtime::engine::bindings::CONTRACT_VERSION;
-use weir_runtime::engine::{EngineError, InputRecord};
+use weir_runtime::engine::bindings::EARLIER_CONTRACT_VERSION;
+use weir_runtime::engine::{Contract, EngineError, InputRecord};
 use weir_runtime::pipeline::{ErrorPolicy, run_batch};
 use weir_runtime::state::PartitionState;
+use weir_tests::languages::{Lang, lang_guest};
 use weir_tests::{engine, guest};
 
 fn load_wat(text: &str) -> Result<weir_runtime::engine::Module, EngineError> {
@@ -64,13 +65,9 @@ fn with_contract_version(wasm: &[u8], from: &str, to: &str) -> Vec<u8> {
     out
 }
 
-#[test]
-fn a_component_built_against_an_earlier_patch_of_the_contract_runs() {
-    // Patches only add imports (0.2.1 `get-small`, 0.2.2 `write-all`): what an older
-    // component imports is all still there.
-    let current = std::fs::read(guest("word-count")).unwrap();
-    let older = with_contract_version(&current, CONTRACT_VERSION, "0.2.0");
-    let module = engine().load(&older).expect("a 0.2.0 component loads");
+/// Run `wasm` over one record "weir weir" and return its output values.
+fn word_counts(wasm: &[u8]) -> Vec<Vec<u8>> {
+    let module = engine().load(wasm).expect("the component loads");
     let labels = weir_runtime::engine::InstanceLabels {
         pipeline: "older".into(),
         partition: 0,
@@ -86,19 +83,35 @@ fn a_component_built_against_an_earlier_patch_of_the_contract_runs() {
         .expect("instantiates");
     let input = [InputRecord::from_value("in", 0, 0, "weir weir")];
     let outcome = run_batch(&mut instance, &input, ErrorPolicy::Fail).expect("runs");
-    let counts: Vec<_> = outcome
+    outcome
         .outputs
         .iter()
         .map(|o| o.value.clone().unwrap())
-        .collect();
-    assert_eq!(counts, [b"1".to_vec(), b"2".to_vec()]);
+        .collect()
+}
 
-    let newer = with_contract_version(&current, CONTRACT_VERSION, "0.2.9");
+#[test]
+fn components_of_contract_0_2_and_its_earlier_patches_run() {
+    // The C example is built against contract 0.2.2 (no watermarks, no timers): it
+    // runs unchanged. Patches only add imports (0.2.1 `get-small`, 0.2.2 `write-all`),
+    // so what a 0.2.0 component imports is all there too; a newer patch is refused.
+    let c = std::fs::read(lang_guest(Lang::C, "word-count")).unwrap();
+    let module = engine().load(&c).unwrap();
+    assert_eq!(module.contract(), Contract::V0_2);
+    assert_eq!(word_counts(&c), [b"1".to_vec(), b"2".to_vec()]);
+    let older = with_contract_version(&c, EARLIER_CONTRACT_VERSION, "0.2.0");
+    assert_eq!(word_counts(&older), [b"1".to_vec(), b"2".to_vec()]);
+
+    let newer = with_contract_version(&c, EARLIER_CONTRACT_VERSION, "0.2.9");
     let err = engine().load(&newer).unwrap_err();
     assert!(
         matches!(err, EngineError::ContractVersion { .. }),
         "{err:?}"
     );
+
+    let rust = std::fs::read(guest("word-count")).unwrap();
+    assert_eq!(engine().load(&rust).unwrap().contract(), Contract::V0_3);
+    assert_eq!(word_counts(&rust), [b"1".to_vec(), b"2".to_vec()]);
 }
 
 #[test]

@@ -5,4 +5,5 @@ mod cli_test;
 mod engine_cache;
 mod engine_contract;
 mod engine_sandbox;
+mod event_time;
 mod native_equivalence;

@@ -234,6 +234,23 @@ pub mod native {
                 .expect("state scan");
             entries.into_iter().map(|e| (e.key, e.value)).collect()
         }
+
+        /// Kept as the host keeps them (the native processor fires none).
+        fn set_timer(&mut self, timer: &weir_sdk::Timer) {
+            self.0.put(host_timer(timer).state_key(), Vec::new());
+        }
+
+        fn delete_timer(&mut self, timer: &weir_sdk::Timer) {
+            self.0.delete(host_timer(timer).state_key());
+        }
+    }
+
+    fn host_timer(timer: &weir_sdk::Timer) -> weir_runtime::time::Timer {
+        let domain = match timer.domain {
+            weir_sdk::TimeDomain::EventTime => weir_runtime::time::TimeDomain::Event,
+            weir_sdk::TimeDomain::ProcessingTime => weir_runtime::time::TimeDomain::Processing,
+        };
+        weir_runtime::time::Timer::new(domain, timer.at, timer.key.clone())
     }
 
     fn to_sdk(r: &InputRecord, topic: std::sync::Arc<str>) -> weir_sdk::Record {

@@ -8,6 +8,7 @@
 //! * [`config`] is the TOML pipeline configuration and its validation.
 //! * [`daemon`] runs the pipelines of a config: `weir serve` without the signals; it
 //!   supervises pipelines, reloads config and serves the [`admin`] API.
+//! * [`time`] is event time: watermarks, timers, and where batches are cut for them.
 //! * [`registry`] keeps module versions and deployment history in the data directory.
 //! * [`metrics`] are the daemon's Prometheus metrics.
 //! * [`jsonl`] reads and writes records as JSON lines, the fixture format.
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod state;
+pub mod time;
 
 /// The allocator the `weir` binary (and the benchmarks, which measure it) runs with.
 ///

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Error, Output};
+use crate::{Error, Output, Timer};
 
 /// Where state lives. In a component it is the Weir host; natively it is
 /// [`testing::MemoryState`](crate::testing::MemoryState) or a host embedding the
@@ -29,6 +29,10 @@ pub trait StateBackend {
         start_after: Option<&[u8]>,
         limit: u32,
     ) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// Set `timer`; setting one that is set changes nothing.
+    fn set_timer(&mut self, timer: &Timer);
+    /// Cancel `timer`, if set.
+    fn delete_timer(&mut self, timer: &Timer);
 }
 
 /// The host, reached through the `weir:transform/state` imports, with the batch's
@@ -126,6 +130,14 @@ impl StateBackend for WasmState {
             .map(|e| (e.key, e.value))
             .collect()
     }
+
+    fn set_timer(&mut self, timer: &Timer) {
+        crate::bindings::weir::transform::timers::set(timer.domain.into(), timer.at, &timer.key);
+    }
+
+    fn delete_timer(&mut self, timer: &Timer) {
+        crate::bindings::weir::transform::timers::delete(timer.domain.into(), timer.at, &timer.key);
+    }
 }
 
 /// Buffers a batch reuses for every typed state access: the full key (prefix and
@@ -138,12 +150,13 @@ pub(crate) struct Scratch {
     value: Vec<u8>,
 }
 
-/// The context of one `process` call.
+/// The context of one `process` or `on_timer` call.
 pub struct Context<'a> {
     state: &'a mut dyn StateBackend,
     outputs: &'a mut Vec<Output>,
     scratch: &'a mut Scratch,
     timestamp: i64,
+    watermark: i64,
 }
 
 impl<'a> Context<'a> {
@@ -152,13 +165,38 @@ impl<'a> Context<'a> {
         outputs: &'a mut Vec<Output>,
         scratch: &'a mut Scratch,
         timestamp: i64,
+        watermark: i64,
     ) -> Self {
         Self {
             state,
             outputs,
             scratch,
             timestamp,
+            watermark,
         }
+    }
+
+    /// The partition's watermark as this record arrives (or this timer fires): every
+    /// record older than it is late. [`NO_WATERMARK`](crate::time::NO_WATERMARK) until
+    /// a record with a timestamp has been seen, and for 0.2 hosts.
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Whether an event at `timestamp` is late: older than the watermark.
+    pub fn is_late(&self, timestamp: i64) -> bool {
+        timestamp < self.watermark
+    }
+
+    /// Call [`Transform::on_timer`](crate::Transform::on_timer) with `timer` once its
+    /// time has come. Setting a timer that is set already changes nothing.
+    pub fn set_timer(&mut self, timer: &Timer) {
+        self.state.set_timer(timer);
+    }
+
+    /// Cancel `timer`; cancelling one that is not set does nothing.
+    pub fn delete_timer(&mut self, timer: &Timer) {
+        self.state.delete_timer(timer);
     }
 
     /// Raw byte-keyed state of the partition.

@@ -59,6 +59,7 @@ mod error;
 pub mod log;
 mod record;
 pub mod testing;
+pub mod time;
 #[cfg(any(target_arch = "wasm32", test))]
 mod wire;
 #[cfg(any(target_arch = "wasm32", test))]
@@ -67,6 +68,8 @@ mod writes;
 /// Bindings generated from the Weir WIT contract (`wit/` in the Weir repository).
 #[doc(hidden)]
 pub mod bindings {
+    // The generated code passes a `fired-timers` in its flattened parts.
+    #![allow(clippy::too_many_arguments)]
     wit_bindgen::generate!({
         path: "../wit",
         world: "transform",
@@ -91,6 +94,7 @@ pub use config::Config;
 pub use context::{Context, Scan, State, StateBackend, Table};
 pub use error::Error;
 pub use record::{Header, Output, Record};
+pub use time::{TimeDomain, Timer};
 
 /// A stream transform: built once per instance from the pipeline's configuration,
 /// then called for each record of its partitions, in offset order.
@@ -101,6 +105,14 @@ pub trait Transform: Sized + 'static {
 
     /// Process one record: read and write state and emit outputs through `ctx`.
     fn process(&mut self, record: Record, ctx: &mut Context<'_>) -> Result<(), Error>;
+
+    /// A timer set with [`Context::set_timer`] fired: its time has come. Outputs
+    /// emitted here default to the timer's time as their timestamp. An error is
+    /// handled like a failed record's, by the pipeline's error policy.
+    fn on_timer(&mut self, timer: Timer, ctx: &mut Context<'_>) -> Result<(), Error> {
+        let _ = (timer, ctx);
+        Ok(())
+    }
 }
 
 /// Run `records` through `transform` with `state`, exactly as the Wasm export does:
@@ -112,12 +124,52 @@ pub fn run_batch<T: Transform>(
     records: Vec<Record>,
     state: &mut dyn StateBackend,
 ) -> Result<Vec<Output>, bindings::RecordError> {
+    run_timed_batch(transform, records, &[], state)
+}
+
+/// [`run_batch`] with the watermark each record meets (`watermarks[i]` for record
+/// `i`; [`time::NO_WATERMARK`] past its end).
+pub fn run_timed_batch<T: Transform>(
+    transform: &mut T,
+    records: Vec<Record>,
+    watermarks: &[i64],
+    state: &mut dyn StateBackend,
+) -> Result<Vec<Output>, bindings::RecordError> {
     let mut outputs = Vec::new();
     let mut scratch = context::Scratch::default();
     for (index, record) in records.into_iter().enumerate() {
-        let mut ctx = Context::new(state, &mut outputs, &mut scratch, record.timestamp);
+        let watermark = watermarks.get(index).copied().unwrap_or(time::NO_WATERMARK);
+        let mut ctx = Context::new(
+            state,
+            &mut outputs,
+            &mut scratch,
+            record.timestamp,
+            watermark,
+        );
         transform
             .process(record, &mut ctx)
+            .map_err(|error| bindings::RecordError {
+                index: index as u32,
+                message: error.to_string(),
+            })?;
+    }
+    Ok(outputs)
+}
+
+/// Run fired `timers` through `transform`'s [`Transform::on_timer`], at `watermark`:
+/// outputs in order, or the index and message of the first timer that failed.
+pub fn run_timers<T: Transform>(
+    transform: &mut T,
+    timers: Vec<Timer>,
+    watermark: i64,
+    state: &mut dyn StateBackend,
+) -> Result<Vec<Output>, bindings::RecordError> {
+    let mut outputs = Vec::new();
+    let mut scratch = context::Scratch::default();
+    for (index, timer) in timers.into_iter().enumerate() {
+        let mut ctx = Context::new(state, &mut outputs, &mut scratch, timer.at, watermark);
+        transform
+            .on_timer(timer, &mut ctx)
             .map_err(|error| bindings::RecordError {
                 index: index as u32,
                 message: error.to_string(),
@@ -157,6 +209,15 @@ macro_rules! export {
                 > {
                     TRANSFORM.with(|slot| $crate::__private::process(slot, batch))
                 }
+
+                fn on_timers(
+                    fired: $crate::bindings::FiredTimers,
+                ) -> ::core::result::Result<
+                    $crate::bindings::OutputBatch,
+                    $crate::bindings::RecordError,
+                > {
+                    TRANSFORM.with(|slot| $crate::__private::on_timers(slot, fired))
+                }
             }
 
     $crate::bindings::__export_transform_bindings!(Export with_types_in $crate::bindings);
@@ -171,7 +232,7 @@ pub mod __private {
     pub use wit_bindgen;
 
     #[cfg(target_arch = "wasm32")]
-    use crate::bindings::{InputBatch, OutputBatch, RecordError};
+    use crate::bindings::{FiredTimers, InputBatch, OutputBatch, RecordError};
     use crate::{Config, Transform};
 
     pub fn init<T: Transform>(
@@ -195,11 +256,39 @@ pub mod __private {
                 message: "process was called before init".into(),
             });
         };
-        let records = crate::wire::decode(batch);
+        let (records, watermarks) = crate::wire::decode(batch);
         crate::context::WasmState::with(|state| {
-            let outputs = crate::run_batch(transform, records, state);
+            let outputs = crate::run_timed_batch(transform, records, &watermarks, state);
             // A failed batch's writes go, as the host rolls the batch back.
             match outputs {
+                Ok(outputs) => {
+                    state.flush();
+                    Ok(crate::wire::encode(outputs))
+                }
+                Err(error) => {
+                    state.discard();
+                    Err(error)
+                }
+            }
+        })
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    pub fn on_timers<T: Transform>(
+        slot: &RefCell<Option<T>>,
+        fired: FiredTimers,
+    ) -> Result<OutputBatch, RecordError> {
+        let mut slot = slot.borrow_mut();
+        let Some(transform) = slot.as_mut() else {
+            return Err(RecordError {
+                index: 0,
+                message: "on-timers was called before init".into(),
+            });
+        };
+        let watermark = fired.watermark;
+        let timers = crate::wire::decode_timers(fired);
+        crate::context::WasmState::with(|state| {
+            match crate::run_timers(transform, timers, watermark, state) {
                 Ok(outputs) => {
                     state.flush();
                     Ok(crate::wire::encode(outputs))

@@ -1,15 +1,25 @@
 //! Run a transform natively, without Wasm or a host: for `cargo test`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use crate::{Config, Error, Output, Record, StateBackend, Transform};
+use crate::time::NO_WATERMARK;
+use crate::{Config, Error, Output, Record, StateBackend, TimeDomain, Timer, Transform};
 
-/// In-memory state with the host's semantics: a failed record's writes are undone.
+/// In-memory state with the host's semantics: a failed record's writes (and the
+/// timers it set or deleted) are undone.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryState {
     entries: BTreeMap<Vec<u8>, Vec<u8>>,
-    undo: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    timers: BTreeSet<Timer>,
+    undo: Vec<Undo>,
+}
+
+#[derive(Debug, Clone)]
+enum Undo {
+    Entry(Vec<u8>, Option<Vec<u8>>),
+    /// The timer, and whether it was set before.
+    Timer(Timer, bool),
 }
 
 impl MemoryState {
@@ -36,21 +46,61 @@ impl MemoryState {
             .map(|(k, v)| (k.as_slice(), v.as_slice()))
     }
 
+    /// The timers set, earliest first.
+    pub fn timers(&self) -> impl Iterator<Item = &Timer> {
+        self.timers.iter()
+    }
+
     fn record(&mut self, key: &[u8], previous: Option<Vec<u8>>) {
-        self.undo.push((key.to_vec(), previous));
+        self.undo.push(Undo::Entry(key.to_vec(), previous));
     }
 
     fn rollback(&mut self) {
-        while let Some((key, previous)) = self.undo.pop() {
-            match previous {
-                Some(value) => self.entries.insert(key, value),
-                None => self.entries.remove(&key),
-            };
+        while let Some(undo) = self.undo.pop() {
+            match undo {
+                Undo::Entry(key, Some(value)) => {
+                    self.entries.insert(key, value);
+                }
+                Undo::Entry(key, None) => {
+                    self.entries.remove(&key);
+                }
+                Undo::Timer(timer, true) => {
+                    self.timers.insert(timer);
+                }
+                Undo::Timer(timer, false) => {
+                    self.timers.remove(&timer);
+                }
+            }
         }
+    }
+
+    /// Take up to `limit` timers of `domain` due at `upto`, earliest first.
+    fn take_due(&mut self, domain: TimeDomain, upto: i64, limit: usize) -> Vec<Timer> {
+        let due: Vec<Timer> = self
+            .timers
+            .iter()
+            .filter(|timer| timer.domain == domain && timer.at <= upto)
+            .take(limit)
+            .cloned()
+            .collect();
+        for timer in &due {
+            self.delete_timer(timer);
+        }
+        due
     }
 }
 
 impl StateBackend for MemoryState {
+    fn set_timer(&mut self, timer: &Timer) {
+        let was_set = !self.timers.insert(timer.clone());
+        self.undo.push(Undo::Timer(timer.clone(), was_set));
+    }
+
+    fn delete_timer(&mut self, timer: &Timer) {
+        let was_set = self.timers.remove(timer);
+        self.undo.push(Undo::Timer(timer.clone(), was_set));
+    }
+
     fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
         self.entries.get(key).cloned()
     }
@@ -100,10 +150,19 @@ impl StateBackend for MemoryState {
 /// assert_eq!(out[0].value_str()?, "HI");
 /// # Ok::<(), weir_sdk::Error>(())
 /// ```
+///
+/// Time runs as on the host: each record meets the watermark left by the records
+/// before it (their largest timestamp minus the allowed out-of-orderness, see
+/// [`Harness::with_max_out_of_orderness`]), and event-time timers due at that
+/// watermark fire just before it; [`Harness::advance_processing_time`] fires
+/// processing-time timers.
 pub struct Harness<T> {
     transform: T,
     state: MemoryState,
     next_offset: i64,
+    max_out_of_orderness_ms: i64,
+    /// The largest record timestamp seen.
+    stream_time: Option<i64>,
 }
 
 impl<T: Transform> Harness<T> {
@@ -118,21 +177,79 @@ impl<T: Transform> Harness<T> {
             transform: T::init(&config)?,
             state: MemoryState::default(),
             next_offset: 0,
+            max_out_of_orderness_ms: 0,
+            stream_time: None,
         })
     }
 
-    /// Process one record as given. On error its state writes are undone, as the
-    /// host does.
+    /// Let records be up to `ms` behind the newest and still on time (the pipeline's
+    /// `max_out_of_orderness_ms`).
+    pub fn with_max_out_of_orderness(mut self, ms: u64) -> Self {
+        self.max_out_of_orderness_ms = i64::try_from(ms).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The watermark the next record meets.
+    pub fn watermark(&self) -> i64 {
+        self.stream_time.map_or(NO_WATERMARK, |time| {
+            time.saturating_sub(self.max_out_of_orderness_ms)
+        })
+    }
+
+    /// Process one record as given, after the event-time timers due at the watermark
+    /// it meets; returns the timers' outputs, then the record's. On error the
+    /// record's state writes are undone, as the host does (the timers' stay).
     pub fn process(&mut self, record: Record) -> Result<Vec<Output>, Error> {
+        let watermark = self.watermark();
+        let mut outputs = self.fire(TimeDomain::EventTime, watermark, watermark)?;
         self.next_offset = record.offset + 1;
+        let timestamp = record.timestamp;
         self.state.undo.clear();
-        match crate::run_batch(&mut self.transform, vec![record], &mut self.state) {
-            Ok(outputs) => Ok(outputs),
+        let records = vec![record];
+        match crate::run_timed_batch(&mut self.transform, records, &[watermark], &mut self.state) {
+            Ok(more) => outputs.extend(more),
             Err(error) => {
                 self.state.rollback();
-                Err(Error::msg(error.message))
+                return Err(Error::msg(error.message));
             }
         }
+        if timestamp >= 0 {
+            self.stream_time = Some(self.stream_time.map_or(timestamp, |t| t.max(timestamp)));
+        }
+        Ok(outputs)
+    }
+
+    /// Let the wall clock read `now`: processing-time timers due by then fire.
+    pub fn advance_processing_time(&mut self, now: i64) -> Result<Vec<Output>, Error> {
+        let watermark = self.watermark();
+        self.fire(TimeDomain::ProcessingTime, now, watermark)
+    }
+
+    /// Fire the timers of `domain` due at `upto`, as the host does: a group at a
+    /// time, each deleted as it fires, until none is due (or 64 groups have fired:
+    /// the rest wait for the next firing point).
+    fn fire(
+        &mut self,
+        domain: TimeDomain,
+        upto: i64,
+        watermark: i64,
+    ) -> Result<Vec<Output>, Error> {
+        let mut outputs = Vec::new();
+        for _ in 0..64 {
+            self.state.undo.clear();
+            let due = self.state.take_due(domain, upto, 256);
+            if due.is_empty() {
+                break;
+            }
+            match crate::run_timers(&mut self.transform, due, watermark, &mut self.state) {
+                Ok(more) => outputs.extend(more),
+                Err(error) => {
+                    self.state.rollback();
+                    return Err(Error::msg(error.message));
+                }
+            }
+        }
+        Ok(outputs)
     }
 
     /// Process a record that has only a value, at the offset after the last record.

@@ -5,11 +5,45 @@
 
 use std::sync::Arc;
 
-use crate::bindings::weir::transform::types::{InputBatch, OutputBatch};
-use crate::{Header, Output, Record};
+use crate::bindings::weir::transform::types::{
+    FiredTimers, InputBatch, OutputBatch, TimeDomain as WireDomain,
+};
+use crate::{Header, Output, Record, TimeDomain, Timer};
 
-/// The records of `batch`, each owning its bytes.
-pub fn decode(batch: InputBatch) -> Vec<Record> {
+impl From<TimeDomain> for WireDomain {
+    fn from(domain: TimeDomain) -> Self {
+        match domain {
+            TimeDomain::EventTime => WireDomain::EventTime,
+            TimeDomain::ProcessingTime => WireDomain::ProcessingTime,
+        }
+    }
+}
+
+/// The timers of `fired`, in firing order.
+pub fn decode_timers(fired: FiredTimers) -> Vec<Timer> {
+    let domain = match fired.domain {
+        WireDomain::EventTime => TimeDomain::EventTime,
+        WireDomain::ProcessingTime => TimeDomain::ProcessingTime,
+    };
+    let mut keys = &fired.keys[..];
+    fired
+        .times
+        .iter()
+        .zip(&fired.key_lens)
+        .map(|(&at, &len)| {
+            let (key, rest) = keys.split_at(len as usize);
+            keys = rest;
+            Timer {
+                domain,
+                at,
+                key: key.to_vec(),
+            }
+        })
+        .collect()
+}
+
+/// The records of `batch`, each owning its bytes, and the watermark each meets.
+pub fn decode(batch: InputBatch) -> (Vec<Record>, Vec<i64>) {
     let mut data = &batch.data[..];
     let mut take = |len: usize| {
         let (bytes, rest) = data.split_at(len);
@@ -18,7 +52,7 @@ pub fn decode(batch: InputBatch) -> Vec<Record> {
     };
     let mut header_lens = batch.header_lens.chunks_exact(2);
     let topic: Arc<str> = Arc::from(batch.topic);
-    (0..batch.offsets.len())
+    let records = (0..batch.offsets.len())
         .map(|i| {
             let headers = (0..batch.header_counts[i])
                 .map(|_| {
@@ -41,7 +75,8 @@ pub fn decode(batch: InputBatch) -> Vec<Record> {
                 offset: batch.offsets[i],
             }
         })
-        .collect()
+        .collect();
+    (records, batch.watermarks)
 }
 
 /// `outputs` as one output batch.
@@ -132,13 +167,15 @@ mod tests {
             partition: 3,
             offsets: vec![40, 41],
             timestamps: vec![10, 11],
+            watermarks: vec![i64::MIN, 5],
             key_lens: vec![1, -1],
             value_lens: vec![2, 0],
             header_counts: vec![1, 0],
             header_lens: vec![1, 1],
             data: b"hxkvv".to_vec(),
         };
-        let records = decode(batch);
+        let (records, watermarks) = decode(batch);
+        assert_eq!(watermarks, [i64::MIN, 5]);
         assert_eq!(
             records[0],
             Record {
@@ -158,5 +195,24 @@ mod tests {
         assert_eq!(records[1].value.as_deref(), Some(&b""[..]));
         assert_eq!((records[1].offset, records[1].timestamp), (41, 11));
         assert!(records[1].headers.is_empty());
+    }
+
+    #[test]
+    fn fired_timers_become_timers_in_order() {
+        let fired = FiredTimers {
+            domain: WireDomain::EventTime,
+            times: vec![100, 100, 250],
+            key_lens: vec![1, 0, 3],
+            keys: b"aabc".to_vec(),
+            watermark: 300,
+        };
+        assert_eq!(
+            decode_timers(fired),
+            [
+                Timer::event(100, "a"),
+                Timer::event(100, ""),
+                Timer::event(250, "abc")
+            ]
+        );
     }
 }

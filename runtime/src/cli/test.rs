@@ -55,6 +55,11 @@ pub(super) struct TestArgs {
     #[arg(long, value_name = "MS")]
     timeout_ms: Option<u64>,
 
+    /// How far behind the newest record timestamp a record may be and still be on
+    /// time (the pipeline's `max_out_of_orderness_ms`), in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    max_out_of_orderness_ms: u64,
+
     /// Where compiled modules are cached [default: ~/.cache/weir/compiled].
     #[arg(long, env = "WEIR_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -161,6 +166,7 @@ fn engine(args: &TestArgs) -> Result<Engine, Failure> {
             .memory_limit_mb
             .map_or(defaults.memory_limit_bytes, |mb| mb << 20),
         call_timeout_ms: args.timeout_ms.unwrap_or(defaults.call_timeout_ms),
+        max_out_of_orderness_ms: args.max_out_of_orderness_ms,
         ..defaults
     };
     let cache_dir = args.cache_dir.clone().or_else(super::default_cache_dir);
@@ -230,6 +236,13 @@ fn process(
             ErrorPolicy::DeadLetter => "dead-lettered",
             _ => "skipped",
         };
+        for failure in &outcome.timer_failures {
+            failed += 1;
+            eprintln!(
+                "warning: the {} timer at {} {action}: {}",
+                failure.timer.domain, failure.timer.at, failure.reason
+            );
+        }
         for failure in &outcome.failures {
             failed += 1;
             eprintln!(

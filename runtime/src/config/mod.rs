@@ -340,6 +340,11 @@ pub struct PipelineConfig {
     pub rollback: RollbackConfig,
     #[serde(default)]
     pub changelog_format: ChangelogFormat,
+    /// Event time (contract 0.3 transforms): how far behind a partition's newest
+    /// record timestamp a record may be and still be on time, in milliseconds. The
+    /// watermark each record meets trails the newest timestamp by this much.
+    #[serde(default)]
+    pub max_out_of_orderness_ms: u64,
 }
 
 /// Automatic rollback: a new version is on trial for its first records; if too many of

@@ -228,7 +228,10 @@ impl Daemon {
         }
         let transform_config: Arc<[(String, String)]> =
             pipeline.config.clone().into_iter().collect();
-        let limits = Arc::new(pipeline.limits.clone());
+        let limits = Arc::new(Limits {
+            max_out_of_orderness_ms: pipeline.max_out_of_orderness_ms,
+            ..pipeline.limits.clone()
+        });
         let versions = Versions::start(
             name,
             VersionDeps {

@@ -28,17 +28,18 @@ pub enum EngineError {
     InvalidComponent { what: String, reason: String },
     #[error(
         "{what} imports {}, which Weir does not provide. A transform may import only \
-         {package}/{{state,log}}@{version} and WASI 0.2 (linked with no capabilities)",
+         {package}/{{state,timers,log}}@{version} and WASI 0.2 (linked with no capabilities)",
         names.join(", "),
         package = super::bindings::CONTRACT_PACKAGE,
         version = super::bindings::CONTRACT_VERSION,
     )]
     UnsupportedImports { what: String, names: Vec<String> },
     #[error(
-        "{what} was built against {found}, but this Weir speaks {package}@{version}; \
-         rebuild it against the wit/ of this release",
+        "{what} was built against {found}, but this Weir speaks {package}@{version} (and \
+         runs components of {earlier}); rebuild it against the wit/ of this release",
         package = super::bindings::CONTRACT_PACKAGE,
         version = super::bindings::CONTRACT_VERSION,
+        earlier = super::bindings::EARLIER_CONTRACT_VERSION,
     )]
     ContractVersion { what: String, found: String },
     #[error(

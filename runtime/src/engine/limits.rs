@@ -51,6 +51,11 @@ pub struct Limits {
     /// insecure) are all zero. Off by default: a guest sees the host's wall clock, its
     /// own monotonic clock and the host's secure random generator.
     pub deterministic: bool,
+    /// How far behind the newest record a record may be and still be on time, in
+    /// milliseconds: the watermark trails the partition's largest timestamp by this.
+    /// Set from the pipeline's `max_out_of_orderness_ms`, not in `[limits]`.
+    #[serde(skip)]
+    pub max_out_of_orderness_ms: u64,
     /// Ignored, and warned about: this sized an instance pool, gone since instances are
     /// made on demand (2026-12-07). Accepted so that configs that raised it still load.
     #[serde(skip_serializing)]
@@ -72,6 +77,7 @@ impl Default for Limits {
             max_log_lines_per_second: 100,
             max_log_bytes_per_second: 64 << 10,
             deterministic: false,
+            max_out_of_orderness_ms: 0,
             max_instances: None,
         }
     }

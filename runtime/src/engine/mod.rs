@@ -12,7 +12,9 @@
 
 pub mod bindings;
 mod cache;
+mod contract;
 mod error;
+mod event_time;
 mod host;
 mod limits;
 mod log_budget;
@@ -21,9 +23,10 @@ mod records;
 mod stdio;
 pub(crate) mod text;
 
+pub use contract::Contract;
 pub use error::{EngineError, GuestFault};
 pub use limits::Limits;
-pub use processor::{ProcessError, Processor};
+pub use processor::{FireError, Fired, ProcessError, Processor, TimerFault};
 pub use records::{Header, InputRecord, OutputRecord};
 
 /// An output batch decoded as the host decodes a guest's (for `crate::fuzzing`).
@@ -56,8 +59,9 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Store, Trap};
 
 use crate::state::{PartitionState, StateError};
-use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, InputBatch, Transform, TransformPre};
+use bindings::{CONTRACT_PACKAGE, InputBatch};
 use cache::CompiledCache;
+use contract::{Exports, Pre};
 use host::{HostState, Phase};
 
 /// How often the epoch advances: the granularity of call timeouts.
@@ -152,8 +156,18 @@ impl Engine {
         let mut linker = Linker::new(&wasm);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
         host::bound_waits(&mut linker).map_err(setup)?;
-        Transform::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(setup)?;
+        // Both contracts' imports: their names differ by version, so a component of
+        // either finds its own.
+        bindings::v0_3::Transform::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(setup)?;
+        bindings::v0_2::Transform::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(setup)?;
 
         let cache = config
             .cache_dir
@@ -204,7 +218,7 @@ impl Engine {
                     what: what.to_owned(),
                     reason: format!("{e:#}"),
                 })?;
-        let pre = TransformPre::new(pre).map_err(|e| EngineError::NotATransform {
+        let pre = Pre::new(pre).map_err(|e| EngineError::NotATransform {
             what: what.to_owned(),
             reason: format!("{e:#}"),
         })?;
@@ -273,7 +287,7 @@ impl Engine {
             let (interface, version) = name.split_once('@').unwrap_or((name, ""));
             let package = interface.split('/').next().unwrap_or(interface);
             if package == CONTRACT_PACKAGE {
-                if !speaks(version) {
+                if Contract::serving(version).is_none() {
                     return Err(EngineError::ContractVersion {
                         what: what.to_owned(),
                         found: format!("{package}@{version}"),
@@ -324,9 +338,17 @@ impl Engine {
             limits,
             labels,
             batch: records::empty_batch(),
+            timers_per_call: event_time::TIMERS_PER_CALL,
+            may_have_timers: false,
             _ticker: self.ticker.clone(),
         };
         instance.start()?;
+        instance
+            .look_for_timers()
+            .map_err(|error| EngineError::Instantiate {
+                module: module.id().short().to_owned(),
+                reason: error.to_string(),
+            })?;
         Ok(instance)
     }
 }
@@ -361,27 +383,6 @@ fn wasm_config() -> wasmtime::Config {
     config.relaxed_simd_deterministic(true);
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
     config
-}
-
-/// Whether this host serves a component built against contract `version`: the same
-/// `0.minor` and a patch no newer than ours, since a patch release only adds imports
-/// (wasmtime's linker then matches the older import names to ours).
-fn speaks(version: &str) -> bool {
-    let parse = |v: &str| -> Option<(u32, u32, u32)> {
-        let mut parts = v.split('.').map(str::parse::<u32>);
-        let (Some(Ok(major)), Some(Ok(minor)), Some(Ok(patch)), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        Some((major, minor, patch))
-    };
-    match (parse(version), parse(CONTRACT_VERSION)) {
-        (Some((major, minor, patch)), Some((our_major, our_minor, our_patch))) => {
-            (major, minor) == (our_major, our_minor) && patch <= our_patch
-        }
-        _ => false,
-    }
 }
 
 /// Refuse a component that would create more memories or tables than an instance may
@@ -423,7 +424,7 @@ fn check_header(wasm: &[u8], what: &str) -> Result<(), EngineError> {
 
 struct ModuleInner {
     id: ModuleId,
-    pre: TransformPre<HostState>,
+    pre: Pre,
     source: LoadSource,
     load_time: Duration,
     size: usize,
@@ -445,6 +446,11 @@ impl fmt::Debug for Module {
 impl Module {
     pub fn id(&self) -> &ModuleId {
         &self.0.id
+    }
+
+    /// The contract version the component was built against.
+    pub fn contract(&self) -> Contract {
+        self.0.pre.contract()
     }
 
     /// Whether this load compiled the module or read it from the cache.
@@ -477,12 +483,17 @@ pub struct Instance {
     module: Module,
     store: Store<HostState>,
     /// `None` after a trap, until the next call re-creates the instance.
-    bindings: Option<Transform>,
+    bindings: Option<Exports>,
     config: Arc<[(String, String)]>,
     limits: Arc<Limits>,
     labels: Arc<InstanceLabels>,
     /// The last batch sent to the guest: its buffers are reused for the next one.
     batch: InputBatch,
+    /// Most timers one `on-timers` call gets: 1 while a failing one is looked for.
+    timers_per_call: usize,
+    /// False while the partition is known to have no timers: then batches need no
+    /// cuts and no firing, and the timer scans are skipped.
+    may_have_timers: bool,
     /// Keeps call timeouts working for as long as the instance lives, even if the
     /// `Engine` that made it is dropped first.
     _ticker: Arc<EpochTicker>,
@@ -586,7 +597,14 @@ impl Instance {
         let old_labels = std::mem::replace(&mut self.labels, labels);
         let old_bindings = self.bindings.take();
         match self.start() {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Timers written by the old version (or none, if it had no timers).
+                if let Err(error) = self.look_for_timers() {
+                    tracing::warn!(%error, "cannot look for timers; assuming some");
+                    self.may_have_timers = true;
+                }
+                Ok(())
+            }
             Err(error) => {
                 // `init` may have buffered writes; the old version never saw them.
                 self.state().discard_uncommitted();
@@ -639,6 +657,7 @@ impl Instance {
             result = Err(Trap::Interrupt.into());
         }
         host.stdio.flush();
+        self.may_have_timers |= host.timers_set;
         let refused = host.limiter.take_refusal();
         result.map_err(|error| {
             self.bindings = None;
@@ -695,12 +714,14 @@ impl Instance {
 impl Instance {
     /// Run one run of records (one topic and partition) through the guest, appending
     /// its outputs to `outputs`.
+    /// `met` is the watermark each record meets (empty for a 0.2 guest).
     fn process_run(
         &mut self,
         records: &[InputRecord],
+        met: &[i64],
         outputs: &mut Vec<OutputRecord>,
     ) -> Result<(), ProcessError> {
-        if records::encode(records, &mut self.batch).is_err() {
+        if records::encode(records, met, &mut self.batch).is_err() {
             return Err(ProcessError::Fault(GuestFault::Contract {
                 message: format!(
                     "a batch of {} records is too large for the contract's 32-bit lengths",
@@ -712,8 +733,8 @@ impl Instance {
             self.restart()?;
         }
         let bindings = self.bindings.take().expect("started above");
-        let batch = std::mem::replace(&mut self.batch, records::empty_batch());
-        let outcome = self.call(|store| bindings.call_process(store, &batch));
+        let mut batch = std::mem::replace(&mut self.batch, records::empty_batch());
+        let outcome = self.call(|store| bindings.call_process(store, &mut batch));
         self.batch = batch;
         let outcome = outcome?;
         // The guest returned normally, so its instance is still sound.
@@ -736,33 +757,6 @@ impl Instance {
                 rejected.message
             ))),
         }
-    }
-}
-
-impl Processor for Instance {
-    /// The contract's batches hold one topic and partition, so `records` goes to the
-    /// guest one run of those at a time; a rejection's index is then shifted back
-    /// to a position in `records`.
-    fn process(&mut self, records: &[InputRecord]) -> Result<Vec<OutputRecord>, ProcessError> {
-        let mut outputs = Vec::with_capacity(records.len());
-        let mut base = 0;
-        for run in records::runs(records) {
-            match self.process_run(run, &mut outputs) {
-                Err(ProcessError::Rejected { index, message }) => {
-                    return Err(ProcessError::Rejected {
-                        index: base + index,
-                        message,
-                    });
-                }
-                other => other?,
-            }
-            base += run.len();
-        }
-        Ok(outputs)
-    }
-
-    fn state(&mut self) -> &mut PartitionState {
-        &mut self.store.data_mut().state
     }
 }
 
@@ -796,23 +790,5 @@ impl Drop for EpochTicker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::speaks;
-
-    #[test]
-    fn components_of_this_minor_and_an_older_patch_are_served() {
-        assert!(speaks("0.2.0"));
-        assert!(speaks(super::CONTRACT_VERSION));
-        assert!(!speaks("0.2.99"));
-        assert!(!speaks("0.1.0"));
-        assert!(!speaks("0.3.0"));
-        assert!(!speaks("1.2.0"));
-        assert!(!speaks(""));
-        assert!(!speaks("0.2"));
-        assert!(!speaks("0.2.0-rc1"));
     }
 }

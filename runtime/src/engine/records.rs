@@ -75,6 +75,7 @@ pub(super) fn empty_batch() -> wire::InputBatch {
         partition: 0,
         offsets: Vec::new(),
         timestamps: Vec::new(),
+        watermarks: Vec::new(),
         key_lens: Vec::new(),
         value_lens: Vec::new(),
         header_counts: Vec::new(),
@@ -84,9 +85,10 @@ pub(super) fn empty_batch() -> wire::InputBatch {
 }
 
 /// Lay `records` (one run: same topic and partition) out in `batch`, reusing its
-/// buffers' capacity.
+/// buffers' capacity, with the watermark each meets (none for a 0.2 guest).
 pub(super) fn encode(
     records: &[InputRecord],
+    met: &[i64],
     batch: &mut wire::InputBatch,
 ) -> Result<(), BatchTooLarge> {
     let wire::InputBatch {
@@ -94,6 +96,7 @@ pub(super) fn encode(
         partition,
         offsets,
         timestamps,
+        watermarks,
         key_lens,
         value_lens,
         header_counts,
@@ -107,6 +110,8 @@ pub(super) fn encode(
     }
     offsets.clear();
     timestamps.clear();
+    watermarks.clear();
+    watermarks.extend_from_slice(met);
     key_lens.clear();
     value_lens.clear();
     header_counts.clear();
@@ -127,6 +132,46 @@ pub(super) fn encode(
     }
     u32::try_from(data.len()).map_err(|_| BatchTooLarge)?;
     Ok(())
+}
+
+/// An output batch with no outputs.
+pub(super) fn empty_outputs() -> wire::OutputBatch {
+    wire::OutputBatch {
+        key_lens: Vec::new(),
+        value_lens: Vec::new(),
+        topic_lens: Vec::new(),
+        timestamps: Vec::new(),
+        header_counts: Vec::new(),
+        header_lens: Vec::new(),
+        data: Vec::new(),
+    }
+}
+
+/// Timers as `on-timers` takes them: their times, and their keys in one buffer.
+pub(super) fn encode_fired(
+    timers: &[crate::time::Timer],
+    watermark: i64,
+) -> Result<wire::FiredTimers, BatchTooLarge> {
+    let domain = timers
+        .first()
+        .map_or(crate::time::TimeDomain::Event, |t| t.domain);
+    let mut fired = wire::FiredTimers {
+        domain: domain.into(),
+        times: Vec::with_capacity(timers.len()),
+        key_lens: Vec::with_capacity(timers.len()),
+        keys: Vec::new(),
+        watermark,
+    };
+    for timer in timers {
+        debug_assert_eq!(timer.domain, domain, "one domain per call");
+        fired.times.push(timer.at);
+        fired
+            .key_lens
+            .push(u32::try_from(timer.key.len()).map_err(|_| BatchTooLarge)?);
+        fired.keys.extend_from_slice(&timer.key);
+    }
+    u32::try_from(fired.keys.len()).map_err(|_| BatchTooLarge)?;
+    Ok(fired)
 }
 
 /// Append `bytes` to `data`; their length, or -1 when absent.
@@ -260,7 +305,7 @@ mod tests {
     fn a_batch_keeps_every_field_of_every_record() {
         let records: Vec<_> = (0..3).map(record).collect();
         let mut batch = empty_batch();
-        encode(&records, &mut batch).unwrap();
+        encode(&records, &[], &mut batch).unwrap();
         assert_eq!((batch.topic.as_str(), batch.partition), ("t", 1));
         assert_eq!(batch.offsets, [0, 1, 2]);
         assert_eq!(batch.timestamps, [7, 8, 9]);
@@ -270,7 +315,7 @@ mod tests {
         assert_eq!(batch.header_lens, [1, 1, 1, 1, 1, 1]);
         assert_eq!(batch.data, b"h0k0v0h1v1h2k2v2");
         // A second batch reuses the buffers and leaves nothing of the first.
-        encode(&records[1..2], &mut batch).unwrap();
+        encode(&records[1..2], &[], &mut batch).unwrap();
         assert_eq!((batch.offsets.len(), batch.header_lens.len()), (1, 2));
         assert_eq!(batch.data, b"h1v1");
     }

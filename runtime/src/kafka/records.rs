@@ -86,6 +86,37 @@ pub struct DeadLetter<'a> {
     pub error: &'a str,
 }
 
+/// The headers of a dead-lettered timer (its key is the record's key, it has no
+/// value): `weir.dlq.*` as for a record, with `weir.dlq.timer` saying which timer
+/// (`event-time@<ms>` or `processing-time@<ms>`) and no offset.
+pub fn timer_dead_letter_headers(
+    timer: &crate::time::Timer,
+    topic: &str,
+    partition: i32,
+    why: &DeadLetter<'_>,
+) -> OwnedHeaders {
+    let which = format!("{}@{}", timer.domain, timer.at);
+    let partition = partition.to_string();
+    let fields: [(&str, &str); 7] = [
+        ("weir.dlq.pipeline", why.pipeline),
+        ("weir.dlq.module", why.module),
+        ("weir.dlq.topic", topic),
+        ("weir.dlq.partition", &partition),
+        ("weir.dlq.timer", &which),
+        ("weir.dlq.kind", why.kind),
+        ("weir.dlq.error", why.error),
+    ];
+    fields.into_iter().fold(
+        OwnedHeaders::new_with_capacity(7),
+        |headers, (key, value)| {
+            headers.insert(KafkaHeader {
+                key,
+                value: Some(value),
+            })
+        },
+    )
+}
+
 /// The headers of a dead-lettered record: the original's, then `weir.dlq.*`.
 pub fn dead_letter_headers(record: &InputRecord, why: &DeadLetter<'_>) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 7);

@@ -9,10 +9,17 @@
 //! the pipeline may not send ([`OutputRules`]: a topic outside its list, too many
 //! bytes) fail their record the same way: outputs are not tied to their inputs, so a
 //! batch holding one is re-run record by record to find it.
+//!
+//! Timers (contract 0.3) fire between runs of records: a batch is cut where the
+//! watermark passes a pending timer, and after its last record. Each group of timers
+//! fires in a state scope of its own; one that fails is handled by the policy like a
+//! record (and deleted, so it does not fire again), and a fault in a group is found by
+//! firing its timers one at a time.
 
-use crate::engine::{EngineError, GuestFault};
+use crate::engine::{EngineError, FireError, GuestFault, TimerFault};
 use crate::engine::{InputRecord, OutputRecord};
 use crate::state::StateError;
+use crate::time::Timer;
 
 use super::outputs::{OutputRefusal, OutputRules};
 use super::{ErrorPolicy, ProcessError, Processor};
@@ -47,13 +54,31 @@ pub struct RecordFailure {
     pub reason: FailureReason,
 }
 
+impl From<TimerFault> for FailureReason {
+    fn from(fault: TimerFault) -> Self {
+        match fault {
+            TimerFault::Rejected { message } => FailureReason::Rejected { message },
+            TimerFault::Fault(fault) => FailureReason::Fault(fault),
+        }
+    }
+}
+
+/// A timer the policy skipped or set aside for the dead-letter topic; it is deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerFailure {
+    pub timer: Timer,
+    pub reason: FailureReason,
+}
+
 /// What a batch produced.
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
-    /// Outputs in input order.
+    /// Outputs in input order, timers' outputs between the records around them.
     pub outputs: Vec<OutputRecord>,
     /// Records that failed, in input order; what to do with them is the policy's.
     pub failures: Vec<RecordFailure>,
+    /// Timers that failed, in firing order; likewise.
+    pub timer_failures: Vec<TimerFailure>,
 }
 
 /// The batch cannot complete. The partition's uncommitted state must be discarded.
@@ -61,6 +86,11 @@ pub struct BatchOutcome {
 pub enum BatchError {
     #[error("record {index} of the batch failed and the error policy is `fail`: {reason}")]
     RecordFailed { index: usize, reason: FailureReason },
+    #[error(
+        "the {domain} timer at {at} failed and the error policy is `fail`: {reason}",
+        domain = timer.domain, at = timer.at
+    )]
+    TimerFailed { timer: Timer, reason: FailureReason },
     #[error(transparent)]
     Host(#[from] StateError),
     #[error(transparent)]
@@ -90,10 +120,14 @@ pub fn run_batch_within<P: Processor + ?Sized>(
         policy,
         rules,
         output_bytes: 0,
+        isolating_timers: false,
         outcome: BatchOutcome::default(),
     };
-    run.records(records, 0)?;
-    Ok(run.outcome)
+    let result = run.batch(records);
+    if run.isolating_timers {
+        run.processor.isolate_timers(false);
+    }
+    result.map(|()| run.outcome)
 }
 
 enum Attempt {
@@ -104,7 +138,14 @@ enum Attempt {
     },
     /// Like a fault, it does not say which record it came from.
     Unattributed(FailureReason),
+    /// A timer set on the way falls due before record `.0`: redo up to there.
+    Cut(usize),
 }
+
+/// Most groups of timers one firing point fires. A guest that keeps setting timers
+/// already due would otherwise hold the batch for ever; the rest fire at the next
+/// point (the next record, as the cut then falls right after it).
+const MAX_TIMER_GROUPS: usize = 64;
 
 struct Run<'p, P: ?Sized> {
     processor: &'p mut P,
@@ -112,30 +153,89 @@ struct Run<'p, P: ?Sized> {
     rules: &'p OutputRules,
     /// Bytes of the outputs kept so far, which the batch's output bound counts.
     output_bytes: u64,
+    /// The processor was asked to fire timers one at a time, until the batch ends.
+    isolating_timers: bool,
     outcome: BatchOutcome,
 }
 
 impl<P: Processor + ?Sized> Run<'_, P> {
-    /// Process `rest`, whose first record is at `base` in the whole batch.
-    fn records(&mut self, mut rest: &[InputRecord], mut base: usize) -> Result<(), BatchError> {
-        while !rest.is_empty() {
-            let (at, reason) = match self.attempt(rest)? {
-                Attempt::Done => return Ok(()),
-                Attempt::Rejected { at, message } => {
-                    self.records(&rest[..at], base)?;
-                    (at, FailureReason::Rejected { message })
+    /// The batch, in runs cut where timers fall due, firing them between the runs and
+    /// after the last.
+    fn batch(&mut self, records: &[InputRecord]) -> Result<(), BatchError> {
+        let mut from = 0;
+        loop {
+            self.timers()?;
+            let rest = &records[from..];
+            if rest.is_empty() {
+                return Ok(());
+            }
+            let end = self.processor.run_end(rest)?.clamp(1, rest.len());
+            from += self.records(&rest[..end], from)?;
+        }
+    }
+
+    /// Fire the timers due now, a group at a time, each in a state scope of its own.
+    fn timers(&mut self) -> Result<(), BatchError> {
+        for _ in 0..MAX_TIMER_GROUPS {
+            self.processor.state().begin_batch();
+            let (timers, reason) = match self.processor.fire_timers() {
+                Ok(None) => {
+                    self.processor.state().commit_batch();
+                    return Ok(());
                 }
-                Attempt::Unattributed(reason) if rest.len() == 1 => (0, reason),
-                Attempt::Unattributed(_) => match self.first_failure(rest)? {
-                    Some(found) => found,
-                    None => return Ok(()),
+                Ok(Some(fired)) => match self.rules.check(&fired.outputs, self.output_bytes) {
+                    Ok(bytes) => {
+                        self.output_bytes += bytes;
+                        self.processor.state().commit_batch();
+                        self.outcome.outputs.extend(fired.outputs);
+                        continue;
+                    }
+                    Err(refusal) => (fired.timers, FailureReason::Output(refusal)),
                 },
+                Err(FireError::Failed { timers, reason }) => (timers, reason.into()),
+                Err(FireError::Host(error)) => {
+                    self.processor.state().rollback_batch();
+                    return Err(BatchError::Host(error));
+                }
+                Err(FireError::Restart(error)) => {
+                    self.processor.state().rollback_batch();
+                    return Err(BatchError::Restart(error));
+                }
             };
-            self.fail(base + at, reason)?;
-            rest = &rest[at + 1..];
-            base += at + 1;
+            self.processor.state().rollback_batch();
+            self.timers_failed(timers, reason)?;
         }
         Ok(())
+    }
+
+    /// Process `rest`, whose first record is at `base` in the whole batch, up to the
+    /// end or to a cut (a timer set on the way falls due before a later record):
+    /// returns how many records are done, failed ones included.
+    fn records(&mut self, rest: &[InputRecord], base: usize) -> Result<usize, BatchError> {
+        let mut done = 0;
+        while done < rest.len() {
+            let part = &rest[done..];
+            let (at, reason) = match self.attempt(part)? {
+                Attempt::Done => return Ok(rest.len()),
+                Attempt::Cut(at) => return Ok(done + self.records(&part[..at], base + done)?),
+                Attempt::Rejected { at, message } => {
+                    let replayed = self.records(&part[..at], base + done)?;
+                    if replayed < at {
+                        // Cut before the rejected record: it runs again after the timers.
+                        return Ok(done + replayed);
+                    }
+                    (at, FailureReason::Rejected { message })
+                }
+                Attempt::Unattributed(reason) if part.len() == 1 => (0, reason),
+                Attempt::Unattributed(_) => match self.first_failure(part)? {
+                    Some(found) => found,
+                    None => return Ok(rest.len()),
+                },
+            };
+            self.fail(base + done + at, reason)?;
+            done += at + 1;
+        }
+        Ok(done)
     }
 
     /// Run `records` in one state scope, keeping its effects only if all succeed.
@@ -160,6 +260,7 @@ impl<P: Processor + ?Sized> Run<'_, P> {
                     ProcessError::Rejected { index, message } => {
                         Ok(Attempt::Rejected { at: index, message })
                     }
+                    ProcessError::Cut { at } => Ok(Attempt::Cut(at)),
                     ProcessError::Fault(fault) => {
                         Ok(Attempt::Unattributed(FailureReason::Fault(fault)))
                     }
@@ -182,10 +283,45 @@ impl<P: Processor + ?Sized> Run<'_, P> {
                     return Ok(Some((i, FailureReason::Rejected { message })));
                 }
                 Attempt::Unattributed(reason) => return Ok(Some((i, reason))),
+                // A single record is never cut.
+                Attempt::Cut(_) => {}
             }
         }
         // The fault did not recur record by record: every record has now succeeded.
         Ok(None)
+    }
+
+    /// Timers failed: one is handled by the policy; a group (a fault, which does not
+    /// say which timer) makes the rest of the batch fire timers one at a time, so that
+    /// the culprit fails alone when they fire again.
+    fn timers_failed(
+        &mut self,
+        mut timers: Vec<Timer>,
+        reason: FailureReason,
+    ) -> Result<(), BatchError> {
+        if timers.len() == 1 {
+            self.fail_timer(timers.remove(0), reason)
+        } else {
+            self.isolating_timers = true;
+            self.processor.isolate_timers(true);
+            Ok(())
+        }
+    }
+
+    /// Apply the policy to a failed timer; unless it stops the batch, the timer is
+    /// deleted, so that it does not fire again.
+    fn fail_timer(&mut self, timer: Timer, reason: FailureReason) -> Result<(), BatchError> {
+        if self.policy == ErrorPolicy::Fail {
+            return Err(BatchError::TimerFailed { timer, reason });
+        }
+        let state = self.processor.state();
+        state.begin_batch();
+        state.delete(timer.state_key());
+        state.commit_batch();
+        self.outcome
+            .timer_failures
+            .push(TimerFailure { timer, reason });
+        Ok(())
     }
 
     fn fail(&mut self, index: usize, reason: FailureReason) -> Result<(), BatchError> {

@@ -16,7 +16,8 @@ mod thread;
 pub mod versions;
 
 pub use batch::{
-    BatchError, BatchOutcome, FailureReason, RecordFailure, run_batch, run_batch_within,
+    BatchError, BatchOutcome, FailureReason, RecordFailure, TimerFailure, run_batch,
+    run_batch_within,
 };
 
 pub use crate::config::ErrorPolicy;

@@ -27,9 +27,16 @@
 //!   how long it slept by the monotonic clock
 //! * `state-bomb:N`: write N new state values of 512 KiB (the host bounds buffered
 //!   state)
+//! * `timer:AT:KEY`, `ptimer:AT:KEY`: set an event-time (processing-time) timer for KEY
+//!   at AT ms. When a timer fires, its key says what to do: `reject`, `panic` and
+//!   `loop` fail as the commands of those names do; any other emits `fired` with
+//!   `KEY@AT` and the watermark
+//! * `scan-all`: emit how many keys a scan of the whole state sees, and how many of
+//!   them start with 0xFF 0xFF (the host's reserved range must stay hidden)
+//! * `put-reserved`: write a key in the host's reserved range (refused)
 //! * anything else: count it in state (`seen`) and echo it
 
-use weir_sdk::{Config, Context, Error, Output, Record, Transform};
+use weir_sdk::{Config, Context, Error, Output, Record, Timer, Transform};
 
 pub struct Misbehave;
 
@@ -176,11 +183,47 @@ impl Transform for Misbehave {
                 }
                 ctx.send(command, "done");
             }
+            command if command.starts_with("timer:") || command.starts_with("ptimer:") => {
+                let (kind, rest) = command.split_once(':').expect("prefix has a colon");
+                let (at, key) = rest
+                    .split_once(':')
+                    .ok_or_else(|| Error::msg("use timer:AT:KEY"))?;
+                let at: i64 = at.parse().map_err(|_| Error::msg("AT must be a number"))?;
+                let timer = match kind {
+                    "timer" => Timer::event(at, key),
+                    _ => Timer::processing(at, key),
+                };
+                ctx.set_timer(&timer);
+                ctx.send(command, "set");
+            }
+            "scan-all" => {
+                let keys: Vec<Vec<u8>> = ctx.state().scan("").map(|(key, _)| key).collect();
+                let host = keys.iter().filter(|k| k.starts_with(b"\xff\xff")).count();
+                ctx.send("scan-all", format!("{} {host}", keys.len()));
+            }
+            "put-reserved" => ctx.state().put(b"\xff\xffweir\x00mine", "x"),
             other => {
                 let seen = ctx
                     .table::<u64>("")
                     .update("seen", |n| n.unwrap_or(0) + 1)?;
                 ctx.send(other, seen.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// What a fired timer does, by its key.
+    fn on_timer(&mut self, timer: Timer, ctx: &mut Context<'_>) -> Result<(), Error> {
+        let key = String::from_utf8_lossy(&timer.key).into_owned();
+        match key.as_str() {
+            "reject" => return Err(Error::msg("the timer asked to be rejected")),
+            "panic" => panic!("the timer asked for a panic"),
+            "loop" => loop {
+                std::hint::black_box(0);
+            },
+            _ => {
+                let watermark = ctx.watermark();
+                ctx.send("fired", format!("{key}@{} wm={watermark}", timer.at));
             }
         }
         Ok(())

@@ -1,11 +1,14 @@
 //! What a guest can reach: the data behind each instance's `Store`, and one file per
 //! imported WIT interface. WASI is linked too, with an empty context: no preopened
 //! directories, no sockets, no environment, stdout and stderr into our logs; its
-//! monotonic clock is ours, so that no wait outlasts a call ([`clocks`]).
+//! monotonic clock is ours, so that no wait outlasts a call ([`clocks`]). Components of
+//! contract 0.2 get the same imports under their version's names ([`earlier`]).
 
 mod clocks;
+mod earlier;
 mod log;
 mod state;
+mod timers;
 
 pub(crate) use clocks::bound_waits;
 pub(crate) use state::{Write, parse_writes};
@@ -47,6 +50,8 @@ pub(crate) struct HostState {
     /// Raised when a clock wait ended at `call_deadline` instead of when it asked: the
     /// call has then timed out, whatever the guest does next.
     pub(crate) wait_cut: Arc<std::sync::atomic::AtomicBool>,
+    /// The guest called `timers.set` (the instance then looks for timers to fire).
+    pub(crate) timers_set: bool,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -80,6 +85,7 @@ impl HostState {
             frozen_clock: limits.deterministic,
             call_deadline: std::time::Instant::now() + limits.call_timeout(),
             wait_cut: Arc::default(),
+            timers_set: false,
             wasi,
             table: ResourceTable::new(),
         }

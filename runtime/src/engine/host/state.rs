@@ -1,21 +1,31 @@
 //! `weir:transform/state`: reads and writes against the partition's write buffer.
+//!
+//! The host's own keys (timers, the event clock: [`crate::time::timers`]) share the
+//! partition's store; a guest can neither touch nor see them.
 
 use wasmtime::Result;
 
 use super::{HostState, Phase};
 use crate::engine::GuestFault;
 use crate::engine::bindings::weir::transform::state::{Entry, Host, SmallValue, Writes};
+use crate::time::timers::{RESERVED_END, is_reserved};
 
 /// Largest page a guest may ask one `scan` for; it pages for more.
 const MAX_SCAN_PAGE: u32 = 1024;
 
 impl HostState {
+    /// A guest's write of `key`: refused for the host's keys, then held to the limits.
     fn check_write(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        if key == crate::state::changelog::MARKER_KEY || is_reserved(key) {
+            return Err(GuestFault::ReservedKey.into());
+        }
+        self.check_limits(key, value)
+    }
+
+    /// The limits every write is held to, the host's writes for a guest's timers too.
+    pub(super) fn check_limits(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         if self.phase == Phase::Init {
             return Err(GuestFault::StateWriteInInit.into());
-        }
-        if key == crate::state::changelog::MARKER_KEY {
-            return Err(GuestFault::ReservedKey.into());
         }
         if key.len() > self.max_key_bytes as usize {
             return Err(GuestFault::StateTooLarge {
@@ -57,10 +67,16 @@ impl HostState {
 
 impl Host for HostState {
     fn get(&mut self, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        if is_reserved(&key) {
+            return Ok(None);
+        }
         Ok(self.state.get(&key)?)
     }
 
     fn get_small(&mut self, key: Vec<u8>) -> Result<SmallValue> {
+        if is_reserved(&key) {
+            return Ok(small_value(None));
+        }
         Ok(self.state.get_with(&key, small_value)?)
     }
 
@@ -94,14 +110,13 @@ impl Host for HostState {
         limit: u32,
     ) -> Result<Vec<Entry>> {
         let limit = limit.min(MAX_SCAN_PAGE) as usize;
-        let max_bytes = usize::try_from(self.max_scan_bytes).unwrap_or(usize::MAX);
+        let too_large = GuestFault::ScanTooLarge {
+            limit: self.max_scan_bytes,
+            asked: limit as u32,
+        };
         let page = self
-            .state
-            .scan_within(&prefix, start_after.as_deref(), limit, max_bytes)?
-            .ok_or(GuestFault::ScanTooLarge {
-                limit: self.max_scan_bytes,
-                asked: limit as u32,
-            })?;
+            .visible_page(&prefix, start_after.as_deref(), limit)?
+            .ok_or(too_large)?;
         Ok(page
             .into_iter()
             .map(|e| Entry {
@@ -109,6 +124,48 @@ impl Host for HostState {
                 value: e.value,
             })
             .collect())
+    }
+}
+
+impl HostState {
+    /// A scan page without the host's keys. They are one contiguous range, so a page
+    /// that reaches it stops there and goes on from [`RESERVED_END`], past which
+    /// the host keeps nothing.
+    fn visible_page(
+        &mut self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Option<Vec<crate::state::Entry>>> {
+        if is_reserved(prefix) {
+            return Ok(Some(Vec::new()));
+        }
+        let max_bytes = usize::try_from(self.max_scan_bytes).unwrap_or(usize::MAX);
+        let Some(mut page) = self
+            .state
+            .scan_within(prefix, start_after, limit, max_bytes)?
+        else {
+            return Ok(None);
+        };
+        let Some(cut) = page.iter().position(|e| is_reserved(&e.key)) else {
+            return Ok(Some(page));
+        };
+        page.truncate(cut);
+        let used: usize = page.iter().map(|e| e.key.len() + e.value.len()).sum();
+        let after = start_after
+            .filter(|after| *after > RESERVED_END)
+            .unwrap_or(RESERVED_END);
+        let Some(rest) = self.state.scan_within(
+            prefix,
+            Some(after),
+            limit - cut,
+            max_bytes.saturating_sub(used),
+        )?
+        else {
+            return Ok(None);
+        };
+        page.extend(rest);
+        Ok(Some(page))
     }
 }
 

@@ -10,7 +10,7 @@ use crate::engine::{GuestFault, InputRecord};
 use crate::kafka::producer::{Outgoing, RecordKind, ThreadProducer};
 use crate::kafka::records::{self, DeadLetter};
 
-use crate::pipeline::{BatchError, FailureReason, run_batch_within};
+use crate::pipeline::{BatchError, FailureReason, TimerFailure, run_batch_within};
 
 use super::{Task, TaskError};
 
@@ -57,6 +57,19 @@ impl<C: ConsumerContext + 'static> Task<C> {
                     source,
                 });
             }
+            Err(BatchError::TimerFailed { timer, reason }) => {
+                this.metrics.guest_error(reason.kind());
+                if self.judge_trial(1, 1, Some(&reason)) {
+                    return Err(TaskError::TrialFailed {
+                        version: self.active.version,
+                    });
+                }
+                let source = BatchError::TimerFailed { timer, reason };
+                return Err(TaskError::Batch {
+                    offset: batch[0].offset,
+                    source,
+                });
+            }
             Err(source) => {
                 return Err(TaskError::Batch {
                     offset: batch[0].offset,
@@ -65,6 +78,10 @@ impl<C: ConsumerContext + 'static> Task<C> {
             }
         };
         let mut timed_out = false;
+        let failed = outcome.failures.len() + outcome.timer_failures.len();
+        for failure in &outcome.timer_failures {
+            this.metrics.guest_error(failure.reason.kind());
+        }
         for failure in &outcome.failures {
             this.metrics.guest_error(failure.reason.kind());
             timed_out |= matches!(
@@ -72,7 +89,7 @@ impl<C: ConsumerContext + 'static> Task<C> {
                 FailureReason::Fault(GuestFault::Timeout { .. })
             );
         }
-        if self.judge_trial(batch.len() as u64, outcome.failures.len() as u64, None) {
+        if self.judge_trial(batch.len() as u64, failed as u64, None) {
             return Err(TaskError::TrialFailed {
                 version: self.active.version,
             });
@@ -129,7 +146,62 @@ impl<C: ConsumerContext + 'static> Task<C> {
                 this.metrics.dead_letters.inc();
             }
         }
+        self.dead_letter_timers(producer, &outcome.timer_failures, &module)?;
         Ok(Ran { took, timed_out })
+    }
+
+    /// Log the timers the policy skipped, and dead-letter them under `dead-letter`.
+    fn dead_letter_timers(
+        &self,
+        producer: &ThreadProducer,
+        failures: &[TimerFailure],
+        module: &str,
+    ) -> Result<(), TaskError> {
+        let this = &self.assigned;
+        let ctx = &this.ctx;
+        for failure in failures {
+            let kind = failure.reason.kind();
+            let error = match &failure.reason {
+                FailureReason::Rejected { message } => message.clone(),
+                other => other.to_string(),
+            };
+            tracing::warn!(
+                pipeline = %ctx.name,
+                topic = %this.topic,
+                partition = this.partition,
+                timer_at = failure.timer.at,
+                domain = ?failure.timer.domain,
+                kind,
+                %error,
+                policy = ?ctx.policy,
+                "timer failed"
+            );
+            let Some(topic) = &ctx.dead_letter_topic else {
+                continue;
+            };
+            let why = DeadLetter {
+                pipeline: &ctx.name,
+                module,
+                kind,
+                error: &error,
+            };
+            producer.send(Outgoing {
+                topic,
+                partition: None,
+                key: Some(&failure.timer.key),
+                value: None,
+                headers: Some(records::timer_dead_letter_headers(
+                    &failure.timer,
+                    &this.topic,
+                    this.partition,
+                    &why,
+                )),
+                timestamp: None,
+                kind: RecordKind::DeadLetter,
+            })?;
+            this.metrics.dead_letters.inc();
+        }
+        Ok(())
     }
 
     /// Count a batch against the running version's trial, if it is on one. True when

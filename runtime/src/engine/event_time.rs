@@ -1,0 +1,265 @@
+//! Event time in an instance of a 0.3 guest: the watermark each record meets, where a
+//! batch must be cut for the timers pending, and firing them.
+//!
+//! The partition's stream time and its timers are state entries ([`crate::time`]), so
+//! all of it happens inside the caller's state scopes: a batch that is rolled back
+//! takes its clock advance, the timers it set and the timers it fired with it, and
+//! its replay decides the same again. The caller (`pipeline::batch`) runs the records
+//! up to each cut and fires the timers due there, so that a failing timer and a
+//! failing record are told apart.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::contract::CallResult;
+use super::processor::{FireError, Fired, TimerFault};
+use super::{GuestFault, InputRecord, Instance, MAX_REJECTION_BYTES, OutputRecord, ProcessError};
+use super::{Processor, records, text};
+use crate::state::{PartitionState, StateError};
+use crate::time::timers::{CLOCK_KEY, domain_prefix};
+use crate::time::{EventClock, TimeDomain, Timer, segment};
+
+/// Most timers one `on-timers` call gets.
+pub(super) const TIMERS_PER_CALL: usize = 256;
+
+impl Processor for Instance {
+    /// The contract's batches hold one topic and partition, so `records` goes to the
+    /// guest one run of those at a time; a rejection's index is then shifted back to
+    /// a position in `records`.
+    fn process(&mut self, records: &[InputRecord]) -> Result<Vec<OutputRecord>, ProcessError> {
+        let timed = self.module.contract().has_event_time();
+        let mut clock = if timed {
+            Some(self.clock().map_err(ProcessError::Host)?)
+        } else {
+            None
+        };
+        let mut outputs = Vec::with_capacity(records.len());
+        let mut base = 0;
+        let mut met_all = Vec::new();
+        for run in records::runs(records) {
+            let met = match &mut clock {
+                Some(clock) => clock.watermarks_met(&timestamps(run)),
+                None => Vec::new(),
+            };
+            met_all.extend_from_slice(&met);
+            match self.process_run(run, &met, &mut outputs) {
+                Err(ProcessError::Rejected { index, message }) => {
+                    return Err(ProcessError::Rejected {
+                        index: base + index,
+                        message,
+                    });
+                }
+                other => other?,
+            }
+            base += run.len();
+        }
+        if let Some(clock) = clock {
+            self.store_clock(&clock).map_err(ProcessError::Host)?;
+            if let Some(at) = self.cut_within(&met_all).map_err(ProcessError::Host)? {
+                return Err(ProcessError::Cut { at });
+            }
+        }
+        Ok(outputs)
+    }
+
+    fn state(&mut self) -> &mut PartitionState {
+        &mut self.store.data_mut().state
+    }
+
+    fn run_end(&mut self, records: &[InputRecord]) -> Result<usize, StateError> {
+        if !self.may_have_timers {
+            return Ok(records.len());
+        }
+        let met = self.clock()?.watermarks_met(&timestamps(records));
+        let next = self.next_timer(TimeDomain::Event)?;
+        Ok(segment::run_end(&met, 0, next))
+    }
+
+    fn fire_timers(&mut self) -> Result<Option<Fired>, FireError> {
+        if !self.may_have_timers {
+            return Ok(None);
+        }
+        let clock = self.clock().map_err(FireError::Host)?;
+        let watermark = clock.watermark();
+        let now = self.processing_time(&clock);
+        for (domain, upto) in [
+            (TimeDomain::Event, watermark),
+            (TimeDomain::Processing, now),
+        ] {
+            let due = self
+                .due_timers(domain, upto, self.timers_per_call)
+                .map_err(FireError::Host)?;
+            if due.is_empty() {
+                continue;
+            }
+            for timer in &due {
+                self.state().delete(timer.state_key());
+            }
+            let outputs = self.call_on_timers(&due, watermark)?;
+            return Ok(Some(Fired {
+                timers: due,
+                outputs,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn isolate_timers(&mut self, one_at_a_time: bool) {
+        self.timers_per_call = if one_at_a_time { 1 } else { TIMERS_PER_CALL };
+    }
+}
+
+fn timestamps(records: &[InputRecord]) -> Vec<i64> {
+    records.iter().map(|record| record.timestamp).collect()
+}
+
+impl Instance {
+    /// The first record after the first whose watermark (`met`) passes a pending
+    /// event timer: one set during the call, since the caller cut the run before
+    /// those known when it started.
+    fn cut_within(&mut self, met: &[i64]) -> Result<Option<usize>, StateError> {
+        if !self.may_have_timers || met.len() < 2 {
+            return Ok(None);
+        }
+        let next = self.next_timer(TimeDomain::Event)?;
+        let end = segment::run_end(met, 0, next);
+        Ok((end < met.len()).then_some(end))
+    }
+
+    /// Whether the partition's state holds timers (of a 0.3 guest: a 0.2 one has none
+    /// to fire), so that a partition without any skips the timer scans.
+    pub(super) fn look_for_timers(&mut self) -> Result<(), StateError> {
+        self.may_have_timers = false;
+        if self.module.contract().has_event_time() {
+            for domain in [TimeDomain::Event, TimeDomain::Processing] {
+                if !self
+                    .state()
+                    .scan(&domain_prefix(domain), None, 1)?
+                    .is_empty()
+                {
+                    self.may_have_timers = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The partition's clock, resumed from its state.
+    fn clock(&mut self) -> Result<EventClock, StateError> {
+        let allowed = self.limits.max_out_of_orderness_ms;
+        let stored = self.state().get(CLOCK_KEY)?;
+        Ok(
+            match stored.as_deref().and_then(EventClock::decode_stream_time) {
+                Some(stream_time) => EventClock::resumed(allowed, stream_time),
+                None => EventClock::new(allowed),
+            },
+        )
+    }
+
+    /// Keep the clock's stream time in state, when it moved.
+    fn store_clock(&mut self, clock: &EventClock) -> Result<(), StateError> {
+        let stored = self.state().get(CLOCK_KEY)?;
+        if stored.as_deref() != Some(&clock.encode()[..]) {
+            self.state()
+                .put(CLOCK_KEY.to_vec(), clock.encode().to_vec());
+        }
+        Ok(())
+    }
+
+    /// Processing time for timers: the wall clock, or the stream time for a
+    /// `deterministic` pipeline, whose replays must not depend on when they run.
+    fn processing_time(&self, clock: &EventClock) -> i64 {
+        if self.limits.deterministic {
+            return clock.stream_time();
+        }
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64)
+    }
+
+    /// When the earliest timer of `domain` is set for.
+    fn next_timer(&mut self, domain: TimeDomain) -> Result<Option<i64>, StateError> {
+        let first = self.state().scan(&domain_prefix(domain), None, 1)?;
+        Ok(first
+            .first()
+            .and_then(|entry| Timer::from_state_key(&entry.key))
+            .map(|timer| timer.at))
+    }
+
+    /// Up to `limit` timers of `domain` due at `upto`, earliest first.
+    fn due_timers(
+        &mut self,
+        domain: TimeDomain,
+        upto: i64,
+        limit: usize,
+    ) -> Result<Vec<Timer>, StateError> {
+        let page = self.state().scan(&domain_prefix(domain), None, limit)?;
+        Ok(page
+            .iter()
+            .filter_map(|entry| Timer::from_state_key(&entry.key))
+            .take_while(|timer| timer.at <= upto)
+            .collect())
+    }
+
+    /// One `on-timers` call with `due`: their outputs.
+    fn call_on_timers(
+        &mut self,
+        due: &[Timer],
+        watermark: i64,
+    ) -> Result<Vec<OutputRecord>, FireError> {
+        let whole_group = |fault| FireError::Failed {
+            timers: due.to_vec(),
+            reason: TimerFault::Fault(fault),
+        };
+        let fired = records::encode_fired(due, watermark).map_err(|_| {
+            whole_group(GuestFault::Contract {
+                message: "timer keys too large for the contract's 32-bit lengths".to_owned(),
+            })
+        })?;
+        // A restart or a call fails as a fault of the whole group, or of the host.
+        let failed = |error: ProcessError| match error {
+            ProcessError::Fault(fault) => whole_group(fault),
+            ProcessError::Host(error) => FireError::Host(error),
+            ProcessError::Restart(error) => FireError::Restart(error),
+            // Neither comes from a restart or a call; kept apart from the guest's faults.
+            other @ (ProcessError::Rejected { .. } | ProcessError::Cut { .. }) => {
+                whole_group(GuestFault::Trap {
+                    message: other.to_string(),
+                })
+            }
+        };
+        if self.bindings.is_none() {
+            self.restart().map_err(&failed)?;
+        }
+        let bindings = self.bindings.take().expect("started above");
+        let outcome: CallResult = self
+            .call(|store| bindings.call_on_timers(store, &fired))
+            .map_err(&failed)?;
+        // The guest returned normally, so its instance is still sound.
+        self.bindings = Some(bindings);
+        let mut outputs = Vec::new();
+        match outcome {
+            Ok(batch) => records::decode(&batch, &mut outputs)
+                .map(|()| outputs)
+                .map_err(|message| whole_group(GuestFault::Contract { message })),
+            Err(mut rejected) => match due.get(rejected.index as usize) {
+                Some(timer) => {
+                    text::cut(&mut rejected.message, MAX_REJECTION_BYTES);
+                    Err(FireError::Failed {
+                        timers: vec![timer.clone()],
+                        reason: TimerFault::Rejected {
+                            message: rejected.message,
+                        },
+                    })
+                }
+                None => Err(whole_group(GuestFault::Contract {
+                    message: format!(
+                        "on-timers reported an error for timer {} of {}: {}",
+                        rejected.index,
+                        due.len(),
+                        rejected.message
+                    ),
+                })),
+            },
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! Event time through the engine (contract 0.3): watermarks, timers fired between the
+//! records around them, and a windowed count that matches a plain reference on
+//! shuffled input, whatever the batch boundaries.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use weir_runtime::engine::{Engine, EngineConfig, InputRecord, InstanceLabels, Limits};
+use weir_runtime::pipeline::{ErrorPolicy, run_batch};
+use weir_runtime::state::PartitionState;
+use weir_tests::{fixture, guest, run_weir_test, shared_cache_dir, stderr, test_limits};
+
+const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
+
+const WINDOW_MS: i64 = 60_000;
+const GRACE_MS: i64 = 10_000;
+
+#[test]
+fn the_tumbling_count_fixtures_pass_at_any_batch_size() {
+    let module = guest("tumbling-count");
+    let input = fixture("tumbling-count/input.jsonl");
+    let expected = fixture("tumbling-count/expected.jsonl");
+    for batch_size in ["1", "3", "256"] {
+        let out = run_weir_test(
+            EXE,
+            &module,
+            &input,
+            &[&"--expect", &expected, &"--batch-size", &batch_size],
+        );
+        assert!(
+            out.status.success(),
+            "batches of {batch_size}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// A small deterministic generator (xorshift), so a failing run can be repeated.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A window's count as the example emits it: (key, window start, count).
+type Closed = (String, i64, u64);
+
+/// Tumbling counts the plain way, record by record: each record meets the watermark
+/// left by the records before it, windows whose close it has passed are emitted first
+/// (by close, then key), and a record whose own window has closed is dropped.
+fn reference(records: &[(String, i64)], max_out_of_orderness: i64) -> Vec<Closed> {
+    let mut open: BTreeMap<(i64, String), (i64, u64)> = BTreeMap::new();
+    let mut stream_time: Option<i64> = None;
+    let mut emitted = Vec::new();
+    for (key, timestamp) in records {
+        let watermark = stream_time.map_or(i64::MIN, |t| t - max_out_of_orderness);
+        while let Some(entry) = open.first_entry() {
+            if entry.key().0 > watermark {
+                break;
+            }
+            let ((_, key), (start, count)) = entry.remove_entry();
+            emitted.push((key, start, count));
+        }
+        let start = timestamp - timestamp.rem_euclid(WINDOW_MS);
+        let close = start + WINDOW_MS + GRACE_MS;
+        if close > watermark {
+            open.entry((close, key.clone())).or_insert((start, 0)).1 += 1;
+        }
+        stream_time = Some(stream_time.map_or(*timestamp, |t| t.max(*timestamp)));
+    }
+    emitted
+}
+
+#[test]
+fn shuffled_input_is_windowed_as_the_reference_does_at_random_batch_boundaries() {
+    const OUT_OF_ORDERNESS: i64 = 5_000;
+    let engine = Engine::new(EngineConfig {
+        limits: Limits {
+            max_out_of_orderness_ms: OUT_OF_ORDERNESS as u64,
+            ..test_limits()
+        },
+        cache_dir: Some(shared_cache_dir()),
+    })
+    .unwrap();
+    let module = engine.load_file(&guest("tumbling-count")).unwrap();
+    let mut dice = Dice(0x5eed_1234_abcd_0001);
+    for round in 0..4 {
+        // Mostly in order, a second apart; some a little behind (within or past the
+        // allowance and the grace), a few far behind (late).
+        let base = 1_700_000_000_000_i64;
+        let records: Vec<(String, i64)> = (0..3_000)
+            .map(|i| {
+                let key = format!("k{}", dice.below(7));
+                let on_time = base + i * 1_000;
+                let behind = match dice.below(20) {
+                    0 => 300_000 + dice.below(120_000) as i64,
+                    1..=4 => dice.below(20_000) as i64,
+                    _ => 0,
+                };
+                (key, on_time - behind)
+            })
+            .collect();
+        let expected = reference(&records, OUT_OF_ORDERNESS);
+        assert!(
+            expected.len() > 100,
+            "round {round}: {} windows",
+            expected.len()
+        );
+
+        let labels = InstanceLabels {
+            pipeline: "windows".into(),
+            partition: 0,
+            module: module.id().short().into(),
+        };
+        let mut instance = engine
+            .instantiate(&module, labels, Arc::from([]), PartitionState::default())
+            .unwrap();
+        let input: Vec<InputRecord> = records
+            .iter()
+            .enumerate()
+            .map(|(offset, (key, timestamp))| {
+                let mut record = InputRecord::from_value("clicks", 0, offset as i64, "click");
+                record.key = Some(key.clone().into_bytes());
+                record.timestamp = *timestamp;
+                record
+            })
+            .collect();
+        let mut got = Vec::new();
+        let mut rest = &input[..];
+        while !rest.is_empty() {
+            let size = (1 + dice.below(64) as usize).min(rest.len());
+            let (batch, after) = rest.split_at(size);
+            let outcome = run_batch(&mut instance, batch, ErrorPolicy::Fail).unwrap();
+            for output in outcome.outputs {
+                let value: serde_json::Value =
+                    serde_json::from_slice(output.value.as_deref().unwrap()).unwrap();
+                got.push((
+                    String::from_utf8(output.key.unwrap()).unwrap(),
+                    value["window_start"].as_i64().unwrap(),
+                    value["count"].as_u64().unwrap(),
+                ));
+            }
+            rest = after;
+        }
+        assert_eq!(got.len(), expected.len(), "round {round}");
+        assert_eq!(got, expected, "round {round}");
+    }
+}
+
+/// An instance of the misbehave guest (whose timers act by their keys).
+fn misbehave(max_out_of_orderness_ms: u64) -> weir_runtime::engine::Instance {
+    let engine = Engine::new(EngineConfig {
+        limits: Limits {
+            max_out_of_orderness_ms,
+            call_timeout_ms: 1_000,
+            ..test_limits()
+        },
+        cache_dir: Some(shared_cache_dir()),
+    })
+    .unwrap();
+    let module = engine.load_file(&guest("misbehave")).unwrap();
+    let labels = InstanceLabels {
+        pipeline: "timers".into(),
+        partition: 0,
+        module: module.id().short().into(),
+    };
+    engine
+        .instantiate(&module, labels, Arc::from([]), PartitionState::default())
+        .unwrap()
+}
+
+/// Records of `(value, timestamp)`, at offsets from `first`.
+fn timed(first: i64, records: &[(&str, i64)]) -> Vec<InputRecord> {
+    records
+        .iter()
+        .zip(first..)
+        .map(|((value, timestamp), offset)| {
+            let mut record = InputRecord::from_value("in", 0, offset, *value);
+            record.timestamp = *timestamp;
+            record
+        })
+        .collect()
+}
+
+fn values(outputs: &[weir_runtime::engine::OutputRecord]) -> Vec<String> {
+    outputs
+        .iter()
+        .map(|o| String::from_utf8_lossy(o.value.as_deref().unwrap_or_default()).into_owned())
+        .collect()
+}
+
+#[test]
+fn timers_fire_between_the_records_around_their_time_in_one_batch() {
+    let mut instance = misbehave(0);
+    let input = timed(
+        0,
+        &[
+            ("timer:150:b", 100),
+            ("timer:120:a", 100),
+            ("timer:150:a", 101),
+            ("x", 130), // meets 101: nothing due
+            ("y", 160), // meets 130: a@120 fires before it
+            ("z", 170), // meets 160: a@150 and b@150, in key order
+        ],
+    );
+    let outcome = run_batch(&mut instance, &input, ErrorPolicy::Fail).unwrap();
+    assert_eq!(
+        values(&outcome.outputs),
+        [
+            "set",
+            "set",
+            "set",
+            "1",
+            "a@120 wm=130",
+            "2",
+            "a@150 wm=160",
+            "b@150 wm=160",
+            "3"
+        ]
+    );
+    // Each fired once: a later batch past their time fires nothing again.
+    let later = run_batch(&mut instance, &timed(6, &[("w", 500)]), ErrorPolicy::Fail).unwrap();
+    assert_eq!(values(&later.outputs), ["4"]);
+}
+
+#[test]
+fn a_failing_timer_gets_the_error_policy_and_the_others_still_fire() {
+    for (failing, kind) in [
+        ("reject", "rejected"),
+        ("panic", "trap"),
+        ("loop", "timeout"),
+    ] {
+        let mut instance = misbehave(0);
+        let set = format!("timer:200:{failing}");
+        let input = timed(
+            0,
+            &[
+                ("timer:200:a", 100),
+                (set.as_str(), 100),
+                ("timer:200:z", 100),
+                ("x", 300), // meets 100: nothing due yet
+            ],
+        );
+        let outcome = run_batch(&mut instance, &input, ErrorPolicy::DeadLetter).unwrap();
+        // Due at the batch's end (watermark 300): the group holding the failing timer
+        // fails, and is fired again one timer at a time.
+        let fired: Vec<_> = values(&outcome.outputs)
+            .into_iter()
+            .filter(|v| v.contains('@'))
+            .collect();
+        assert_eq!(fired, ["a@200 wm=300", "z@200 wm=300"], "{failing}");
+        assert_eq!(outcome.timer_failures.len(), 1, "{failing}");
+        let failure = &outcome.timer_failures[0];
+        assert_eq!(failure.timer.key, failing.as_bytes(), "{failing}");
+        assert_eq!(failure.reason.kind(), kind, "{failing}");
+        assert!(
+            outcome.failures.is_empty(),
+            "{failing}: no record is blamed"
+        );
+        // Deleted: it does not fire (and fail) again.
+        let later = run_batch(&mut instance, &timed(4, &[("y", 400)]), ErrorPolicy::Fail).unwrap();
+        assert_eq!(values(&later.outputs), ["2"], "{failing}");
+    }
+}
+
+#[test]
+fn a_failing_timer_under_fail_stops_the_batch() {
+    let mut instance = misbehave(0);
+    let input = timed(0, &[("timer:150:reject", 100), ("x", 200), ("y", 201)]);
+    let error = run_batch(&mut instance, &input, ErrorPolicy::Fail).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            weir_runtime::pipeline::BatchError::TimerFailed { .. }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("event-time timer at 150"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_hosts_keys_stay_hidden_from_the_guest() {
+    let mut instance = misbehave(0);
+    let input = timed(
+        0,
+        &[("timer:900:k", 100), ("set:a=1", 100), ("scan-all", 101)],
+    );
+    let outcome = run_batch(&mut instance, &input, ErrorPolicy::Fail).unwrap();
+    // The clock and the timer are in state, but a scan sees the guest's one key.
+    assert_eq!(values(&outcome.outputs).last().unwrap(), "1 0");
+    let outcome = run_batch(
+        &mut instance,
+        &timed(3, &[("put-reserved", 102)]),
+        ErrorPolicy::Skip,
+    )
+    .unwrap();
+    assert_eq!(outcome.failures.len(), 1);
+    assert_eq!(outcome.failures[0].reason.kind(), "reserved_key");
+}
+
+#[test]
+fn timers_and_the_watermark_survive_a_restart_from_the_state_store() {
+    // weir test with a state directory: the first run sets timers and leaves the
+    // watermark at 100; the second fires them once a record moves the watermark past.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let module = guest("misbehave");
+    let run = |lines: &str, name: &str| {
+        let input = dir.path().join(name);
+        std::fs::write(&input, lines).unwrap();
+        let out = run_weir_test(EXE, &module, &input, &[&"--state-dir", &state]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = run(
+        concat!(
+            r#"{"value": "timer:150:a", "timestamp": 100}"#,
+            "\n",
+            r#"{"value": "timer:250:b", "timestamp": 100}"#,
+            "\n"
+        ),
+        "first.jsonl",
+    );
+    assert!(!first.contains("fired"), "{first}");
+    // Meets the restored watermark of 100, then moves it to 200: a@150 fires after it.
+    let second = run(r#"{"value": "x", "timestamp": 200}"#, "second.jsonl");
+    let fired: Vec<_> = second.lines().filter(|l| l.contains("fired")).collect();
+    assert_eq!(fired.len(), 1, "{second}");
+    assert!(fired[0].contains("a@150 wm=200"), "{second}");
+    let third = run(r#"{"value": "x", "timestamp": 300}"#, "third.jsonl");
+    assert!(third.contains("b@250 wm=300"), "{third}");
+    assert!(!third.contains("a@150"), "{third}");
+}
