@@ -2,18 +2,15 @@
 //! records around them, and a windowed count that matches a plain reference on
 //! shuffled input, whatever the batch boundaries.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use weir_runtime::engine::{Engine, EngineConfig, InputRecord, InstanceLabels, Limits};
 use weir_runtime::pipeline::{ErrorPolicy, run_batch};
 use weir_runtime::state::PartitionState;
+use weir_tests::windows::{GRACE_MS, WINDOW_MS, closed_window, reference};
 use weir_tests::{fixture, guest, run_weir_test, shared_cache_dir, stderr, test_limits};
 
 const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
-
-const WINDOW_MS: i64 = 60_000;
-const GRACE_MS: i64 = 10_000;
 
 #[test]
 fn the_tumbling_count_fixtures_pass_at_any_batch_size() {
@@ -47,35 +44,6 @@ impl Dice {
     }
 }
 
-/// A window's count as the example emits it: (key, window start, count).
-type Closed = (String, i64, u64);
-
-/// Tumbling counts the plain way, record by record: each record meets the watermark
-/// left by the records before it, windows whose close it has passed are emitted first
-/// (by close, then key), and a record whose own window has closed is dropped.
-fn reference(records: &[(String, i64)], max_out_of_orderness: i64) -> Vec<Closed> {
-    let mut open: BTreeMap<(i64, String), (i64, u64)> = BTreeMap::new();
-    let mut stream_time: Option<i64> = None;
-    let mut emitted = Vec::new();
-    for (key, timestamp) in records {
-        let watermark = stream_time.map_or(i64::MIN, |t| t - max_out_of_orderness);
-        while let Some(entry) = open.first_entry() {
-            if entry.key().0 > watermark {
-                break;
-            }
-            let ((_, key), (start, count)) = entry.remove_entry();
-            emitted.push((key, start, count));
-        }
-        let start = timestamp - timestamp.rem_euclid(WINDOW_MS);
-        let close = start + WINDOW_MS + GRACE_MS;
-        if close > watermark {
-            open.entry((close, key.clone())).or_insert((start, 0)).1 += 1;
-        }
-        stream_time = Some(stream_time.map_or(*timestamp, |t| t.max(*timestamp)));
-    }
-    emitted
-}
-
 #[test]
 fn shuffled_input_is_windowed_as_the_reference_does_at_random_batch_boundaries() {
     const OUT_OF_ORDERNESS: i64 = 5_000;
@@ -105,7 +73,7 @@ fn shuffled_input_is_windowed_as_the_reference_does_at_random_batch_boundaries()
                 (key, on_time - behind)
             })
             .collect();
-        let expected = reference(&records, OUT_OF_ORDERNESS);
+        let expected = reference(&records, WINDOW_MS, GRACE_MS, OUT_OF_ORDERNESS);
         assert!(
             expected.len() > 100,
             "round {round}: {} windows",
@@ -137,12 +105,9 @@ fn shuffled_input_is_windowed_as_the_reference_does_at_random_batch_boundaries()
             let (batch, after) = rest.split_at(size);
             let outcome = run_batch(&mut instance, batch, ErrorPolicy::Fail).unwrap();
             for output in outcome.outputs {
-                let value: serde_json::Value =
-                    serde_json::from_slice(output.value.as_deref().unwrap()).unwrap();
-                got.push((
-                    String::from_utf8(output.key.unwrap()).unwrap(),
-                    value["window_start"].as_i64().unwrap(),
-                    value["count"].as_u64().unwrap(),
+                got.push(closed_window(
+                    output.key.as_deref().unwrap(),
+                    output.value.as_deref().unwrap(),
                 ));
             }
             rest = after;
@@ -265,6 +230,35 @@ fn a_failing_timer_gets_the_error_policy_and_the_others_still_fire() {
         // Deleted: it does not fire (and fail) again.
         let later = run_batch(&mut instance, &timed(4, &[("y", 400)]), ErrorPolicy::Fail).unwrap();
         assert_eq!(values(&later.outputs), ["2"], "{failing}");
+    }
+}
+
+#[test]
+fn a_timer_set_before_a_failed_record_fires_before_the_records_after_it() {
+    // The timer is due once the first record has passed; the second record fails (a
+    // rejection, or a trap that makes the host look for it record by record). Either
+    // way the timer fires before the second record, whatever the batch boundaries.
+    for failing in ["reject", "panic"] {
+        let input = timed(
+            0,
+            &[("timer:150:t", 200), (failing, 201), ("x", 202), ("y", 203)],
+        );
+        for cut in [1, 2, 4] {
+            let mut instance = misbehave(0);
+            let mut got = Vec::new();
+            let mut failed = 0;
+            for batch in input.chunks(cut) {
+                let outcome = run_batch(&mut instance, batch, ErrorPolicy::Skip).unwrap();
+                got.extend(values(&outcome.outputs));
+                failed += outcome.failures.len();
+            }
+            assert_eq!(
+                got,
+                ["set", "t@150 wm=200", "1", "2"],
+                "{failing}, batches of {cut}"
+            );
+            assert_eq!(failed, 1, "{failing}, batches of {cut}");
+        }
     }
 }
 

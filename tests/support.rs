@@ -11,6 +11,7 @@ pub mod broker;
 pub mod daemon;
 pub mod kafka_raw;
 pub mod languages;
+pub mod windows;
 pub mod wordcount;
 
 /// The repository root.

@@ -79,6 +79,7 @@ pub struct Metrics {
     dead_letters: Family<PartitionLabels, Counter>,
     guest_log_dropped: Family<PartitionLabels, Counter>,
     consumer_lag: Family<PartitionLabels, Gauge>,
+    watermark_lag: Family<PartitionLabels, Gauge>,
     checkpoint_seconds: Histograms<PartitionLabels>,
     checkpoint_records: Histograms<PartitionLabels>,
     state_bytes: Family<PartitionLabels, Gauge>,
@@ -149,6 +150,12 @@ impl Metrics {
             "consumer_lag",
             "Records between the partition's high watermark and the next record to process",
             consumer_lag.clone(),
+        );
+        let watermark_lag = Family::default();
+        registry.register(
+            "watermark_lag_milliseconds",
+            "How far the partition's watermark trails the wall clock (event-time transforms)",
+            watermark_lag.clone(),
         );
         let checkpoint_seconds: Histograms<PartitionLabels> = Family::new_with_constructor(seconds);
         registry.register_with_unit(
@@ -275,6 +282,7 @@ impl Metrics {
             dead_letters,
             guest_log_dropped,
             consumer_lag,
+            watermark_lag,
             checkpoint_seconds,
             checkpoint_records,
             state_bytes,
@@ -323,6 +331,7 @@ impl Metrics {
             dead_letters: self.dead_letters.get_or_create(&labels).clone(),
             guest_log_dropped: self.guest_log_dropped.get_or_create(&labels).clone(),
             consumer_lag: self.consumer_lag.get_or_create(&labels).clone(),
+            watermark_lag: self.watermark_lag.clone(),
             checkpoint_seconds: self.checkpoint_seconds.get_or_create(&labels).clone(),
             checkpoint_records: self.checkpoint_records.get_or_create(&labels).clone(),
             state_bytes: self.state_bytes.get_or_create(&labels).clone(),
@@ -348,6 +357,7 @@ impl Metrics {
             partition,
         };
         self.consumer_lag.remove(&labels);
+        self.watermark_lag.remove(&labels);
         self.state_bytes.remove(&labels);
         self.restore_remaining.remove(&labels);
     }
@@ -470,6 +480,8 @@ pub struct PartitionMetrics {
     pub dead_letters: Counter,
     pub guest_log_dropped: Counter,
     pub consumer_lag: Gauge,
+    /// Exported only for event-time transforms, once they have a watermark.
+    watermark_lag: Family<PartitionLabels, Gauge>,
     pub checkpoint_seconds: Histogram,
     pub checkpoint_records: Histogram,
     pub state_bytes: Gauge,
@@ -482,6 +494,11 @@ pub struct PartitionMetrics {
 }
 
 impl PartitionMetrics {
+    /// How far the partition's watermark trails the wall clock, in ms.
+    pub fn set_watermark_lag(&self, lag_ms: i64) {
+        self.watermark_lag.get_or_create(&self.labels).set(lag_ms);
+    }
+
     /// Count a record the transform failed on (rare: the label set is built here).
     pub fn guest_error(&self, kind: &str) {
         self.guest_errors

@@ -178,7 +178,7 @@ impl<'a> Context<'a> {
 
     /// The partition's watermark as this record arrives (or this timer fires): every
     /// record older than it is late. [`NO_WATERMARK`](crate::time::NO_WATERMARK) until
-    /// a record with a timestamp has been seen, and for 0.2 hosts.
+    /// a record with a timestamp has been seen.
     pub fn watermark(&self) -> i64 {
         self.watermark
     }

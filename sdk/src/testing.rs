@@ -153,9 +153,9 @@ impl StateBackend for MemoryState {
 ///
 /// Time runs as on the host: each record meets the watermark left by the records
 /// before it (their largest timestamp minus the allowed out-of-orderness, see
-/// [`Harness::with_max_out_of_orderness`]), and event-time timers due at that
-/// watermark fire just before it; [`Harness::advance_processing_time`] fires
-/// processing-time timers.
+/// [`Harness::with_max_out_of_orderness`]), and event-time timers due at the
+/// watermark a record leaves fire right after it (so, before the next record);
+/// [`Harness::advance_processing_time`] fires processing-time timers.
 pub struct Harness<T> {
     transform: T,
     state: MemoryState,
@@ -163,6 +163,7 @@ pub struct Harness<T> {
     max_out_of_orderness_ms: i64,
     /// The largest record timestamp seen.
     stream_time: Option<i64>,
+    timer_errors: Vec<(Timer, Error)>,
 }
 
 impl<T: Transform> Harness<T> {
@@ -179,6 +180,7 @@ impl<T: Transform> Harness<T> {
             next_offset: 0,
             max_out_of_orderness_ms: 0,
             stream_time: None,
+            timer_errors: Vec::new(),
         })
     }
 
@@ -196,60 +198,70 @@ impl<T: Transform> Harness<T> {
         })
     }
 
-    /// Process one record as given, after the event-time timers due at the watermark
-    /// it meets; returns the timers' outputs, then the record's. On error the
-    /// record's state writes are undone, as the host does (the timers' stay).
+    /// Process one record as given, as the host runs a batch of one: the record,
+    /// then the event-time timers due at the watermark it leaves; returns the
+    /// record's outputs, then the timers'. On error the record's state writes are
+    /// undone, as the host does. A timer that fails is deleted, as the host does under
+    /// `skip` or `dead-letter`, and kept in [`Harness::timer_errors`].
     pub fn process(&mut self, record: Record) -> Result<Vec<Output>, Error> {
         let watermark = self.watermark();
-        let mut outputs = self.fire(TimeDomain::EventTime, watermark, watermark)?;
         self.next_offset = record.offset + 1;
         let timestamp = record.timestamp;
         self.state.undo.clear();
         let records = vec![record];
-        match crate::run_timed_batch(&mut self.transform, records, &[watermark], &mut self.state) {
-            Ok(more) => outputs.extend(more),
+        let mut outputs = match crate::run_timed_batch(
+            &mut self.transform,
+            records,
+            &[watermark],
+            &mut self.state,
+        ) {
+            Ok(outputs) => outputs,
             Err(error) => {
                 self.state.rollback();
                 return Err(Error::msg(error.message));
             }
-        }
+        };
         if timestamp >= 0 {
             self.stream_time = Some(self.stream_time.map_or(timestamp, |t| t.max(timestamp)));
         }
+        let watermark = self.watermark();
+        outputs.extend(self.fire(TimeDomain::EventTime, watermark, watermark));
         Ok(outputs)
     }
 
     /// Let the wall clock read `now`: processing-time timers due by then fire.
-    pub fn advance_processing_time(&mut self, now: i64) -> Result<Vec<Output>, Error> {
+    pub fn advance_processing_time(&mut self, now: i64) -> Vec<Output> {
         let watermark = self.watermark();
         self.fire(TimeDomain::ProcessingTime, now, watermark)
     }
 
-    /// Fire the timers of `domain` due at `upto`, as the host does: a group at a
-    /// time, each deleted as it fires, until none is due (or 64 groups have fired:
-    /// the rest wait for the next firing point).
-    fn fire(
-        &mut self,
-        domain: TimeDomain,
-        upto: i64,
-        watermark: i64,
-    ) -> Result<Vec<Output>, Error> {
+    /// Timers whose `on_timer` failed (each deleted), with their errors, oldest first.
+    pub fn timer_errors(&self) -> &[(Timer, Error)] {
+        &self.timer_errors
+    }
+
+    /// Fire the timers of `domain` due at `upto`, as the host does: one at a time here,
+    /// each deleted as it fires, until none is due, those the firing sets for a time
+    /// already passed too (up to a million, as on the host).
+    fn fire(&mut self, domain: TimeDomain, upto: i64, watermark: i64) -> Vec<Output> {
         let mut outputs = Vec::new();
-        for _ in 0..64 {
+        for _ in 0..1_000_000 {
             self.state.undo.clear();
-            let due = self.state.take_due(domain, upto, 256);
-            if due.is_empty() {
+            let Some(timer) = self.state.take_due(domain, upto, 1).pop() else {
                 break;
-            }
-            match crate::run_timers(&mut self.transform, due, watermark, &mut self.state) {
+            };
+            let fired = vec![timer.clone()];
+            match crate::run_timers(&mut self.transform, fired, watermark, &mut self.state) {
                 Ok(more) => outputs.extend(more),
                 Err(error) => {
+                    // Its writes go; the timer stays deleted.
                     self.state.rollback();
-                    return Err(Error::msg(error.message));
+                    self.state.delete_timer(&timer);
+                    self.timer_errors.push((timer, Error::msg(error.message)));
                 }
             }
         }
-        Ok(outputs)
+        outputs
     }
 
     /// Process a record that has only a value, at the offset after the last record.

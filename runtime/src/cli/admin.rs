@@ -352,6 +352,17 @@ pub(super) fn status(args: StatusArgs) -> Exit {
                     restoring.iter().sum::<u64>()
                 );
             }
+            let watermark_lags: Vec<i64> = partitions
+                .iter()
+                .filter_map(|q| q.get("watermark_lag_ms").and_then(Value::as_i64))
+                .collect();
+            if let Some(most) = watermark_lags.iter().max() {
+                println!(
+                    "  event time: watermark {:.1} s behind the clock at most, over {} partition(s)",
+                    *most as f64 / 1000.0,
+                    watermark_lags.len()
+                );
+            }
             if let Some([seen, failed]) = p
                 .get("trial")
                 .and_then(|t| Some([t.get(0)?.as_u64()?, t.get(1)?.as_u64()?]))

@@ -70,7 +70,7 @@ impl Processor for Instance {
             return Ok(records.len());
         }
         let met = self.clock()?.watermarks_met(&timestamps(records));
-        let next = self.next_timer(TimeDomain::Event)?;
+        let next = self.next_cut()?;
         Ok(segment::run_end(&met, 0, next))
     }
 
@@ -113,6 +113,29 @@ fn timestamps(records: &[InputRecord]) -> Vec<i64> {
 }
 
 impl Instance {
+    /// The partition's watermark (contract 0.3), once a record with a timestamp has
+    /// been seen.
+    pub fn watermark(&mut self) -> Result<Option<i64>, StateError> {
+        if !self.module.contract().has_event_time() {
+            return Ok(None);
+        }
+        let watermark = self.clock()?.watermark();
+        Ok((watermark != crate::time::watermark::NO_TIME).then_some(watermark))
+    }
+
+    /// Whether a processing-time timer is due now: a partition that receives no
+    /// records still fires those (the processing thread asks now and then).
+    pub fn processing_timer_due(&mut self) -> Result<bool, StateError> {
+        if !self.may_have_timers {
+            return Ok(false);
+        }
+        let clock = self.clock()?;
+        let now = self.processing_time(&clock);
+        Ok(self
+            .next_timer(TimeDomain::Processing)?
+            .is_some_and(|at| at <= now))
+    }
+
     /// The first record after the first whose watermark (`met`) passes a pending
     /// event timer: one set during the call, since the caller cut the run before
     /// those known when it started.
@@ -120,7 +143,7 @@ impl Instance {
         if !self.may_have_timers || met.len() < 2 {
             return Ok(None);
         }
-        let next = self.next_timer(TimeDomain::Event)?;
+        let next = self.next_cut()?;
         let end = segment::run_end(met, 0, next);
         Ok((end < met.len()).then_some(end))
     }
@@ -174,6 +197,22 @@ impl Instance {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as i64)
+    }
+
+    /// The watermark at which the next timer falls due: the earliest event-time
+    /// timer, and under `deterministic` the earliest processing-time one too (whose
+    /// clock is then the stream time, the watermark plus the allowance), so that where
+    /// those fire does not depend on batch boundaries either.
+    fn next_cut(&mut self) -> Result<Option<i64>, StateError> {
+        let event = self.next_timer(TimeDomain::Event)?;
+        if !self.limits.deterministic {
+            return Ok(event);
+        }
+        let allowance = i64::try_from(self.limits.max_out_of_orderness_ms).unwrap_or(i64::MAX);
+        let processing = self
+            .next_timer(TimeDomain::Processing)?
+            .map(|at| at.saturating_sub(allowance));
+        Ok(event.into_iter().chain(processing).min())
     }
 
     /// When the earliest timer of `domain` is set for.

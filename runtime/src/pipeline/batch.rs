@@ -142,10 +142,11 @@ enum Attempt {
     Cut(usize),
 }
 
-/// Most groups of timers one firing point fires. A guest that keeps setting timers
-/// already due would otherwise hold the batch for ever; the rest fire at the next
-/// point (the next record, as the cut then falls right after it).
-const MAX_TIMER_GROUPS: usize = 64;
+/// Most timers one firing point fires. A firing point fires every timer due, those
+/// that firing sets for a time already passed too, so that what fires where does not
+/// depend on batch boundaries; only a guest that keeps setting timers already due
+/// reaches this, and its rest wait for the next point (logged).
+const MAX_TIMERS_PER_POINT: usize = 1_000_000;
 
 struct Run<'p, P: ?Sized> {
     processor: &'p mut P,
@@ -175,17 +176,20 @@ impl<P: Processor + ?Sized> Run<'_, P> {
     }
 
     /// Fire the timers due now, a group at a time, each in a state scope of its own.
+    /// Each group's outputs are bounded on their own (`max_batch_output_bytes`), not
+    /// with the records': a window's result must not fail for the records before it.
     fn timers(&mut self) -> Result<(), BatchError> {
-        for _ in 0..MAX_TIMER_GROUPS {
+        let mut fired_here = 0;
+        while fired_here < MAX_TIMERS_PER_POINT {
             self.processor.state().begin_batch();
             let (timers, reason) = match self.processor.fire_timers() {
                 Ok(None) => {
                     self.processor.state().commit_batch();
                     return Ok(());
                 }
-                Ok(Some(fired)) => match self.rules.check(&fired.outputs, self.output_bytes) {
-                    Ok(bytes) => {
-                        self.output_bytes += bytes;
+                Ok(Some(fired)) => match self.rules.check(&fired.outputs, 0) {
+                    Ok(_) => {
+                        fired_here += fired.timers.len();
                         self.processor.state().commit_batch();
                         self.outcome.outputs.extend(fired.outputs);
                         continue;
@@ -203,39 +207,37 @@ impl<P: Processor + ?Sized> Run<'_, P> {
                 }
             };
             self.processor.state().rollback_batch();
+            fired_here += 1;
             self.timers_failed(timers, reason)?;
         }
+        tracing::warn!(
+            fired = fired_here,
+            "the transform keeps setting timers already due: the rest wait for the next firing point"
+        );
         Ok(())
     }
 
-    /// Process `rest`, whose first record is at `base` in the whole batch, up to the
-    /// end or to a cut (a timer set on the way falls due before a later record):
-    /// returns how many records are done, failed ones included.
+    /// Process `rest`, whose first record is at `base` in the whole batch, up to its
+    /// end, a cut (a timer set on the way falls due before a later record), or a failed
+    /// record: returns how many records are done, the failed one included. The caller
+    /// fires the timers due before going on, so a timer set by the records before a
+    /// failure still fires before the records after it.
     fn records(&mut self, rest: &[InputRecord], base: usize) -> Result<usize, BatchError> {
-        let mut done = 0;
-        while done < rest.len() {
-            let part = &rest[done..];
-            let (at, reason) = match self.attempt(part)? {
-                Attempt::Done => return Ok(rest.len()),
-                Attempt::Cut(at) => return Ok(done + self.records(&part[..at], base + done)?),
-                Attempt::Rejected { at, message } => {
-                    let replayed = self.records(&part[..at], base + done)?;
-                    if replayed < at {
-                        // Cut before the rejected record: it runs again after the timers.
-                        return Ok(done + replayed);
-                    }
-                    (at, FailureReason::Rejected { message })
-                }
-                Attempt::Unattributed(reason) if part.len() == 1 => (0, reason),
-                Attempt::Unattributed(_) => match self.first_failure(part)? {
-                    Some(found) => found,
-                    None => return Ok(rest.len()),
-                },
-            };
-            self.fail(base + done + at, reason)?;
-            done += at + 1;
-        }
-        Ok(done)
+        let (at, reason) = match self.attempt(rest)? {
+            Attempt::Done => return Ok(rest.len()),
+            Attempt::Cut(at) => return self.records(&rest[..at], base),
+            // The records before it go again alone; it runs again after the timers
+            // they leave due (and then fails here, at 0).
+            Attempt::Rejected { at, .. } if at > 0 => return self.records(&rest[..at], base),
+            Attempt::Rejected { at, message } => (at, FailureReason::Rejected { message }),
+            Attempt::Unattributed(reason) if rest.len() == 1 => (0, reason),
+            Attempt::Unattributed(_) => match self.first_failure(rest)? {
+                Some(found) => found,
+                None => return Ok(rest.len()),
+            },
+        };
+        self.fail(base + at, reason)?;
+        Ok(at + 1)
     }
 
     /// Run `records` in one state scope, keeping its effects only if all succeed.
@@ -271,12 +273,16 @@ impl<P: Processor + ?Sized> Run<'_, P> {
         }
     }
 
-    /// Run `records` one at a time, keeping each success, until one fails.
+    /// Run `records` one at a time, keeping each success, until one fails, firing the
+    /// timers each leaves due before the next.
     fn first_failure(
         &mut self,
         records: &[InputRecord],
     ) -> Result<Option<(usize, FailureReason)>, BatchError> {
         for (i, record) in records.iter().enumerate() {
+            if i > 0 {
+                self.timers()?;
+            }
             match self.attempt(std::slice::from_ref(record))? {
                 Attempt::Done => {}
                 Attempt::Rejected { message, .. } => {

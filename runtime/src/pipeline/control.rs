@@ -223,6 +223,9 @@ pub struct PartitionStatus {
     lag: AtomicI64,
     /// Changelog records left to read while restoring, -1 otherwise.
     restore_remaining: AtomicI64,
+    /// The partition's watermark in ms (contract 0.3 transforms); `i64::MIN` when
+    /// none.
+    watermark: AtomicI64,
 }
 
 /// A copy of a partition's status, for the API.
@@ -238,6 +241,12 @@ pub struct PartitionSnapshot {
     /// While restoring: changelog records left to read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restore_remaining: Option<i64>,
+    /// Event time (contract 0.3 transforms): the watermark, in ms since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<i64>,
+    /// How far the watermark trails the wall clock, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watermark_lag_ms: Option<i64>,
 }
 
 impl PartitionStatus {
@@ -246,6 +255,7 @@ impl PartitionStatus {
             next_offset: AtomicI64::new(-1),
             lag: AtomicI64::new(-1),
             restore_remaining: AtomicI64::new(-1),
+            watermark: AtomicI64::new(i64::MIN),
             ..Self::default()
         }
     }
@@ -274,8 +284,14 @@ impl PartitionStatus {
         self.lag.store(lag.unwrap_or(-1), Ordering::Relaxed);
     }
 
+    pub fn set_watermark(&self, watermark: Option<i64>) {
+        self.watermark
+            .store(watermark.unwrap_or(i64::MIN), Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self, topic: &str, partition: i32) -> PartitionSnapshot {
         let known = |v: i64| (v >= 0).then_some(v);
+        let watermark = Some(self.watermark.load(Ordering::Relaxed)).filter(|w| *w != i64::MIN);
         PartitionSnapshot {
             topic: topic.to_owned(),
             partition,
@@ -284,6 +300,16 @@ impl PartitionStatus {
             next_offset: known(self.next_offset.load(Ordering::Relaxed)),
             lag: known(self.lag.load(Ordering::Relaxed)),
             restore_remaining: known(self.restore_remaining.load(Ordering::Relaxed)),
+            watermark,
+            watermark_lag_ms: watermark.map(watermark_lag_ms),
         }
     }
+}
+
+/// How far `watermark` trails the wall clock, in ms (0 when it is ahead).
+pub fn watermark_lag_ms(watermark: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64);
+    now.saturating_sub(watermark).max(0)
 }

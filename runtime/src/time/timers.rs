@@ -25,7 +25,8 @@ const TIMER_TAG: &[u8] = b"timer\x00";
 pub enum TimeDomain {
     /// The partition's watermark: fires once records show that time has passed.
     Event,
-    /// The wall clock: fires even when no record arrives.
+    /// The wall clock: fires at the partition's next batch, or within about a second
+    /// when it receives no records.
     Processing,
 }
 

@@ -3,8 +3,9 @@
 //!
 //! The watermark is what the partition promises: no record older than it is on time.
 //! It advances record by record, never backwards, and depends only on the records
-//! themselves, so a replay after a crash, whatever its batch boundaries, judges every
-//! record exactly as the first run did.
+//! processed (a failed record's advance is rolled back with its writes), never on
+//! batch boundaries, so a replay after a crash judges every record as the first run
+//! did.
 
 /// No record seen yet: the watermark is at the beginning of time.
 pub const NO_TIME: i64 = i64::MIN;

@@ -119,6 +119,8 @@ pub struct Task<C: ConsumerContext + 'static> {
     careful_until: Option<i64>,
     /// When the state size on disk was last measured.
     state_measured: Option<Instant>,
+    /// When the partition, idle, last looked for processing-time timers due.
+    idle_checked: Option<Instant>,
     /// Fetching is paused (the pipeline is): the task is checkpointed and idle.
     pub paused: bool,
     /// Its last batch was slow: the thread runs its other tasks first for a while

@@ -140,6 +140,7 @@ impl Prepared {
             checkpointed: self.start,
             careful_until: None,
             state_measured: None,
+            idle_checked: None,
             paused: false,
             slow: false,
         }

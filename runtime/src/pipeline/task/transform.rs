@@ -14,6 +14,9 @@ use crate::pipeline::{BatchError, FailureReason, TimerFailure, run_batch_within}
 
 use super::{Task, TaskError};
 
+/// How often a partition without records looks for processing-time timers due.
+const IDLE_TIMER_CHECK: Duration = Duration::from_secs(1);
+
 /// What one batch cost its thread (see the processing thread's sidelining).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ran {
@@ -24,7 +27,8 @@ pub struct Ran {
 }
 
 impl<C: ConsumerContext + 'static> Task<C> {
-    /// Process a batch and queue its outputs and dead letters in the transaction.
+    /// Process a batch and queue its outputs and dead letters in the transaction. An
+    /// empty batch fires the timers due (a partition without records).
     /// Returns what the transform cost the thread: its time (re-runs to find a failing
     /// record included; queueing the outputs not), and whether a call timed out.
     pub fn run_batch(
@@ -66,13 +70,13 @@ impl<C: ConsumerContext + 'static> Task<C> {
                 }
                 let source = BatchError::TimerFailed { timer, reason };
                 return Err(TaskError::Batch {
-                    offset: batch[0].offset,
+                    offset: batch.first().map_or(self.next_offset, |r| r.offset),
                     source,
                 });
             }
             Err(source) => {
                 return Err(TaskError::Batch {
-                    offset: batch[0].offset,
+                    offset: batch.first().map_or(self.next_offset, |r| r.offset),
                     source,
                 });
             }
@@ -147,7 +151,34 @@ impl<C: ConsumerContext + 'static> Task<C> {
             }
         }
         self.dead_letter_timers(producer, &outcome.timer_failures, &module)?;
+        self.publish_watermark()?;
         Ok(Ran { took, timed_out })
+    }
+
+    /// The partition's watermark into its status and metrics (event-time transforms).
+    fn publish_watermark(&mut self) -> Result<(), TaskError> {
+        let watermark = self.instance.watermark()?;
+        let this = &self.assigned;
+        this.status.set_watermark(watermark);
+        if let Some(watermark) = watermark {
+            this.metrics
+                .set_watermark_lag(crate::pipeline::control::watermark_lag_ms(watermark));
+        }
+        Ok(())
+    }
+
+    /// Whether this partition, which has no records now, has a processing-time timer
+    /// due: asked at most every [`IDLE_TIMER_CHECK`], since it reads the state.
+    pub fn idle_timer_due(&mut self) -> Result<bool, TaskError> {
+        let now = Instant::now();
+        if self
+            .idle_checked
+            .is_some_and(|at| now < at + IDLE_TIMER_CHECK)
+        {
+            return Ok(false);
+        }
+        self.idle_checked = Some(now);
+        Ok(self.instance.processing_timer_due()?)
     }
 
     /// Log the timers the policy skipped, and dead-letter them under `dead-letter`.

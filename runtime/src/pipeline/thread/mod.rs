@@ -194,11 +194,19 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             batch.clear();
             let filled = self.tasks[i].fill(batch);
             filled.map_err(|error| self.blame(i, error))?;
-            let Some(last) = batch.last().map(|r| r.offset) else {
+            let last = batch.last().map(|r| r.offset);
+            // Without records, a partition still fires its processing-time timers.
+            if last.is_none()
+                && !self.tasks[i]
+                    .idle_timer_due()
+                    .map_err(|e| self.blame(i, e))?
+            {
                 continue;
-            };
+            }
             busy = true;
-            let careful = self.tasks[i].is_careful_at(batch[0].offset);
+            let careful = batch
+                .first()
+                .is_some_and(|first| self.tasks[i].is_careful_at(first.offset));
             if careful {
                 // This batch once kept a transaction open past its timeout: it gets a
                 // transaction of its own, opened by its outputs and committed at once.
@@ -213,7 +221,9 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 .expect("a task's producer is made when the task is adopted");
             match self.tasks[i].run_batch(producer, batch) {
                 Ok(ran) => {
-                    self.tasks[i].advance(last);
+                    if let Some(last) = last {
+                        self.tasks[i].advance(last);
+                    }
                     let wait = sideline::wait_after(ran);
                     self.tasks[i].slow = wait.is_some();
                     if let Some(wait) = wait {

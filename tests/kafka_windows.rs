@@ -1,0 +1,188 @@
+//! Event time under `weir serve` on Apache Kafka: a windowed count killed with SIGKILL
+//! again and again emits every window exactly once with its right count, its
+//! watermark shows in the status, and a processing-time timer fires on a partition
+//! that receives nothing more.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use weir_tests::guest;
+use weir_tests::windows::{closed_window, reference};
+use weir_tests::wordcount::{Setup, WAIT, read_committed, wait_until};
+
+const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
+
+/// 10 s windows with a 1 s grace, records up to 2 s out of order.
+const WINDOW_MS: i64 = 10_000;
+const GRACE_MS: i64 = 1_000;
+const OUT_OF_ORDERNESS_MS: i64 = 2_000;
+
+fn event_time_lines() -> String {
+    format!(
+        "max_out_of_orderness_ms = {OUT_OF_ORDERNESS_MS}\n\
+         [pipelines.wc.config]\nwindow_ms = \"{WINDOW_MS}\"\ngrace_ms = \"{GRACE_MS}\"\n"
+    )
+}
+
+fn producer(setup: &Setup) -> BaseProducer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &setup.broker.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("a producer")
+}
+
+/// Send `records` (key, timestamp) with value "click" to `topic`'s partition 0.
+fn send(producer: &BaseProducer, topic: &str, records: &[(String, i64)]) {
+    for (key, timestamp) in records {
+        let mut record = BaseRecord::<str, str>::to(topic)
+            .partition(0)
+            .key(key.as_str())
+            .payload("click")
+            .timestamp(*timestamp);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("inputs acknowledged");
+}
+
+/// The committed outputs of `topic`, as closed windows, in order.
+fn windows(setup: &Setup, topic: &str) -> Vec<(String, i64, u64)> {
+    read_committed(&setup.broker.bootstrap, topic)
+        .into_iter()
+        .map(|(key, value)| closed_window(&key.unwrap_or_default(), &value.unwrap_or_default()))
+        .collect()
+}
+
+/// The admin URL a daemon with data directory `data` wrote.
+fn admin_url(data: &Path) -> String {
+    let file = data.join("admin-url");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(url) = std::fs::read_to_string(&file) {
+            return url.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no {}", file.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn every_window_is_emitted_once_with_its_count_across_sigkills() {
+    let mut setup = Setup::new(EXE, 1, &["counts"]);
+    setup.module = guest("tumbling-count");
+    let input = setup.topic("text");
+    let output = setup.topic("counts");
+    let producer = producer(&setup);
+
+    // 1,200 clicks 100 ms apart (two minutes of event time, twelve windows), some up
+    // to 1.5 s behind (on time), a few 30 s behind (late).
+    let base = 1_700_000_000_000_i64;
+    let mut dice = 0x2545_f491_4f6c_dd1d_u64;
+    let mut roll = |n: u64| {
+        dice ^= dice << 13;
+        dice ^= dice >> 7;
+        dice ^= dice << 17;
+        dice % n
+    };
+    let records: Vec<(String, i64)> = (0..1_200)
+        .map(|i| {
+            let behind = match roll(50) {
+                0 => 30_000,
+                1..=9 => roll(1_500) as i64,
+                _ => 0,
+            };
+            (format!("k{}", roll(5)), base + i * 100 - behind)
+        })
+        .collect();
+    let expected = reference(&records, WINDOW_MS, GRACE_MS, OUT_OF_ORDERNESS_MS);
+    assert!(expected.len() >= 50, "{} windows", expected.len());
+
+    let lines = event_time_lines();
+    let mut daemon = setup.start_with("a", &lines, None);
+    daemon.wait_for("partition running", 1, WAIT);
+    for (round, chunk) in records.chunks(200).enumerate() {
+        send(&producer, &input, chunk);
+        // Kill the daemon wherever it is: at once in the first round (records
+        // arriving, maybe none processed yet), later in mid-stream or past a checkpoint.
+        std::thread::sleep(Duration::from_millis(roll(150 * round as u64 + 1)));
+        daemon.kill();
+        daemon = setup.start_with("a", &lines, None);
+        daemon.wait_for("partition running", 1, WAIT);
+    }
+    wait_until(
+        || windows(&setup, &output).len() >= expected.len(),
+        || {
+            format!(
+                "{} of {} windows emitted\n{}",
+                windows(&setup, &output).len(),
+                expected.len(),
+                daemon.tail()
+            )
+        },
+    );
+    assert_eq!(windows(&setup, &output), expected);
+
+    // The watermark is in the status: the newest timestamp less the allowance.
+    let newest = records.iter().map(|(_, t)| *t).max().unwrap();
+    let status = Command::new(EXE)
+        .args(["status", "wc", "--json"])
+        .env("WEIR_ADMIN_URL", admin_url(&setup.data_dir("a")))
+        .output()
+        .expect("run weir status");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        status["partitions"][0]["watermark"].as_i64(),
+        Some(newest - OUT_OF_ORDERNESS_MS),
+        "{status}"
+    );
+    assert!(
+        status["partitions"][0]["watermark_lag_ms"]
+            .as_i64()
+            .is_some()
+    );
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn a_processing_time_timer_fires_on_a_partition_that_receives_nothing_more() {
+    let mut setup = Setup::new(EXE, 1, &["counts"]);
+    setup.module = guest("misbehave");
+    let producer = producer(&setup);
+    let daemon = setup.start("a", None);
+    daemon.wait_for("partition running", 1, WAIT);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let command = format!("ptimer:{}:later", now + 2_000);
+    let input = setup.topic("text");
+    let mut record = BaseRecord::<str, str>::to(&input)
+        .partition(0)
+        .payload(&command);
+    while let Err((_, back)) = producer.send(record) {
+        record = back;
+        producer.poll(Duration::from_millis(10));
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let output = setup.topic("counts");
+    let fired = || {
+        read_committed(&setup.broker.bootstrap, &output)
+            .iter()
+            .any(|(key, _)| key.as_deref() == Some(b"fired"))
+    };
+    wait_until(fired, || format!("no timer fired\n{}", daemon.tail()));
+    assert!(daemon.terminate().success());
+}
