@@ -279,3 +279,16 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// The admin URL a daemon with data directory `data` wrote (waits for the file).
+pub fn admin_url(data: &Path) -> String {
+    let file = data.join("admin-url");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(url) = std::fs::read_to_string(&file) {
+            return url.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no {}", file.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

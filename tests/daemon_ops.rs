@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use weir_tests::daemon::{Daemon, PipelineSpec, write_config};
+use weir_tests::daemon::{Daemon, PipelineSpec, admin_url, write_config};
 use weir_tests::wordcount::{
     Input, Setup, WAIT, assert_outputs_exact, committed_count, wait_for_outputs,
 };
@@ -21,19 +21,6 @@ fn admin(token: Option<&str>) -> String {
         .map(|t| format!("token = {t:?}\n"))
         .unwrap_or_default();
     format!("\n[admin]\nlisten = \"127.0.0.1:0\"\n{token}")
-}
-
-/// The admin URL a daemon with data directory `data` wrote.
-fn admin_url(data: &Path) -> String {
-    let file = data.join("admin-url");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(url) = std::fs::read_to_string(&file) {
-            return url.trim().to_owned();
-        }
-        assert!(Instant::now() < deadline, "no {}", file.display());
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Dead letters, a trial of 20 records that a version fails above half of them

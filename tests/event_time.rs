@@ -8,7 +8,7 @@ use weir_runtime::engine::{Engine, EngineConfig, InputRecord, InstanceLabels, Li
 use weir_runtime::pipeline::{ErrorPolicy, run_batch};
 use weir_runtime::state::PartitionState;
 use weir_tests::windows::{GRACE_MS, WINDOW_MS, closed_window, reference};
-use weir_tests::{fixture, guest, run_weir_test, shared_cache_dir, stderr, test_limits};
+use weir_tests::{Dice, fixture, guest, run_weir_test, shared_cache_dir, stderr, test_limits};
 
 const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
@@ -29,18 +29,6 @@ fn the_tumbling_count_fixtures_pass_at_any_batch_size() {
             "batches of {batch_size}: {}",
             stderr(&out)
         );
-    }
-}
-
-/// A small deterministic generator (xorshift), so a failing run can be repeated.
-struct Dice(u64);
-
-impl Dice {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 

@@ -3,14 +3,14 @@
 //! watermark shows in the status, and a processing-time timer fires on a partition
 //! that receives nothing more.
 
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use weir_tests::guest;
+use weir_tests::daemon::admin_url;
 use weir_tests::windows::{closed_window, reference};
 use weir_tests::wordcount::{Setup, WAIT, read_committed, wait_until};
+use weir_tests::{Dice, guest};
 
 const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
@@ -66,19 +66,6 @@ fn windows(setup: &Setup, topic: &str) -> Vec<(String, i64, u64)> {
         .collect()
 }
 
-/// The admin URL a daemon with data directory `data` wrote.
-fn admin_url(data: &Path) -> String {
-    let file = data.join("admin-url");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(url) = std::fs::read_to_string(&file) {
-            return url.trim().to_owned();
-        }
-        assert!(Instant::now() < deadline, "no {}", file.display());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn every_window_is_emitted_once_with_its_count_across_sigkills() {
     let mut setup = Setup::new(EXE, 1, &["counts"]);
@@ -90,13 +77,8 @@ fn every_window_is_emitted_once_with_its_count_across_sigkills() {
     // 1,200 clicks 100 ms apart (two minutes of event time, twelve windows), some up
     // to 1.5 s behind (on time), a few 30 s behind (late).
     let base = 1_700_000_000_000_i64;
-    let mut dice = 0x2545_f491_4f6c_dd1d_u64;
-    let mut roll = |n: u64| {
-        dice ^= dice << 13;
-        dice ^= dice >> 7;
-        dice ^= dice << 17;
-        dice % n
-    };
+    let mut dice = Dice(0x2545_f491_4f6c_dd1d);
+    let mut roll = |n: u64| dice.below(n);
     let records: Vec<(String, i64)> = (0..1_200)
         .map(|i| {
             let behind = match roll(50) {

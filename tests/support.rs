@@ -290,3 +290,16 @@ pub mod native {
         }
     }
 }
+
+/// A small deterministic generator (xorshift), so a failing run can be repeated.
+pub struct Dice(pub u64);
+
+impl Dice {
+    /// A number below `n` (which must not be 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}

@@ -244,33 +244,42 @@ pub mod __private {
         Ok(())
     }
 
+    /// The transform in `slot`, or the error of a call before `init`.
+    #[cfg(target_arch = "wasm32")]
+    fn initialized<'a, T>(slot: &'a mut Option<T>, call: &str) -> Result<&'a mut T, RecordError> {
+        slot.as_mut().ok_or_else(|| RecordError {
+            index: 0,
+            message: format!("{call} was called before init"),
+        })
+    }
+
+    /// Run `f` with the component's state; the writes it kept go to the host if it
+    /// succeeds, and are dropped if it fails, as the host rolls the call back.
+    #[cfg(target_arch = "wasm32")]
+    fn with_state(
+        f: impl FnOnce(&mut crate::context::WasmState) -> Result<Vec<crate::Output>, RecordError>,
+    ) -> Result<OutputBatch, RecordError> {
+        crate::context::WasmState::with(|state| match f(state) {
+            Ok(outputs) => {
+                state.flush();
+                Ok(crate::wire::encode(outputs))
+            }
+            Err(error) => {
+                state.discard();
+                Err(error)
+            }
+        })
+    }
+
     #[cfg(target_arch = "wasm32")]
     pub fn process<T: Transform>(
         slot: &RefCell<Option<T>>,
         batch: InputBatch,
     ) -> Result<OutputBatch, RecordError> {
         let mut slot = slot.borrow_mut();
-        let Some(transform) = slot.as_mut() else {
-            return Err(RecordError {
-                index: 0,
-                message: "process was called before init".into(),
-            });
-        };
+        let transform = initialized(&mut slot, "process")?;
         let (records, watermarks) = crate::wire::decode(batch);
-        crate::context::WasmState::with(|state| {
-            let outputs = crate::run_timed_batch(transform, records, &watermarks, state);
-            // A failed batch's writes go, as the host rolls the batch back.
-            match outputs {
-                Ok(outputs) => {
-                    state.flush();
-                    Ok(crate::wire::encode(outputs))
-                }
-                Err(error) => {
-                    state.discard();
-                    Err(error)
-                }
-            }
-        })
+        with_state(|state| crate::run_timed_batch(transform, records, &watermarks, state))
     }
 
     #[cfg(target_arch = "wasm32")]
@@ -279,25 +288,9 @@ pub mod __private {
         fired: FiredTimers,
     ) -> Result<OutputBatch, RecordError> {
         let mut slot = slot.borrow_mut();
-        let Some(transform) = slot.as_mut() else {
-            return Err(RecordError {
-                index: 0,
-                message: "on-timers was called before init".into(),
-            });
-        };
+        let transform = initialized(&mut slot, "on-timers")?;
         let watermark = fired.watermark;
         let timers = crate::wire::decode_timers(fired);
-        crate::context::WasmState::with(|state| {
-            match crate::run_timers(transform, timers, watermark, state) {
-                Ok(outputs) => {
-                    state.flush();
-                    Ok(crate::wire::encode(outputs))
-                }
-                Err(error) => {
-                    state.discard();
-                    Err(error)
-                }
-            }
-        })
+        with_state(|state| crate::run_timers(transform, timers, watermark, state))
     }
 }

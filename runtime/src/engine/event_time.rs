@@ -32,6 +32,11 @@ impl Processor for Instance {
         } else {
             None
         };
+        if let Some(clock) = &clock {
+            let host = self.store.data_mut();
+            host.cut_floor = clock.watermark();
+            host.earliest_cut = None;
+        }
         let mut outputs = Vec::with_capacity(records.len());
         let mut base = 0;
         let mut met_all = Vec::new();
@@ -54,7 +59,7 @@ impl Processor for Instance {
         }
         if let Some(clock) = clock {
             self.store_clock(&clock).map_err(ProcessError::Host)?;
-            if let Some(at) = self.cut_within(&met_all).map_err(ProcessError::Host)? {
+            if let Some(at) = self.cut_within(&met_all) {
                 return Err(ProcessError::Cut { at });
             }
         }
@@ -136,16 +141,13 @@ impl Instance {
             .is_some_and(|at| at <= now))
     }
 
-    /// The first record after the first whose watermark (`met`) passes a pending
-    /// event timer: one set during the call, since the caller cut the run before
-    /// those known when it started.
-    fn cut_within(&mut self, met: &[i64]) -> Result<Option<usize>, StateError> {
-        if !self.may_have_timers || met.len() < 2 {
-            return Ok(None);
-        }
-        let next = self.next_cut()?;
-        let end = segment::run_end(met, 0, next);
-        Ok((end < met.len()).then_some(end))
+    /// The first record after the first whose watermark (`met`) passes a timer set
+    /// during the call for a later time than the call began at: the caller cut the run
+    /// before the timers known when it started.
+    fn cut_within(&mut self, met: &[i64]) -> Option<usize> {
+        let due = self.store.data_mut().earliest_cut.take()?;
+        let end = segment::run_end(met, 0, Some(due));
+        (end < met.len()).then_some(end)
     }
 
     /// Whether the partition's state holds timers (of a 0.3 guest: a 0.2 one has none

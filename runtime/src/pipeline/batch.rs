@@ -97,6 +97,16 @@ pub enum BatchError {
     Restart(EngineError),
 }
 
+impl BatchError {
+    /// Why the record or timer failed, when one failed under `fail`.
+    pub fn failure(&self) -> Option<&FailureReason> {
+        match self {
+            Self::RecordFailed { reason, .. } | Self::TimerFailed { reason, .. } => Some(reason),
+            Self::Host(_) | Self::Restart(_) => None,
+        }
+    }
+}
+
 /// Run `records` through `processor`, applying `policy` to each record that fails;
 /// outputs may go to any topic (`weir test`, benches).
 pub fn run_batch<P: Processor + ?Sized>(
@@ -120,6 +130,7 @@ pub fn run_batch_within<P: Processor + ?Sized>(
         policy,
         rules,
         output_bytes: 0,
+        timer_output_bytes: 0,
         isolating_timers: false,
         outcome: BatchOutcome::default(),
     };
@@ -146,7 +157,7 @@ enum Attempt {
 /// that firing sets for a time already passed too, so that what fires where does not
 /// depend on batch boundaries; only a guest that keeps setting timers already due
 /// reaches this, and its rest wait for the next point (logged).
-const MAX_TIMERS_PER_POINT: usize = 1_000_000;
+const MAX_TIMERS_PER_POINT: usize = 100_000;
 
 struct Run<'p, P: ?Sized> {
     processor: &'p mut P,
@@ -154,6 +165,9 @@ struct Run<'p, P: ?Sized> {
     rules: &'p OutputRules,
     /// Bytes of the outputs kept so far, which the batch's output bound counts.
     output_bytes: u64,
+    /// Bytes of the timers' outputs kept so far: they have a bound of their own (the
+    /// same size), so that a window's result never fails for the records before it.
+    timer_output_bytes: u64,
     /// The processor was asked to fire timers one at a time, until the batch ends.
     isolating_timers: bool,
     outcome: BatchOutcome,
@@ -176,8 +190,9 @@ impl<P: Processor + ?Sized> Run<'_, P> {
     }
 
     /// Fire the timers due now, a group at a time, each in a state scope of its own.
-    /// Each group's outputs are bounded on their own (`max_batch_output_bytes`), not
-    /// with the records': a window's result must not fail for the records before it.
+    /// The timers' outputs of one batch have a bound of their own
+    /// (`max_batch_output_bytes`): when a group would pass it, it waits (not failed) for
+    /// the next batch, and only then does where it fires depend on batch boundaries.
     fn timers(&mut self) -> Result<(), BatchError> {
         let mut fired_here = 0;
         while fired_here < MAX_TIMERS_PER_POINT {
@@ -187,15 +202,22 @@ impl<P: Processor + ?Sized> Run<'_, P> {
                     self.processor.state().commit_batch();
                     return Ok(());
                 }
-                Ok(Some(fired)) => match self.rules.check(&fired.outputs, 0) {
-                    Ok(_) => {
-                        fired_here += fired.timers.len();
-                        self.processor.state().commit_batch();
-                        self.outcome.outputs.extend(fired.outputs);
-                        continue;
+                Ok(Some(fired)) => {
+                    match self.rules.check(&fired.outputs, self.timer_output_bytes) {
+                        Ok(bytes) => {
+                            self.timer_output_bytes += bytes;
+                            fired_here += fired.timers.len();
+                            self.processor.state().commit_batch();
+                            self.outcome.outputs.extend(fired.outputs);
+                            continue;
+                        }
+                        Err(OutputRefusal::CallTooLarge { .. }) if self.timer_output_bytes > 0 => {
+                            self.processor.state().rollback_batch();
+                            return Ok(());
+                        }
+                        Err(refusal) => (fired.timers, FailureReason::Output(refusal)),
                     }
-                    Err(refusal) => (fired.timers, FailureReason::Output(refusal)),
-                },
+                }
                 Err(FireError::Failed { timers, reason }) => (timers, reason.into()),
                 Err(FireError::Host(error)) => {
                     self.processor.state().rollback_batch();
@@ -225,15 +247,21 @@ impl<P: Processor + ?Sized> Run<'_, P> {
     fn records(&mut self, rest: &[InputRecord], base: usize) -> Result<usize, BatchError> {
         let (at, reason) = match self.attempt(rest)? {
             Attempt::Done => return Ok(rest.len()),
-            Attempt::Cut(at) => return self.records(&rest[..at], base),
+            // The records before the cut go again, alone; the caller then fires the
+            // timer. (The cut is never before the record that set the timer: timers set
+            // for a time the call's first record had passed do not cut.)
+            Attempt::Cut(at) => {
+                debug_assert!(0 < at && at < rest.len(), "a cut inside the call");
+                return self.records(&rest[..at.clamp(1, rest.len())], base);
+            }
             // The records before it go again alone; it runs again after the timers
             // they leave due (and then fails here, at 0).
             Attempt::Rejected { at, .. } if at > 0 => return self.records(&rest[..at], base),
             Attempt::Rejected { at, message } => (at, FailureReason::Rejected { message }),
             Attempt::Unattributed(reason) if rest.len() == 1 => (0, reason),
-            Attempt::Unattributed(_) => match self.first_failure(rest)? {
-                Some(found) => found,
-                None => return Ok(rest.len()),
+            Attempt::Unattributed(_) => match self.singly(rest)? {
+                (done, None) => return Ok(done),
+                (_, Some(found)) => found,
             },
         };
         self.fail(base + at, reason)?;
@@ -273,28 +301,26 @@ impl<P: Processor + ?Sized> Run<'_, P> {
         }
     }
 
-    /// Run `records` one at a time, keeping each success, until one fails, firing the
-    /// timers each leaves due before the next.
-    fn first_failure(
+    /// Run `records` one at a time, keeping each success, until one fails (its index
+    /// and why), firing the timers each leaves due before the next: how many ran.
+    fn singly(
         &mut self,
         records: &[InputRecord],
-    ) -> Result<Option<(usize, FailureReason)>, BatchError> {
+    ) -> Result<(usize, Option<(usize, FailureReason)>), BatchError> {
         for (i, record) in records.iter().enumerate() {
             if i > 0 {
                 self.timers()?;
             }
-            match self.attempt(std::slice::from_ref(record))? {
-                Attempt::Done => {}
-                Attempt::Rejected { message, .. } => {
-                    return Ok(Some((i, FailureReason::Rejected { message })));
-                }
-                Attempt::Unattributed(reason) => return Ok(Some((i, reason))),
-                // A single record is never cut.
-                Attempt::Cut(_) => {}
-            }
+            let failed = match self.attempt(std::slice::from_ref(record))? {
+                Attempt::Done => continue,
+                Attempt::Rejected { message, .. } => FailureReason::Rejected { message },
+                Attempt::Unattributed(reason) => reason,
+                Attempt::Cut(_) => unreachable!("a call of one record is never cut"),
+            };
+            return Ok((i + 1, Some((i, failed))));
         }
-        // The fault did not recur record by record: every record has now succeeded.
-        Ok(None)
+        // Every record succeeded (a fault that did not recur record by record).
+        Ok((records.len(), None))
     }
 
     /// Timers failed: one is handled by the policy; a group (a fault, which does not

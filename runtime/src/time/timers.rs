@@ -25,8 +25,9 @@ const TIMER_TAG: &[u8] = b"timer\x00";
 pub enum TimeDomain {
     /// The partition's watermark: fires once records show that time has passed.
     Event,
-    /// The wall clock: fires at the partition's next batch, or within about a second
-    /// when it receives no records.
+    /// The wall clock (the stream time under `limits.deterministic`): fires at the
+    /// next point where timers fire, or within about a second on a partition that
+    /// receives no records.
     Processing,
 }
 

@@ -52,6 +52,16 @@ pub(crate) struct HostState {
     pub(crate) wait_cut: Arc<std::sync::atomic::AtomicBool>,
     /// The guest called `timers.set` (the instance then looks for timers to fire).
     pub(crate) timers_set: bool,
+    /// Timers set during a `process` call that fall due at a watermark past
+    /// `cut_floor` (the one its first record met): the earliest such watermark, where
+    /// the call must be cut. Timers set for a time already passed do not cut: they
+    /// fire after the run they were set in, so a guest that sets them cannot make the
+    /// host re-run a batch record by record.
+    pub(crate) earliest_cut: Option<i64>,
+    pub(crate) cut_floor: i64,
+    /// Under `deterministic`, processing time is the stream time: a processing-time
+    /// timer falls due at the watermark `at` less this (the allowance).
+    processing_cut_offset: Option<i64>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -86,6 +96,11 @@ impl HostState {
             call_deadline: std::time::Instant::now() + limits.call_timeout(),
             wait_cut: Arc::default(),
             timers_set: false,
+            earliest_cut: None,
+            cut_floor: i64::MAX,
+            processing_cut_offset: limits
+                .deterministic
+                .then(|| i64::try_from(limits.max_out_of_orderness_ms).unwrap_or(i64::MAX)),
             wasi,
             table: ResourceTable::new(),
         }

@@ -34,6 +34,13 @@ impl Host for HostState {
         let timer = Timer::new(domain.into(), at, key);
         self.state.put(timer.state_key(), Vec::new());
         self.timers_set = true;
+        let cut_at = match timer.domain {
+            TimeDomain::Event => Some(at),
+            TimeDomain::Processing => self.processing_cut_offset.map(|o| at.saturating_sub(o)),
+        };
+        if let Some(cut_at) = cut_at.filter(|c| *c > self.cut_floor) {
+            self.earliest_cut = Some(self.earliest_cut.map_or(cut_at, |e| e.min(cut_at)));
+        }
         Ok(())
     }
 

@@ -48,37 +48,22 @@ impl<C: ConsumerContext + 'static> Task<C> {
         this.metrics.records_in.inc_by(batch.len() as u64);
         let outcome = match result {
             Ok(outcome) => outcome,
-            Err(BatchError::RecordFailed { index, reason }) => {
-                this.metrics.guest_error(reason.kind());
-                if self.judge_trial(1, 1, Some(&reason)) {
-                    return Err(TaskError::TrialFailed {
-                        version: self.active.version,
-                    });
-                }
-                let source = BatchError::RecordFailed { index, reason };
-                return Err(TaskError::Batch {
-                    offset: batch[index].offset,
-                    source,
-                });
-            }
-            Err(BatchError::TimerFailed { timer, reason }) => {
-                this.metrics.guest_error(reason.kind());
-                if self.judge_trial(1, 1, Some(&reason)) {
-                    return Err(TaskError::TrialFailed {
-                        version: self.active.version,
-                    });
-                }
-                let source = BatchError::TimerFailed { timer, reason };
-                return Err(TaskError::Batch {
-                    offset: batch.first().map_or(self.next_offset, |r| r.offset),
-                    source,
-                });
-            }
             Err(source) => {
-                return Err(TaskError::Batch {
-                    offset: batch.first().map_or(self.next_offset, |r| r.offset),
-                    source,
-                });
+                // A record or timer that failed under `fail` fails a trial at once,
+                // rather than the pipeline.
+                if let Some(reason) = source.failure() {
+                    this.metrics.guest_error(reason.kind());
+                    if self.judge_trial(1, 1, Some(reason)) {
+                        return Err(TaskError::TrialFailed {
+                            version: self.active.version,
+                        });
+                    }
+                }
+                let offset = match &source {
+                    BatchError::RecordFailed { index, .. } => batch[*index].offset,
+                    _ => batch.first().map_or(self.next_offset, |r| r.offset),
+                };
+                return Err(TaskError::Batch { offset, source });
             }
         };
         let mut timed_out = false;
@@ -151,20 +136,27 @@ impl<C: ConsumerContext + 'static> Task<C> {
             }
         }
         self.dead_letter_timers(producer, &outcome.timer_failures, &module)?;
-        self.publish_watermark()?;
+        self.publish_watermark();
         Ok(Ran { took, timed_out })
     }
 
     /// The partition's watermark into its status and metrics (event-time transforms).
-    fn publish_watermark(&mut self) -> Result<(), TaskError> {
-        let watermark = self.instance.watermark()?;
+    /// A state store that cannot say is the next state access's to report: the batch's
+    /// outputs are queued already.
+    fn publish_watermark(&mut self) {
+        let watermark = match self.instance.watermark() {
+            Ok(watermark) => watermark,
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the partition's watermark");
+                return;
+            }
+        };
         let this = &self.assigned;
         this.status.set_watermark(watermark);
         if let Some(watermark) = watermark {
             this.metrics
                 .set_watermark_lag(crate::pipeline::control::watermark_lag_ms(watermark));
         }
-        Ok(())
     }
 
     /// Whether this partition, which has no records now, has a processing-time timer
