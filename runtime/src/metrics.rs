@@ -12,6 +12,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+/// A gauge of seconds: Prometheus wants base units, fractions included.
+type SecondsGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PipelineLabels {
     pub pipeline: String,
@@ -79,7 +82,7 @@ pub struct Metrics {
     dead_letters: Family<PartitionLabels, Counter>,
     guest_log_dropped: Family<PartitionLabels, Counter>,
     consumer_lag: Family<PartitionLabels, Gauge>,
-    watermark_lag: Family<PartitionLabels, Gauge>,
+    watermark_lag: Family<PartitionLabels, SecondsGauge>,
     checkpoint_seconds: Histograms<PartitionLabels>,
     checkpoint_records: Histograms<PartitionLabels>,
     state_bytes: Family<PartitionLabels, Gauge>,
@@ -152,9 +155,10 @@ impl Metrics {
             consumer_lag.clone(),
         );
         let watermark_lag = Family::default();
-        registry.register(
-            "watermark_lag_milliseconds",
+        registry.register_with_unit(
+            "watermark_lag",
             "How far the partition's watermark trails the wall clock (event-time transforms)",
+            Unit::Seconds,
             watermark_lag.clone(),
         );
         let checkpoint_seconds: Histograms<PartitionLabels> = Family::new_with_constructor(seconds);
@@ -481,7 +485,7 @@ pub struct PartitionMetrics {
     pub guest_log_dropped: Counter,
     pub consumer_lag: Gauge,
     /// Exported only for event-time transforms, once they have a watermark.
-    watermark_lag: Family<PartitionLabels, Gauge>,
+    watermark_lag: Family<PartitionLabels, SecondsGauge>,
     pub checkpoint_seconds: Histogram,
     pub checkpoint_records: Histogram,
     pub state_bytes: Gauge,
@@ -494,9 +498,11 @@ pub struct PartitionMetrics {
 }
 
 impl PartitionMetrics {
-    /// How far the partition's watermark trails the wall clock, in ms.
+    /// How far the partition's watermark trails the wall clock, given in ms.
     pub fn set_watermark_lag(&self, lag_ms: i64) {
-        self.watermark_lag.get_or_create(&self.labels).set(lag_ms);
+        self.watermark_lag
+            .get_or_create(&self.labels)
+            .set(lag_ms as f64 / 1000.0);
     }
 
     /// Count a record the transform failed on (rare: the label set is built here).
