@@ -26,27 +26,23 @@ impl Processor for Instance {
     /// guest one run of those at a time; a rejection's index is then shifted back to
     /// a position in `records`.
     fn process(&mut self, records: &[InputRecord]) -> Result<Vec<OutputRecord>, ProcessError> {
-        let timed = self.module.contract().has_event_time();
-        let mut clock = if timed {
-            Some(self.clock().map_err(ProcessError::Host)?)
-        } else {
-            None
-        };
-        if let Some(clock) = &clock {
+        // One clock for the call: the watermark each record meets, worked out once.
+        let mut clock = None;
+        let mut met = Vec::new();
+        if self.module.contract().has_event_time() {
+            let mut started = self.clock().map_err(ProcessError::Host)?;
             let host = self.store.data_mut();
-            host.cut_floor = clock.watermark();
+            host.cut_floor = started.watermark();
             host.earliest_cut = None;
+            let before = started.stream_time();
+            met = started.watermarks_met(timestamps(records));
+            clock = Some((started, before));
         }
         let mut outputs = Vec::with_capacity(records.len());
         let mut base = 0;
-        let mut met_all = Vec::new();
         for run in records::runs(records) {
-            let met = match &mut clock {
-                Some(clock) => clock.watermarks_met(&timestamps(run)),
-                None => Vec::new(),
-            };
-            met_all.extend_from_slice(&met);
-            match self.process_run(run, &met, &mut outputs) {
+            let run_met = met.get(base..base + run.len()).unwrap_or_default();
+            match self.process_run(run, run_met, &mut outputs) {
                 Err(ProcessError::Rejected { index, message }) => {
                     return Err(ProcessError::Rejected {
                         index: base + index,
@@ -57,9 +53,12 @@ impl Processor for Instance {
             }
             base += run.len();
         }
-        if let Some(clock) = clock {
-            self.store_clock(&clock).map_err(ProcessError::Host)?;
-            if let Some(at) = self.cut_within(&met_all) {
+        if let Some((clock, before)) = clock {
+            if clock.stream_time() != before {
+                self.state()
+                    .put(CLOCK_KEY.to_vec(), clock.encode().to_vec());
+            }
+            if let Some(at) = self.cut_within(&met) {
                 return Err(ProcessError::Cut { at });
             }
         }
@@ -74,7 +73,7 @@ impl Processor for Instance {
         if !self.may_have_timers {
             return Ok(records.len());
         }
-        let met = self.clock()?.watermarks_met(&timestamps(records));
+        let met = self.clock()?.watermarks_met(timestamps(records));
         let next = self.next_cut()?;
         Ok(segment::run_end(&met, 0, next))
     }
@@ -113,8 +112,8 @@ impl Processor for Instance {
     }
 }
 
-fn timestamps(records: &[InputRecord]) -> Vec<i64> {
-    records.iter().map(|record| record.timestamp).collect()
+fn timestamps(records: &[InputRecord]) -> impl Iterator<Item = i64> + '_ {
+    records.iter().map(|record| record.timestamp)
 }
 
 impl Instance {
@@ -178,16 +177,6 @@ impl Instance {
                 None => EventClock::new(allowed),
             },
         )
-    }
-
-    /// Keep the clock's stream time in state, when it moved.
-    fn store_clock(&mut self, clock: &EventClock) -> Result<(), StateError> {
-        let stored = self.state().get(CLOCK_KEY)?;
-        if stored.as_deref() != Some(&clock.encode()[..]) {
-            self.state()
-                .put(CLOCK_KEY.to_vec(), clock.encode().to_vec());
-        }
-        Ok(())
     }
 
     /// Processing time for timers: the wall clock, or the stream time for a

@@ -60,10 +60,10 @@ impl EventClock {
 
     /// The watermark each of `timestamps` meets on arrival (the one left by the
     /// records before it), advancing the clock past all of them.
-    pub fn watermarks_met(&mut self, timestamps: &[i64]) -> Vec<i64> {
+    pub fn watermarks_met(&mut self, timestamps: impl IntoIterator<Item = i64>) -> Vec<i64> {
         timestamps
-            .iter()
-            .map(|&timestamp| {
+            .into_iter()
+            .map(|timestamp| {
                 let met = self.watermark();
                 self.observe(timestamp);
                 met
@@ -90,7 +90,7 @@ mod tests {
     fn the_watermark_trails_the_newest_record_and_never_goes_back() {
         let mut clock = EventClock::new(10);
         assert_eq!(clock.watermark(), NO_TIME);
-        let met = clock.watermarks_met(&[100, 95, 130, 120, -1, 131]);
+        let met = clock.watermarks_met([100, 95, 130, 120, -1, 131]);
         assert_eq!(met, vec![NO_TIME, 90, 90, 120, 120, 120]);
         assert_eq!(clock.stream_time(), 131);
         assert_eq!(clock.watermark(), 121);
@@ -99,12 +99,12 @@ mod tests {
     #[test]
     fn batch_boundaries_do_not_change_what_a_record_meets() {
         let timestamps: Vec<i64> = (0..200).map(|i| (i * 7919) % 1000).collect();
-        let whole = EventClock::new(50).watermarks_met(&timestamps);
+        let whole = EventClock::new(50).watermarks_met(timestamps.iter().copied());
         for cut in [1, 3, 64, 199] {
             let mut clock = EventClock::new(50);
             let mut pieces = Vec::new();
             for chunk in timestamps.chunks(cut) {
-                pieces.extend(clock.watermarks_met(chunk));
+                pieces.extend(clock.watermarks_met(chunk.iter().copied()));
             }
             assert_eq!(pieces, whole, "batches of {cut}");
         }
