@@ -60,6 +60,7 @@ pub mod log;
 mod record;
 pub mod testing;
 pub mod time;
+pub mod window;
 #[cfg(any(target_arch = "wasm32", test))]
 mod wire;
 #[cfg(any(target_arch = "wasm32", test))]

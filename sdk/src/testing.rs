@@ -240,6 +240,15 @@ impl<T: Transform> Harness<T> {
         self.fire()
     }
 
+    /// Move the watermark to `to` (never back), as if a record had arrived that far
+    /// ahead (`to` plus the allowed out-of-orderness): the event-time timers due by
+    /// then fire. `weir test` fixtures do the same with a `{"watermark": to}` line.
+    pub fn advance_watermark(&mut self, to: i64) -> Vec<Output> {
+        let stream_time = to.saturating_add(self.max_out_of_orderness_ms);
+        self.stream_time = Some(self.stream_time.map_or(stream_time, |t| t.max(stream_time)));
+        self.fire()
+    }
+
     /// Timers whose `on_timer` failed (each deleted), with their errors, oldest first.
     pub fn timer_errors(&self) -> &[(Timer, Error)] {
         &self.timer_errors
