@@ -7,6 +7,10 @@
 //! same way: bytes that are a JSON object or array print as JSON, other UTF-8 as a
 //! string, anything else as base64. Two outputs are equal when their bytes are, or
 //! when both are JSON documents equal as JSON (key order does not matter).
+//!
+//! An input file may also move time between records: `{"watermark": ms}` moves the
+//! partition's watermark to `ms`, `{"processing_time": ms}` the processing-time clock
+//! (see [`Step`]).
 
 use std::fmt;
 
@@ -47,9 +51,41 @@ struct Line {
     topic: Option<String>,
     partition: Option<i32>,
     offset: Option<i64>,
+    watermark: Option<i64>,
+    processing_time: Option<i64>,
 }
 
 impl Line {
+    /// The time this line moves to, if it is a time line; an error if it mixes a time
+    /// with record fields.
+    fn time(&self) -> Result<Option<Step>, String> {
+        let step = match (self.watermark, self.processing_time) {
+            (None, None) => return Ok(None),
+            (Some(to), None) => Step::Watermark(to),
+            (None, Some(to)) => Step::ProcessingTime(to),
+            (Some(_), Some(_)) => {
+                return Err("give `watermark` or `processing_time` on a line, not both".into());
+            }
+        };
+        let has_record_fields = self.key.is_some()
+            || self.key_base64.is_some()
+            || self.value.is_some()
+            || self.value_base64.is_some()
+            || !self.headers.is_empty()
+            || self.timestamp.is_some()
+            || self.topic.is_some()
+            || self.partition.is_some()
+            || self.offset.is_some();
+        if has_record_fields {
+            return Err(
+                "a `watermark` or `processing_time` line moves time and holds no record: \
+                 put the record on a line of its own"
+                    .into(),
+            );
+        }
+        Ok(Some(step))
+    }
+
     fn bytes(
         text: Option<Value>,
         base64: Option<String>,
@@ -111,24 +147,65 @@ fn parse_lines<T>(
     }
 }
 
-/// Input records with the line each came from. Missing fields default to: no key,
-/// no headers, timestamp 0, topic `default_topic`, partition 0, and offset equal to
-/// the record's position in the file.
-pub fn parse_inputs(
-    text: &str,
-    default_topic: &str,
-) -> Result<Vec<(usize, InputRecord)>, Vec<LineError>> {
-    parse_lines(text, |line, position| {
-        Ok(InputRecord {
+/// One line of an input file: a record, or a move of time before the next record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Record(InputRecord),
+    /// `{"watermark": ms}`: the partition's watermark moves to `ms` (never back), as
+    /// if a record that far ahead had arrived; the event-time timers due fire.
+    Watermark(i64),
+    /// `{"processing_time": ms}`: the processing-time clock (the transform's wall
+    /// clock too) moves to `ms`; the processing-time timers due fire.
+    ProcessingTime(i64),
+}
+
+/// The records and time moves of an input file, with the line each came from.
+/// Missing record fields default to: no key, no headers, timestamp 0, topic
+/// `default_topic`, partition 0, and offset equal to the record's position among the
+/// file's records.
+pub fn parse_steps(text: &str, default_topic: &str) -> Result<Vec<(usize, Step)>, Vec<LineError>> {
+    let mut records = 0_i64;
+    parse_lines(text, |line, _| {
+        if let Some(step) = line.time()? {
+            return Ok(step);
+        }
+        let position = records;
+        records += 1;
+        Ok(Step::Record(InputRecord {
             key: Line::bytes(line.key, line.key_base64, "key")?,
             value: Line::bytes(line.value, line.value_base64, "value")?,
             headers: Line::headers(line.headers)?,
             timestamp: line.timestamp.unwrap_or(0),
             topic: line.topic.unwrap_or_else(|| default_topic.to_owned()),
             partition: line.partition.unwrap_or(0),
-            offset: line.offset.unwrap_or(position as i64),
-        })
+            offset: line.offset.unwrap_or(position),
+        }))
     })
+}
+
+/// Input records only (see [`parse_steps`]): a time line is an error.
+pub fn parse_inputs(
+    text: &str,
+    default_topic: &str,
+) -> Result<Vec<(usize, InputRecord)>, Vec<LineError>> {
+    let steps = parse_steps(text, default_topic)?;
+    let mut records = Vec::with_capacity(steps.len());
+    let mut errors = Vec::new();
+    for (line, step) in steps {
+        match step {
+            Step::Record(record) => records.push((line, record)),
+            _ => errors.push(LineError {
+                line,
+                message: "a time line, where only records are read".to_owned(),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(records)
+    } else {
+        errors.truncate(MAX_REPORTED_ERRORS);
+        Err(errors)
+    }
 }
 
 /// Expected output records.
@@ -136,6 +213,9 @@ pub fn parse_outputs(text: &str) -> Result<Vec<OutputRecord>, Vec<LineError>> {
     let records = parse_lines(text, |line, _| {
         if line.partition.is_some() || line.offset.is_some() {
             return Err("outputs have no `partition` or `offset`; Kafka assigns them".to_owned());
+        }
+        if line.watermark.is_some() || line.processing_time.is_some() {
+            return Err("time lines belong in the input file, not among the outputs".to_owned());
         }
         Ok(OutputRecord {
             key: Line::bytes(line.key, line.key_base64, "key")?,
@@ -299,6 +379,30 @@ mod tests {
             records[2].1.offset, 2,
             "offset defaults to the position in the file"
         );
+    }
+
+    #[test]
+    fn time_lines_move_time_between_records_and_hold_nothing_else() {
+        let text = r#"{"value":"a"}
+{"watermark":100}
+{"processing_time":7}
+{"value":"b"}"#;
+        let steps = parse_steps(text, "in").unwrap();
+        assert_eq!(steps[1], (2, Step::Watermark(100)));
+        assert_eq!(steps[2], (3, Step::ProcessingTime(7)));
+        let Step::Record(last) = &steps[3].1 else {
+            panic!("a record: {:?}", steps[3]);
+        };
+        assert_eq!(last.offset, 1, "time lines take no offset");
+
+        let bad = r#"{"watermark":1,"value":"x"}
+{"watermark":1,"processing_time":2}
+{"watermark":"soon"}"#;
+        let errors = parse_steps(bad, "in").unwrap_err();
+        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(errors[0].message.contains("line of its own"), "{}", errors[0]);
+        assert!(parse_inputs(text, "in").unwrap_err()[0].line == 2);
+        assert!(parse_outputs(r#"{"watermark":1}"#).is_err());
     }
 
     #[test]

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use crate::engine::{
     Engine, EngineConfig, EngineError, InputRecord, Instance, InstanceLabels, Limits, OutputRecord,
 };
-use crate::jsonl;
+use crate::jsonl::{self, Step};
 use crate::pipeline::{BatchError, ErrorPolicy, Processor as _, outputs, run_batch};
 use crate::state::{MemoryStore, PartitionState, RocksStore, StateStore};
+use crate::time::ManualClock;
 
 use super::Exit;
 
@@ -59,6 +60,12 @@ pub(super) struct TestArgs {
     /// time (the pipeline's `max_out_of_orderness_ms`), in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     max_out_of_orderness_ms: u64,
+
+    /// Where the processing-time clock starts, in milliseconds since the Unix epoch.
+    /// It moves only with the input's `{"processing_time": ms}` lines, and the
+    /// transform's wall clock reads it too, so runs are reproducible.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    processing_time: i64,
 
     /// Where compiled modules are cached [default: ~/.cache/weir/compiled].
     #[arg(long, env = "WEIR_CACHE_DIR")]
@@ -110,7 +117,7 @@ fn line_errors(path: &Path, errors: Vec<jsonl::LineError>) -> Failure {
 }
 
 fn execute(args: &TestArgs) -> Result<Exit, Failure> {
-    let inputs = jsonl::parse_inputs(&read(&args.input, "input")?, &args.topic)
+    let steps = jsonl::parse_steps(&read(&args.input, "input")?, &args.topic)
         .map_err(|errors| line_errors(&args.input, errors))?;
     let expected = match &args.expect {
         Some(path) => Some((
@@ -120,11 +127,26 @@ fn execute(args: &TestArgs) -> Result<Exit, Failure> {
         )),
         None => None,
     };
-    let engine = engine(args)?;
+    let clock = ManualClock::starting_at(args.processing_time);
+    let engine = engine(args, clock.clone())?;
     let mut instance = start(&engine, args)?;
 
-    let (lines, records): (Vec<usize>, Vec<InputRecord>) = inputs.into_iter().unzip();
-    let (outputs, failed) = process(&mut instance, &records, &lines, args)?;
+    let mut run = TestRun {
+        instance: &mut instance,
+        args,
+        clock,
+        outputs: Vec::new(),
+        kept_bytes: 0,
+        failed: 0,
+        records: 0,
+    };
+    run.steps(steps)?;
+    let TestRun {
+        outputs,
+        failed,
+        records,
+        ..
+    } = run;
 
     let module_id = instance.module().id().to_string();
     instance
@@ -134,8 +156,7 @@ fn execute(args: &TestArgs) -> Result<Exit, Failure> {
 
     print_outputs(&outputs);
     let summary = format!(
-        "{} records in, {} outputs, {failed} failed",
-        records.len(),
+        "{records} records in, {} outputs, {failed} failed",
         outputs.len()
     );
     Ok(match expected {
@@ -159,7 +180,7 @@ fn execute(args: &TestArgs) -> Result<Exit, Failure> {
     })
 }
 
-fn engine(args: &TestArgs) -> Result<Engine, Failure> {
+fn engine(args: &TestArgs, clock: ManualClock) -> Result<Engine, Failure> {
     let defaults = Limits::default();
     let limits = Limits {
         memory_limit_bytes: args
@@ -167,6 +188,7 @@ fn engine(args: &TestArgs) -> Result<Engine, Failure> {
             .map_or(defaults.memory_limit_bytes, |mb| mb << 20),
         call_timeout_ms: args.timeout_ms.unwrap_or(defaults.call_timeout_ms),
         max_out_of_orderness_ms: args.max_out_of_orderness_ms,
+        manual_clock: Some(clock),
         ..defaults
     };
     let cache_dir = args.cache_dir.clone().or_else(super::default_cache_dir);
@@ -202,80 +224,154 @@ fn start(engine: &Engine, args: &TestArgs) -> Result<Instance, Failure> {
 /// The most output bytes (as Kafka counts them) `weir test` keeps.
 const MAX_KEPT_OUTPUT_BYTES: u64 = 256 << 20;
 
-/// Run every record in batches; returns the outputs and how many records failed.
-fn process(
-    instance: &mut Instance,
-    records: &[InputRecord],
-    lines: &[usize],
-    args: &TestArgs,
-) -> Result<(Vec<OutputRecord>, usize), Failure> {
-    let batch_size = args.batch_size as usize;
-    let mut outputs = Vec::new();
-    let mut kept = 0;
-    let mut failed = 0;
-    let pending_bound = Limits::default().max_pending_state_bytes / 2;
-    for (chunk, start) in records.chunks(batch_size).zip((0..).step_by(batch_size)) {
+/// A run through the input file: its outputs so far, and what failed.
+struct TestRun<'a> {
+    instance: &'a mut Instance,
+    args: &'a TestArgs,
+    clock: ManualClock,
+    outputs: Vec<OutputRecord>,
+    /// Bytes of the outputs kept, as Kafka counts them.
+    kept_bytes: u64,
+    failed: usize,
+    records: usize,
+}
+
+impl TestRun<'_> {
+    /// Run the records in batches of `--batch-size`, a batch ending early where a line
+    /// moves time; after a time move, the timers it made due fire.
+    fn steps(&mut self, steps: Vec<(usize, Step)>) -> Result<(), Failure> {
+        let batch_size = self.args.batch_size as usize;
+        let mut lines = Vec::with_capacity(batch_size);
+        let mut batch = Vec::with_capacity(batch_size);
+        for (line, step) in steps {
+            let time = match step {
+                Step::Record(record) => {
+                    lines.push(line);
+                    batch.push(record);
+                    if batch.len() == batch_size {
+                        self.batch(&std::mem::take(&mut batch), &std::mem::take(&mut lines))?;
+                    }
+                    continue;
+                }
+                time => time,
+            };
+            if !batch.is_empty() {
+                self.batch(&std::mem::take(&mut batch), &std::mem::take(&mut lines))?;
+            }
+            self.move_time(line, time)?;
+            self.batch(&[], &[])?;
+        }
+        if !batch.is_empty() {
+            self.batch(&batch, &lines)?;
+        }
+        Ok(())
+    }
+
+    fn move_time(&mut self, line: usize, step: Step) -> Result<(), Failure> {
+        let input = self.args.input.display();
+        match step {
+            Step::Watermark(to) => {
+                let moved = self
+                    .instance
+                    .advance_watermark(to)
+                    .map_err(|e| Failure(Exit::Failed, e.to_string()))?;
+                if !moved {
+                    return Err(Failure(
+                        Exit::Usage,
+                        format!(
+                            "{input}:{line} moves the watermark, but the module is built for a \
+                             contract without event time (0.2): rebuild it against contract 0.3"
+                        ),
+                    ));
+                }
+            }
+            Step::ProcessingTime(to) => {
+                self.clock.advance_to(to).map_err(|now| {
+                    Failure(
+                        Exit::Usage,
+                        format!(
+                            "{input}:{line} moves processing time back, to {to} from {now}: \
+                             processing time only goes forward"
+                        ),
+                    )
+                })?;
+            }
+            Step::Record(_) => unreachable!("records are batched, not time moves"),
+        }
+        Ok(())
+    }
+
+    /// Run one batch (`lines` are the input lines of `chunk`); an empty one fires the
+    /// timers due.
+    fn batch(&mut self, chunk: &[InputRecord], lines: &[usize]) -> Result<(), Failure> {
+        let args = self.args;
         let at = |index: usize| {
             format!(
                 "the record on line {} (offset {})",
-                lines[start + index],
-                chunk[index].offset
+                lines[index], chunk[index].offset
             )
         };
-        let outcome = run_batch(instance, chunk, args.on_error).map_err(|error| match error {
-            BatchError::RecordFailed { index, reason } => Failure(
-                Exit::Failed,
-                format!(
-                    "{} failed, and --on-error is `fail`: {reason}. No state was written.",
-                    at(index)
+        let outcome =
+            run_batch(self.instance, chunk, args.on_error).map_err(|error| match error {
+                BatchError::RecordFailed { index, reason } => Failure(
+                    Exit::Failed,
+                    format!(
+                        "{} failed, and --on-error is `fail`: {reason}. No state was written.",
+                        at(index)
+                    ),
                 ),
-            ),
-            other => Failure(Exit::Failed, format!("{other}. No state was written.")),
-        })?;
+                other => Failure(Exit::Failed, format!("{other}. No state was written.")),
+            })?;
+        self.records += chunk.len();
         let action = match args.on_error {
             ErrorPolicy::DeadLetter => "dead-lettered",
             _ => "skipped",
         };
         for failure in &outcome.timer_failures {
-            failed += 1;
+            self.failed += 1;
             eprintln!(
                 "warning: the {} timer at {} {action}: {}",
                 failure.timer.domain, failure.timer.at, failure.reason
             );
         }
         for failure in &outcome.failures {
-            failed += 1;
+            self.failed += 1;
             eprintln!(
                 "warning: {} {action}: {}",
                 at(failure.index),
                 failure.reason
             );
         }
-        kept += outcome.outputs.iter().map(outputs::size).sum::<u64>();
-        if kept > MAX_KEPT_OUTPUT_BYTES {
+        self.kept_bytes += outcome.outputs.iter().map(outputs::size).sum::<u64>();
+        if self.kept_bytes > MAX_KEPT_OUTPUT_BYTES {
+            let upto = chunk
+                .len()
+                .checked_sub(1)
+                .map_or_else(|| "a time line".to_owned(), at);
             return Err(Failure(
                 Exit::Failed,
                 format!(
-                    "the outputs up to {} passed {} MiB: weir test keeps every output in \
+                    "the outputs up to {upto} passed {} MiB: weir test keeps every output in \
                      memory to print and compare it, so it stops here. Test fewer records \
                      at a time",
-                    at(chunk.len() - 1),
                     MAX_KEPT_OUTPUT_BYTES >> 20
                 ),
             ));
         }
-        outputs.extend(outcome.outputs);
+        self.outputs.extend(outcome.outputs);
         // In memory, as a daemon's partition does: a checkpoint before the buffered
         // state writes reach their bound, so a long fixture does not fail on it. A
         // --state-dir run stays one checkpoint, all or nothing.
-        if args.state_dir.is_none() && instance.state().pending_memory() as u64 > pending_bound {
-            instance
+        let pending_bound = Limits::default().max_pending_state_bytes / 2;
+        if args.state_dir.is_none() && self.instance.state().pending_memory() as u64 > pending_bound
+        {
+            self.instance
                 .state()
                 .checkpoint(&[])
                 .map_err(|e| Failure(Exit::Failed, e.to_string()))?;
         }
+        Ok(())
     }
-    Ok((outputs, failed))
 }
 
 fn print_outputs(outputs: &[OutputRecord]) {

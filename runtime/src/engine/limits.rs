@@ -56,6 +56,11 @@ pub struct Limits {
     /// Set from the pipeline's `max_out_of_orderness_ms`, not in `[limits]`.
     #[serde(skip)]
     pub max_out_of_orderness_ms: u64,
+    /// Processing time from this clock instead of the wall clock, for the guest's
+    /// wall clock and processing-time timers alike (`weir test`, whose fixtures move
+    /// it). Not in `[limits]`.
+    #[serde(skip)]
+    pub manual_clock: Option<crate::time::ManualClock>,
     /// Ignored, and warned about: this sized an instance pool, gone since instances are
     /// made on demand (2026-12-07). Accepted so that configs that raised it still load.
     #[serde(skip_serializing)]
@@ -78,6 +83,7 @@ impl Default for Limits {
             max_log_bytes_per_second: 64 << 10,
             deterministic: false,
             max_out_of_orderness_ms: 0,
+            manual_clock: None,
             max_instances: None,
         }
     }

@@ -8,9 +8,11 @@
 //! buffered, checkpointed with the outputs their firing makes, changelogged and
 //! restored exactly like the transform's own state, and survive hot swaps.
 
+pub mod clock;
 pub mod segment;
 pub mod timers;
 pub mod watermark;
 
+pub use clock::ManualClock;
 pub use timers::{TimeDomain, Timer};
 pub use watermark::EventClock;

@@ -22,6 +22,7 @@ use wasmtime_wasi::async_trait;
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
 use super::HostState;
+use crate::time::ManualClock;
 
 /// The interface these functions replace, as `wasmtime_wasi` links it (guests built
 /// against any 0.2 release resolve to it).
@@ -37,6 +38,20 @@ impl wasmtime_wasi::HostWallClock for Epoch {
 
     fn now(&self) -> Duration {
         Duration::ZERO
+    }
+}
+
+/// The wall clock of an instance whose processing time is a [`ManualClock`].
+pub(super) struct Manual(pub(super) ManualClock);
+
+impl wasmtime_wasi::HostWallClock for Manual {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    /// Times before the epoch read as the epoch (WASI's clock cannot go below it).
+    fn now(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.now()).unwrap_or(0))
     }
 }
 

@@ -79,6 +79,8 @@ impl HostState {
                 .secure_random(zeros())
                 .insecure_random(zeros())
                 .insecure_random_seed(0);
+        } else if let Some(clock) = &limits.manual_clock {
+            wasi.wall_clock(clocks::Manual(clock.clone()));
         }
         let wasi = wasi.build();
         Self {
