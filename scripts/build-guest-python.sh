@@ -23,8 +23,8 @@ venv="$cache/python/componentize-py-$version"
 
 [ -f "$project/app.py" ] || { echo "error: $project has no app.py (the transform's module)" >&2; exit 2; }
 wit="$project/wit"
-# The SDK of this language is on contract 0.2 (no timers yet), which Weir still runs.
-[ -d "$wit" ] || wit="$here/../wit/0.2"
+# The contract: 0.3 (event time and timers).
+[ -d "$wit" ] || wit="$here/../wit"
 [ -f "$wit/transform.wit" ] || { echo "error: no wit/transform.wit in $project or beside this script" >&2; exit 2; }
 dirs=("$project")
 if [ ! -f "$project/weir.py" ]; then

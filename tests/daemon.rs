@@ -292,3 +292,38 @@ pub fn admin_url(data: &Path) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The same transform with another content hash: a custom section appended to the
+/// component (custom sections are allowed anywhere and change no behaviour).
+pub fn variant(module: &Path, dir: &Path, tag: &str) -> PathBuf {
+    let mut wasm = std::fs::read(module).unwrap();
+    let mut payload = vec![tag.len() as u8];
+    payload.extend_from_slice(tag.as_bytes());
+    payload.extend_from_slice(b"variant");
+    wasm.push(0);
+    wasm.push(payload.len() as u8);
+    wasm.extend_from_slice(&payload);
+    let path = dir.join(format!("{tag}.wasm"));
+    std::fs::write(&path, wasm).unwrap();
+    path
+}
+
+/// The `weir.module` header of every committed output, per partition in offset order.
+pub fn version_headers(bootstrap: &str, topic: &str) -> Vec<Vec<String>> {
+    crate::kafka_raw::read_topic(bootstrap, topic)
+        .unwrap()
+        .into_iter()
+        .map(|log| {
+            log.committed
+                .iter()
+                .map(|r| {
+                    r.headers
+                        .iter()
+                        .find(|(k, _)| k == "weir.module")
+                        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .collect()
+}

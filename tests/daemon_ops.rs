@@ -2,15 +2,15 @@
 //! load with the CLI, refused versions, automatic rollback, config reload, a stop in
 //! mid-stream, the admin token, and `/metrics` checked by promtool.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use weir_tests::daemon::{Daemon, PipelineSpec, admin_url, write_config};
+use weir_tests::daemon::{Daemon, PipelineSpec, admin_url, variant, version_headers, write_config};
+use weir_tests::guest;
 use weir_tests::wordcount::{
     Input, Setup, WAIT, assert_outputs_exact, committed_count, wait_for_outputs,
 };
-use weir_tests::{guest, kafka_raw};
 
 const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
 const TOKEN: &str = "test-token-of-daemon-ops";
@@ -106,47 +106,12 @@ fn state_get(url: &str, word: &str, partition: i32) -> String {
     String::from_utf8_lossy(&read.stdout).trim().to_owned()
 }
 
-/// The same transform with another content hash: a custom section appended to the
-/// component (custom sections are allowed anywhere and change no behaviour).
-fn variant(module: &Path, dir: &Path, tag: &str) -> PathBuf {
-    let mut wasm = std::fs::read(module).unwrap();
-    let mut payload = vec![tag.len() as u8];
-    payload.extend_from_slice(tag.as_bytes());
-    payload.extend_from_slice(b"variant");
-    wasm.push(0);
-    wasm.push(payload.len() as u8);
-    wasm.extend_from_slice(&payload);
-    let path = dir.join(format!("{tag}.wasm"));
-    std::fs::write(&path, wasm).unwrap();
-    path
-}
-
 /// Sum of a counter's samples in Prometheus text (every label set).
 fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// The `weir.module` header of every committed output, per partition in offset order.
-fn version_headers(bootstrap: &str, topic: &str) -> Vec<Vec<String>> {
-    kafka_raw::read_topic(bootstrap, topic)
-        .unwrap()
-        .into_iter()
-        .map(|log| {
-            log.committed
-                .iter()
-                .map(|r| {
-                    r.headers
-                        .iter()
-                        .find(|(k, _)| k == "weir.module")
-                        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-                        .unwrap_or_default()
-                })
-                .collect()
-        })
-        .collect()
 }
 
 #[test]

@@ -153,9 +153,24 @@ fn a_refused_config_reports_the_guest_reason() {
 /// `build.sh`, passing its own fixture; a record without a value fails with the
 /// template's message.
 fn new_project_builds_and_passes(lang: &str) {
+    let (dir, module) = new_project_built(lang, "basic");
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "{\"key\":\"k\",\"value\":\"\"}\n").unwrap();
+    let out = weir_test(&module, &empty, &[]);
+    assert_eq!(out.status.code(), Some(4), "{lang}: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the record has no value"),
+        "{lang}: {}",
+        stderr(&out)
+    );
+}
+
+/// A project from `weir new --lang <lang> --template <template>`, built, passing its
+/// own fixture: its directory and module.
+fn new_project_built(lang: &str, template: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("my-transform");
-    let created = weir(&[&"new", &"--lang", &lang, &project]);
+    let created = weir(&[&"new", &"--lang", &lang, &"--template", &template, &project]);
     assert_eq!(created.status.code(), Some(0), "{}", stderr(&created));
 
     let mut build = Command::new(project.join("build.sh"));
@@ -170,22 +185,34 @@ fn new_project_builds_and_passes(lang: &str) {
     let input = project.join("fixtures/input.jsonl");
     let expected = project.join("fixtures/expected.jsonl");
     let out = weir_test(&module, &input, &[&"--expect", &expected]);
-    assert_eq!(out.status.code(), Some(0), "{lang}: {}", stderr(&out));
-
-    let empty = dir.path().join("empty.jsonl");
-    std::fs::write(&empty, "{\"key\":\"k\",\"value\":\"\"}\n").unwrap();
-    let out = weir_test(&module, &empty, &[]);
-    assert_eq!(out.status.code(), Some(4), "{lang}: {}", stderr(&out));
-    assert!(
-        stderr(&out).contains("the record has no value"),
-        "{lang}: {}",
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{lang} {template}: {}",
         stderr(&out)
     );
+    (dir, module)
 }
 
 #[test]
 fn weir_new_rust_builds_and_passes_its_fixture() {
     new_project_builds_and_passes("rust");
+}
+
+#[test]
+fn weir_new_rust_windowed_builds_and_passes_its_fixture() {
+    let (_dir, module) = new_project_built("rust", "windowed");
+    // The fixture closes its windows with a watermark line; without it they stay open.
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records.jsonl");
+    std::fs::write(&records, "{\"key\":\"a\",\"timestamp\":5}\n").unwrap();
+    let out = weir_test(&module, &records, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -222,6 +249,16 @@ fn weir_new_refuses_bad_names_and_occupied_directories() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
 
+    let out = weir(&[
+        &"new",
+        &"--lang",
+        &"python",
+        &"--template",
+        &"windowed",
+        &dir.path().join("w"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Rust-only"), "{}", stderr(&out));
     let out = weir(&[&"new", &"--lang", &"cobol", &dir.path().join("x")]);
     assert_eq!(out.status.code(), Some(2));
 }

@@ -7,3 +7,4 @@ mod engine_contract;
 mod engine_sandbox;
 mod event_time;
 mod native_equivalence;
+mod windowed_examples;

@@ -1,13 +1,13 @@
 //! Event time under `weir serve` on Apache Kafka: a windowed count killed with SIGKILL
 //! again and again emits every window exactly once with its right count, its
-//! watermark shows in the status, and a processing-time timer fires on a partition
-//! that receives nothing more.
+//! watermark shows in the status, a hot swap keeps the open windows, and a
+//! processing-time timer fires on a partition that receives nothing more.
 
 use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use weir_tests::daemon::admin_url;
+use weir_tests::daemon::{admin_url, variant, version_headers};
 use weir_tests::windows::{closed_window, reference};
 use weir_tests::wordcount::{Setup, WAIT, read_committed, wait_until};
 use weir_tests::{Dice, guest};
@@ -135,6 +135,96 @@ fn every_window_is_emitted_once_with_its_count_across_sigkills() {
             .as_i64()
             .is_some()
     );
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn a_hot_swap_keeps_the_open_windows() {
+    const TOKEN: &str = "token-of-the-window-swap";
+    let mut setup = Setup::new(EXE, 1, &["counts"]);
+    setup.module = guest("tumbling-count");
+    let input = setup.topic("text");
+    let output = setup.topic("counts");
+    let producer = producer(&setup);
+
+    // 400 clicks 100 ms apart (four windows), a tenth up to 1.5 s behind.
+    let base = 1_700_000_000_000_i64;
+    let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
+    let records: Vec<(String, i64)> = (0..400)
+        .map(|i| {
+            let behind = if dice.below(10) == 0 {
+                dice.below(1_500) as i64
+            } else {
+                0
+            };
+            (format!("k{}", dice.below(3)), base + i * 100 - behind)
+        })
+        .collect();
+    let expected = reference(&records, WINDOW_MS, GRACE_MS, OUT_OF_ORDERNESS_MS);
+    let (before, after) = records.split_at(250);
+
+    let lines = format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = {TOKEN:?}\n",
+        event_time_lines()
+    );
+    let daemon = setup.start_with("a", &lines, None);
+    daemon.wait_for("partition running", 1, WAIT);
+    send(&producer, &input, before);
+    // v1 closed the first windows: the one with the last records sent is open.
+    wait_until(
+        || windows(&setup, &output).len() >= 3,
+        || format!("v1 closed no windows\n{}", daemon.tail()),
+    );
+    let v2 = variant(&setup.module, setup.dir.path(), "v2");
+    let deployed = Command::new(EXE)
+        .args(["deploy", "wc", v2.to_str().unwrap()])
+        .env("WEIR_ADMIN_URL", admin_url(&setup.data_dir("a")))
+        .env("WEIR_ADMIN_TOKEN", TOKEN)
+        .output()
+        .expect("run weir deploy");
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    daemon.wait_for("switched module version", 1, WAIT);
+    send(&producer, &input, after);
+    wait_until(
+        || windows(&setup, &output).len() >= expected.len(),
+        || {
+            format!(
+                "{} of {} windows\n{}",
+                windows(&setup, &output).len(),
+                expected.len(),
+                daemon.tail()
+            )
+        },
+    );
+    // Every count exact: the windows open at the swap kept what v1 had counted.
+    assert_eq!(windows(&setup, &output), expected);
+    let spanning: Vec<_> = expected
+        .iter()
+        .enumerate()
+        .filter(|(_, (key, start, _))| {
+            let has = |part: &[(String, i64)]| {
+                part.iter()
+                    .any(|(k, t)| k == key && (*start..start + WINDOW_MS).contains(t))
+            };
+            has(before) && has(after)
+        })
+        .collect();
+    assert!(
+        !spanning.is_empty(),
+        "windows with records from both sides of the swap"
+    );
+    let headers = version_headers(&setup.broker.bootstrap, &output).concat();
+    for (index, window) in spanning {
+        assert!(
+            headers[index].starts_with("v2-"),
+            "{window:?} closed by {}",
+            headers[index]
+        );
+    }
     assert!(daemon.terminate().success());
 }
 

@@ -400,7 +400,11 @@ mod tests {
 {"watermark":"soon"}"#;
         let errors = parse_steps(bad, "in").unwrap_err();
         assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [1, 2, 3]);
-        assert!(errors[0].message.contains("line of its own"), "{}", errors[0]);
+        assert!(
+            errors[0].message.contains("line of its own"),
+            "{}",
+            errors[0]
+        );
         assert!(parse_inputs(text, "in").unwrap_err()[0].line == 2);
         assert!(parse_outputs(r#"{"watermark":1}"#).is_err());
     }

@@ -26,6 +26,12 @@ pub(super) struct NewArgs {
     #[arg(long, value_enum)]
     lang: Lang,
 
+    /// What the project starts from: `basic` (a stateful per-record transform) or
+    /// `windowed` (a count per key in event-time windows, emitted when each closes;
+    /// Rust only for now).
+    #[arg(long, value_enum, default_value_t = Template::Basic)]
+    template: Template,
+
     /// The Rust SDK (the sdk/ directory of a Weir checkout), for --lang rust
     /// [default: the one this weir was built from].
     #[arg(long, env = "WEIR_SDK_DIR", value_name = "DIR")]
@@ -38,6 +44,12 @@ enum Lang {
     Python,
     Js,
     C,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Template {
+    Basic,
+    Windowed,
 }
 
 /// Why a project could not be created.
@@ -56,6 +68,11 @@ enum NewError {
         path.display()
     )]
     NoSdk { path: PathBuf },
+    #[error(
+        "the windowed template is Rust-only for now: the Python, JavaScript and C SDKs \
+         have no windows yet; use --lang rust, or the basic template"
+    )]
+    NoWindowedTemplate,
     #[error("cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -94,12 +111,15 @@ impl File {
     }
 }
 
-/// The contract of the Python, JavaScript and C projects: 0.2, since their SDKs have
-/// no timers yet (Weir runs 0.2 components unchanged). Rust projects get theirs
-/// through the SDK.
+/// The contract of the JavaScript and C projects: 0.2, since their SDKs have no
+/// timers yet (Weir runs 0.2 components unchanged). Python projects get 0.3 (its SDK
+/// has timers and windows); Rust projects get theirs through the SDK.
 const WIT: &str = include_str!("../../../wit/0.2/transform.wit");
+const WIT_0_3: &str = include_str!("../../../wit/transform.wit");
 const FIXTURE_INPUT: &str = include_str!("new/common/input.jsonl");
 const FIXTURE_EXPECTED: &str = include_str!("new/common/expected.jsonl");
+const WINDOWED_INPUT: &str = include_str!("new/windowed/input.jsonl");
+const WINDOWED_EXPECTED: &str = include_str!("new/windowed/expected.jsonl");
 
 /// The Rust SDK beside the sources this binary was built from.
 fn built_in_sdk_path() -> PathBuf {
@@ -150,7 +170,7 @@ fn create(args: &NewArgs) -> Result<&Path, NewError> {
             path: dir.to_path_buf(),
         });
     }
-    let files = files(args.lang, name, args.sdk_path.as_deref())?;
+    let files = files(args.lang, args.template, name, args.sdk_path.as_deref())?;
     for file in &files {
         write(&dir.join(file.path), &file.contents, file.executable)?;
     }
@@ -173,10 +193,24 @@ fn write(path: &Path, contents: &str, executable: bool) -> Result<(), NewError> 
 }
 
 /// The files of a `lang` project called `name`, placeholders filled in.
-fn files(lang: Lang, name: &str, sdk_path: Option<&Path>) -> Result<Vec<File>, NewError> {
+fn files(
+    lang: Lang,
+    template: Template,
+    name: &str,
+    sdk_path: Option<&Path>,
+) -> Result<Vec<File>, NewError> {
+    let windowed = template == Template::Windowed;
+    if windowed && lang != Lang::Rust {
+        return Err(NewError::NoWindowedTemplate);
+    }
+    let (input, expected) = if windowed {
+        (WINDOWED_INPUT, WINDOWED_EXPECTED)
+    } else {
+        (FIXTURE_INPUT, FIXTURE_EXPECTED)
+    };
     let mut files = vec![
-        File::new("fixtures/input.jsonl", FIXTURE_INPUT),
-        File::new("fixtures/expected.jsonl", FIXTURE_EXPECTED),
+        File::new("fixtures/input.jsonl", input),
+        File::new("fixtures/expected.jsonl", expected),
         File::new("README.md", include_str!("new/common/README.md")),
         File::new(
             ".gitignore",
@@ -199,7 +233,11 @@ fn files(lang: Lang, name: &str, sdk_path: Option<&Path>) -> Result<Vec<File>, N
             );
             files.extend([
                 manifest,
-                File::new("src/lib.rs", include_str!("new/rust/src/lib.rs")),
+                if windowed {
+                    File::new("src/lib.rs", include_str!("new/rust-windowed/src/lib.rs"))
+                } else {
+                    File::new("src/lib.rs", include_str!("new/rust/src/lib.rs"))
+                },
                 File::new("build.sh", include_str!("new/rust/build.sh")).executable(),
                 File::new(
                     ".cargo/config.toml",
@@ -210,7 +248,7 @@ fn files(lang: Lang, name: &str, sdk_path: Option<&Path>) -> Result<Vec<File>, N
         Lang::Python => files.extend([
             File::new("app.py", include_str!("new/python/app.py")),
             File::new("weir.py", include_str!("../../../sdk/python/weir.py")),
-            File::new("wit/transform.wit", WIT),
+            File::new("wit/transform.wit", WIT_0_3),
             File::new(
                 "build.sh",
                 include_str!("../../../scripts/build-guest-python.sh"),
@@ -273,8 +311,12 @@ mod tests {
     #[test]
     fn every_placeholder_is_filled() {
         let sdk = built_in_sdk_path();
-        for lang in Lang::value_variants() {
-            for file in files(*lang, "my-app", Some(sdk.as_path())).unwrap() {
+        let choices = Lang::value_variants()
+            .iter()
+            .map(|lang| (*lang, Template::Basic))
+            .chain([(Lang::Rust, Template::Windowed)]);
+        for (lang, template) in choices {
+            for file in files(lang, template, "my-app", Some(sdk.as_path())).unwrap() {
                 assert!(
                     !file.contents.contains("{{name}}")
                         && !file.contents.contains("{{crate_name}}")
@@ -296,6 +338,7 @@ mod tests {
         let args = NewArgs {
             name: project,
             lang: Lang::Python,
+            template: Template::Basic,
             sdk_path: None,
         };
         assert!(matches!(create(&args), Err(NewError::Exists { .. })));
@@ -303,7 +346,19 @@ mod tests {
 
     #[test]
     fn a_missing_rust_sdk_is_reported() {
-        let err = files(Lang::Rust, "x", Some(Path::new("/nonexistent/sdk"))).err();
+        let err = files(
+            Lang::Rust,
+            Template::Basic,
+            "x",
+            Some(Path::new("/nonexistent/sdk")),
+        )
+        .err();
         assert!(matches!(err, Some(NewError::NoSdk { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn the_windowed_template_is_rust_only() {
+        let err = files(Lang::C, Template::Windowed, "x", None).err();
+        assert!(matches!(err, Some(NewError::NoWindowedTemplate)), "{err:?}");
     }
 }

@@ -21,7 +21,9 @@ impl ManualClock {
     /// Move the clock to `to`; it never goes back: `Err(now)` if `to` is earlier.
     pub fn advance_to(&self, to: i64) -> Result<(), i64> {
         self.0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| (to >= now).then_some(to))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                (to >= now).then_some(to)
+            })
             .map(|_| ())
     }
 }

@@ -336,7 +336,10 @@ impl<A: Aggregate> WindowedAggregate<A> {
             let mut value = read::<A>(ctx, &state_key)?.unwrap_or_default();
             value.add(&input);
             write(ctx, &state_key, &value)?;
-            ctx.set_timer(&Timer::event(close, self.timer_key(CLOSE, window.start, key)));
+            ctx.set_timer(&Timer::event(
+                close,
+                self.timer_key(CLOSE, window.start, key),
+            ));
             self.updated(&mut results, key, window, &value);
         }
         Ok(if added {
@@ -360,8 +363,7 @@ impl<A: Aggregate> WindowedAggregate<A> {
             return Ok(Added::Late { close });
         }
         let state_key = self.state_key(b"e", key);
-        let mut events: Vec<sliding::Event<A::Input>> =
-            read(ctx, &state_key)?.unwrap_or_default();
+        let mut events: Vec<sliding::Event<A::Input>> = read(ctx, &state_key)?.unwrap_or_default();
         sliding::insert(&mut events, timestamp, input);
         write(ctx, &state_key, &events)?;
         ctx.set_timer(&Timer::event(close, self.timer_key(CLOSE, own.start, key)));
@@ -462,11 +464,17 @@ impl<A: Aggregate> WindowedAggregate<A> {
         let joined = session::join(&mut sessions, timestamp, gap, &input);
         for replaced in joined.replaced {
             let close = self.session_close(replaced.end, gap);
-            ctx.delete_timer(&Timer::event(close, self.timer_key(CLOSE, replaced.start, key)));
+            ctx.delete_timer(&Timer::event(
+                close,
+                self.timer_key(CLOSE, replaced.start, key),
+            ));
         }
         let Session { window, value } = &sessions[joined.index];
         let close = self.session_close(window.end, gap);
-        ctx.set_timer(&Timer::event(close, self.timer_key(CLOSE, window.start, key)));
+        ctx.set_timer(&Timer::event(
+            close,
+            self.timer_key(CLOSE, window.start, key),
+        ));
         let mut results = Vec::new();
         self.updated(&mut results, key, *window, value);
         write(ctx, &state_key, &sessions)?;
@@ -484,9 +492,10 @@ impl<A: Aggregate> WindowedAggregate<A> {
         let state_key = self.state_key(b"s", key);
         let mut sessions: Vec<Session<A>> = read(ctx, &state_key)?.unwrap_or_default();
         // A session that grew since this timer was set has a later one of its own.
-        let Some(index) = sessions.iter().position(|s| {
-            s.window.start == start && self.session_close(s.window.end, gap) == at
-        }) else {
+        let Some(index) = sessions
+            .iter()
+            .position(|s| s.window.start == start && self.session_close(s.window.end, gap) == at)
+        else {
             return Ok(None);
         };
         let closed = sessions.remove(index);
@@ -582,7 +591,9 @@ const RETENTION: u8 = b'r';
 enum Added<A> {
     Results(Vec<WindowResult<A>>),
     /// Every window it would be in had closed, the last at `close`.
-    Late { close: i64 },
+    Late {
+        close: i64,
+    },
 }
 
 fn window(start: i64, size: i64) -> Window {

@@ -56,7 +56,10 @@ pub(super) fn join<A: Aggregate>(
             .take_while(|s| reaches(&s.window))
             .count();
     let mut merged = sessions.drain(first..last);
-    let Session { mut window, mut value } = merged.next().expect("first reaches");
+    let Session {
+        mut window,
+        mut value,
+    } = merged.next().expect("first reaches");
     let mut replaced = vec![window];
     for session in merged {
         replaced.push(session.window);

@@ -86,15 +86,14 @@ impl Windows {
 /// `timestamp`, earliest first.
 pub(super) fn fixed_windows(timestamp: i64, size: i64, advance: i64) -> Vec<Window> {
     let last = timestamp - timestamp.rem_euclid(advance);
-    let mut windows: Vec<Window> = std::iter::successors(Some(last), |start| {
-        start.checked_sub(advance)
-    })
-    .take_while(|start| start.saturating_add(size) > timestamp)
-    .map(|start| Window {
-        start,
-        end: start.saturating_add(size),
-    })
-    .collect();
+    let mut windows: Vec<Window> =
+        std::iter::successors(Some(last), |start| start.checked_sub(advance))
+            .take_while(|start| start.saturating_add(size) > timestamp)
+            .map(|start| Window {
+                start,
+                end: start.saturating_add(size),
+            })
+            .collect();
     windows.reverse();
     windows
 }
@@ -135,7 +134,13 @@ mod tests {
 
     #[test]
     fn a_sliding_window_ends_just_after_its_record() {
-        assert_eq!(sliding_window(100, 10), Window { start: 91, end: 101 });
+        assert_eq!(
+            sliding_window(100, 10),
+            Window {
+                start: 91,
+                end: 101
+            }
+        );
     }
 
     #[test]

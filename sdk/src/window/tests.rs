@@ -83,7 +83,12 @@ fn run(case: Case, input: &[(String, i64)]) -> (Vec<Emitted>, usize) {
         ("late".into(), "side-output:late".into()),
         (
             "emit".into(),
-            if case.emit == Emit::OnUpdate { "update" } else { "close" }.into(),
+            if case.emit == Emit::OnUpdate {
+                "update"
+            } else {
+                "close"
+            }
+            .into(),
         ),
     ];
     let mut set = |name: &str, value: i64| config.push((name.into(), value.to_string()));
@@ -120,7 +125,8 @@ fn run(case: Case, input: &[(String, i64)]) -> (Vec<Emitted>, usize) {
                 late += 1;
                 continue;
             }
-            let value: serde_json::Value = serde_json::from_slice(output.value.as_deref().unwrap()).unwrap();
+            let value: serde_json::Value =
+                serde_json::from_slice(output.value.as_deref().unwrap()).unwrap();
             emitted.push((
                 String::from_utf8(output.key.unwrap()).unwrap(),
                 value["window_start"].as_i64().unwrap(),
@@ -130,7 +136,11 @@ fn run(case: Case, input: &[(String, i64)]) -> (Vec<Emitted>, usize) {
             ));
         }
     }
-    assert!(harness.timer_errors().is_empty(), "{:?}", harness.timer_errors());
+    assert!(
+        harness.timer_errors().is_empty(),
+        "{:?}",
+        harness.timer_errors()
+    );
     emitted.sort();
     (emitted, late)
 }
@@ -154,8 +164,12 @@ fn reference(case: Case, input: &[(String, i64)]) -> (Vec<Emitted>, usize) {
         }
     };
     let update = case.emit == Emit::OnUpdate;
-    let watermark_of = |stream_time: Option<i64>| stream_time.map_or(i64::MIN, |t: i64| t - case.out_of_orderness);
-    let close = |watermark: i64, open: &mut BTreeMap<(String, i64, i64), u64>, kept: &BTreeMap<String, Vec<i64>>, emitted: &mut Vec<Emitted>| {
+    let watermark_of =
+        |stream_time: Option<i64>| stream_time.map_or(i64::MIN, |t: i64| t - case.out_of_orderness);
+    let close = |watermark: i64,
+                 open: &mut BTreeMap<(String, i64, i64), u64>,
+                 kept: &BTreeMap<String, Vec<i64>>,
+                 emitted: &mut Vec<Emitted>| {
         let closing: Vec<_> = open
             .keys()
             .filter(|(_, start, end)| close_of(*start, *end) <= watermark)
@@ -165,9 +179,10 @@ fn reference(case: Case, input: &[(String, i64)]) -> (Vec<Emitted>, usize) {
             let count = open.remove(&id).unwrap();
             let (key, start, end) = id;
             let count = match case.windows {
-                Windows::Sliding { .. } => {
-                    kept[&key].iter().filter(|t| (start..end).contains(*t)).count() as u64
-                }
+                Windows::Sliding { .. } => kept[&key]
+                    .iter()
+                    .filter(|t| (start..end).contains(*t))
+                    .count() as u64,
                 _ => count,
             };
             if !update {
@@ -207,11 +222,18 @@ fn reference(case: Case, input: &[(String, i64)]) -> (Vec<Emitted>, usize) {
                     open.insert((key.clone(), t + 1 - size, t + 1), 0);
                     if update {
                         let times = &kept[key];
-                        let mut ends: Vec<i64> = times.iter().copied().filter(|e| (t..t + size).contains(e)).collect();
+                        let mut ends: Vec<i64> = times
+                            .iter()
+                            .copied()
+                            .filter(|e| (t..t + size).contains(e))
+                            .collect();
                         ends.sort();
                         ends.dedup();
                         for e in ends {
-                            let count = times.iter().filter(|x| (e + 1 - size..=e).contains(*x)).count() as u64;
+                            let count = times
+                                .iter()
+                                .filter(|x| (e + 1 - size..=e).contains(*x))
+                                .count() as u64;
                             emitted.push((key.clone(), e + 1 - size, e + 1, count, false));
                         }
                     }
@@ -320,7 +342,11 @@ fn closed_windows_leave_no_state_and_no_timers() {
             }
             assert!(!harness.state().is_empty(), "{kind}: windows open");
             harness.advance_watermark(1 << 40);
-            assert!(harness.state().is_empty(), "{kind} {emit}: {:?}", harness.state());
+            assert!(
+                harness.state().is_empty(),
+                "{kind} {emit}: {:?}",
+                harness.state()
+            );
             assert_eq!(harness.state().timers().count(), 0, "{kind} {emit}");
         }
     }
@@ -351,7 +377,10 @@ fn a_late_record_is_dropped_failed_or_sent_aside_as_configured() {
             "drop" => assert!(result.unwrap().is_empty()),
             "dead-letter" => {
                 let error = result.unwrap_err().to_string();
-                assert!(error.contains("late record") && error.contains("closed at 10"), "{error}");
+                assert!(
+                    error.contains("late record") && error.contains("closed at 10"),
+                    "{error}"
+                );
             }
             _ => {
                 let outputs = result.unwrap();

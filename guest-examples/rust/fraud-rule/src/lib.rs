@@ -41,7 +41,10 @@ impl FraudRule {
         }
         let window = closed.window;
         let mut alerted = ctx.table::<i64>(ALERTED);
-        if alerted.get(&closed.key)?.is_some_and(|end| window.start < end) {
+        if alerted
+            .get(&closed.key)?
+            .is_some_and(|end| window.start < end)
+        {
             return Ok(());
         }
         alerted.put(&closed.key, &window.end)?;
@@ -112,7 +115,10 @@ mod tests {
         let mut record = Record::from_value("{}").with_key(card);
         record.timestamp = second * SECOND;
         let outputs = harness.process(record).unwrap();
-        outputs.iter().map(|o| o.value_str().unwrap().to_owned()).collect()
+        outputs
+            .iter()
+            .map(|o| o.value_str().unwrap().to_owned())
+            .collect()
     }
 
     #[test]
@@ -123,7 +129,10 @@ mod tests {
         }
         // The window ending at 180 s (four payments) closes 10 s after its end.
         let alerts = pay(&mut h, "card", 200);
-        assert_eq!(alerts, [r#"{"window_start":-119999,"window_end":180001,"events":4}"#]);
+        assert_eq!(
+            alerts,
+            [r#"{"window_start":-119999,"window_end":180001,"events":4}"#]
+        );
         // The window ending at 200 s holds five, but overlaps the alert: no second one.
         assert!(pay(&mut h, "other", 400).is_empty());
         assert!(h.state().get_str("alerted/card").is_some());

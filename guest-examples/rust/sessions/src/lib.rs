@@ -102,7 +102,10 @@ mod tests {
         let mut record = Record::from_value(value).with_key(user);
         record.timestamp = minute * MINUTE;
         let outputs = harness.process(record).unwrap();
-        outputs.iter().map(|o| o.value_str().unwrap().to_owned()).collect()
+        outputs
+            .iter()
+            .map(|o| o.value_str().unwrap().to_owned())
+            .collect()
     }
 
     #[test]
