@@ -166,10 +166,12 @@ fn new_project_builds_and_passes(lang: &str) {
 }
 
 /// A project from `weir new --lang <lang> --template <template>`, built, passing its
-/// own fixture: its directory and module.
+/// own fixture: its directory and module. Named after the template: Rust projects
+/// share a target directory, where two crates of one name would overwrite each other.
 fn new_project_built(lang: &str, template: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let project = dir.path().join("my-transform");
+    let name = format!("my-{template}");
+    let project = dir.path().join(&name);
     let created = weir(&[&"new", &"--lang", &lang, &"--template", &template, &project]);
     assert_eq!(created.status.code(), Some(0), "{}", stderr(&created));
 
@@ -181,7 +183,7 @@ fn new_project_built(lang: &str, template: &str) -> (tempfile::TempDir, PathBuf)
     let status = build.status().expect("build.sh runs");
     assert!(status.success(), "{lang}: build.sh failed (see above)");
 
-    let module = project.join("my-transform.wasm");
+    let module = project.join(format!("{name}.wasm"));
     let input = project.join("fixtures/input.jsonl");
     let expected = project.join("fixtures/expected.jsonl");
     let out = weir_test(&module, &input, &[&"--expect", &expected]);
