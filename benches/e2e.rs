@@ -9,7 +9,11 @@
 //!    Kafka Streams doing the same count (benches/kstreams: RocksDB, exactly_once_v2,
 //!    as many stream threads as cores) on the same broker, topics and cores; and over
 //!    ~100-byte lines of ~15 words (15 updates and 15 outputs per input);
-//! 4. end-to-end latency, from the produce call to the output seen by a
+//! 4. a windowed count (the tumbling-count example: per key, one-minute event-time
+//!    windows, 10 s of grace, each emitted once when it closes) over keyed records with
+//!    timestamps up to 5 s out of order, beside Kafka Streams' windowed count with
+//!    suppression (benches/kstreams/WindowedCount) on the same broker and cores;
+//! 5. end-to-end latency, from the produce call to the output seen by a
 //!    `read_committed` consumer, at a fixed moderate rate with a commit interval of
 //!    100 ms: Weir stateless under exactly-once and at-least-once, Weir's word count and
 //!    Kafka Streams' under exactly-once. The load runs 3 s before it is measured, so a
@@ -26,7 +30,8 @@
 //! WEIR_BENCH_COMMIT_MS sets the pipelines' commit interval (default: Weir's default),
 //! WEIR_BENCH_PRODUCER adds producer properties (`linger.ms=20,batch.size=1000000`) and
 //! WEIR_BENCH_CONSUMER consumer properties to Weir's config, and
-//! WEIR_BENCH_CASES picks cases: stateless,stateful,lines,latency (default: all), and
+//! WEIR_BENCH_CASES picks cases: stateless,stateful,windowed,lines,latency (default:
+//! all), and
 //! WEIR_BENCH_ROUNDS how many rounds of pass-through and Weir each case runs (default 3;
 //! with an even count the upper of the two middle ratios is reported), and how many
 //! rounds of each latency case (every round printed; WEIR_BENCH_THREADS sets Weir's
@@ -54,7 +59,7 @@ use weir_tests::guest;
 
 mod streams_app;
 
-use streams_app::{CommittedReader, StreamsApp};
+use streams_app::{CommittedReader, Job, StreamsApp};
 
 const PARTITIONS: i32 = 8;
 const VALUE_BYTES: usize = 100;
@@ -106,6 +111,14 @@ fn send(producer: &BaseProducer, topic: &str, partition: Option<i32>, value: &[u
     if let Some(p) = partition {
         record = record.partition(p);
     }
+    deliver(producer, record);
+}
+
+/// Send `record`, waiting while the producer's queue is full.
+fn deliver<K: rdkafka::message::ToBytes + ?Sized>(
+    producer: &BaseProducer,
+    mut record: BaseRecord<'_, K, [u8]>,
+) {
     loop {
         match producer.send(record) {
             Ok(()) => return,
@@ -123,6 +136,38 @@ const DISTINCT_WORDS: u64 = 100_000;
 /// A one-word value, cycling through `DISTINCT_WORDS` words in a scattered order.
 fn word(i: u64) -> String {
     format!("w{:06}", (i * 7919) % DISTINCT_WORDS)
+}
+
+/// Keys of the windowed input.
+const WINDOW_KEYS: u64 = 100;
+const EVENT_TIME_BASE: i64 = 1_700_000_000_000;
+
+/// Clicks for the windowed count: `WINDOW_KEYS` keys, 10 ms of event time apart, some
+/// up to 5 s behind (within the 10 s grace), round-robin over the partitions.
+fn fill_clicks(bootstrap: &str, topic: &str, records: u64) {
+    let producer = producer(bootstrap);
+    for i in 0..records {
+        let scattered = i.wrapping_mul(6364136223846793005) >> 33;
+        let key = format!("u{:03}", scattered % WINDOW_KEYS);
+        let behind = if scattered % 10 == 0 {
+            (scattered % 5_000) as i64
+        } else {
+            0
+        };
+        let record = BaseRecord::<str, [u8]>::to(topic)
+            .partition((i % PARTITIONS as u64) as i32)
+            .key(key.as_str())
+            .payload(&b"click"[..])
+            .timestamp(EVENT_TIME_BASE + i as i64 * 10 - behind);
+        deliver(&producer, record);
+        if i % 1000 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .expect("inputs acknowledged");
+    println!("input {topic:?}: {records} keyed clicks in {PARTITIONS} partitions");
 }
 
 fn fill_input(bootstrap: &str, topic: &str, records: u64, value: impl Fn(u64) -> String) {
@@ -262,13 +307,12 @@ fn weir_config(
 fn weir_throughput(
     bootstrap: &str,
     records: u64,
-    name: &str,
-    module: &Path,
+    (name, module, extra): (&str, &Path, &str),
     input: &str,
     output: &str,
 ) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let config = weir_config(dir.path(), bootstrap, name, module, (input, output), "");
+    let config = weir_config(dir.path(), bootstrap, name, module, (input, output), extra);
     let started = Instant::now();
     let daemon = Daemon::prepare(&config, None).expect("weir starts");
     let shutdown = AtomicBool::new(false);
@@ -346,7 +390,7 @@ fn kstreams_latency(
     seconds: u64,
 ) -> Latency {
     let app = format!("bench-{}", output.trim_start_matches("out-"));
-    let _app = StreamsApp::start(bootstrap, &app, input, output, 2, 100);
+    let _app = StreamsApp::start(Job::WordCount, bootstrap, &app, input, output, 2, 100);
     drive_latency(bootstrap, (input, output), rate, seconds)
 }
 
@@ -457,7 +501,12 @@ fn main() {
     }
     let rounds = env_number("WEIR_BENCH_ROUNDS", 3).max(1);
     let broker = Kafka::start(1);
-    let mut topics = vec!["in".to_owned(), "words".to_owned(), "out-lines".to_owned()];
+    let mut topics = vec![
+        "in".to_owned(),
+        "words".to_owned(),
+        "clicks".to_owned(),
+        "out-lines".to_owned(),
+    ];
     for case in &LATENCY_CASES {
         for round in 1..=rounds {
             let (input, output) = case.topics(round);
@@ -467,7 +516,7 @@ fn main() {
     for case in &ROUND_CASES {
         for round in 1..=rounds {
             topics.extend([case.pass_through_output(round), case.weir_output(round)]);
-            if case.kstreams {
+            if case.kstreams.is_some() {
                 topics.push(case.kstreams_output(round));
             }
         }
@@ -485,6 +534,9 @@ fn main() {
     let bootstrap = broker.bootstrap.clone();
     fill_input(&bootstrap, "in", records, line);
     fill_input(&bootstrap, "words", records, word);
+    if wanted("windowed") {
+        fill_clicks(&bootstrap, "clicks", records);
+    }
 
     for case in &ROUND_CASES {
         if wanted(case.name) {
@@ -492,11 +544,11 @@ fn main() {
         }
     }
     if wanted("lines") {
+        let module = guest("word-count");
         let lines = weir_throughput(
             &bootstrap,
             records,
-            "linecount",
-            &guest("word-count"),
+            ("linecount", &module, ""),
             "in",
             "out-lines",
         );
@@ -575,24 +627,36 @@ struct RoundCase {
     what: &'static str,
     example: &'static str,
     input: &'static str,
-    /// Kafka Streams does the same job in each round too (word count only).
-    kstreams: bool,
+    /// Lines of the pipeline's table in Weir's config.
+    extra: &'static str,
+    /// Kafka Streams does the same job in each round too.
+    kstreams: Option<Job>,
 }
 
-const ROUND_CASES: [RoundCase; 2] = [
+const ROUND_CASES: [RoundCase; 3] = [
     RoundCase {
         name: "stateless",
         what: "weir stateless (byte map, EOS; target 70%)",
         example: "byte-map",
         input: "in",
-        kstreams: false,
+        extra: "",
+        kstreams: None,
     },
     RoundCase {
         name: "stateful",
         what: "weir stateful (word count, EOS; target 50%)",
         example: "word-count",
         input: "words",
-        kstreams: true,
+        extra: "",
+        kstreams: Some(Job::WordCount),
+    },
+    RoundCase {
+        name: "windowed",
+        what: "weir windowed count (1 min tumbling, EOS)",
+        example: "tumbling-count",
+        input: "clicks",
+        extra: "max_out_of_orderness_ms = 0\nconfig = { window_ms = \"60000\", grace_ms = \"10000\" }\n",
+        kstreams: Some(Job::WindowedCount),
     },
 ];
 
@@ -612,10 +676,10 @@ impl RoundCase {
 
 /// Kafka Streams' word count over `input`: from its first committed offsets to the
 /// commit that covers every input record, as Weir's runs are measured.
-fn kstreams_throughput(bootstrap: &str, records: u64, input: &str, output: &str) -> Run {
+fn kstreams_throughput(job: Job, bootstrap: &str, records: u64, input: &str, output: &str) -> Run {
     let application_id = format!("bench-{output}");
     let started = Instant::now();
-    let app = StreamsApp::start(bootstrap, &application_id, input, output, 2, 100);
+    let app = StreamsApp::start(job, bootstrap, &application_id, input, output, 2, 100);
     let progress = CommittedReader::new(bootstrap, &app.application_id, input, PARTITIONS);
     let mut first = None;
     loop {
@@ -640,10 +704,18 @@ fn compare_rounds(case: &RoundCase, rounds: u64, bootstrap: &str, records: u64) 
     let weir = |n| {
         let pipeline = format!("{}{n}", case.name);
         let output = case.weir_output(n);
-        weir_throughput(bootstrap, records, &pipeline, &module, case.input, &output)
+        let pipeline = (pipeline.as_str(), module.as_path(), case.extra);
+        weir_throughput(bootstrap, records, pipeline, case.input, &output)
     };
-    let kstreams =
-        |n| kstreams_throughput(bootstrap, records, case.input, &case.kstreams_output(n));
+    let kstreams = |job, n| {
+        kstreams_throughput(
+            job,
+            bootstrap,
+            records,
+            case.input,
+            &case.kstreams_output(n),
+        )
+    };
     let what = case.what;
     let mut shares = Vec::new();
     let mut over_kstreams = Vec::new();
@@ -658,10 +730,10 @@ fn compare_rounds(case: &RoundCase, rounds: u64, bootstrap: &str, records: u64) 
         native.print(&format!("  round {n}: native pass-through"), None);
         weir.print(&format!("  round {n}: {what}"), Some(&native));
         shares.push(weir.records_per_s / native.records_per_s);
-        if case.kstreams {
-            let streams = kstreams(n);
+        if let Some(job) = case.kstreams {
+            let streams = kstreams(job, n);
             streams.print(
-                &format!("  round {n}: kafka streams (same count, EOS v2)"),
+                &format!("  round {n}: kafka streams (same job, EOS v2)"),
                 Some(&native),
             );
             over_kstreams.push(weir.records_per_s / streams.records_per_s);

@@ -1,5 +1,5 @@
-//! Kafka Streams doing the job Weir's word count does, for the e2e bench's third row:
-//! the Java app in benches/kstreams (per-partition word count, RocksDB store,
+//! Kafka Streams doing the jobs of Weir's word count and tumbling count, for the e2e
+//! bench: the Java apps in benches/kstreams (per-partition, RocksDB stores,
 //! `exactly_once_v2`), built with Maven on first use and run as a child JVM.
 
 use std::path::PathBuf;
@@ -29,7 +29,26 @@ fn class_path() -> String {
     format!("{}:{}/lib/*", jar.display(), target.display())
 }
 
-/// A running Kafka Streams word count; stopped (SIGTERM) when dropped.
+/// Which Kafka Streams app: the class of benches/kstreams it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// `WordCount`: Weir's word-count example.
+    WordCount,
+    /// `WindowedCount`: Weir's tumbling-count example (1-minute windows, 10 s grace,
+    /// emitted when closed).
+    WindowedCount,
+}
+
+impl Job {
+    fn class(self) -> &'static str {
+        match self {
+            Job::WordCount => "dev.weir.bench.WordCount",
+            Job::WindowedCount => "dev.weir.bench.WindowedCount",
+        }
+    }
+}
+
+/// A running Kafka Streams app; stopped (SIGTERM) when dropped.
 pub struct StreamsApp {
     child: Child,
     pub application_id: String,
@@ -37,9 +56,10 @@ pub struct StreamsApp {
 }
 
 impl StreamsApp {
-    /// Count the words of `input` into `output` with `threads` stream threads,
-    /// committing every `commit_interval_ms`.
+    /// Run `job` from `input` into `output` with `threads` stream threads, committing
+    /// every `commit_interval_ms`.
     pub fn start(
+        job: Job,
         bootstrap: &str,
         application_id: &str,
         input: &str,
@@ -49,13 +69,7 @@ impl StreamsApp {
     ) -> Self {
         let state = tempfile::tempdir().expect("a state directory");
         let child = Command::new("java")
-            .args([
-                "-Xms512m",
-                "-Xmx1g",
-                "-cp",
-                &class_path(),
-                "dev.weir.bench.WordCount",
-            ])
+            .args(["-Xms512m", "-Xmx1g", "-cp", &class_path(), job.class()])
             .args([bootstrap, application_id, input, output])
             .arg(state.path())
             .args([threads.to_string(), commit_interval_ms.to_string()])

@@ -25,8 +25,8 @@ entry="$tools/node_modules/@bytecodealliance/componentize-js/src/componentize.js
 
 [ -f "$project/app.js" ] || { echo "error: $project has no app.js (the transform's module)" >&2; exit 2; }
 wit="$project/wit"
-# The SDK of this language is on contract 0.2 (no timers yet), which Weir still runs.
-[ -d "$wit" ] || wit="$here/../wit/0.2"
+# The contract: 0.3 (event time and timers).
+[ -d "$wit" ] || wit="$here/../wit"
 [ -f "$wit/transform.wit" ] || { echo "error: no wit/transform.wit in $project or beside this script" >&2; exit 2; }
 sdk="$project/weir.js"
 [ -f "$sdk" ] || sdk="$here/../sdk/js/weir.js"

@@ -1,7 +1,8 @@
-//! The windowed examples (tumbling count, sessions, sliding fraud rule) in Rust and
-//! Python: their fixtures through `weir test` at any batch size, the same outputs
-//! from both languages on random out-of-order input at random batch boundaries, a
-//! swap between the two that keeps the open windows, and `weir test`'s time lines.
+//! The windowed examples (tumbling count, sessions, sliding fraud rule) in Rust,
+//! Python and JavaScript: their fixtures through `weir test` at any batch size, the
+//! same outputs from every language on random out-of-order input at random batch
+//! boundaries, swaps between them that keep the open windows, and `weir test`'s time
+//! lines.
 
 use std::sync::Arc;
 
@@ -16,6 +17,9 @@ use weir_tests::{Dice, fixture, guest, run_weir_test, shared_cache_dir, stderr, 
 
 const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
+/// The languages besides Rust whose SDKs have windows.
+const WINDOWED_LANGS: [Lang; 2] = [Lang::Python, Lang::Js];
+
 /// Each example with the out-of-orderness its fixture is run with.
 const EXAMPLES: [(&str, u64); 3] = [
     ("tumbling-count", 0),
@@ -24,12 +28,13 @@ const EXAMPLES: [(&str, u64); 3] = [
 ];
 
 #[test]
-fn every_windowed_example_passes_its_fixture_in_rust_and_python_at_any_batch_size() {
+fn every_windowed_example_passes_its_fixture_in_every_language_at_any_batch_size() {
     for (name, out_of_orderness) in EXAMPLES {
         let input = fixture(&format!("{name}/input.jsonl"));
         let expected = fixture(&format!("{name}/expected.jsonl"));
         let allowance = out_of_orderness.to_string();
-        for module in [guest(name), lang_guest(Lang::Python, name)] {
+        let others = WINDOWED_LANGS.map(|lang| lang_guest(lang, name));
+        for module in std::iter::once(guest(name)).chain(others) {
             for batch_size in ["1", "4", "256"] {
                 let out = run_weir_test(
                     EXE,
@@ -191,14 +196,12 @@ fn cases(dice: &mut Dice) -> Vec<Case> {
 }
 
 #[test]
-fn python_windows_match_rust_on_random_out_of_order_input() {
+fn python_and_js_windows_match_rust_on_random_out_of_order_input() {
     let mut dice = Dice(0x7151_ab1e_0000_0003);
     for (name, out_of_orderness, config, input) in cases(&mut dice) {
         let engine = engine(out_of_orderness);
         let rust = engine.load_file(&guest(name)).unwrap();
-        let python = engine.load_file(&lang_guest(Lang::Python, name)).unwrap();
         let want = run(&mut start(&engine, &rust, &config), &input, &mut dice);
-        let got = run(&mut start(&engine, &python, &config), &input, &mut dice);
         let late = want
             .iter()
             .filter(|o| o.0.as_deref() == Some("late"))
@@ -209,24 +212,29 @@ fn python_windows_match_rust_on_random_out_of_order_input() {
             "{name}: {} outputs, {late} late",
             want.len()
         );
-        assert_eq!(got, want, "{name} {config:?}");
+        for lang in WINDOWED_LANGS {
+            let other = engine.load_file(&lang_guest(lang, name)).unwrap();
+            let got = run(&mut start(&engine, &other, &config), &input, &mut dice);
+            assert_eq!(got, want, "{} {name} {config:?}", lang.name());
+        }
     }
 }
 
 #[test]
-fn a_swap_between_rust_and_python_keeps_the_open_windows() {
+fn swaps_between_languages_keep_the_open_windows() {
     let mut dice = Dice(0x5a09_0000_0000_0007);
     for (name, out_of_orderness, config, input) in cases(&mut dice) {
         let engine = engine(out_of_orderness);
         let rust = engine.load_file(&guest(name)).unwrap();
         let python = engine.load_file(&lang_guest(Lang::Python, name)).unwrap();
+        let js = engine.load_file(&lang_guest(Lang::Js, name)).unwrap();
         let whole = run(&mut start(&engine, &rust, &config), &input, &mut dice);
-        // Rust, a checkpoint, Python, a checkpoint, Rust again.
+        // Rust, then Python, JavaScript and Rust again, each after a checkpoint.
         let mut instance = start(&engine, &rust, &config);
         let mut got = Vec::new();
         for (part, next) in input
-            .chunks(input.len() / 3 + 1)
-            .zip([&python, &rust, &python])
+            .chunks(input.len() / 4 + 1)
+            .zip([&python, &js, &rust, &rust])
         {
             got.extend(run(&mut instance, part, &mut dice));
             instance.state().checkpoint(&[]).unwrap();
@@ -293,6 +301,18 @@ fn fixture_lines_move_the_watermark_and_processing_time() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("input.jsonl:2 moves processing time back"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &input,
+        "{\"value\":\"x\",\"timestamp\":50}\n{\"watermark\":40}\n",
+    )
+    .unwrap();
+    let out = run_weir_test(EXE, &guest("misbehave"), &input, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("input.jsonl:2 moves the watermark back"),
         "{}",
         stderr(&out)
     );

@@ -165,7 +165,7 @@ class State:
         return default if raw is None else json.loads(raw)
 
     def put_json(self, key: Bytes, value: Any) -> None:
-        self.put(key, json.dumps(value, separators=(",", ":")))
+        self.put(key, json.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
     def scan(self, prefix: Bytes = b"") -> Iterator[Tuple[bytes, bytes]]:
         """Every (key, value) whose key starts with `prefix`, in ascending key order."""
@@ -260,7 +260,7 @@ class Context:
         value: Optional[Bytes],
         *,
         topic: Optional[str] = None,
-        headers: Optional[Dict[str, Bytes]] = None,
+        headers: Optional[Union[Dict[str, Bytes], List[Tuple[str, Bytes]]]] = None,
         timestamp: Optional[int] = None,
     ) -> None:
         """Emit an output record (to the pipeline's output topic unless `topic` is set).
@@ -273,14 +273,14 @@ class Context:
         self._outputs.add(
             None if key is None else _as_bytes(key),
             None if value is None else _as_bytes(value),
-            [(k, _as_bytes(v)) for k, v in (headers or {}).items()],
+            [(k, _as_bytes(v)) for k, v in (headers.items() if isinstance(headers, dict) else headers or [])],
             topic,
             timestamp,
         )
 
     def send_json(self, key: Optional[Bytes], value: Any, **kwargs: Any) -> None:
         """Emit an output whose value is `value` as JSON text."""
-        self.send(key, json.dumps(value, separators=(",", ":")), **kwargs)
+        self.send(key, json.dumps(value, separators=(",", ":"), ensure_ascii=False), **kwargs)
 
 
 @dataclass
@@ -347,7 +347,7 @@ class Windows:
                 f"a hopping window's advance ({advance} ms) is longer than its size ({size} ms): "
                 "records between windows would be lost; use an advance of at most the size"
             )
-        if emit not in ("close", "update"):
+        if emit not in ("close", "final", "update"):
             raise ValueError(f"unknown emit mode {emit!r}: use 'update' or 'close'")
         if late not in ("drop", "dead-letter") and not (late.startswith("side-output:") and len(late) > 12):
             raise ValueError(f"unknown late-record policy {late!r}: use 'drop', 'dead-letter' or 'side-output:<topic>'")
@@ -471,7 +471,8 @@ class Windows:
     def _add_session(self, ctx: Context, key: bytes, t: int, input: Any) -> Tuple[List[WindowResult], Optional[int]]:
         gap = self.size
         state_key = self._state_key(b"s", key)
-        sessions = ctx.state.get_json(state_key, [])
+        # A session past its close is one whose close timer failed: gone.
+        sessions = [s for s in ctx.state.get_json(state_key, []) if self._session_close(s["window"]["end"]) > ctx.watermark]
         reached = [s for s in sessions if s["window"]["start"] - gap <= t < s["window"]["end"] + gap]
         if not reached and self._session_close(t + 1) <= ctx.watermark:
             return [], self._session_close(t + 1)
@@ -551,7 +552,7 @@ class Windows:
             record.key,
             record.value,
             topic=self.late[len("side-output:") :],
-            headers=dict(record.headers),
+            headers=record.headers,
             timestamp=record.timestamp,
         )
 

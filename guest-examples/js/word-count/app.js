@@ -32,7 +32,7 @@ function* words(text) {
   if (word) yield word;
 }
 
-export const { init, process } = transform(
+export const { init, process, onTimers } = transform(
   (record, ctx) => {
     for (let word of words(record.valueString())) {
       if (lowercase) word = word.toLowerCase();

@@ -69,8 +69,8 @@ enum NewError {
     )]
     NoSdk { path: PathBuf },
     #[error(
-        "the windowed template is Rust-only for now: the Python, JavaScript and C SDKs \
-         have no windows yet; use --lang rust, or the basic template"
+        "the windowed template is Rust-only for now: use --lang rust, or the basic \
+         template (Python's and JavaScript's SDKs have windows too: weir.Windows)"
     )]
     NoWindowedTemplate,
     #[error("cannot write {}: {source}", path.display())]
@@ -111,9 +111,9 @@ impl File {
     }
 }
 
-/// The contract of the JavaScript and C projects: 0.2, since their SDKs have no
-/// timers yet (Weir runs 0.2 components unchanged). Python projects get 0.3 (its SDK
-/// has timers and windows); Rust projects get theirs through the SDK.
+/// The contract of C projects: 0.2, since the C SDK has no timers yet (Weir runs 0.2
+/// components unchanged). Python and JavaScript projects get 0.3 (their SDKs have
+/// timers and windows); Rust projects get theirs through the SDK.
 const WIT: &str = include_str!("../../../wit/0.2/transform.wit");
 const WIT_0_3: &str = include_str!("../../../wit/transform.wit");
 const FIXTURE_INPUT: &str = include_str!("new/common/input.jsonl");
@@ -258,7 +258,7 @@ fn files(
         Lang::Js => files.extend([
             File::new("app.js", include_str!("new/js/app.js")),
             File::new("weir.js", include_str!("../../../sdk/js/weir.js")),
-            File::new("wit/transform.wit", WIT),
+            File::new("wit/transform.wit", WIT_0_3),
             File::new(
                 "build.sh",
                 include_str!("../../../scripts/build-guest-js.sh"),

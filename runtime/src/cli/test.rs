@@ -63,7 +63,8 @@ pub(super) struct TestArgs {
 
     /// Where the processing-time clock starts, in milliseconds since the Unix epoch.
     /// It moves only with the input's `{"processing_time": ms}` lines, and the
-    /// transform's wall clock reads it too, so runs are reproducible.
+    /// transform's wall clock reads it too, so runs are reproducible. It is not kept
+    /// in `--state-dir`: a run that continues another starts it here again.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     processing_time: i64,
 
@@ -271,6 +272,19 @@ impl TestRun<'_> {
         let input = self.args.input.display();
         match step {
             Step::Watermark(to) => {
+                let now = self
+                    .instance
+                    .watermark()
+                    .map_err(|e| Failure(Exit::Failed, e.to_string()))?;
+                if let Some(now) = now.filter(|now| to < *now) {
+                    return Err(Failure(
+                        Exit::Usage,
+                        format!(
+                            "{input}:{line} moves the watermark back, to {to} from {now}: \
+                             the watermark only goes forward"
+                        ),
+                    ));
+                }
                 let moved = self
                     .instance
                     .advance_watermark(to)

@@ -33,8 +33,9 @@
 //! A window closes when the partition's watermark reaches its end plus the grace
 //! period (a session's: its end plus the gap plus the grace): it is emitted then (with
 //! [`Emit::OnClose`]) and its state is deleted, by an event-time timer, so state holds
-//! only open windows. A record is late when every window it would be in has closed;
-//! a hopping window's record still counts in those of its windows that are open.
+//! only open windows. A record is late when every window it would be in has closed (a
+//! hopping window's record still counts in those of its windows that are open); for
+//! sliding windows, when its own window (the one ending at it) has closed.
 //!
 //! Windows are computed in the guest, over the host's state and timers: the host
 //! keeps no window logic of its own, so any aggregate a transform can write is
@@ -45,9 +46,18 @@
 //! hopping window's value (`<start>` is 8 bytes, big-endian), `<name>/s/<key>` a key's
 //! open sessions, `<name>/e/<key>` the records a key's sliding windows still need;
 //! values are JSON. The close timer of a window is an event-time timer keyed
-//! `<name>/c<start><key>`; sliding windows also set `<name>/r<start><key>` for the
-//! records kept after a key's last window closed, at the time the newest of them can
-//! no longer be in an open window.
+//! `<name>/c<start><key>`; sliding windows also set `<name>/r<newest><key>` at each
+//! close, for the records they keep, at the time the newest of them (`<newest>`) can
+//! no longer be in an open window. A transform's own state keys and timer keys must
+//! not start with `<name>/`.
+//!
+//! A sliding window's value is folded from its records when it is emitted, and a
+//! key's kept records are one JSON list, read and written whole: fine for the
+//! handfuls of events a fraud rule counts, quadratic for a key with thousands of
+//! records per window (use hopping windows there). If a window's close timer fails
+//! (`on_timer` returns an error, and the pipeline skips or dead-letters it), a tumbling
+//! or hopping window's state stays behind; a session's is dropped at the key's next
+//! on-time record.
 
 mod session;
 mod sliding;
@@ -262,6 +272,9 @@ impl<A: Aggregate> WindowedAggregate<A> {
         ctx: &mut Context<'_>,
         timer: &Timer,
     ) -> Result<Option<Vec<WindowResult<A>>>, Error> {
+        if timer.domain != crate::TimeDomain::EventTime {
+            return Ok(None);
+        }
         let Some((kind, start, key)) = self.parse_timer_key(&timer.key) else {
             return Ok(None);
         };
@@ -453,6 +466,9 @@ impl<A: Aggregate> WindowedAggregate<A> {
     ) -> Result<Added<A>, Error> {
         let state_key = self.state_key(b"s", key);
         let mut sessions: Vec<Session<A>> = read(ctx, &state_key)?.unwrap_or_default();
+        // A session past its close is one whose close timer failed: gone.
+        let watermark = ctx.watermark();
+        sessions.retain(|s| self.session_close(s.window.end, gap) > watermark);
         let reaches_one = sessions.iter().any(|s| {
             s.window.start.saturating_sub(gap) <= timestamp
                 && timestamp < s.window.end.saturating_add(gap)

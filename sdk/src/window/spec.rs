@@ -21,7 +21,7 @@ pub enum Windows {
     /// exactly one.
     Tumbling { size: i64 },
     /// Windows of `size` ms starting every `advance` ms, aligned to the epoch: a
-    /// record is in `size / advance` of them (rounded up).
+    /// record is in about `size / advance` of them.
     Hopping { size: i64, advance: i64 },
     /// The window of `size` ms that ends at each record, `[t - size + 1, t + 1)`: every
     /// span of `size` that ends at a record, so "more than N events in any `size`" is

@@ -45,11 +45,6 @@ struct SessionSummary {
     page_views: u64,
 }
 
-#[derive(Deserialize)]
-struct Event {
-    page: Option<String>,
-}
-
 pub struct Sessions {
     sessions: WindowedAggregate<Activity>,
 }
@@ -64,11 +59,12 @@ impl Transform for Sessions {
     }
 
     fn process(&mut self, record: Record, ctx: &mut Context<'_>) -> Result<(), Error> {
+        // A JSON object with a non-null `page`, as the Python and JavaScript examples.
         let page_view = record
             .value
             .as_deref()
-            .and_then(|value| serde_json::from_slice::<Event>(value).ok())
-            .is_some_and(|event| event.page.is_some());
+            .and_then(|value| serde_json::from_slice::<serde_json::Value>(value).ok())
+            .is_some_and(|event| event.get("page").is_some_and(|page| !page.is_null()));
         // Sessions emit when they close, never here.
         self.sessions.add(ctx, &record, page_view)?;
         Ok(())

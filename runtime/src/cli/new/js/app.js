@@ -7,7 +7,7 @@
 
 import { transform } from "./weir.js";
 
-export const { init, process } = transform((record, ctx) => {
+export const { init, process, onTimers } = transform((record, ctx) => {
   if (!record.value || record.value.length === 0) {
     throw new Error("the record has no value");
   }
