@@ -36,8 +36,9 @@ sources=("$project"/*.c)
 shopt -u nullglob
 ((${#sources[@]})) || { echo "error: $project has no .c files" >&2; exit 2; }
 wit="$project/wit"
-# The SDK of this language is on contract 0.2 (no timers yet), which Weir still runs.
-[ -d "$wit" ] || wit="$here/../wit/0.2"
+# The contract: 0.3 (event time and timers) unless the project has its own wit/ (a
+# project made by `weir new` has 0.2; guest-examples/c/word-count links to 0.2).
+[ -d "$wit" ] || wit="$here/../wit"
 [ -f "$wit/transform.wit" ] || { echo "error: no wit/transform.wit in $project or beside this script" >&2; exit 2; }
 
 # One install at a time (tests build guests in parallel); the others wait, then find
@@ -119,7 +120,7 @@ flock -u 9
 
 helpers="$here/../sdk/c"
 [ -d "$helpers" ] || helpers="$project"
-inputs="$( { echo "$want, adapter $adapter_version, clang $(clang -dumpversion)"; find "$project" "$wit" "$helpers" -maxdepth 1 -type f \( -name '*.c' -o -name '*.h' -o -name '*.wit' \) ! -name 'transform.[ch]' | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -d' ' -f1)"
+inputs="$( { echo "$want, adapter $adapter_version, clang $(clang -dumpversion)"; find -H "$project" "$wit" "$helpers" -maxdepth 1 -type f \( -name '*.c' -o -name '*.h' -o -name '*.wit' \) ! -name 'transform.[ch]' | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -d' ' -f1)"
 if [ -f "$out" ] && [ "$(cat "$out.inputs" 2>/dev/null)" = "$inputs" ]; then
     echo "up to date: $out"
     exit 0

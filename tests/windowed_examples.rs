@@ -1,5 +1,5 @@
 //! The windowed examples (tumbling count, sessions, sliding fraud rule) in Rust,
-//! Python and JavaScript: their fixtures through `weir test` at any batch size, the
+//! Python and JavaScript, and the tumbling count in C: their fixtures through `weir test` at any batch size, the
 //! same outputs from every language on random out-of-order input at random batch
 //! boundaries, swaps between them that keep the open windows, and `weir test`'s time
 //! lines.
@@ -17,8 +17,15 @@ use weir_tests::{Dice, fixture, guest, run_weir_test, shared_cache_dir, stderr, 
 
 const EXE: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
-/// The languages besides Rust whose SDKs have windows.
-const WINDOWED_LANGS: [Lang; 2] = [Lang::Python, Lang::Js];
+/// The languages besides Rust with an example called `name`: Python and JavaScript
+/// have every kind of window, C tumbling and hopping ones.
+fn langs(name: &str) -> Vec<Lang> {
+    let mut langs = vec![Lang::Python, Lang::Js];
+    if name == "tumbling-count" {
+        langs.push(Lang::C);
+    }
+    langs
+}
 
 /// Each example with the out-of-orderness its fixture is run with.
 const EXAMPLES: [(&str, u64); 3] = [
@@ -33,7 +40,7 @@ fn every_windowed_example_passes_its_fixture_in_every_language_at_any_batch_size
         let input = fixture(&format!("{name}/input.jsonl"));
         let expected = fixture(&format!("{name}/expected.jsonl"));
         let allowance = out_of_orderness.to_string();
-        let others = WINDOWED_LANGS.map(|lang| lang_guest(lang, name));
+        let others = langs(name).into_iter().map(|lang| lang_guest(lang, name));
         for module in std::iter::once(guest(name)).chain(others) {
             for batch_size in ["1", "4", "256"] {
                 let out = run_weir_test(
@@ -196,7 +203,7 @@ fn cases(dice: &mut Dice) -> Vec<Case> {
 }
 
 #[test]
-fn python_and_js_windows_match_rust_on_random_out_of_order_input() {
+fn every_languages_windows_match_rust_on_random_out_of_order_input() {
     let mut dice = Dice(0x7151_ab1e_0000_0003);
     for (name, out_of_orderness, config, input) in cases(&mut dice) {
         let engine = engine(out_of_orderness);
@@ -212,7 +219,7 @@ fn python_and_js_windows_match_rust_on_random_out_of_order_input() {
             "{name}: {} outputs, {late} late",
             want.len()
         );
-        for lang in WINDOWED_LANGS {
+        for lang in langs(name) {
             let other = engine.load_file(&lang_guest(lang, name)).unwrap();
             let got = run(&mut start(&engine, &other, &config), &input, &mut dice);
             assert_eq!(got, want, "{} {name} {config:?}", lang.name());
@@ -228,13 +235,18 @@ fn swaps_between_languages_keep_the_open_windows() {
         let rust = engine.load_file(&guest(name)).unwrap();
         let python = engine.load_file(&lang_guest(Lang::Python, name)).unwrap();
         let js = engine.load_file(&lang_guest(Lang::Js, name)).unwrap();
+        // C has the tumbling count only; Rust stands in for it elsewhere.
+        let c = match name {
+            "tumbling-count" => engine.load_file(&lang_guest(Lang::C, name)).unwrap(),
+            _ => rust.clone(),
+        };
         let whole = run(&mut start(&engine, &rust, &config), &input, &mut dice);
-        // Rust, then Python, JavaScript and Rust again, each after a checkpoint.
+        // Rust, then Python, JavaScript, C and Rust again, each after a checkpoint.
         let mut instance = start(&engine, &rust, &config);
         let mut got = Vec::new();
         for (part, next) in input
-            .chunks(input.len() / 4 + 1)
-            .zip([&python, &js, &rust, &rust])
+            .chunks(input.len() / 5 + 1)
+            .zip([&python, &js, &c, &rust, &rust])
         {
             got.extend(run(&mut instance, part, &mut dice));
             instance.state().checkpoint(&[]).unwrap();
