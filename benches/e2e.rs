@@ -143,7 +143,7 @@ const WINDOW_KEYS: u64 = 100;
 const EVENT_TIME_BASE: i64 = 1_700_000_000_000;
 
 /// Clicks for the windowed count: `WINDOW_KEYS` keys, 10 ms of event time apart, some
-/// up to 5 s behind (within the 10 s grace), round-robin over the partitions.
+/// up to 5 s behind (within the 10 s grace), each key in a partition of its own.
 fn fill_clicks(bootstrap: &str, topic: &str, records: u64) {
     let producer = producer(bootstrap);
     for i in 0..records {
@@ -674,7 +674,7 @@ impl RoundCase {
     }
 }
 
-/// Kafka Streams' word count over `input`: from its first committed offsets to the
+/// Kafka Streams doing `job` over `input`: from its first committed offsets to the
 /// commit that covers every input record, as Weir's runs are measured.
 fn kstreams_throughput(job: Job, bootstrap: &str, records: u64, input: &str, output: &str) -> Run {
     let application_id = format!("bench-{output}");

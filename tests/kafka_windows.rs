@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use weir_tests::daemon::{admin_url, variant, version_headers};
+use weir_tests::daemon::{Daemon, admin_url, variant, version_headers};
 use weir_tests::windows::{closed_window, reference};
 use weir_tests::wordcount::{Setup, WAIT, read_committed, wait_until};
 use weir_tests::{Dice, guest};
@@ -66,6 +66,22 @@ fn windows(setup: &Setup, topic: &str) -> Vec<(String, i64, u64)> {
         .collect()
 }
 
+/// Wait for `expected.len()` windows in `output`, then check they are `expected`.
+fn assert_windows(setup: &Setup, output: &str, expected: &[(String, i64, u64)], daemon: &Daemon) {
+    wait_until(
+        || windows(setup, output).len() >= expected.len(),
+        || {
+            format!(
+                "{} of {} windows emitted\n{}",
+                windows(setup, output).len(),
+                expected.len(),
+                daemon.tail()
+            )
+        },
+    );
+    assert_eq!(windows(setup, output), expected);
+}
+
 #[test]
 fn every_window_is_emitted_once_with_its_count_across_sigkills() {
     let mut setup = Setup::new(EXE, 1, &["counts"]);
@@ -104,18 +120,7 @@ fn every_window_is_emitted_once_with_its_count_across_sigkills() {
         daemon = setup.start_with("a", &lines, None);
         daemon.wait_for("partition running", 1, WAIT);
     }
-    wait_until(
-        || windows(&setup, &output).len() >= expected.len(),
-        || {
-            format!(
-                "{} of {} windows emitted\n{}",
-                windows(&setup, &output).len(),
-                expected.len(),
-                daemon.tail()
-            )
-        },
-    );
-    assert_eq!(windows(&setup, &output), expected);
+    assert_windows(&setup, &output, &expected, &daemon);
 
     // The watermark is in the status: the newest timestamp less the allowance.
     let newest = records.iter().map(|(_, t)| *t).max().unwrap();
@@ -189,19 +194,8 @@ fn a_hot_swap_keeps_the_open_windows() {
     );
     daemon.wait_for("switched module version", 1, WAIT);
     send(&producer, &input, after);
-    wait_until(
-        || windows(&setup, &output).len() >= expected.len(),
-        || {
-            format!(
-                "{} of {} windows\n{}",
-                windows(&setup, &output).len(),
-                expected.len(),
-                daemon.tail()
-            )
-        },
-    );
     // Every count exact: the windows open at the swap kept what v1 had counted.
-    assert_eq!(windows(&setup, &output), expected);
+    assert_windows(&setup, &output, &expected, &daemon);
     let spanning: Vec<_> = expected
         .iter()
         .enumerate()

@@ -97,12 +97,17 @@ typedef struct {
 // At most this many windows hold one record (size / advance, rounded up, plus one).
 #define WEIR_MAX_HOPS 64
 
+// Timestamps, sizes and grace periods up to this (2^61 ms, some 73 million years): three
+// of them add up without overflowing an int64_t, which C does not saturate.
+#define WEIR_MAX_TIME ((int64_t)1 << 61)
+
 // NULL if `w` makes windows, else why not.
 static inline const char *weir_windows_check(const weir_windows_t *w) {
     if (!w->name || !w->name[0] || strchr(w->name, '/')) return "a windowed aggregate's name must be non-empty and without '/'";
     if (w->size <= 0 || w->advance <= 0) return "a window's size and advance must be positive numbers of milliseconds";
     if (w->advance > w->size) return "a hopping window's advance is longer than its size: records between windows would be lost";
     if (w->size / w->advance >= WEIR_MAX_HOPS) return "a hopping window's size is more than 63 advances";
+    if (w->size > WEIR_MAX_TIME || w->grace < 0 || w->grace > WEIR_MAX_TIME) return "a window's size or grace is out of range (0 to 2^61 ms)";
     if (w->late == WEIR_LATE_SIDE_OUTPUT && (!w->side_topic || !w->side_topic[0])) return "a side output needs a topic";
     return NULL;
 }
@@ -136,10 +141,11 @@ static inline bool weir_windows_read(transform_list_u8_t *state_key, int64_t *va
 // Add a record at `timestamp` under `key` contributing `input` (1 for a count), as it
 // meets `watermark`. Fills `updates` (room for WEIR_MAX_HOPS) under `on_update` and
 // returns how many; returns -1 for a late record (every window it would be in has
-// closed), whose `late` policy is the caller's to apply, -2 for a timestamp below 0.
+// closed), whose `late` policy is the caller's to apply, -2 for a timestamp below 0 or
+// past WEIR_MAX_TIME. `w` must have passed `weir_windows_check`.
 static inline int weir_windows_add(const weir_windows_t *w, int64_t watermark, weir_bytes_t key, int64_t timestamp,
                                    int64_t input, weir_window_result_t *updates) {
-    if (timestamp < 0) return -2;
+    if (timestamp < 0 || timestamp > WEIR_MAX_TIME) return -2;
     int64_t rem = timestamp % w->advance;
     if (rem < 0) rem += w->advance;
     int64_t first = timestamp - rem;

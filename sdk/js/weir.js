@@ -413,7 +413,15 @@ function startsWith(bytes, prefix) {
  */
 export class Windows {
   constructor(name, kind, size, advance, options = {}) {
-    const { graceMs = 0, emit = "close", late = "drop" } = options;
+    const { emit = "close", late = "drop" } = options;
+    const graceMs = Number(options.graceMs ?? 0);
+    size = Number(size);
+    advance = Number(advance);
+    for (const [what, ms] of [["size", size], ["advance", advance], ["grace", graceMs]]) {
+      if (!Number.isSafeInteger(ms)) {
+        throw new Error(`a window's ${what} must be a whole number of milliseconds, not ${ms}`);
+      }
+    }
     if (!name || name.includes("/")) {
       throw new Error(`a windowed aggregate's name must be non-empty and without '/', not ${JSON.stringify(name)}`);
     }
@@ -472,7 +480,7 @@ export class Windows {
    * emit "update", else none. */
   add(ctx, record, input = null) {
     const t = Number(record.timestamp);
-    if (t < 0) {
+    if (t < 0 || !Number.isSafeInteger(t)) {
       throw new Error(
         `the record at offset ${record.offset} has no timestamp (${t}): windows need event time; have the producer set record timestamps`,
       );

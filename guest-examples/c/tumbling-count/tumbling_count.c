@@ -118,7 +118,8 @@ bool exports_transform_process(transform_input_batch_t *batch, transform_output_
         char message[256];
         if (n == -2) {
             snprintf(message, sizeof message,
-                     "the record at offset %" PRId64 " has no timestamp: windows need event time", record.offset);
+                     "the record at offset %" PRId64 " has no usable timestamp (%" PRId64 "): windows need event time",
+                     record.offset, record.timestamp);
         } else if (n == -1 && windows.late == WEIR_LATE_DEAD_LETTER) {
             snprintf(message, sizeof message, "late record: its window of count has closed, and the watermark is %" PRId64,
                      watermark);
