@@ -142,9 +142,15 @@ fn a_sleep_ends_with_the_call_and_fails_as_a_timeout() {
 #[test]
 fn a_log_flood_is_cut_to_the_instance_rate_and_counted() {
     // 100 lines a second by default: a flood of 10,000 in one call keeps about a
-    // second's worth, and the rest is counted for weir_guest_log_lines_dropped.
+    // second's worth, and the rest is counted for weir_guest_log_lines_dropped. The
+    // call gets 10 s: writing the flood took over the quick tests' 500 ms on a loaded
+    // machine, and the time limit is not what this test is about.
     let module = misbehave();
-    let mut instance = instance(&module, PartitionState::default());
+    let limits = Limits {
+        call_timeout_ms: 10_000,
+        ..weir_tests::test_limits()
+    };
+    let mut instance = instance_with(&module, PartitionState::default(), limits);
     let outcome = run(&mut instance, &["log-flood:10000"]);
     assert_eq!(
         output_values(&outcome),
