@@ -304,33 +304,26 @@ fn fixture_lines_move_the_watermark_and_processing_time() {
     assert_eq!(values[5], "fired e@100 wm=100");
 
     // Time only goes forward; a 0.2 module has no watermark to move.
-    std::fs::write(
-        &input,
+    let refused = |module: &std::path::Path, lines: &str, reason: &str| {
+        std::fs::write(&input, lines).unwrap();
+        let out = run_weir_test(EXE, module, &input, &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(reason), "{}", stderr(&out));
+    };
+    let misbehave = guest("misbehave");
+    refused(
+        &misbehave,
         "{\"processing_time\":10}\n{\"processing_time\":9}\n",
-    )
-    .unwrap();
-    let out = run_weir_test(EXE, &guest("misbehave"), &input, &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("input.jsonl:2 moves processing time back"),
-        "{}",
-        stderr(&out)
+        "input.jsonl:2 moves processing time back",
     );
-    std::fs::write(
-        &input,
+    refused(
+        &misbehave,
         "{\"value\":\"x\",\"timestamp\":50}\n{\"watermark\":40}\n",
-    )
-    .unwrap();
-    let out = run_weir_test(EXE, &guest("misbehave"), &input, &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("input.jsonl:2 moves the watermark back"),
-        "{}",
-        stderr(&out)
+        "input.jsonl:2 moves the watermark back",
     );
-    std::fs::write(&input, "{\"watermark\":10}\n").unwrap();
-    let c_word_count = lang_guest(Lang::C, "word-count");
-    let out = run_weir_test(EXE, &c_word_count, &input, &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("contract 0.3"), "{}", stderr(&out));
+    refused(
+        &lang_guest(Lang::C, "word-count"),
+        "{\"watermark\":10}\n",
+        "contract 0.3",
+    );
 }
