@@ -679,10 +679,11 @@ impl RoundCase {
 fn kstreams_throughput(job: Job, bootstrap: &str, records: u64, input: &str, output: &str) -> Run {
     let application_id = format!("bench-{output}");
     let started = Instant::now();
-    let app = StreamsApp::start(job, bootstrap, &application_id, input, output, 2, 100);
+    let mut app = StreamsApp::start(job, bootstrap, &application_id, input, output, 2, 100);
     let progress = CommittedReader::new(bootstrap, &app.application_id, input, PARTITIONS);
     let mut first = None;
     loop {
+        app.assert_running();
         let (now, done) = (Instant::now(), progress.committed());
         if done > 0 {
             first.get_or_insert((now, done));

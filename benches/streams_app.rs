@@ -84,6 +84,15 @@ impl StreamsApp {
     }
 }
 
+impl StreamsApp {
+    /// Panics, saying so, if the app has exited: it prints why on stderr.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("the Kafka Streams app {} exited ({status}); its stderr above says why", self.application_id);
+        }
+    }
+}
+
 impl Drop for StreamsApp {
     fn drop(&mut self) {
         // SIGTERM: the app's shutdown hook closes Kafka Streams cleanly.

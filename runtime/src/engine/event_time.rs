@@ -15,7 +15,7 @@ use super::processor::{FireError, Fired, TimerFault};
 use super::{GuestFault, InputRecord, Instance, MAX_REJECTION_BYTES, OutputRecord, ProcessError};
 use super::{Processor, records, text};
 use crate::state::{PartitionState, StateError};
-use crate::time::timers::{CLOCK_KEY, domain_prefix};
+use crate::time::timers::CLOCK_KEY;
 use crate::time::{EventClock, TimeDomain, Timer, segment};
 
 /// Most timers one `on-timers` call gets.
@@ -70,16 +70,18 @@ impl Processor for Instance {
     }
 
     fn run_end(&mut self, records: &[InputRecord]) -> Result<usize, StateError> {
-        if !self.may_have_timers {
+        if !self.module.contract().has_event_time() {
             return Ok(records.len());
         }
+        let Some(next) = self.next_cut()? else {
+            return Ok(records.len());
+        };
         let met = self.clock()?.watermarks_met(timestamps(records));
-        let next = self.next_cut()?;
-        Ok(segment::run_end(&met, 0, next))
+        Ok(segment::run_end(&met, 0, Some(next)))
     }
 
     fn fire_timers(&mut self) -> Result<Option<Fired>, FireError> {
-        if !self.may_have_timers {
+        if !self.module.contract().has_event_time() {
             return Ok(None);
         }
         let clock = self.clock().map_err(FireError::Host)?;
@@ -89,14 +91,14 @@ impl Processor for Instance {
             (TimeDomain::Event, watermark),
             (TimeDomain::Processing, now),
         ] {
-            let due = self
-                .due_timers(domain, upto, self.timers_per_call)
+            let limit = self.timers_per_call;
+            let host = self.store.data_mut();
+            let due = host
+                .timers
+                .take_due(&mut host.state, domain, upto, limit)
                 .map_err(FireError::Host)?;
             if due.is_empty() {
                 continue;
-            }
-            for timer in &due {
-                self.state().delete(timer.state_key());
             }
             let outputs = self.call_on_timers(&due, watermark)?;
             return Ok(Some(Fired {
@@ -109,6 +111,11 @@ impl Processor for Instance {
 
     fn isolate_timers(&mut self, one_at_a_time: bool) {
         self.timers_per_call = if one_at_a_time { 1 } else { TIMERS_PER_CALL };
+    }
+
+    fn delete_timer(&mut self, timer: &Timer) {
+        let host = self.store.data_mut();
+        host.timers.delete(&mut host.state, timer);
     }
 }
 
@@ -149,7 +156,7 @@ impl Instance {
     /// Whether a processing-time timer is due now: a partition that receives no
     /// records still fires those (the processing thread asks now and then).
     pub fn processing_timer_due(&mut self) -> Result<bool, StateError> {
-        if !self.may_have_timers {
+        if !self.module.contract().has_event_time() {
             return Ok(false);
         }
         let clock = self.clock()?;
@@ -166,24 +173,6 @@ impl Instance {
         let due = self.store.data_mut().earliest_cut.take()?;
         let end = segment::run_end(met, 0, Some(due));
         (end < met.len()).then_some(end)
-    }
-
-    /// Whether the partition's state holds timers (of a 0.3 guest: a 0.2 one has none
-    /// to fire), so that a partition without any skips the timer scans.
-    pub(super) fn look_for_timers(&mut self) -> Result<(), StateError> {
-        self.may_have_timers = false;
-        if self.module.contract().has_event_time() {
-            for domain in [TimeDomain::Event, TimeDomain::Processing] {
-                if !self
-                    .state()
-                    .scan(&domain_prefix(domain), None, 1)?
-                    .is_empty()
-                {
-                    self.may_have_timers = true;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// The partition's clock, resumed from its state.
@@ -230,26 +219,8 @@ impl Instance {
 
     /// When the earliest timer of `domain` is set for.
     fn next_timer(&mut self, domain: TimeDomain) -> Result<Option<i64>, StateError> {
-        let first = self.state().scan(&domain_prefix(domain), None, 1)?;
-        Ok(first
-            .first()
-            .and_then(|entry| Timer::from_state_key(&entry.key))
-            .map(|timer| timer.at))
-    }
-
-    /// Up to `limit` timers of `domain` due at `upto`, earliest first.
-    fn due_timers(
-        &mut self,
-        domain: TimeDomain,
-        upto: i64,
-        limit: usize,
-    ) -> Result<Vec<Timer>, StateError> {
-        let page = self.state().scan(&domain_prefix(domain), None, limit)?;
-        Ok(page
-            .iter()
-            .filter_map(|entry| Timer::from_state_key(&entry.key))
-            .take_while(|timer| timer.at <= upto)
-            .collect())
+        let host = self.store.data_mut();
+        host.timers.next(&mut host.state, domain)
     }
 
     /// One `on-timers` call with `due`: their outputs.

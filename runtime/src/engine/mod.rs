@@ -22,6 +22,7 @@ mod processor;
 mod records;
 mod stdio;
 pub(crate) mod text;
+mod timer_queue;
 
 pub use contract::Contract;
 pub use error::{EngineError, GuestFault};
@@ -339,16 +340,9 @@ impl Engine {
             labels,
             batch: records::empty_batch(),
             timers_per_call: event_time::TIMERS_PER_CALL,
-            may_have_timers: false,
             _ticker: self.ticker.clone(),
         };
         instance.start()?;
-        instance
-            .look_for_timers()
-            .map_err(|error| EngineError::Instantiate {
-                module: module.id().short().to_owned(),
-                reason: error.to_string(),
-            })?;
         Ok(instance)
     }
 }
@@ -491,9 +485,6 @@ pub struct Instance {
     batch: InputBatch,
     /// Most timers one `on-timers` call gets: 1 while a failing one is looked for.
     timers_per_call: usize,
-    /// False while the partition is known to have no timers: then batches need no
-    /// cuts and no firing, and the timer scans are skipped.
-    may_have_timers: bool,
     /// Keeps call timeouts working for as long as the instance lives, even if the
     /// `Engine` that made it is dropped first.
     _ticker: Arc<EpochTicker>,
@@ -597,14 +588,7 @@ impl Instance {
         let old_labels = std::mem::replace(&mut self.labels, labels);
         let old_bindings = self.bindings.take();
         match self.start() {
-            Ok(()) => {
-                // Timers written by the old version (or none, if it had no timers).
-                if let Err(error) = self.look_for_timers() {
-                    tracing::warn!(%error, "cannot look for timers; assuming some");
-                    self.may_have_timers = true;
-                }
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(error) => {
                 // `init` may have buffered writes; the old version never saw them.
                 self.state().discard_uncommitted();
@@ -657,7 +641,6 @@ impl Instance {
             result = Err(Trap::Interrupt.into());
         }
         host.stdio.flush();
-        self.may_have_timers |= host.timers_set;
         let refused = host.limiter.take_refusal();
         result.map_err(|error| {
             self.bindings = None;

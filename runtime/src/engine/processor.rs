@@ -36,6 +36,11 @@ pub trait Processor {
     /// Fire timers one per group (`true`) or many: a fault in a group does not say
     /// which timer caused it, so the caller asks for them one at a time to find out.
     fn isolate_timers(&mut self, _one_at_a_time: bool) {}
+
+    /// Delete a pending timer (one that failed, so that it does not fire again).
+    fn delete_timer(&mut self, timer: &Timer) {
+        self.state().delete(timer.state_key());
+    }
 }
 
 /// A group of timers that fired, and their outputs.

@@ -346,10 +346,9 @@ impl<P: Processor + ?Sized> Run<'_, P> {
         if self.policy == ErrorPolicy::Fail {
             return Err(BatchError::TimerFailed { timer, reason });
         }
-        let state = self.processor.state();
-        state.begin_batch();
-        state.delete(timer.state_key());
-        state.commit_batch();
+        self.processor.state().begin_batch();
+        self.processor.delete_timer(&timer);
+        self.processor.state().commit_batch();
         self.outcome
             .timer_failures
             .push(TimerFailure { timer, reason });

@@ -170,6 +170,8 @@ pub struct PartitionState {
     cache_budget: usize,
     /// The disk quota of the pipeline this partition belongs to, if any.
     quota: Option<Arc<StateQuota>>,
+    /// Rollbacks and discards that undid writes: see [`undos`](Self::undos).
+    undos: u64,
 }
 
 impl std::fmt::Debug for PartitionState {
@@ -205,6 +207,7 @@ impl PartitionState {
             clean_bytes: 0,
             cache_budget: bytes,
             quota: None,
+            undos: 0,
         }
     }
 
@@ -412,6 +415,9 @@ impl PartitionState {
         let Some(batch) = self.batch.take() else {
             return;
         };
+        if batch.first_write < self.writes.len() || !batch.overwritten.is_empty() {
+            self.undos += 1;
+        }
         // Keys first written by the batch: their committed values were overwritten in
         // place, so they are forgotten and read from the store again.
         let known = &mut self.known;
@@ -459,10 +465,20 @@ impl PartitionState {
     /// are forgotten, to be read from it again.
     pub fn discard_uncommitted(&mut self) {
         self.batch = None;
+        if !self.writes.is_empty() {
+            self.undos += 1;
+        }
         let known = &mut self.known;
         self.writes.truncate_from(0, |key| {
             known.remove(key);
         });
+    }
+
+    /// How many times writes were undone (a batch rolled back, uncommitted writes
+    /// discarded): a reader that keeps something derived from the state in step with
+    /// its own writes, as the engine's timer queue does, starts over when this moves.
+    pub fn undos(&self) -> u64 {
+        self.undos
     }
 
     /// Writes waiting for the next checkpoint.

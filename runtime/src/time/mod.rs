@@ -9,6 +9,7 @@
 //! restored exactly like the transform's own state, and survive hot swaps.
 
 pub mod clock;
+pub mod queue;
 pub mod segment;
 pub mod timers;
 pub mod watermark;

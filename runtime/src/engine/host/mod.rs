@@ -21,6 +21,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::InstanceLabels;
 use super::limits::{Limits, MemoryLimiter};
 use super::stdio::GuestStdio;
+use super::timer_queue::TimerQueue;
 use crate::state::PartitionState;
 
 /// Which export the guest is running: state is read-only during `init`.
@@ -50,8 +51,8 @@ pub(crate) struct HostState {
     /// Raised when a clock wait ended at `call_deadline` instead of when it asked: the
     /// call has then timed out, whatever the guest does next.
     pub(crate) wait_cut: Arc<std::sync::atomic::AtomicBool>,
-    /// The guest called `timers.set` (the instance then looks for timers to fire).
-    pub(crate) timers_set: bool,
+    /// The partition's timers, which `timers.set` and `timers.delete` write through.
+    pub(crate) timers: TimerQueue,
     /// Timers set during a `process` call that fall due at a watermark past
     /// `cut_floor` (the one its first record met): the earliest such watermark, where
     /// the call must be cut. Timers set for a time already passed do not cut: they
@@ -97,7 +98,7 @@ impl HostState {
             frozen_clock: limits.deterministic,
             call_deadline: std::time::Instant::now() + limits.call_timeout(),
             wait_cut: Arc::default(),
-            timers_set: false,
+            timers: TimerQueue::default(),
             earliest_cut: None,
             cut_floor: i64::MAX,
             processing_cut_offset: limits

@@ -31,10 +31,10 @@ impl Host for HostState {
     fn set(&mut self, domain: WireDomain, at: i64, key: Vec<u8>) -> Result<()> {
         // Held to a state write's limits: the key's length, the pending bytes, the quota.
         self.check_limits(&key, Some(&[]))?;
-        let timer = Timer::new(domain.into(), at, key);
-        self.state.put(timer.state_key(), Vec::new());
-        self.timers_set = true;
-        let cut_at = match timer.domain {
+        let domain = domain.into();
+        self.timers
+            .set(&mut self.state, Timer::new(domain, at, key));
+        let cut_at = match domain {
             TimeDomain::Event => Some(at),
             TimeDomain::Processing => self.processing_cut_offset.map(|o| at.saturating_sub(o)),
         };
@@ -46,8 +46,8 @@ impl Host for HostState {
 
     fn delete(&mut self, domain: WireDomain, at: i64, key: Vec<u8>) -> Result<()> {
         self.check_limits(&key, None)?;
-        self.state
-            .delete(Timer::new(domain.into(), at, key).state_key());
+        self.timers
+            .delete(&mut self.state, &Timer::new(domain.into(), at, key));
         Ok(())
     }
 }

@@ -49,7 +49,9 @@ public final class WindowedCount {
                 .groupByKey()
                 .windowedBy(TimeWindows.ofSizeAndGrace(
                         Duration.ofMillis(windowMs), Duration.ofMillis(graceMs)))
-                .count(Materialized.<String, Long, WindowStore<Bytes, byte[]>>as("counts"))
+                .count(Materialized.<String, Long, WindowStore<Bytes, byte[]>>as("counts")
+                        .withKeySerde(Serdes.String())
+                        .withValueSerde(Serdes.Long()))
                 .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()))
                 .toStream()
                 .map((window, count) -> KeyValue.pair(window.key(),
@@ -59,6 +61,7 @@ public final class WindowedCount {
                 .to(args[3], Produced.with(Serdes.String(), Serdes.String()));
 
         KafkaStreams streams = new KafkaStreams(builder.build(), props);
+        Failures.report(streams);
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             streams.close();

@@ -86,6 +86,7 @@ public final class WordCount {
                 Serdes.String().serializer(), "count");
 
         KafkaStreams streams = new KafkaStreams(topology, props);
+        Failures.report(streams);
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             streams.close();
