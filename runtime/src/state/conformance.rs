@@ -193,7 +193,7 @@ fn scan_matches_a_model_under_random_operations(make: &mut dyn FnMut() -> Box<dy
     let mut batch_start: Option<BTreeMap<Vec<u8>, Vec<u8>>> = None;
     let mut checkpointed = model.clone();
 
-    for step in 0..600 {
+    for step in 0..2_000 {
         let key = format!("{}{}", ["p", "pa", "q"][next(3) as usize], next(12)).into_bytes();
         let touched = key.clone();
         match next(11) {
@@ -232,7 +232,13 @@ fn scan_matches_a_model_under_random_operations(make: &mut dyn FnMut() -> Box<dy
             }
         }
 
-        for prefix in [&b""[..], b"p", b"pa", b"q"] {
+        // Scans now and then: the buffer sorts the writes since its last scan together.
+        let scans: &[&[u8]] = if next(4) == 0 {
+            &[b"", b"p", b"pa", b"q"]
+        } else {
+            &[]
+        };
+        for &prefix in scans {
             let expected: Vec<Entry> = model
                 .iter()
                 .filter(|(k, _)| k.starts_with(prefix))
