@@ -87,6 +87,10 @@ group.consumer.min.heartbeat.interval.ms=500
 group.consumer.heartbeat.interval.ms=1000
 # The log cleaner looks for work every second, so compaction tests see it promptly.
 log.cleaner.backoff.ms=1000
+# No time-based retention: tests, benches and examples use fixed event times (2023),
+# which the default seven days would delete within five minutes of the broker's start
+# (the active segment too), leaving a consumer nothing to read and nothing to commit.
+log.retention.ms=-1
 # Transactions left open by a killed producer abort after transaction.timeout.ms;
 # check for them every second rather than every ten.
 transaction.abort.timed.out.transaction.cleanup.interval.ms=1000

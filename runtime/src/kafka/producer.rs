@@ -108,6 +108,11 @@ const OFFSETS_TIMEOUT: Duration = Duration::from_secs(20);
 /// 30 s shutdown grace, so a shutdown during a coordinator outage still ends in time.
 const STUCK_AFTER: Duration = Duration::from_secs(25);
 
+/// How long a flush sleeps when no delivery report is waiting: a checkpoint sees its
+/// last ack at most this late, and a waiting thread wakes 5,000 times a second, a few
+/// microseconds each, instead of spinning.
+const DRAIN_PAUSE: Duration = Duration::from_micros(200);
+
 /// A thread of the producer's own for `send_offsets_to_transaction` calls, so that a
 /// call that never returns (see [`ThreadProducer::send_offsets`]) strands this thread,
 /// not the processing thread. It holds a reference to the producer, which it drops,
@@ -282,7 +287,7 @@ impl ThreadProducer {
                     if Instant::now() < deadline =>
                 {
                     base = back;
-                    self.producer.poll(Duration::from_millis(10));
+                    self.serve_or_wait(Duration::from_millis(1));
                 }
                 Err((error @ KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     return Err(self.failure(
@@ -333,18 +338,34 @@ impl ThreadProducer {
         ))
     }
 
-    /// Wait until every record sent is answered, serving delivery reports every
-    /// millisecond. rdkafka's `flush` polls in 100 ms slices and the reports arrive
-    /// between its checks, which added 100 ms to every checkpoint.
+    /// Wait until every record sent is answered, serving delivery reports as they
+    /// come. rdkafka's `flush` polls in 100 ms slices and the reports arrive between
+    /// its checks, which added 100 ms to every checkpoint.
     fn drain(&self, timeout: Duration) -> KafkaResult<()> {
         let deadline = std::time::Instant::now() + timeout;
         while self.producer.in_flight_count() > 0 {
             if std::time::Instant::now() >= deadline {
                 return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
             }
-            self.producer.poll(Duration::from_millis(1));
+            self.serve_or_wait(DRAIN_PAUSE);
         }
         Ok(())
+    }
+
+    /// Serve the delivery reports waiting, or sleep `pause` when there is none.
+    ///
+    /// Not `poll(timeout)`: rdkafka's poll loops until its deadline and hands
+    /// librdkafka the time left in whole milliseconds, so its last millisecond (and
+    /// all of a 1 ms poll) is a busy loop of non-blocking polls. Waiting for acks that
+    /// way kept both processing threads of a 2-core machine spinning through every
+    /// checkpoint's flush, most of their time in a windowed count on Kafka, starving
+    /// the broker on the same cores.
+    fn serve_or_wait(&self, pause: Duration) {
+        let before = self.producer.in_flight_count();
+        self.producer.poll(Duration::ZERO);
+        if self.producer.in_flight_count() == before {
+            std::thread::sleep(pause);
+        }
     }
 
     /// Commit the transaction with the input offsets of each group (a thread serves
@@ -456,7 +477,7 @@ impl ThreadProducer {
         // only polling serves them: drop what is still queued, then poll until the
         // records in flight are answered (a flush), or the abort waits in vain.
         self.producer.purge(PurgeConfig::default().queue());
-        if let Err(error) = self.producer.flush(REQUEST_TIMEOUT) {
+        if let Err(error) = self.drain(REQUEST_TIMEOUT) {
             tracing::debug!(%error, "records still in flight before an abort");
         }
         self.producer
