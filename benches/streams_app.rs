@@ -88,7 +88,10 @@ impl StreamsApp {
     /// Panics, saying so, if the app has exited: it prints why on stderr.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("the Kafka Streams app {} exited ({status}); its stderr above says why", self.application_id);
+            panic!(
+                "the Kafka Streams app {} exited ({status}); its stderr above says why",
+                self.application_id
+            );
         }
     }
 }

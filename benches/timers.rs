@@ -48,7 +48,10 @@ fn with_timers(
     instance.state().checkpoint(&[]).expect("checkpoint");
     // The commit runs on the state's own thread: wait until it has landed, so that
     // the measured firing does not pay for the setup's writes.
-    instance.state().metadata("landed").expect("the setup's commit lands");
+    instance
+        .state()
+        .metadata("landed")
+        .expect("the setup's commit lands");
     (instance, dir)
 }
 
@@ -65,7 +68,10 @@ fn fire(instance: &mut Instance, to: i64, expected: usize) -> Duration {
     }
     instance.state().checkpoint(&[]).expect("checkpoint");
     // The commit runs on the state's own thread; the firing is done once it landed.
-    instance.state().metadata("landed").expect("the commit lands");
+    instance
+        .state()
+        .metadata("landed")
+        .expect("the commit lands");
     let elapsed = started.elapsed();
     assert_eq!(fired, expected);
     elapsed

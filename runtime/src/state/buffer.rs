@@ -514,7 +514,8 @@ impl PartitionState {
         let writes = std::mem::take(&mut self.writes);
         self.writes = match self.committer.commit(writes, metadata) {
             Ok(empty) => empty,
-            Err((error, writes)) => {
+            Err(failed) => {
+                let (error, writes) = *failed;
                 self.writes = writes;
                 return Err(error);
             }

@@ -132,14 +132,15 @@ impl Committer {
 
     /// Start committing `writes` with `metadata`, after the previous commit. Returns an
     /// empty log for the writes that come next. On error `writes` comes back with it:
-    /// nothing of them was handed over.
+    /// nothing of them was handed over (boxed: the failure path need not make every
+    /// result as large as a write log).
     pub(super) fn commit(
         &mut self,
         writes: WriteSet,
         metadata: &[(&str, &[u8])],
-    ) -> Result<WriteSet, (StateError, WriteSet)> {
+    ) -> Result<WriteSet, Box<(StateError, WriteSet)>> {
         if let Err(error) = self.finish() {
-            return Err((error, writes));
+            return Err(Box::new((error, writes)));
         }
         let store = self.store.take().expect("no commit is in flight");
         let job = Job {
@@ -160,7 +161,7 @@ impl Committer {
             self.store = Some(store);
             return match result {
                 Ok(()) => Ok(writes),
-                Err(error) => Err((error, writes)),
+                Err(error) => Err(Box::new((error, writes))),
             };
         };
         pool.lock()

@@ -100,9 +100,8 @@ impl Timer {
 
     /// Where the timer is stored.
     pub fn state_key(&self) -> Vec<u8> {
-        let mut key = Vec::with_capacity(
-            RESERVED_PREFIX.len() + TIMER_TAG.len() + 1 + 8 + self.key.len(),
-        );
+        let mut key =
+            Vec::with_capacity(RESERVED_PREFIX.len() + TIMER_TAG.len() + 1 + 8 + self.key.len());
         key.extend_from_slice(RESERVED_PREFIX);
         key.extend_from_slice(TIMER_TAG);
         key.push(self.domain.tag());
