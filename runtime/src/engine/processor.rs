@@ -37,7 +37,10 @@ pub trait Processor {
     /// which timer caused it, so the caller asks for them one at a time to find out.
     fn isolate_timers(&mut self, _one_at_a_time: bool) {}
 
-    /// Delete a pending timer (one that failed, so that it does not fire again).
+    /// Delete a pending timer (one that failed, so that it does not fire again). A
+    /// processor that keeps timers anywhere besides the state (the engine's
+    /// [`Instance`](crate::engine::Instance) holds the earliest in memory) overrides
+    /// this to keep them in step.
     fn delete_timer(&mut self, timer: &Timer) {
         self.state().delete(timer.state_key());
     }

@@ -4,12 +4,12 @@
 //! scan of the state on every batch.
 //!
 //! Every timer the engine sets, deletes or fires goes through here, which keeps the
-//! heads in step with the state; a rollback or discard of writes (which may undo any
-//! of them) is seen through [`PartitionState::undos`] and makes the heads start over
-//! from the state.
+//! heads in step with the state; a rollback or discard of writes that undoes any of
+//! them is seen through [`PartitionState::host_key_undos`] and makes the heads start
+//! over from the state.
 
 use crate::state::{PartitionState, StateError};
-use crate::time::queue::{PAGE, TimerHead};
+use crate::time::queue::{PAGE, PAGE_BYTES, SMALL_PAGE, TimerHead};
 use crate::time::timers::domain_prefix;
 use crate::time::{TimeDomain, Timer};
 
@@ -17,7 +17,8 @@ use crate::time::{TimeDomain, Timer};
 pub(crate) struct TimerQueue {
     event: TimerHead,
     processing: TimerHead,
-    /// The state's [`undos`](PartitionState::undos) the heads are in step with.
+    /// The state's [`host_key_undos`](PartitionState::host_key_undos) the heads are
+    /// in step with.
     undos: u64,
 }
 
@@ -64,10 +65,10 @@ impl TimerQueue {
     /// The head of `domain`, forgotten first if writes were undone since it was last
     /// in step.
     fn head(&mut self, state: &PartitionState, domain: TimeDomain) -> &mut TimerHead {
-        if state.undos() != self.undos {
+        if state.host_key_undos() != self.undos {
             self.event.forget();
             self.processing.forget();
-            self.undos = state.undos();
+            self.undos = state.host_key_undos();
         }
         match domain {
             TimeDomain::Event => &mut self.event,
@@ -83,9 +84,17 @@ impl TimerQueue {
     ) -> Result<&mut TimerHead, StateError> {
         let head = self.head(state, domain);
         if let Some(after) = head.wants_page() {
-            let after = after.map(Timer::state_key);
-            let page = state.scan(&domain_prefix(domain), after.as_deref(), PAGE)?;
-            let complete = page.len() < PAGE;
+            let (prefix, after) = (domain_prefix(domain), after.map(Timer::state_key));
+            // A page of small timers, or a few when their keys are large.
+            let (page, size) =
+                match state.scan_within(&prefix, after.as_deref(), PAGE, PAGE_BYTES)? {
+                    Some(page) => (page, PAGE),
+                    None => (
+                        state.scan(&prefix, after.as_deref(), SMALL_PAGE)?,
+                        SMALL_PAGE,
+                    ),
+                };
+            let complete = page.len() < size;
             let timers = page
                 .iter()
                 .filter_map(|entry| Timer::from_state_key(&entry.key))
@@ -93,5 +102,61 @@ impl TimerQueue {
             head.add_page(timers, complete);
         }
         Ok(head)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timer(at: i64) -> Timer {
+        Timer::new(TimeDomain::Event, at, b"k".to_vec())
+    }
+
+    fn due(queue: &mut TimerQueue, state: &mut PartitionState, upto: i64) -> Vec<i64> {
+        let due = queue.take_due(state, TimeDomain::Event, upto, 100).unwrap();
+        due.iter().map(|timer| timer.at).collect()
+    }
+
+    #[test]
+    fn undone_writes_of_timers_are_undone_in_the_queue_too() {
+        let mut state = PartitionState::default();
+        let mut queue = TimerQueue::default();
+        for at in [30, 10, 20] {
+            queue.set(&mut state, timer(at));
+        }
+        state.checkpoint(&[]).unwrap();
+        assert_eq!(queue.next(&mut state, TimeDomain::Event).unwrap(), Some(10));
+
+        // A batch fires two and sets one, then rolls back: as if it never ran.
+        state.begin_batch();
+        assert_eq!(due(&mut queue, &mut state, 20), [10, 20]);
+        queue.set(&mut state, timer(5));
+        assert_eq!(queue.next(&mut state, TimeDomain::Event).unwrap(), Some(5));
+        state.rollback_batch();
+        assert_eq!(queue.next(&mut state, TimeDomain::Event).unwrap(), Some(10));
+
+        // Fired since the checkpoint, then discarded: pending again.
+        assert_eq!(due(&mut queue, &mut state, 10), [10]);
+        state.discard_uncommitted();
+        assert_eq!(due(&mut queue, &mut state, i64::MAX), [10, 20, 30]);
+        assert_eq!(queue.next(&mut state, TimeDomain::Event).unwrap(), None);
+    }
+
+    #[test]
+    fn undoing_a_transforms_own_keys_keeps_the_heads() {
+        let mut state = PartitionState::default();
+        let mut queue = TimerQueue::default();
+        queue.set(&mut state, timer(10));
+        let undos = state.host_key_undos();
+        state.begin_batch();
+        state.put(b"user-key".to_vec(), b"1".to_vec());
+        state.rollback_batch();
+        assert_eq!(state.host_key_undos(), undos);
+        state.begin_batch();
+        queue.delete(&mut state, &timer(10));
+        state.rollback_batch();
+        assert_eq!(state.host_key_undos(), undos + 1);
+        assert_eq!(queue.next(&mut state, TimeDomain::Event).unwrap(), Some(10));
     }
 }

@@ -42,6 +42,7 @@ use smallvec::SmallVec;
 use super::committer::Committer;
 use super::quota::{QuotaReached, StateQuota};
 use super::{Entry, MemoryStore, StateError, StateStore};
+use crate::time::timers::is_reserved;
 
 /// A key or value in the buffer: up to 16 bytes stored inline (a typical key of a
 /// counting or keyed-aggregate transform fits), longer ones on the heap.
@@ -96,7 +97,8 @@ impl WriteSet {
     pub(super) fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;
-        self.order = KeyOrder::default();
+        self.order.sorted.clear();
+        self.order.covered = 0;
     }
 
     /// Sort the entries written since the last call into the key order: the newcomers
@@ -242,8 +244,9 @@ pub struct PartitionState {
     cache_budget: usize,
     /// The disk quota of the pipeline this partition belongs to, if any.
     quota: Option<Arc<StateQuota>>,
-    /// Rollbacks and discards that undid writes: see [`undos`](Self::undos).
-    undos: u64,
+    /// Rollbacks and discards that undid writes of host keys: see
+    /// [`host_key_undos`](Self::host_key_undos).
+    host_key_undos: u64,
 }
 
 impl std::fmt::Debug for PartitionState {
@@ -279,7 +282,7 @@ impl PartitionState {
             clean_bytes: 0,
             cache_budget: bytes,
             quota: None,
-            undos: 0,
+            host_key_undos: 0,
         }
     }
 
@@ -480,8 +483,15 @@ impl PartitionState {
         let Some(batch) = self.batch.take() else {
             return;
         };
-        if batch.first_write < self.writes.len() || !batch.overwritten.is_empty() {
-            self.undos += 1;
+        let entries = &self.writes.entries;
+        let host_key = |(key, _): &(Bytes, Option<Bytes>)| is_reserved(key);
+        if entries[batch.first_write..].iter().any(host_key)
+            || batch
+                .overwritten
+                .iter()
+                .any(|(index, _)| host_key(&entries[*index]))
+        {
+            self.host_key_undos += 1;
         }
         // Keys first written by the batch: their committed values were overwritten in
         // place, so they are forgotten and read from the store again.
@@ -531,8 +541,8 @@ impl PartitionState {
     /// are forgotten, to be read from it again.
     pub fn discard_uncommitted(&mut self) {
         self.batch = None;
-        if !self.writes.is_empty() {
-            self.undos += 1;
+        if self.writes.entries.iter().any(|(key, _)| is_reserved(key)) {
+            self.host_key_undos += 1;
         }
         let known = &mut self.known;
         self.writes.truncate_from(0, |key| {
@@ -540,11 +550,13 @@ impl PartitionState {
         });
     }
 
-    /// How many times writes were undone (a batch rolled back, uncommitted writes
-    /// discarded): a reader that keeps something derived from the state in step with
-    /// its own writes, as the engine's timer queue does, starts over when this moves.
-    pub fn undos(&self) -> u64 {
-        self.undos
+    /// How many times writes of host keys (timers, the clock: keys under
+    /// [`RESERVED_PREFIX`](crate::time::timers::RESERVED_PREFIX)) were undone, by a
+    /// rolled-back batch or a discard: a reader that keeps something derived from them
+    /// in step with its own writes, as the engine's timer queue does, starts over when
+    /// this moves. Undoing only a transform's own keys leaves it alone.
+    pub fn host_key_undos(&self) -> u64 {
+        self.host_key_undos
     }
 
     /// Writes waiting for the next checkpoint.

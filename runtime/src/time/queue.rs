@@ -17,10 +17,25 @@ use std::collections::BTreeSet;
 
 use super::Timer;
 
-/// Timers read from the state per page; the head holds at most twice as many (those
-/// set below its bound), so a partition's head stays under about a megabyte.
+/// Timers read from the state per page, when their keys are small: the head holds at
+/// most twice as many (those set below its bound) and [`MOST_BYTES`] of them, so a
+/// partition's head stays under about a megabyte whatever its timers' keys.
 pub const PAGE: usize = 2_048;
 const MOST_HELD: usize = 2 * PAGE;
+/// Bytes a page of timers may read ([`PAGE`] small ones); the engine reads a page of
+/// [`SMALL_PAGE`] instead when their keys are too large for that.
+pub const PAGE_BYTES: usize = 256 << 10;
+/// A page of timers whose keys may be as large as a state key can be (64 KiB by
+/// default).
+pub const SMALL_PAGE: usize = 8;
+/// Memory the head may hold before it trims: twice a page's.
+const MOST_BYTES: usize = 2 * PAGE_BYTES;
+/// What a held timer costs besides its key: the `Timer` and its B-tree slot, roughly.
+const HELD_OVERHEAD: usize = 64;
+
+fn held_size(timer: &Timer) -> usize {
+    timer.key.len() + HELD_OVERHEAD
+}
 
 /// What the head knows of the state's timers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +52,8 @@ enum Known {
 #[derive(Debug)]
 pub struct TimerHead {
     held: BTreeSet<Timer>,
+    /// Memory of `held`, by [`held_size`].
+    held_bytes: usize,
     known: Known,
 }
 
@@ -44,6 +61,7 @@ impl Default for TimerHead {
     fn default() -> Self {
         Self {
             held: BTreeSet::new(),
+            held_bytes: 0,
             known: Known::Nothing,
         }
     }
@@ -53,6 +71,7 @@ impl TimerHead {
     /// Drop what is held: the state changed in a way the head did not follow.
     pub fn forget(&mut self) {
         self.held.clear();
+        self.held_bytes = 0;
         self.known = Known::Nothing;
     }
 
@@ -71,9 +90,11 @@ impl TimerHead {
     }
 
     /// The page [`wants_page`](Self::wants_page) asked for, in order: `complete` when
-    /// it ended before [`PAGE`] timers because the state has no more.
+    /// it ended short of the page's size because the state has no more.
     pub fn add_page(&mut self, page: Vec<Timer>, complete: bool) {
+        debug_assert!(complete || !page.is_empty(), "a full page holds timers");
         let last = page.last().cloned();
+        self.held_bytes += page.iter().map(held_size).sum::<usize>();
         self.held.extend(page);
         self.known = match last {
             Some(last) if !complete => Known::UpTo(last),
@@ -88,16 +109,18 @@ impl TimerHead {
 
     /// Take the earliest timer if `due` says it is due.
     pub fn pop_if(&mut self, due: impl FnOnce(&Timer) -> bool) -> Option<Timer> {
-        if due(self.held.first()?) {
-            self.held.pop_first()
-        } else {
-            None
+        if !due(self.held.first()?) {
+            return None;
         }
+        let timer = self.held.pop_first()?;
+        self.held_bytes -= held_size(&timer);
+        Some(timer)
     }
 
     /// A timer was written to the state: held if it falls within what the head
-    /// knows. Past [`MOST_HELD`] the latest held go back to being only in the state,
-    /// and the bound moves down to the last one kept.
+    /// knows. Past [`MOST_HELD`] timers or [`MOST_BYTES`] the latest held go back to
+    /// being only in the state, down to half of either, and the bound moves down to
+    /// the last one kept.
     pub fn set(&mut self, timer: Timer) {
         let within = match &self.known {
             Known::Nothing => false,
@@ -107,19 +130,27 @@ impl TimerHead {
         if !within {
             return;
         }
-        self.held.insert(timer);
-        if self.held.len() > MOST_HELD {
-            while self.held.len() > PAGE {
-                self.held.pop_last();
+        let size = held_size(&timer);
+        if self.held.insert(timer) {
+            self.held_bytes += size;
+        }
+        if self.held.len() > MOST_HELD || self.held_bytes > MOST_BYTES {
+            while self.held.len() > 1
+                && (self.held.len() > PAGE || self.held_bytes > MOST_BYTES / 2)
+            {
+                let last = self.held.pop_last().expect("more than one held");
+                self.held_bytes -= held_size(&last);
             }
-            let last = self.held.last().cloned().expect("PAGE timers are left");
+            let last = self.held.last().cloned().expect("one timer is left");
             self.known = Known::UpTo(last);
         }
     }
 
     /// A timer was deleted from the state.
     pub fn delete(&mut self, timer: &Timer) {
-        self.held.remove(timer);
+        if self.held.remove(timer) {
+            self.held_bytes -= held_size(timer);
+        }
     }
 }
 
@@ -202,6 +233,8 @@ mod tests {
                 fill(&mut head, &state);
                 assert_eq!(head.first(), state.first(), "seed {seed}");
                 assert!(head.held.len() <= MOST_HELD);
+                let bytes: usize = head.held.iter().map(held_size).sum();
+                assert_eq!(head.held_bytes, bytes, "seed {seed}");
             }
         }
     }
@@ -223,5 +256,26 @@ mod tests {
             assert!(head.pop_if(|_| true).is_some());
         }
         assert_eq!(head.wants_page(), Some(Some(&bound)));
+    }
+
+    #[test]
+    fn timers_with_large_keys_are_held_by_bytes_not_by_count() {
+        let mut head = TimerHead::default();
+        head.add_page(Vec::new(), true);
+        let large = |at: i64| Timer::new(TimeDomain::Event, at, vec![7; 64 << 10]);
+        for at in 0..100 {
+            head.set(large(at));
+            assert!(
+                head.held_bytes <= MOST_BYTES,
+                "{} bytes held",
+                head.held_bytes
+            );
+        }
+        assert!(head.held.len() < 100);
+        assert_eq!(head.first(), Some(&large(0)));
+        let Known::UpTo(bound) = &head.known else {
+            panic!("trimmed: {:?}", head.known);
+        };
+        assert_eq!(Some(bound), head.held.last());
     }
 }
