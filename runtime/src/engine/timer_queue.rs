@@ -4,9 +4,9 @@
 //! scan of the state on every batch.
 //!
 //! Every timer the engine sets, deletes or fires goes through here, which keeps the
-//! heads in step with the state; a rollback or discard of writes that undoes any of
-//! them is seen through [`PartitionState::host_key_undos`] and makes the heads start
-//! over from the state.
+//! heads in step with the state; a rollback or discard that undoes a timer write is
+//! seen through [`PartitionState::timer_undos`] and makes the heads start over from
+//! the state.
 
 use crate::state::{PartitionState, StateError};
 use crate::time::queue::{PAGE, PAGE_BYTES, SMALL_PAGE, TimerHead};
@@ -17,7 +17,7 @@ use crate::time::{TimeDomain, Timer};
 pub(crate) struct TimerQueue {
     event: TimerHead,
     processing: TimerHead,
-    /// The state's [`host_key_undos`](PartitionState::host_key_undos) the heads are
+    /// The state's [`timer_undos`](PartitionState::timer_undos) the heads are
     /// in step with.
     undos: u64,
 }
@@ -65,10 +65,10 @@ impl TimerQueue {
     /// The head of `domain`, forgotten first if writes were undone since it was last
     /// in step.
     fn head(&mut self, state: &PartitionState, domain: TimeDomain) -> &mut TimerHead {
-        if state.host_key_undos() != self.undos {
+        if state.timer_undos() != self.undos {
             self.event.forget();
             self.processing.forget();
-            self.undos = state.host_key_undos();
+            self.undos = state.timer_undos();
         }
         match domain {
             TimeDomain::Event => &mut self.event,
@@ -144,19 +144,20 @@ mod tests {
     }
 
     #[test]
-    fn undoing_a_transforms_own_keys_keeps_the_heads() {
+    fn undoing_other_keys_than_timers_keeps_the_heads() {
         let mut state = PartitionState::default();
         let mut queue = TimerQueue::default();
         queue.set(&mut state, timer(10));
-        let undos = state.host_key_undos();
+        let undos = state.timer_undos();
         state.begin_batch();
         state.put(b"user-key".to_vec(), b"1".to_vec());
+        state.put(crate::time::timers::CLOCK_KEY.to_vec(), b"5".to_vec());
         state.rollback_batch();
-        assert_eq!(state.host_key_undos(), undos);
+        assert_eq!(state.timer_undos(), undos, "neither is a timer");
         state.begin_batch();
         queue.delete(&mut state, &timer(10));
         state.rollback_batch();
-        assert_eq!(state.host_key_undos(), undos + 1);
+        assert_eq!(state.timer_undos(), undos + 1);
         assert_eq!(queue.next(&mut state, TimeDomain::Event).unwrap(), Some(10));
     }
 }

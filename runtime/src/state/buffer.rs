@@ -42,7 +42,7 @@ use smallvec::SmallVec;
 use super::committer::Committer;
 use super::quota::{QuotaReached, StateQuota};
 use super::{Entry, MemoryStore, StateError, StateStore};
-use crate::time::timers::is_reserved;
+use crate::time::timers::is_timer_key;
 
 /// A key or value in the buffer: up to 16 bytes stored inline (a typical key of a
 /// counting or keyed-aggregate transform fits), longer ones on the heap.
@@ -244,9 +244,9 @@ pub struct PartitionState {
     cache_budget: usize,
     /// The disk quota of the pipeline this partition belongs to, if any.
     quota: Option<Arc<StateQuota>>,
-    /// Rollbacks and discards that undid writes of host keys: see
-    /// [`host_key_undos`](Self::host_key_undos).
-    host_key_undos: u64,
+    /// Rollbacks and discards that undid writes of timers: see
+    /// [`timer_undos`](Self::timer_undos).
+    timer_undos: u64,
 }
 
 impl std::fmt::Debug for PartitionState {
@@ -282,7 +282,7 @@ impl PartitionState {
             clean_bytes: 0,
             cache_budget: bytes,
             quota: None,
-            host_key_undos: 0,
+            timer_undos: 0,
         }
     }
 
@@ -484,14 +484,14 @@ impl PartitionState {
             return;
         };
         let entries = &self.writes.entries;
-        let host_key = |(key, _): &(Bytes, Option<Bytes>)| is_reserved(key);
-        if entries[batch.first_write..].iter().any(host_key)
+        let timer = |(key, _): &(Bytes, Option<Bytes>)| is_timer_key(key);
+        if entries[batch.first_write..].iter().any(timer)
             || batch
                 .overwritten
                 .iter()
-                .any(|(index, _)| host_key(&entries[*index]))
+                .any(|(index, _)| timer(&entries[*index]))
         {
-            self.host_key_undos += 1;
+            self.timer_undos += 1;
         }
         // Keys first written by the batch: their committed values were overwritten in
         // place, so they are forgotten and read from the store again.
@@ -541,8 +541,8 @@ impl PartitionState {
     /// are forgotten, to be read from it again.
     pub fn discard_uncommitted(&mut self) {
         self.batch = None;
-        if self.writes.entries.iter().any(|(key, _)| is_reserved(key)) {
-            self.host_key_undos += 1;
+        if self.writes.entries.iter().any(|(key, _)| is_timer_key(key)) {
+            self.timer_undos += 1;
         }
         let known = &mut self.known;
         self.writes.truncate_from(0, |key| {
@@ -550,13 +550,13 @@ impl PartitionState {
         });
     }
 
-    /// How many times writes of host keys (timers, the clock: keys under
-    /// [`RESERVED_PREFIX`](crate::time::timers::RESERVED_PREFIX)) were undone, by a
-    /// rolled-back batch or a discard: a reader that keeps something derived from them
-    /// in step with its own writes, as the engine's timer queue does, starts over when
-    /// this moves. Undoing only a transform's own keys leaves it alone.
-    pub fn host_key_undos(&self) -> u64 {
-        self.host_key_undos
+    /// How many times writes of timers ([`crate::time::timers`]) were undone, by a
+    /// rolled-back batch or a discard: the engine's timer queue, which keeps the
+    /// earliest timers in memory in step with its own writes, starts over when this
+    /// moves. Undoing other keys (a transform's own, the partition's clock, which a
+    /// batch cut where a timer falls due rolls back) leaves it alone.
+    pub fn timer_undos(&self) -> u64 {
+        self.timer_undos
     }
 
     /// Writes waiting for the next checkpoint.

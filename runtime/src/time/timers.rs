@@ -71,6 +71,12 @@ pub fn is_reserved(key: &[u8]) -> bool {
     key.starts_with(RESERVED_PREFIX)
 }
 
+/// Whether `key` is a timer's state key (of either domain).
+pub fn is_timer_key(key: &[u8]) -> bool {
+    key.strip_prefix(RESERVED_PREFIX)
+        .is_some_and(|rest| rest.starts_with(TIMER_TAG))
+}
+
 /// The scan prefix of every timer of `domain`, in firing order.
 pub fn domain_prefix(domain: TimeDomain) -> Vec<u8> {
     let mut prefix = Vec::with_capacity(RESERVED_PREFIX.len() + TIMER_TAG.len() + 1);
@@ -164,6 +170,10 @@ mod tests {
         assert_eq!(Timer::from_state_key(&short), None);
         assert!(is_reserved(CLOCK_KEY));
         assert!(!is_reserved(b"\xff\xffweir"));
+        assert!(!is_timer_key(CLOCK_KEY) && !is_timer_key(b"timer\x00e"));
+        for domain in [TimeDomain::Event, TimeDomain::Processing] {
+            assert!(is_timer_key(&Timer::new(domain, 0, b"k").state_key()));
+        }
     }
 
     #[test]
