@@ -285,8 +285,10 @@ pub fn admin_url(data: &Path) -> String {
     let file = data.join("admin-url");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        if let Ok(url) = std::fs::read_to_string(&file) {
-            return url.trim().to_owned();
+        // The daemon writes the file whole (by a rename); empty would mean not yet.
+        match std::fs::read_to_string(&file) {
+            Ok(url) if !url.trim().is_empty() => return url.trim().to_owned(),
+            _ => {}
         }
         assert!(Instant::now() < deadline, "no {}", file.display());
         std::thread::sleep(Duration::from_millis(100));

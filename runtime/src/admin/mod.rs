@@ -130,7 +130,7 @@ pub fn start(daemon: Arc<Daemon>, config: &AdminConfig) -> Result<AdminServer, A
         .expect("spawning the admin thread");
 
     let file = daemon.data_dir().join("admin-url");
-    if let Err(error) = std::fs::write(&file, format!("{url}\n")) {
+    if let Err(error) = write_whole(&file, &format!("{url}\n")) {
         tracing::warn!(file = %file.display(), %error, "cannot write the admin URL file");
     }
     daemon.set_admin_url(url.clone());
@@ -142,4 +142,15 @@ pub fn start(daemon: Arc<Daemon>, config: &AdminConfig) -> Result<AdminServer, A
         stop: Some(stop),
         thread: Some(thread),
     })
+}
+
+/// Writes `text` to `path` whole or not at all: a script that polls for the file (as
+/// the tests and deployment scripts do) must never read it created but still empty.
+fn write_whole(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(text.as_bytes())?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
