@@ -236,6 +236,31 @@ pub mod native {
             entries.into_iter().map(|e| (e.key, e.value)).collect()
         }
 
+        /// Read as the host reads them, from the rows it keeps.
+        fn table_get(&mut self, table: &str, key: &[u8]) -> Option<Vec<u8>> {
+            let row = weir_runtime::table::keys::row_key(table, key);
+            self.0.get(&row).expect("state read")
+        }
+
+        fn table_scan(
+            &mut self,
+            table: &str,
+            prefix: &[u8],
+            start_after: Option<&[u8]>,
+            limit: u32,
+        ) -> Vec<(Vec<u8>, Vec<u8>)> {
+            let rows = weir_runtime::table::keys::rows_prefix(table);
+            let within = |key: &[u8]| [&rows[..], key].concat();
+            let entries = self
+                .0
+                .scan(&within(prefix), start_after.map(within).as_deref(), limit as usize)
+                .expect("state scan");
+            entries
+                .into_iter()
+                .map(|e| (e.key[rows.len()..].to_vec(), e.value))
+                .collect()
+        }
+
         /// Kept as the host keeps them (the native processor fires none).
         fn set_timer(&mut self, timer: &weir_sdk::Timer) {
             self.0.put(host_timer(timer).state_key(), Vec::new());

@@ -9,6 +9,7 @@
 //! * [`daemon`] runs the pipelines of a config: `weir serve` without the signals; it
 //!   supervises pipelines, reloads config and serves the [`admin`] API.
 //! * [`time`] is event time: watermarks, timers, and where batches are cut for them.
+//! * [`table`] is tables: compacted topics kept materialized for transforms to look up.
 //! * [`registry`] keeps module versions and deployment history in the data directory.
 //! * [`metrics`] are the daemon's Prometheus metrics.
 //! * [`jsonl`] reads and writes records as JSON lines, the fixture format.
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod state;
+pub mod table;
 pub mod time;
 
 /// The allocator the `weir` binary (and the benchmarks, which measure it) runs with.

@@ -23,13 +23,13 @@
 // aggregates per key in tumbling, hopping, sliding or session windows with the Rust
 // SDK's rules and state layout (a hot swap between them keeps the open windows).
 //
-// This module wraps the raw bindings of wit/ (weir:transform@0.3.0) in JavaScript
+// This module wraps the raw bindings of wit/ (weir:transform@0.3.1) in JavaScript
 // types; apart from `Windows`, a library over state and timers, it adds no behaviour
 // the contract lacks.
 
-import * as rawState from "weir:transform/state@0.3.0";
-import * as rawTimers from "weir:transform/timers@0.3.0";
-import { log as rawLog } from "weir:transform/log@0.3.0";
+import * as rawState from "weir:transform/state@0.3.1";
+import * as rawTimers from "weir:transform/timers@0.3.1";
+import { log as rawLog } from "weir:transform/log@0.3.1";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });

@@ -29,6 +29,16 @@ pub trait StateBackend {
         start_after: Option<&[u8]>,
         limit: u32,
     ) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// The row of `key` in the pipeline's table `table` (see [`KafkaTable`]).
+    fn table_get(&mut self, table: &str, key: &[u8]) -> Option<Vec<u8>>;
+    /// Up to `limit` rows of `table` under `prefix` strictly after `start_after`, by key.
+    fn table_scan(
+        &mut self,
+        table: &str,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: u32,
+    ) -> Vec<(Vec<u8>, Vec<u8>)>;
     /// Set `timer`; setting one that is set changes nothing.
     fn set_timer(&mut self, timer: &Timer);
     /// Cancel `timer`, if set.
@@ -131,6 +141,23 @@ impl StateBackend for WasmState {
             .collect()
     }
 
+    fn table_get(&mut self, table: &str, key: &[u8]) -> Option<Vec<u8>> {
+        crate::bindings::weir::transform::tables::get(table, key)
+    }
+
+    fn table_scan(
+        &mut self,
+        table: &str,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: u32,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        crate::bindings::weir::transform::tables::scan(table, prefix, start_after, limit)
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect()
+    }
+
     fn set_timer(&mut self, timer: &Timer) {
         crate::bindings::weir::transform::timers::set(timer.domain.into(), timer.at, &timer.key);
     }
@@ -217,6 +244,17 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// A table the pipeline declares (`[pipelines.NAME.tables.<name>]`): a compacted
+    /// topic the host keeps materialized for this partition, to join records with.
+    /// It is read only, and holds every table record at or before this record's
+    /// timestamp (see the README's "Tables and joins").
+    pub fn kafka_table<'t>(&'t mut self, name: &'t str) -> KafkaTable<'t> {
+        KafkaTable {
+            backend: &mut *self.state,
+            name,
+        }
+    }
+
     /// Emit `output`. Without a timestamp of its own it gets the input record's.
     pub fn emit(&mut self, mut output: Output) {
         output.timestamp.get_or_insert(self.timestamp);
@@ -264,9 +302,60 @@ impl State<'_> {
     }
 }
 
-/// Entries under a prefix, in key order. See [`State::scan`].
+/// A table the pipeline declares, read only. See [`Context::kafka_table`].
+///
+/// A stream-table join is a lookup by the record's key: an inner join skips records
+/// whose key has no row, a left join goes on without one.
+///
+/// ```ignore
+/// let Some(customer) = ctx.kafka_table("customers").get_json::<Customer>(key)? else {
+///     return Ok(()); // inner join: no customer, no output
+/// };
+/// ```
+pub struct KafkaTable<'a> {
+    backend: &'a mut dyn StateBackend,
+    name: &'a str,
+}
+
+impl KafkaTable<'_> {
+    /// The row of `key`: the value of the table topic's latest record with that key,
+    /// unless that record deleted it (no value).
+    pub fn get(&mut self, key: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+        self.backend.table_get(self.name, key.as_ref())
+    }
+
+    /// The row of `key`, read as JSON.
+    pub fn get_json<V: DeserializeOwned>(
+        &mut self,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<V>, Error> {
+        let key = key.as_ref();
+        self.get(key)
+            .map(|raw| {
+                serde_json::from_slice(&raw).map_err(|e| {
+                    Error::msg(format!(
+                        "the row of {:?} in table {:?} is not the expected JSON: {e}",
+                        String::from_utf8_lossy(key),
+                        self.name
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// Every row whose key starts with `prefix`, in key order, fetched a page at a time.
+    pub fn scan(&mut self, prefix: impl AsRef<[u8]>) -> Scan<'_> {
+        let mut scan = Scan::new(&mut *self.backend, prefix.as_ref().to_vec());
+        scan.table = Some(self.name.to_owned());
+        scan
+    }
+}
+
+/// Entries under a prefix, in key order. See [`State::scan`] and [`KafkaTable::scan`].
 pub struct Scan<'a> {
     backend: &'a mut dyn StateBackend,
+    /// The table scanned, or the partition's state.
+    table: Option<String>,
     prefix: Vec<u8>,
     page: std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
     last: Option<Vec<u8>>,
@@ -279,6 +368,7 @@ impl<'a> Scan<'a> {
     fn new(backend: &'a mut dyn StateBackend, prefix: Vec<u8>) -> Self {
         Self {
             backend,
+            table: None,
             prefix,
             page: Vec::new().into_iter(),
             last: None,
@@ -298,9 +388,11 @@ impl Iterator for Scan<'_> {
         if self.done {
             return None;
         }
-        let page = self
-            .backend
-            .scan(&self.prefix, self.last.as_deref(), SCAN_PAGE);
+        let after = self.last.as_deref();
+        let page = match &self.table {
+            None => self.backend.scan(&self.prefix, after, SCAN_PAGE),
+            Some(table) => self.backend.table_scan(table, &self.prefix, after, SCAN_PAGE),
+        };
         self.done = page.len() < SCAN_PAGE as usize;
         self.page = page.into_iter();
         let (key, value) = self.page.next()?;

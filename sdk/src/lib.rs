@@ -92,7 +92,7 @@ pub mod bindings {
 static ALLOCATOR: alloc::Allocator = alloc::Allocator::new();
 
 pub use config::Config;
-pub use context::{Context, Scan, State, StateBackend, Table};
+pub use context::{Context, KafkaTable, Scan, State, StateBackend, Table};
 pub use error::Error;
 pub use record::{Header, Output, Record};
 pub use time::{TimeDomain, Timer};

@@ -12,6 +12,9 @@ use crate::{Config, Error, Output, Record, StateBackend, TimeDomain, Timer, Tran
 pub struct MemoryState {
     entries: BTreeMap<Vec<u8>, Vec<u8>>,
     timers: BTreeSet<Timer>,
+    /// The pipeline's tables by name: rows a test sets, as the host reads them from
+    /// their topics.
+    tables: BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>,
     undo: Vec<Undo>,
 }
 
@@ -44,6 +47,21 @@ impl MemoryState {
         self.entries
             .iter()
             .map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    /// Set the row of `key` in table `table` (a record of the table topic), or delete
+    /// it with `None` (a tombstone). Transforms only read tables.
+    pub fn set_table_row(
+        &mut self,
+        table: &str,
+        key: impl AsRef<[u8]>,
+        value: Option<impl AsRef<[u8]>>,
+    ) {
+        let rows = self.tables.entry(table.to_owned()).or_default();
+        match value {
+            Some(value) => rows.insert(key.as_ref().to_vec(), value.as_ref().to_vec()),
+            None => rows.remove(key.as_ref()),
+        };
     }
 
     /// The timers set, earliest first.
@@ -123,17 +141,43 @@ impl StateBackend for MemoryState {
         start_after: Option<&[u8]>,
         limit: u32,
     ) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let lower = match start_after {
-            Some(after) if after >= prefix => Bound::Excluded(after),
-            _ => Bound::Included(prefix),
-        };
-        self.entries
-            .range::<[u8], _>((lower, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .take(limit as usize)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        scan_map(&self.entries, prefix, start_after, limit)
     }
+
+    fn table_get(&mut self, table: &str, key: &[u8]) -> Option<Vec<u8>> {
+        self.tables.get(table)?.get(key).cloned()
+    }
+
+    fn table_scan(
+        &mut self,
+        table: &str,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: u32,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.tables
+            .get(table)
+            .map(|rows| scan_map(rows, prefix, start_after, limit))
+            .unwrap_or_default()
+    }
+}
+
+/// Up to `limit` entries of `map` under `prefix` strictly after `start_after`.
+fn scan_map(
+    map: &BTreeMap<Vec<u8>, Vec<u8>>,
+    prefix: &[u8],
+    start_after: Option<&[u8]>,
+    limit: u32,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let lower = match start_after {
+        Some(after) if after >= prefix => Bound::Excluded(after),
+        _ => Bound::Included(prefix),
+    };
+    map.range::<[u8], _>((lower, Bound::Unbounded))
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .take(limit as usize)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// A transform under test, with its own in-memory state.
@@ -291,6 +335,17 @@ impl<T: Transform> Harness<T> {
         let mut record = Record::from_value(value);
         record.offset = self.next_offset;
         self.process(record)
+    }
+
+    /// Set the row of `key` in the pipeline's table `table`, as a record of the table
+    /// topic would before the next record (`None` deletes it).
+    pub fn set_table_row(
+        &mut self,
+        table: &str,
+        key: impl AsRef<[u8]>,
+        value: Option<impl AsRef<[u8]>>,
+    ) {
+        self.state.set_table_row(table, key, value);
     }
 
     /// The state as the transform left it.

@@ -345,6 +345,20 @@ pub struct PipelineConfig {
     /// watermark each record meets trails the newest timestamp by this much.
     #[serde(default)]
     pub max_out_of_orderness_ms: u64,
+    /// Tables the transform may look keys up in (contract 0.3.1 `tables`), by the name
+    /// it uses: each a compacted topic, partitioned like the inputs, that the host
+    /// keeps materialized per partition (`[pipelines.NAME.tables.customers]`,
+    /// `topic = "customers"`).
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableConfig>,
+}
+
+/// A table a pipeline declares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableConfig {
+    /// The compacted topic holding the table: the latest record of each key is its
+    /// row, a record without a value deletes it.
+    pub topic: String,
 }
 
 /// Automatic rollback: a new version is on trial for its first records; if too many of
@@ -390,6 +404,17 @@ impl PipelineConfig {
 
     pub fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.commit_interval_ms)
+    }
+
+    /// The tables as the host reads them.
+    pub fn table_specs(&self) -> Vec<crate::table::TableSpec> {
+        self.tables
+            .iter()
+            .map(|(name, table)| crate::table::TableSpec {
+                name: name.clone(),
+                topic: table.topic.clone(),
+            })
+            .collect()
     }
 
     /// The changelog topic holding the state of input `topic` under group `group`.

@@ -433,6 +433,32 @@ fn extra_output_checks(
     }
 }
 
+/// A table is read, never written: not an input, nor anything the pipeline writes.
+fn table_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
+    for (table, config) in &pipeline.tables {
+        let at = format!("pipelines.{name}.tables.{table}");
+        if let Err(message) = check_topic_name(table) {
+            check.fail(&at, format!("a table's name {message}"));
+        }
+        check.topic(&format!("{at}.topic"), &config.topic);
+        let topic = &config.topic;
+        let why = if pipeline.inputs.contains(topic) {
+            "is also an input: a topic is read as a stream or as a table, not both"
+        } else if topic == &pipeline.output
+            || pipeline.extra_outputs.contains(topic)
+            || pipeline.dead_letter_topic.as_ref() == Some(topic)
+        {
+            "is also written by this pipeline: a table is read only (send the updates \
+             to its topic from another pipeline)"
+        } else if topic.starts_with("__") {
+            "is one of Kafka's internal topics"
+        } else {
+            continue;
+        };
+        check.fail(format!("{at}.topic"), format!("{topic:?} {why}"));
+    }
+}
+
 fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
     let at = |field: &str| format!("pipelines.{name}.{field}");
     if !pipeline.module.is_file() {
@@ -457,6 +483,7 @@ fn pipeline_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
         }
     }
     check.topic(&at("output"), &pipeline.output);
+    table_checks(check, name, pipeline);
     if pipeline.output.starts_with("__") {
         check.fail(
             at("output"),

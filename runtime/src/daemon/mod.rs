@@ -230,6 +230,7 @@ impl Daemon {
             pipeline.config.clone().into_iter().collect();
         let limits = Arc::new(Limits {
             max_out_of_orderness_ms: pipeline.max_out_of_orderness_ms,
+            tables: pipeline.tables.keys().cloned().collect(),
             ..pipeline.limits.clone()
         });
         let versions = Versions::start(
@@ -297,6 +298,7 @@ impl Daemon {
             state_dir: state_dir(&config, name),
             rocks: self.rocks.clone(),
             state_quota: Arc::new(StateQuota::new(pipeline.limits.max_state_bytes)),
+            tables: pipeline.table_specs(),
         };
         Ok(Supervised {
             config: pipeline.clone(),
@@ -884,6 +886,7 @@ async fn prepare_topics(
 ) -> Result<BTreeMap<String, i32>, TopicError> {
     let existing = topics::partition_counts(settings)?;
     let inputs = topics::input_partitions(settings, &existing, &pipeline.inputs)?;
+    topics::check_tables(settings, &existing, &pipeline.table_specs(), &inputs)?;
     let group = pipeline.group_id(name);
     let widest = inputs.values().copied().max().unwrap_or(1);
     let mut specs: Vec<TopicSpec> = inputs

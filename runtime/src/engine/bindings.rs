@@ -30,7 +30,7 @@ pub mod v0_2 {
 pub use v0_3::*;
 
 /// The contract version this host implements, as it appears in import names.
-pub const CONTRACT_VERSION: &str = "0.3.0";
+pub const CONTRACT_VERSION: &str = "0.3.1";
 /// The earlier `0.minor` whose components this host still runs, newest patch.
 pub const EARLIER_CONTRACT_VERSION: &str = "0.2.2";
 /// The contract's package name.

@@ -122,6 +122,11 @@ pub enum GuestFault {
     StateWriteInInit,
     #[error("the transform wrote the empty state key, which Weir reserves for its checkpoints")]
     ReservedKey,
+    #[error(
+        "the transform read table {name:?}, which the pipeline does not declare (it \
+         declares {declared}): add it under [pipelines.NAME.tables] or fix the name"
+    )]
+    UnknownTable { name: String, declared: String },
     #[error("the transform trapped: {message}")]
     Trap { message: String },
     #[error("the transform broke the weir:transform contract: {message}")]
@@ -140,6 +145,7 @@ impl GuestFault {
             Self::ScanTooLarge { .. } => "scan_too_large",
             Self::StateWriteInInit => "state_write_in_init",
             Self::ReservedKey => "reserved_key",
+            Self::UnknownTable { .. } => "unknown_table",
             Self::Trap { .. } => "trap",
             Self::Contract { .. } => "contract",
         }

@@ -61,6 +61,10 @@ pub struct Limits {
     /// it). Not in `[limits]`.
     #[serde(skip)]
     pub manual_clock: Option<crate::time::ManualClock>,
+    /// The tables the pipeline declares (`tables` in its config): the names a
+    /// transform may read with `tables.get` and `tables.scan`. Not in `[limits]`.
+    #[serde(skip)]
+    pub tables: std::sync::Arc<[String]>,
     /// Ignored, and warned about: this sized an instance pool, gone since instances are
     /// made on demand (2026-12-07). Accepted so that configs that raised it still load.
     #[serde(skip_serializing)]
@@ -84,6 +88,7 @@ impl Default for Limits {
             deterministic: false,
             max_out_of_orderness_ms: 0,
             manual_clock: None,
+            tables: std::sync::Arc::from([]),
             max_instances: None,
         }
     }

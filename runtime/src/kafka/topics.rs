@@ -36,6 +36,30 @@ pub enum TopicError {
     )]
     MissingInput { topic: String, brokers: String },
     #[error(
+        "table {table:?} reads topic {topic:?}, which does not exist on {brokers}; create \
+         it compacted and partitioned like the inputs (for example `kafka-topics.sh \
+         --create --topic {topic} --partitions N --config cleanup.policy=compact`) or fix \
+         the name in the config"
+    )]
+    MissingTable {
+        table: String,
+        topic: String,
+        brokers: String,
+    },
+    #[error(
+        "table {table:?} reads topic {topic:?}, which has {has} partitions, but input \
+         {input:?} has {needs}: a table must be partitioned like the inputs (partition p \
+         of the table holds the keys of partition p of each input). Repartition one of \
+         them to the same count, with the same keys and partitioner"
+    )]
+    NotCoPartitioned {
+        table: String,
+        topic: String,
+        has: i32,
+        input: String,
+        needs: i32,
+    },
+    #[error(
         "topic {topic:?} has {has} partitions but must have {needs}, one per partition of \
          its input; delete it (Weir recreates it from the input's layout) or fix the input"
     )]
@@ -91,6 +115,35 @@ pub fn input_partitions(
             }),
         })
         .collect()
+}
+
+/// Check that every table's topic exists and is partitioned like every input
+/// (`inputs`: their partition counts).
+pub fn check_tables(
+    settings: &ClientSettings,
+    existing: &BTreeMap<String, i32>,
+    tables: &[crate::table::TableSpec],
+    inputs: &BTreeMap<String, i32>,
+) -> Result<(), TopicError> {
+    for table in tables {
+        let Some(&has) = existing.get(&table.topic).filter(|&&n| n > 0) else {
+            return Err(TopicError::MissingTable {
+                table: table.name.clone(),
+                topic: table.topic.clone(),
+                brokers: settings.bootstrap.clone(),
+            });
+        };
+        if let Some((input, &needs)) = inputs.iter().find(|(_, n)| **n != has) {
+            return Err(TopicError::NotCoPartitioned {
+                table: table.name.clone(),
+                topic: table.topic.clone(),
+                has,
+                input: input.clone(),
+                needs,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Create the topics of `specs` that do not exist; check the shape of those that do.

@@ -60,6 +60,8 @@ pub struct PipelineContext {
     pub rocks: RocksMemory,
     /// The disk the pipeline's partition stores take on this daemon, and its limit.
     pub state_quota: Arc<StateQuota>,
+    /// The tables each partition keeps materialized (`crate::table`).
+    pub tables: Vec<crate::table::TableSpec>,
 }
 
 impl PipelineContext {
@@ -99,6 +101,13 @@ pub enum TaskError {
         first: i64,
         then: i64,
     },
+    #[error(
+        "the local rows of table {table:?} are read to offset {rows}, past where the \
+         partition's checkpoint had read the table ({read}): the local state does not \
+         belong to this checkpoint. Stop Weir, delete this partition's state directory \
+         and start again to rebuild it"
+    )]
+    TableAhead { table: String, rows: i64, read: i64 },
     #[error("librdkafka gave no queue of its own for the partition (a Weir bug)")]
     NoQueue,
     /// The partition was revoked while starting; nothing to clean up.

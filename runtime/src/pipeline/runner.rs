@@ -33,7 +33,7 @@ use super::control::{
 };
 use super::pool::ProcessingPool;
 use super::starter::Job;
-use super::task::Assigned;
+use super::task::{Assigned, TableConsumer, table_consumer};
 
 /// How often the runner polls the group queue (serving rebalances and heartbeats).
 const GROUP_POLL: Duration = Duration::from_millis(100);
@@ -92,6 +92,8 @@ pub struct GroupContext {
     pool: Arc<ProcessingPool<GroupContext>>,
     owned: OwnedPartitions,
     failure: Arc<Failure>,
+    /// Reads the tables of every partition this run owns, if the pipeline has any.
+    tables: Option<Arc<TableConsumer>>,
 }
 
 impl ClientContext for GroupContext {
@@ -165,6 +167,7 @@ impl GroupContext {
                 partition: key.1,
                 consumer: consumer.clone(),
                 queue,
+                tables: self.tables.clone(),
                 status: status.clone(),
                 cancel: cancel.clone(),
                 gone: gone_tx,
@@ -282,6 +285,7 @@ pub fn run(
     shutdown: &AtomicBool,
 ) -> Result<(), PipelineError> {
     let failure = Arc::new(Failure::default());
+    let tables = table_consumer(&ctx.settings, &ctx.tables)?;
     let context = GroupContext {
         ctx: ctx.clone(),
         run: RunId::next(),
@@ -289,6 +293,7 @@ pub fn run(
         pool,
         owned: ctx.partitions.clone(),
         failure: failure.clone(),
+        tables: tables.clone(),
     };
     let mut config = ctx.settings.consumer_config();
     if let Some(url) = ctx.advertised_url.get()
@@ -340,6 +345,19 @@ pub fn run(
     let mut disk = DiskWatch::default();
     while !shutdown.load(Ordering::Acquire) && !failure.is_set() {
         disk.measure(&ctx);
+        // The table consumer's own queue has only its events: each table partition's
+        // records go to its task's queue.
+        // A record here reached no reader (a bug), and its table would miss it: stop.
+        if let Some(tables) = &tables
+            && let Some(Ok(message)) = tables.poll(Duration::ZERO)
+        {
+            stray = Some((
+                message.topic().to_owned(),
+                message.partition(),
+                message.offset(),
+            ));
+            break;
+        }
         match consumer.poll(GROUP_POLL) {
             None => {}
             Some(Ok(message)) => {

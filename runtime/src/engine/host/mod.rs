@@ -8,6 +8,7 @@ mod clocks;
 mod earlier;
 mod log;
 mod state;
+mod tables;
 mod timers;
 
 pub(crate) use clocks::bound_waits;
@@ -42,6 +43,8 @@ pub(crate) struct HostState {
     max_value_bytes: u32,
     max_pending_bytes: u64,
     max_scan_bytes: u64,
+    /// The tables the pipeline declares: what `tables.get` and `tables.scan` may name.
+    tables: Arc<[String]>,
     /// Zero of the guest's monotonic clock.
     clock_origin: std::time::Instant,
     /// The monotonic clock stays at 0 (`limits.deterministic`).
@@ -94,6 +97,7 @@ impl HostState {
             max_value_bytes: limits.max_state_value_bytes,
             max_pending_bytes: limits.max_pending_state_bytes,
             max_scan_bytes: limits.max_scan_bytes,
+            tables: limits.tables.clone(),
             clock_origin: std::time::Instant::now(),
             frozen_clock: limits.deterministic,
             call_deadline: std::time::Instant::now() + limits.call_timeout(),

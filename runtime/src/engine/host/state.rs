@@ -11,7 +11,7 @@ use crate::engine::bindings::weir::transform::state::{Entry, Host, SmallValue, W
 use crate::time::timers::{RESERVED_END, is_reserved};
 
 /// Largest page a guest may ask one `scan` for; it pages for more.
-const MAX_SCAN_PAGE: u32 = 1024;
+pub(super) const MAX_SCAN_PAGE: u32 = 1024;
 
 impl HostState {
     /// A guest's write of `key`: refused for the host's keys, then held to the limits.

@@ -9,6 +9,7 @@ use crate::kafka::KafkaFailure;
 use crate::kafka::producer::{Outgoing, RecordKind, ThreadProducer};
 use crate::kafka::records::checkpoint_headers;
 use crate::state::changelog;
+use crate::table::keys;
 
 use super::Task;
 use crate::pipeline::Processor as _;
@@ -45,10 +46,13 @@ impl<C: ConsumerContext + 'static> Task<C> {
             Some(next_offset.to_string().as_bytes()),
             Some(headers()),
         )?;
+        // A table's rows stay local: the table topic is their changelog.
         let pending = self.instance.state().pending();
-        for (key, value) in pending.iter() {
+        let mut sent = 0;
+        for (key, value) in pending.iter().filter(|(key, _)| !keys::is_local_only(key)) {
             send(key, value, every_record.then(headers))?;
+            sent += 1;
         }
-        Ok(pending.len())
+        Ok(sent)
     }
 }

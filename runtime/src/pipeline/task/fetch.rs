@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::engine::InputRecord;
@@ -13,6 +13,7 @@ use crate::kafka::records::{self};
 use crate::kafka::{KafkaFailure, REQUEST_TIMEOUT};
 
 use crate::pipeline::position::{GapOutcome, Verdict};
+use crate::table::order::{self, Next};
 
 use super::{Assigned, Task, TaskError};
 
@@ -22,30 +23,7 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
     /// assignment, which may be older (read while the previous owner's last transaction
     /// was still pending) or, on a broker that answers stale offsets, newer.
     pub fn seek(&self, offset: i64) -> Result<(), TaskError> {
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
-        loop {
-            let result = self.consumer.seek(
-                &self.topic,
-                self.partition,
-                Offset::Offset(offset),
-                REQUEST_TIMEOUT,
-            );
-            match result {
-                Ok(()) => return Ok(()),
-                // The fetcher may not have started on a just-assigned partition yet.
-                Err(error) if Instant::now() < deadline => {
-                    tracing::debug!(topic = %self.topic, partition = self.partition, %error, "seek not possible yet; retrying");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(error) => {
-                    return Err(KafkaFailure::new(
-                        format!("cannot seek to offset {offset}"),
-                        error,
-                    )
-                    .into());
-                }
-            }
-        }
+        seek(&self.consumer, &self.topic, self.partition, offset)
     }
 
     /// The partition's first offset on the broker: where a group that never committed
@@ -119,57 +97,99 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
 impl<C: ConsumerContext + 'static> Task<C> {
     /// Collect up to a batch of the records already fetched, without waiting. Records
     /// before the position are skipped, and a gap after a seek is checked by seeking
-    /// back (see `pipeline::position`).
-    pub fn fill(&mut self, batch: &mut Vec<InputRecord>) -> Result<(), TaskError> {
-        let this = &self.assigned;
-        while batch.len() < this.ctx.batch_size {
-            match this.queue.poll(Duration::ZERO) {
-                Some(Ok(message)) => {
-                    let offset = message.offset();
-                    let expected = self.fetch.next();
-                    match self.fetch.judge(offset) {
-                        Verdict::Skip => {
-                            tracing::debug!(
-                                partition = this.partition,
-                                offset,
-                                expected,
-                                "skipping a record before the position"
-                            );
-                            continue;
-                        }
-                        Verdict::Unsettled {
-                            expected,
-                            first,
-                            then,
-                        } => {
-                            return Err(TaskError::UnsettledGap {
-                                topic: this.topic.clone(),
-                                partition: this.partition,
-                                expected,
-                                first,
-                                then,
-                            });
-                        }
-                        Verdict::SeekBack { to } => {
-                            tracing::info!(pipeline = %this.ctx.name, topic = %this.topic, partition = this.partition, expected, fetched = offset, "the first record after a seek is past the position; fetching again from the position");
-                            this.seek(to)?;
-                            return Ok(());
-                        }
-                        Verdict::Take { gap: None } => {}
-                        Verdict::Take { gap: Some(outcome) } => {
-                            this.report_gap(outcome, expected, offset);
-                        }
-                    }
-                    batch.push(records::input_record(&message));
+    /// back (see `pipeline::position`). With tables, their records are applied in
+    /// timestamp order with the input's (`crate::table::order`): a batch ends before
+    /// an input record that a table record must precede, and the table records go in
+    /// while the batch is empty. Returns how many table records it applied.
+    pub fn fill(&mut self, batch: &mut Vec<InputRecord>) -> Result<usize, TaskError> {
+        if self.tables.is_empty() {
+            while batch.len() < self.assigned.ctx.batch_size {
+                match self.next_input()? {
+                    Some(record) => batch.push(record),
+                    None => break,
                 }
-                Some(Err(error)) => {
-                    tracing::warn!(pipeline = %this.ctx.name, partition = this.partition, %error, "consumer error");
+            }
+            return Ok(0);
+        }
+        let limit = self.assigned.ctx.batch_size;
+        let mut applied = 0;
+        let mut feeds = Vec::with_capacity(self.tables.len());
+        while batch.len() < limit {
+            let record = match self.held.take() {
+                Some(record) => Some(record),
+                None => self.next_input()?,
+            };
+            feeds.clear();
+            for table in &mut self.tables {
+                table.peek();
+                feeds.push(table.view());
+            }
+            match order::next(record.as_ref().map(|r| r.timestamp), &feeds) {
+                Next::Stream => batch.push(record.expect("the stream goes next only with a record")),
+                Next::Table(i) if batch.is_empty() && applied < limit => {
+                    self.held = record;
+                    self.tables[i].apply_head(self.instance.state());
+                    applied += 1;
+                }
+                Next::Table(_) | Next::Wait => {
+                    self.held = record;
                     break;
                 }
-                None => break,
             }
         }
-        Ok(())
+        Ok(applied)
+    }
+
+    /// The next input record already fetched, checked against the position; `None`
+    /// when there is none yet, or the fetch had to go back for it.
+    fn next_input(&mut self) -> Result<Option<InputRecord>, TaskError> {
+        let this = &self.assigned;
+        loop {
+            let message = match this.queue.poll(Duration::ZERO) {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    tracing::warn!(pipeline = %this.ctx.name, partition = this.partition, %error, "consumer error");
+                    return Ok(None);
+                }
+                None => return Ok(None),
+            };
+            let offset = message.offset();
+            let expected = self.fetch.next();
+            match self.fetch.judge(offset) {
+                Verdict::Skip => {
+                    tracing::debug!(
+                        partition = this.partition,
+                        offset,
+                        expected,
+                        "skipping a record before the position"
+                    );
+                    continue;
+                }
+                Verdict::Unsettled {
+                    expected,
+                    first,
+                    then,
+                } => {
+                    return Err(TaskError::UnsettledGap {
+                        topic: this.topic.clone(),
+                        partition: this.partition,
+                        expected,
+                        first,
+                        then,
+                    });
+                }
+                Verdict::SeekBack { to } => {
+                    tracing::info!(pipeline = %this.ctx.name, topic = %this.topic, partition = this.partition, expected, fetched = offset, "the first record after a seek is past the position; fetching again from the position");
+                    this.seek(to)?;
+                    return Ok(None);
+                }
+                Verdict::Take { gap: None } => {}
+                Verdict::Take { gap: Some(outcome) } => {
+                    this.report_gap(outcome, expected, offset);
+                }
+            }
+            return Ok(Some(records::input_record(&message)));
+        }
     }
 
     /// Publish the partition's position and lag (from the high watermark librdkafka
@@ -191,6 +211,33 @@ impl<C: ConsumerContext + 'static> Task<C> {
             this.metrics
                 .state_bytes
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// Seek `consumer`'s `topic`/`partition` to `offset`, trying again while its fetcher has
+/// not started on a just-assigned partition.
+pub(super) fn seek<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<(), TaskError> {
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        match consumer.seek(topic, partition, Offset::Offset(offset), REQUEST_TIMEOUT) {
+            Ok(()) => return Ok(()),
+            Err(error) if Instant::now() < deadline => {
+                tracing::debug!(topic, partition, %error, "seek not possible yet; retrying");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(error) => {
+                return Err(KafkaFailure::new(
+                    format!("cannot seek {topic}/{partition} to offset {offset}"),
+                    error,
+                )
+                .into());
+            }
         }
     }
 }

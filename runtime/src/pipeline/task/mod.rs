@@ -5,7 +5,8 @@
 //!
 //! The parts, each a file: [`start`] (where to begin, restore, instantiate), [`fetch`]
 //! (seeking, and batches checked against the position), [`restore`] (the changelog
-//! back into state) and [`transform`] (a batch through the transform, outputs into the
+//! back into state), [`tables`] (the pipeline's tables, read in timestamp order with
+//! the input) and [`transform`] (a batch through the transform, outputs into the
 //! thread's transaction). This file holds what a task is, and its moves between
 //! checkpoints: going back to the last one, and following the active version.
 
@@ -13,8 +14,10 @@ mod changelog;
 mod fetch;
 mod restore;
 mod start;
+mod tables;
 mod transform;
 
+pub use tables::{TableConsumer, TableContext, table_consumer};
 pub use transform::Ran;
 
 use std::path::PathBuf;
@@ -26,7 +29,7 @@ use std::time::Instant;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 
-use crate::engine::{Instance, InstanceLabels};
+use crate::engine::{InputRecord, Instance, InstanceLabels};
 use crate::metrics::PartitionMetrics;
 use crate::state::{PartitionState, StateError};
 
@@ -55,6 +58,8 @@ pub struct Assigned<C: ConsumerContext + 'static> {
     pub changelog_topic: String,
     pub consumer: Arc<BaseConsumer<C>>,
     pub queue: PartitionQueue<C>,
+    /// The pipeline run's table consumer, when it declares tables.
+    pub tables: Option<Arc<TableConsumer>>,
     pub status: Arc<PartitionStatus>,
     pub metrics: PartitionMetrics,
     /// Set when the partition is revoked or lost: a start in progress gives up, and a
@@ -126,6 +131,11 @@ pub struct Task<C: ConsumerContext + 'static> {
     /// Its last batch was slow: the thread runs its other tasks first for a while
     /// (see the processing thread's `round`).
     pub slow: bool,
+    /// The pipeline's tables, read for this partition.
+    tables: Vec<tables::TableFeed>,
+    /// An input record fetched but not processed yet: a table record at or before its
+    /// time had to be applied first (see `crate::table::order`).
+    held: Option<InputRecord>,
     pub assigned: Assigned<C>,
 }
 
@@ -136,6 +146,14 @@ impl<C: ConsumerContext + 'static> Task<C> {
             self.assigned.run,
             (self.assigned.topic.clone(), self.assigned.partition),
         )
+    }
+
+    /// Have `wake` called when a table reader of this task fetches records or reaches
+    /// the end, as the input's queue does.
+    pub fn wake_tables_with(&self, wake: impl Fn() + Clone + Send + Sync + 'static) {
+        for table in &self.tables {
+            table.wake_with(wake.clone());
+        }
     }
 
     /// Whether anything happened since the last checkpoint.
@@ -185,6 +203,10 @@ impl<C: ConsumerContext + 'static> Task<C> {
     /// thread aborted the transaction holding this task's outputs.
     pub fn rewind(&mut self) -> Result<(), TaskError> {
         self.instance.state().discard_uncommitted();
+        self.held = None;
+        for table in &mut self.tables {
+            table.rewind()?;
+        }
         self.assigned.seek(self.checkpointed)?;
         self.fetch.seeked(self.checkpointed);
         self.next_offset = self.checkpointed;
@@ -223,6 +245,9 @@ impl<C: ConsumerContext + 'static> Task<C> {
         self.head = checkpoint;
         self.position = position;
         self.checkpointed = next_offset;
+        for table in &mut self.tables {
+            table.checkpointed();
+        }
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use crate::kafka::REQUEST_TIMEOUT;
 use crate::state::changelog::RestoreError;
 use crate::state::{PartitionState, RocksStore};
 
+use super::tables::TableFeed;
 use super::{Assigned, META_OFFSET, Task, TaskError, read_meta};
 use crate::pipeline::position::Position;
 
@@ -84,6 +85,7 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
             None => self.log_start()?,
         };
         let found = began.elapsed();
+        let tables = self.open_tables(&mut state)?;
         self.seek(start)?;
         let seeked = began.elapsed();
         if self.is_cancelled() {
@@ -114,7 +116,23 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
             head,
             position,
             start,
+            tables,
         })
+    }
+
+    /// Start reading each of the pipeline's tables where this partition's rows of it
+    /// are read to: the table topic's log start for a new partition, and after a
+    /// restore from the changelog (which brings no rows), up to where the checkpoint
+    /// had read it before any record is processed.
+    fn open_tables(&self, state: &mut PartitionState) -> Result<Vec<TableFeed>, TaskError> {
+        let Some(consumer) = &self.tables else {
+            return Ok(Vec::new());
+        };
+        self.ctx
+            .tables
+            .iter()
+            .map(|table| TableFeed::open(consumer, table, self.partition, state))
+            .collect()
     }
 }
 
@@ -125,6 +143,7 @@ struct Prepared {
     head: u64,
     position: i64,
     start: i64,
+    tables: Vec<TableFeed>,
 }
 
 impl Prepared {
@@ -143,6 +162,8 @@ impl Prepared {
             idle_checked: None,
             paused: false,
             slow: false,
+            tables: self.tables,
+            held: None,
         }
     }
 }

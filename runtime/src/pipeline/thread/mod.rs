@@ -193,7 +193,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             }
             batch.clear();
             let filled = self.tasks[i].fill(batch);
-            filled.map_err(|error| self.blame(i, error))?;
+            let table_records = filled.map_err(|error| self.blame(i, error))?;
             let last = batch.last().map(|r| r.offset);
             // Without records, a partition still fires its processing-time timers.
             if last.is_none()
@@ -201,6 +201,13 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                     .idle_timer_due()
                     .map_err(|e| self.blame(i, e))?
             {
+                if table_records > 0 {
+                    // Table records are state writes: they count towards the buffer.
+                    busy = true;
+                    if self.tasks[i].state_buffer_half_full() && !self.end_interval()? {
+                        return Ok(true);
+                    }
+                }
                 continue;
             }
             busy = true;
@@ -344,6 +351,8 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
             task.assigned
                 .queue
                 .set_nonempty_callback(move || wake.notify());
+            let wake = self.wake.clone();
+            task.wake_tables_with(move || wake.notify());
             task.assigned.status.set_phase(Phase::Running);
             let assigned = &task.assigned;
             tracing::info!(

@@ -1,0 +1,236 @@
+//! A task's tables (`crate::table`): for each table the pipeline declares, a reader
+//! of the table topic's partition with the input's number, applying its records to
+//! the partition's store in timestamp order with the input's records.
+//!
+//! Every task of a pipeline run reads its tables through one consumer (no group: it
+//! is assigned each task's table partitions itself), each partition into a queue of
+//! its own, so a daemon with hundreds of partitions still has one table consumer per
+//! pipeline. A table record applied is a state write like any other, so it commits
+//! with the checkpoint and is undone with a rewind; the reader then seeks back too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::kafka::{ClientSettings, KafkaFailure};
+use crate::state::PartitionState;
+use crate::table::keys;
+use crate::table::order::Feed;
+use crate::table::TableSpec;
+
+use super::TaskError;
+
+/// The consumer a pipeline run reads its tables with.
+pub type TableConsumer = BaseConsumer<TableContext>;
+
+/// The table consumer's context: reaching the end of a table partition is news for
+/// its reader (see [`crate::table::order`]), not an error worth a log line.
+pub struct TableContext;
+
+impl rdkafka::ClientContext for TableContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(%error, reason, "Kafka table consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for TableContext {}
+
+/// A consumer for a pipeline run's tables, or `None` when it declares none.
+pub fn table_consumer(
+    settings: &ClientSettings,
+    tables: &[TableSpec],
+) -> Result<Option<Arc<TableConsumer>>, KafkaFailure> {
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    let consumer = settings
+        .consumer_config()
+        // A reader knows it has every record up to the end when the end is reported.
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("group.id", "weir-tables")
+        // A table partition read from offset 0 starts wherever its log starts.
+        .set("auto.offset.reset", "earliest")
+        .create_with_context(TableContext)
+        .map_err(|e| KafkaFailure::new("cannot create the table consumer", e))?;
+    Ok(Some(Arc::new(consumer)))
+}
+
+/// A table record fetched and not applied yet.
+struct TableRecord {
+    offset: i64,
+    timestamp: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+/// One table's reader, for one task.
+pub(super) struct TableFeed {
+    name: String,
+    topic: String,
+    partition: i32,
+    consumer: Arc<TableConsumer>,
+    queue: PartitionQueue<TableContext>,
+    head: Option<TableRecord>,
+    /// End of partition reported, nothing fetched since.
+    at_end: bool,
+    /// The next table offset to apply.
+    next: i64,
+    /// `next` as of the last checkpoint: where a rewind goes back to.
+    checkpointed: i64,
+    /// Where processing had read the table at the checkpoint the partition started
+    /// from: records before it are re-read first, whatever their times.
+    replay_until: i64,
+}
+
+impl TableFeed {
+    /// Start reading `table` for the task of `partition`, from where its rows in
+    /// `state` are read to.
+    pub(super) fn open(
+        consumer: &Arc<TableConsumer>,
+        table: &TableSpec,
+        partition: i32,
+        state: &mut PartitionState,
+    ) -> Result<Self, TaskError> {
+        let position = |state: &mut PartitionState, key: Vec<u8>| -> Result<i64, TaskError> {
+            Ok(state
+                .get(&key)?
+                .as_deref()
+                .and_then(keys::decode_offset)
+                .unwrap_or(0))
+        };
+        let rows = position(state, keys::rows_read_key(&table.name))?;
+        let read = position(state, keys::read_key(&table.name))?;
+        if rows > read {
+            return Err(TaskError::TableAhead {
+                table: table.name.clone(),
+                rows,
+                read,
+            });
+        }
+        let queue = consumer
+            .split_partition_queue(&table.topic, partition)
+            .ok_or(TaskError::NoQueue)?;
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&table.topic, partition, Offset::Offset(rows))
+            .map_err(|e| KafkaFailure::new("cannot assign a table partition", e))?;
+        consumer.incremental_assign(&assignment).map_err(|e| {
+            KafkaFailure::new(format!("cannot read table topic {:?}", table.topic), e)
+        })?;
+        tracing::debug!(table = %table.name, topic = %table.topic, partition, rows, read, "reading the table");
+        Ok(Self {
+            name: table.name.clone(),
+            topic: table.topic.clone(),
+            partition,
+            consumer: consumer.clone(),
+            queue,
+            head: None,
+            at_end: false,
+            next: rows,
+            checkpointed: rows,
+            replay_until: read,
+        })
+    }
+
+    /// Wake the processing thread when records (or the end) arrive.
+    pub(super) fn wake_with(&self, wake: impl Fn() + Send + Sync + 'static) {
+        self.queue.set_nonempty_callback(wake);
+    }
+
+    /// Fetch the next record into the head, if there is room and one came.
+    pub(super) fn peek(&mut self) {
+        while self.head.is_none() {
+            match self.queue.poll(Duration::ZERO) {
+                None => return,
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    self.at_end = true;
+                    return;
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(table = %self.name, partition = self.partition, %error, "table consumer error");
+                    return;
+                }
+                Some(Ok(message)) => {
+                    self.at_end = false;
+                    // A record before the position was fetched before a seek back.
+                    if message.offset() < self.next {
+                        continue;
+                    }
+                    self.head = Some(TableRecord {
+                        offset: message.offset(),
+                        timestamp: message.timestamp().to_millis().unwrap_or(-1),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value: message.payload().map(<[u8]>::to_vec),
+                    });
+                }
+            }
+        }
+    }
+
+    /// What the ordering needs to know of this reader.
+    pub(super) fn view(&self) -> Feed {
+        let past_replay = self.next >= self.replay_until
+            || self.at_end
+            || self.head.as_ref().is_some_and(|h| h.offset >= self.replay_until);
+        Feed {
+            head: self.head.as_ref().map(|h| h.timestamp),
+            at_end: self.at_end,
+            replaying: !past_replay,
+        }
+    }
+
+    /// Apply the head record to `state`: its row, and how far the table is read.
+    pub(super) fn apply_head(&mut self, state: &mut PartitionState) {
+        let Some(record) = self.head.take() else {
+            return;
+        };
+        let replayed = record.offset < self.replay_until;
+        self.next = record.offset + 1;
+        // A record without a key names no row; it is read past, like Kafka Streams does.
+        if let Some(key) = record.key {
+            let row = keys::row_key(&self.name, &key);
+            match record.value {
+                Some(value) => state.put(row, value),
+                None => state.delete(row),
+            }
+        }
+        let next = keys::encode_offset(self.next).to_vec();
+        state.put(keys::rows_read_key(&self.name), next.clone());
+        if !replayed {
+            state.put(keys::read_key(&self.name), next);
+        }
+    }
+
+    /// The checkpoint committed what was applied.
+    pub(super) fn checkpointed(&mut self) {
+        self.checkpointed = self.next;
+    }
+
+    /// Go back to the last checkpoint (the task's state is rewound with it).
+    pub(super) fn rewind(&mut self) -> Result<(), TaskError> {
+        super::fetch::seek(&self.consumer, &self.topic, self.partition, self.checkpointed)?;
+        self.head = None;
+        self.at_end = false;
+        self.next = self.checkpointed;
+        Ok(())
+    }
+}
+
+impl Drop for TableFeed {
+    fn drop(&mut self) {
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition(&self.topic, self.partition);
+        if let Err(error) = self.consumer.incremental_unassign(&assignment) {
+            tracing::warn!(table = %self.name, partition = self.partition, %error, "cannot stop reading the table partition");
+        }
+    }
+}
