@@ -137,11 +137,23 @@ impl Daemon {
         }
     }
 
-    /// Partitions this instance runs now: started minus released.
+    /// Log lines (JSON) of this process (not of earlier ones on the same data
+    /// directory) whose message is `message`, in order.
+    pub fn own_events(&self, message: &str) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.get(self.log_start..)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| event["fields"]["message"] == message)
+            .collect()
+    }
+
+    /// Partitions this instance runs now: started minus released, by this process.
     pub fn running_partitions(&self) -> usize {
-        self.events("partition running")
+        self.own_events("partition running")
             .len()
-            .saturating_sub(self.events("partition released").len())
+            .saturating_sub(self.own_events("partition released").len())
     }
 
     /// Wait until `a` and `b` together run all `total` partitions, each some.

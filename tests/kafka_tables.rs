@@ -136,6 +136,14 @@ fn table_lines(setup: &Setup) -> String {
     )
 }
 
+/// Wait until `daemon` (this process of it) runs every partition.
+fn wait_running(daemon: &Daemon) {
+    wait_until(
+        || daemon.running_partitions() == PARTITIONS as usize,
+        || format!("not every partition running\n{}", daemon.tail()),
+    );
+}
+
 #[test]
 fn an_enrichment_join_is_exact_across_sigkills_and_a_rebalance() {
     let mut setup = Setup::new(EXE, PARTITIONS, &["counts"]);
@@ -161,14 +169,14 @@ fn an_enrichment_join_is_exact_across_sigkills_and_a_rebalance() {
     let output = setup.topic("counts");
     let mut dice = Dice(0x2545_f491_4f6c_dd1d);
     let mut daemon = setup.start_with("a", &lines, None);
-    daemon.wait_for("partition running", PARTITIONS as usize, WAIT);
+    wait_running(&daemon);
     let (killed, rest) = orders.split_at(400);
     for (round, chunk) in killed.chunks(100).enumerate() {
         send(&producer, &setup.topic("text"), chunk);
         std::thread::sleep(Duration::from_millis(dice.below(200 * round as u64 + 1)));
         daemon.kill();
         daemon = setup.start_with("a", &lines, None);
-        daemon.wait_for("partition running", PARTITIONS as usize, WAIT);
+        wait_running(&daemon);
     }
     // A second instance joins: a partition moves to a state directory that has
     // nothing, restores from the changelog and re-reads its table rows.

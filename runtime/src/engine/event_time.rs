@@ -134,6 +134,17 @@ impl Instance {
         Ok((watermark != crate::time::watermark::NO_TIME).then_some(watermark))
     }
 
+    /// The partition's stream time (contract 0.3): the largest record timestamp it
+    /// has processed, as committed with its state (so a rewind or a restore brings
+    /// it back with the records).
+    pub fn stream_time(&mut self) -> Result<Option<i64>, StateError> {
+        if !self.module.contract().has_event_time() {
+            return Ok(None);
+        }
+        let time = self.clock()?.stream_time();
+        Ok((time != crate::time::watermark::NO_TIME).then_some(time))
+    }
+
     /// Move the partition's watermark to `to`, as a record `to` plus the allowed
     /// out-of-orderness would (never back); the timers due then fire at the next
     /// firing point (a batch, even an empty one). `false` for a module of a contract

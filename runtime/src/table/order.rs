@@ -2,7 +2,7 @@
 //! order, as Kafka Streams processes a task's table and stream inputs.
 //!
 //! A stream record at time `t` is processed once every table record at or before `t`
-//! is applied. A table is known to have none left only when its next fetched record is
+//! is applied, and a table record is applied once the stream has reached its time. A table is known to have none left only when its next fetched record is
 //! later, or when its reader is at the end of the table topic: a table reader behind
 //! with nothing fetched yet makes the stream wait (Kafka Streams waits the same way
 //! for an input known to lag, KIP-695), or the record would miss table updates older
@@ -34,10 +34,13 @@ pub enum Next {
     Wait,
 }
 
-/// What comes next, given the next stream record's timestamp (`None`: none fetched)
-/// and every table's reader. With nothing to process, fetched table records are
-/// applied: a table keeps up while its stream is idle, as in Kafka Streams.
-pub fn next(stream: Option<i64>, feeds: &[Feed]) -> Next {
+/// What comes next, given the next stream record's timestamp (`None`: none fetched),
+/// the partition's stream time (the largest timestamp it has processed, if any) and
+/// every table's reader. With no stream record, fetched table records up to the
+/// stream time are applied: a table keeps up with its idle stream, but never gets
+/// ahead of it, so which rows a record meets depends on the records alone, not on
+/// when their fetches happened to arrive.
+pub fn next(stream: Option<i64>, stream_time: Option<i64>, feeds: &[Feed]) -> Next {
     // Replays first: they were applied before anything after the checkpoint.
     if let Some(i) = feeds.iter().position(|f| f.replaying && f.head.is_some()) {
         return Next::Table(i);
@@ -52,7 +55,10 @@ pub fn next(stream: Option<i64>, feeds: &[Feed]) -> Next {
         .filter_map(|(i, f)| Some((f.head?, i)))
         .min();
     let Some(t) = stream else {
-        return earliest.map_or(Next::Wait, |(_, i)| Next::Table(i));
+        return match (earliest, stream_time) {
+            (Some((head, i)), Some(now)) if head <= now => Next::Table(i),
+            _ => Next::Wait,
+        };
     };
     match earliest {
         Some((head, i)) if head <= t => Next::Table(i),
@@ -86,25 +92,27 @@ mod tests {
 
     #[test]
     fn a_stream_record_waits_for_the_table_records_at_or_before_it() {
-        assert_eq!(next(Some(10), &[fetched(10)]), Next::Table(0));
-        assert_eq!(next(Some(10), &[fetched(11)]), Next::Stream);
-        assert_eq!(next(Some(10), &[fetched(11), fetched(3)]), Next::Table(1));
-        assert_eq!(next(Some(10), &[AT_END]), Next::Stream);
-        assert_eq!(next(Some(10), &[fetched(20), AT_END]), Next::Stream);
+        assert_eq!(next(Some(10), None, &[fetched(10)]), Next::Table(0));
+        assert_eq!(next(Some(10), None, &[fetched(11)]), Next::Stream);
+        assert_eq!(next(Some(10), None, &[fetched(11), fetched(3)]), Next::Table(1));
+        assert_eq!(next(Some(10), None, &[AT_END]), Next::Stream);
+        assert_eq!(next(Some(10), None, &[fetched(20), AT_END]), Next::Stream);
     }
 
     #[test]
     fn a_table_reader_that_may_have_more_holds_the_stream() {
-        assert_eq!(next(Some(10), &[BEHIND]), Next::Wait);
-        assert_eq!(next(Some(10), &[fetched(20), BEHIND]), Next::Wait);
+        assert_eq!(next(Some(10), None, &[BEHIND]), Next::Wait);
+        assert_eq!(next(Some(10), None, &[fetched(20), BEHIND]), Next::Wait);
         // But what it has fetched at or before the record goes first.
-        assert_eq!(next(Some(10), &[fetched(5), BEHIND]), Next::Table(0));
+        assert_eq!(next(Some(10), None, &[fetched(5), BEHIND]), Next::Table(0));
     }
 
     #[test]
-    fn an_idle_stream_lets_the_tables_keep_up() {
-        assert_eq!(next(None, &[fetched(50), fetched(40)]), Next::Table(1));
-        assert_eq!(next(None, &[AT_END, BEHIND]), Next::Wait);
+    fn an_idle_stream_lets_the_tables_keep_up_to_its_time_only() {
+        assert_eq!(next(None, Some(45), &[fetched(50), fetched(40)]), Next::Table(1));
+        assert_eq!(next(None, Some(45), &[fetched(50), AT_END]), Next::Wait);
+        assert_eq!(next(None, None, &[fetched(50)]), Next::Wait);
+        assert_eq!(next(None, Some(99), &[AT_END, BEHIND]), Next::Wait);
     }
 
     #[test]
@@ -114,12 +122,12 @@ mod tests {
             at_end: false,
             replaying: true,
         };
-        assert_eq!(next(Some(1), &[AT_END, replaying]), Next::Table(1));
+        assert_eq!(next(Some(1), None, &[AT_END, replaying]), Next::Table(1));
         let waiting = Feed {
             head: None,
             ..replaying
         };
-        assert_eq!(next(Some(1), &[fetched(0), waiting]), Next::Wait);
-        assert_eq!(next(None, &[fetched(0), waiting]), Next::Wait);
+        assert_eq!(next(Some(1), None, &[fetched(0), waiting]), Next::Wait);
+        assert_eq!(next(None, Some(5), &[fetched(0), waiting]), Next::Wait);
     }
 }

@@ -16,6 +16,7 @@ use crate::pipeline::position::{GapOutcome, Verdict};
 use crate::table::order::{self, Next};
 
 use super::{Assigned, Task, TaskError};
+use crate::pipeline::Processor as _;
 
 impl<C: ConsumerContext + 'static> Assigned<C> {
     /// Fetch the partition from `offset`: where state was restored to at the start, or
@@ -124,7 +125,11 @@ impl<C: ConsumerContext + 'static> Task<C> {
                 table.peek();
                 feeds.push(table.view());
             }
-            match order::next(record.as_ref().map(|r| r.timestamp), &feeds) {
+            let stream_time = match &record {
+                Some(_) => None,
+                None => self.instance.stream_time()?,
+            };
+            match order::next(record.as_ref().map(|r| r.timestamp), stream_time, &feeds) {
                 Next::Stream => batch.push(record.expect("the stream goes next only with a record")),
                 Next::Table(i) if batch.is_empty() && applied < limit => {
                     self.held = record;

@@ -17,7 +17,7 @@ mod start;
 mod tables;
 mod transform;
 
-pub use tables::{TableConsumer, TableContext, table_consumer};
+pub use tables::{TableConsumer, table_consumer};
 pub use transform::Ran;
 
 use std::path::PathBuf;
@@ -150,8 +150,8 @@ impl<C: ConsumerContext + 'static> Task<C> {
 
     /// Have `wake` called when a table reader of this task fetches records or reaches
     /// the end, as the input's queue does.
-    pub fn wake_tables_with(&self, wake: impl Fn() + Clone + Send + Sync + 'static) {
-        for table in &self.tables {
+    pub fn wake_tables_with(&mut self, wake: impl Fn() + Clone + Send + Sync + 'static) {
+        for table in &mut self.tables {
             table.wake_with(wake.clone());
         }
     }

@@ -33,7 +33,12 @@ pub struct TableContext;
 
 impl rdkafka::ClientContext for TableContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
             tracing::warn!(%error, reason, "Kafka table consumer error");
         }
     }
@@ -142,7 +147,7 @@ impl TableFeed {
     }
 
     /// Wake the processing thread when records (or the end) arrive.
-    pub(super) fn wake_with(&self, wake: impl Fn() + Send + Sync + 'static) {
+    pub(super) fn wake_with(&mut self, wake: impl Fn() + Send + Sync + 'static) {
         self.queue.set_nonempty_callback(wake);
     }
 
