@@ -21,6 +21,48 @@ fn weir_test(module: &Path, input: &Path, extra: &[&dyn AsRef<OsStr>]) -> Output
     run_weir_test(EXE, module, input, extra)
 }
 
+/// The enrichment join's fixture (table rows set between orders) in every language,
+/// Rust's included, at any batch size; as a left join, the orders of unknown customers
+/// go on too; and a table the run does not declare fails the record, naming it.
+#[test]
+fn every_languages_enrichment_join_meets_the_rows_set_before_each_order() {
+    use weir_tests::guest;
+    let input = fixture("enrich/input.jsonl");
+    let expected = fixture("enrich/expected.jsonl");
+    let others = Lang::ALL.into_iter().map(|lang| lang_guest(lang, "enrich"));
+    for module in std::iter::once(guest("enrich")).chain(others) {
+        for batch_size in ["1", "256"] {
+            let out = weir_test(
+                &module,
+                &input,
+                &[&"--expect", &expected, &"--batch-size", &batch_size],
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{} at batches of {batch_size}: {}",
+                module.display(),
+                stderr(&out)
+            );
+        }
+        let left = weir_test(&module, &input, &[&"--config", &"join=left"]);
+        let text = String::from_utf8_lossy(&left.stdout);
+        assert_eq!(text.lines().count(), 6, "{}: {text}{}", module.display(), stderr(&left));
+        assert!(text.contains(r#""customer":null"#), "{text}");
+
+        let orders = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(orders.path(), r#"{"key":"c1","value":{"id":"o1"}}"#).unwrap();
+        let undeclared = weir_test(&module, orders.path(), &[]);
+        assert_ne!(undeclared.status.code(), Some(0), "{}", module.display());
+        assert!(
+            stderr(&undeclared).contains("does not declare"),
+            "{}: {}",
+            module.display(),
+            stderr(&undeclared)
+        );
+    }
+}
+
 /// The word-count fixtures twice over one state directory: the second run continues
 /// the counts of the first.
 fn word_count_reproduces_the_fixtures(lang: Lang) {

@@ -9,8 +9,9 @@
 //! when both are JSON documents equal as JSON (key order does not matter).
 //!
 //! An input file may also move time between records: `{"watermark": ms}` moves the
-//! partition's watermark to `ms`, `{"processing_time": ms}` the processing-time clock
-//! (see [`Step`]).
+//! partition's watermark to `ms`, `{"processing_time": ms}` the processing-time clock;
+//! and set a row of a table the transform reads: `{"table": "customers", "key": "c1",
+//! "value": {...}}` (no value deletes it) (see [`Step`]).
 
 use std::fmt;
 
@@ -53,6 +54,7 @@ struct Line {
     offset: Option<i64>,
     watermark: Option<i64>,
     processing_time: Option<i64>,
+    table: Option<String>,
 }
 
 impl Line {
@@ -84,6 +86,32 @@ impl Line {
             );
         }
         Ok(Some(step))
+    }
+
+    /// The row this line sets, if it is a table line; an error if it is not one
+    /// whole (a key, maybe a value, nothing else).
+    fn table_row(&mut self) -> Result<Option<Step>, String> {
+        let Some(table) = self.table.take() else {
+            return Ok(None);
+        };
+        let others = self.watermark.is_some()
+            || self.processing_time.is_some()
+            || !self.headers.is_empty()
+            || self.timestamp.is_some()
+            || self.topic.is_some()
+            || self.partition.is_some()
+            || self.offset.is_some();
+        if others {
+            return Err(
+                "a `table` line sets a row (a `key` and a `value`, none to delete it) and \
+                 holds nothing else: it applies before the records after it"
+                    .into(),
+            );
+        }
+        let key = Line::bytes(self.key.take(), self.key_base64.take(), "key")?
+            .ok_or("a `table` line needs the row's `key`")?;
+        let value = Line::bytes(self.value.take(), self.value_base64.take(), "value")?;
+        Ok(Some(Step::TableRow { table, key, value }))
     }
 
     fn bytes(
@@ -157,6 +185,14 @@ pub enum Step {
     /// `{"processing_time": ms}`: the processing-time clock (the transform's wall
     /// clock too) moves to `ms`; the processing-time timers due fire.
     ProcessingTime(i64),
+    /// `{"table": name, "key": ..., "value": ...}`: the row of `key` in table `name`
+    /// is `value` from here on (deleted without one), as if the table topic had such
+    /// a record at the time of the records after it.
+    TableRow {
+        table: String,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    },
 }
 
 /// The records and time moves of an input file, with the line each came from.
@@ -165,7 +201,10 @@ pub enum Step {
 /// file's records.
 pub fn parse_steps(text: &str, default_topic: &str) -> Result<Vec<(usize, Step)>, Vec<LineError>> {
     let mut records = 0_i64;
-    parse_lines(text, |line, _| {
+    parse_lines(text, |mut line, _| {
+        if let Some(row) = line.table_row()? {
+            return Ok(row);
+        }
         if let Some(step) = line.time()? {
             return Ok(step);
         }
@@ -214,8 +253,10 @@ pub fn parse_outputs(text: &str) -> Result<Vec<OutputRecord>, Vec<LineError>> {
         if line.partition.is_some() || line.offset.is_some() {
             return Err("outputs have no `partition` or `offset`; Kafka assigns them".to_owned());
         }
-        if line.watermark.is_some() || line.processing_time.is_some() {
-            return Err("time lines belong in the input file, not among the outputs".to_owned());
+        if line.watermark.is_some() || line.processing_time.is_some() || line.table.is_some() {
+            return Err(
+                "time and table lines belong in the input file, not among the outputs".to_owned(),
+            );
         }
         Ok(OutputRecord {
             key: Line::bytes(line.key, line.key_base64, "key")?,
@@ -407,6 +448,34 @@ mod tests {
         );
         assert!(parse_inputs(text, "in").unwrap_err()[0].line == 2);
         assert!(parse_outputs(r#"{"watermark":1}"#).is_err());
+    }
+
+    #[test]
+    fn table_lines_set_and_delete_rows_and_hold_nothing_else() {
+        let text = r#"{"table":"customers","key":"c1","value":{"name":"Ada"}}
+{"value":"order"}
+{"table":"customers","key":"c1"}"#;
+        let steps = parse_steps(text, "in").unwrap();
+        assert_eq!(
+            steps[0].1,
+            Step::TableRow {
+                table: "customers".into(),
+                key: b"c1".to_vec(),
+                value: Some(br#"{"name":"Ada"}"#.to_vec()),
+            }
+        );
+        let Step::Record(order) = &steps[1].1 else {
+            panic!("a record: {:?}", steps[1]);
+        };
+        assert_eq!(order.offset, 0, "table lines take no offset");
+        assert!(matches!(&steps[2].1, Step::TableRow { value: None, .. }));
+
+        let bad = r#"{"table":"customers","value":"no key"}
+{"table":"customers","key":"c1","timestamp":5}"#;
+        let errors = parse_steps(bad, "in").unwrap_err();
+        assert!(errors[0].message.contains("needs the row's `key`"), "{}", errors[0]);
+        assert!(errors[1].message.contains("holds nothing else"), "{}", errors[1]);
+        assert!(parse_outputs(r#"{"table":"t","key":"k"}"#).is_err());
     }
 
     #[test]

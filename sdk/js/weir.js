@@ -29,6 +29,7 @@
 
 import * as rawState from "weir:transform/state@0.3.1";
 import * as rawTimers from "weir:transform/timers@0.3.1";
+import * as rawTables from "weir:transform/tables@0.3.1";
 import { log as rawLog } from "weir:transform/log@0.3.1";
 
 const encoder = new TextEncoder();
@@ -133,6 +134,38 @@ export const state = {
     }
   },
 };
+
+/**
+ * A table the pipeline declares (`[pipelines.NAME.tables.<name>]`): a compacted topic
+ * the host keeps materialized for this partition, as of the record's timestamp. Read
+ * only. A stream-table join is a lookup by the record's key: an inner join skips a
+ * record without a row, a left join goes on with `undefined`.
+ */
+export class Table {
+  constructor(name) {
+    this.name = String(name);
+  }
+  /** The row of `key` (the table topic's latest value for it). @returns {Uint8Array | undefined} */
+  get(key) {
+    return rawTables.get(this.name, toBytes(key, "a table key"));
+  }
+  /** The row of `key` read as JSON, or `fallback` when there is none. */
+  getJson(key, fallback = undefined) {
+    const raw = this.get(key);
+    return raw === undefined ? fallback : JSON.parse(toText(raw, "table row"));
+  }
+  /** Every [key, row] whose key starts with `prefix`, in ascending key order. */
+  *scan(prefix = "") {
+    const p = toBytes(prefix, "a prefix");
+    let after = undefined;
+    for (;;) {
+      const page = rawTables.scan(this.name, p, after, SCAN_PAGE);
+      for (const entry of page) yield [entry.key, entry.value];
+      if (page.length < SCAN_PAGE) return;
+      after = page[page.length - 1].key;
+    }
+  }
+}
 
 /** Log into Weir's logs, tagged with pipeline, partition and module. */
 export const log = {
@@ -250,6 +283,11 @@ export class Context {
     this.watermark = NO_WATERMARK;
     /** The default timestamp of outputs: the record's, or the timer's. */
     this.timestamp = undefined;
+  }
+
+  /** The pipeline's table `name`, to join records with (see `Table`). */
+  table(name) {
+    return new Table(name);
   }
 
   /** Whether an event at `timestamp` (a number or BigInt) is older than the watermark. */

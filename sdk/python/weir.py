@@ -45,6 +45,7 @@ import wit_world
 from componentize_py_types import Err
 from wit_world.imports import log as _log
 from wit_world.imports import state as _state
+from wit_world.imports import tables as _tables
 from wit_world.imports import timers as _timers
 from wit_world.imports import types as _types
 
@@ -180,6 +181,38 @@ class State:
             after = page[-1].key
 
 
+class Table:
+    """A table the pipeline declares (``[pipelines.NAME.tables.<name>]``): a
+    compacted topic the host keeps materialized for this partition, as of the
+    record's timestamp. Read only. A stream-table join is a lookup by the record's
+    key: an inner join skips a record without a row, a left join goes on with None.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get(self, key: Bytes) -> Optional[bytes]:
+        """The row of `key`: the value of the table topic's latest record with it."""
+        return _tables.get(self.name, _as_bytes(key))
+
+    def get_json(self, key: Bytes, default: Any = None) -> Any:
+        """The row of `key` read as JSON, or `default` when there is none."""
+        raw = self.get(key)
+        return default if raw is None else json.loads(raw)
+
+    def scan(self, prefix: Bytes = b"") -> Iterator[Tuple[bytes, bytes]]:
+        """Every (key, row) whose key starts with `prefix`, in ascending key order."""
+        prefix = _as_bytes(prefix)
+        after: Optional[bytes] = None
+        while True:
+            page = _tables.scan(self.name, prefix, after, _SCAN_PAGE)
+            for entry in page:
+                yield entry.key, entry.value
+            if len(page) < _SCAN_PAGE:
+                return
+            after = page[-1].key
+
+
 class _Outputs:
     """Outputs of a batch, laid out as the contract's output batch: a list per field
     and every byte in one buffer (see wit/transform.wit)."""
@@ -239,6 +272,10 @@ class Context:
     watermark: int = NO_WATERMARK
     _timestamp: Optional[int] = None
     _outputs: _Outputs = field(default_factory=_Outputs)
+
+    def table(self, name: str) -> Table:
+        """The pipeline's table `name`, to join records with (see :class:`Table`)."""
+        return Table(name)
 
     def is_late(self, timestamp: int) -> bool:
         """Whether an event at `timestamp` is older than the watermark."""

@@ -68,6 +68,11 @@ pub(super) struct TestArgs {
     #[arg(long, value_name = "MS", default_value_t = 0)]
     processing_time: i64,
 
+    /// A table the transform may read (repeatable). Tables the input's `{"table": ...}`
+    /// lines set rows of are declared already; this declares one that starts empty.
+    #[arg(long = "table", value_name = "NAME")]
+    tables: Vec<String>,
+
     /// Where compiled modules are cached [default: ~/.cache/weir/compiled].
     #[arg(long, env = "WEIR_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -129,7 +134,15 @@ fn execute(args: &TestArgs) -> Result<Exit, Failure> {
         None => None,
     };
     let clock = ManualClock::starting_at(args.processing_time);
-    let engine = engine(args, clock.clone())?;
+    let mut tables: Vec<String> = args.tables.clone();
+    for (_, step) in &steps {
+        if let Step::TableRow { table, .. } = step
+            && !tables.contains(table)
+        {
+            tables.push(table.clone());
+        }
+    }
+    let engine = engine(args, clock.clone(), tables)?;
     let mut instance = start(&engine, args)?;
 
     let mut run = TestRun {
@@ -181,7 +194,7 @@ fn execute(args: &TestArgs) -> Result<Exit, Failure> {
     })
 }
 
-fn engine(args: &TestArgs, clock: ManualClock) -> Result<Engine, Failure> {
+fn engine(args: &TestArgs, clock: ManualClock, tables: Vec<String>) -> Result<Engine, Failure> {
     let defaults = Limits::default();
     let limits = Limits {
         memory_limit_bytes: args
@@ -190,6 +203,7 @@ fn engine(args: &TestArgs, clock: ManualClock) -> Result<Engine, Failure> {
         call_timeout_ms: args.timeout_ms.unwrap_or(defaults.call_timeout_ms),
         max_out_of_orderness_ms: args.max_out_of_orderness_ms,
         manual_clock: Some(clock),
+        tables: tables.into(),
         ..defaults
     };
     let cache_dir = args.cache_dir.clone().or_else(super::default_cache_dir);
@@ -259,6 +273,10 @@ impl TestRun<'_> {
             if !batch.is_empty() {
                 self.batch(&std::mem::take(&mut batch), &std::mem::take(&mut lines))?;
             }
+            if let Step::TableRow { table, key, value } = time {
+                self.set_row(&table, key, value);
+                continue;
+            }
             self.move_time(line, time)?;
             self.batch(&[], &[])?;
         }
@@ -310,9 +328,22 @@ impl TestRun<'_> {
                     )
                 })?;
             }
-            Step::Record(_) => unreachable!("records are batched, not time moves"),
+            Step::Record(_) | Step::TableRow { .. } => {
+                unreachable!("records are batched, rows set, not time moves")
+            }
         }
         Ok(())
+    }
+
+    /// Set a row of a table as the host does when it applies a table record between
+    /// records (`crate::table`).
+    fn set_row(&mut self, table: &str, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let row = crate::table::keys::row_key(table, &key);
+        let state = self.instance.state();
+        match value {
+            Some(value) => state.put(row, value),
+            None => state.delete(row),
+        }
     }
 
     /// Run one batch (`lines` are the input lines of `chunk`); an empty one fires the

@@ -1,6 +1,7 @@
 //! An enrichment join: orders (the input, keyed by customer id) joined with the
 //! `customers` table (a compacted topic keyed by customer id, partitioned like the
-//! orders), each order sent on with its customer's name and region.
+//! orders), each order sent on with its customer's row:
+//! `{"order": <the order>, "customer": <the row>}`, under the customer id.
 //!
 //! Config: `join` = `inner` (the default: an order of an unknown customer is dropped)
 //! or `left` (it goes on with `"customer": null`).
@@ -9,7 +10,8 @@
 //! order meets its customer as of the order's time: a customer who moves region later
 //! does not rewrite the orders before the move.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 use weir_sdk::{Config, Context, Error, Record, Transform};
 
 /// The table the pipeline declares (`[pipelines.NAME.tables.customers]`).
@@ -19,26 +21,12 @@ pub struct Enrich {
     left: bool,
 }
 
-/// A row of the customers table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Customer {
-    pub name: String,
-    pub region: String,
-}
-
-/// An order, as it arrives.
-#[derive(Debug, Deserialize)]
-struct Order {
-    id: String,
-    amount: f64,
-}
-
-/// An order with its customer.
+/// An order with its customer's row: `{"order": {...}, "customer": {...} or null}`,
+/// the same in every language's example.
 #[derive(Debug, Serialize)]
-struct Enriched<'a> {
-    order: &'a str,
-    amount: f64,
-    customer: Option<Customer>,
+struct Enriched {
+    order: Value,
+    customer: Option<Value>,
 }
 
 impl Transform for Enrich {
@@ -60,14 +48,12 @@ impl Transform for Enrich {
             .key
             .as_deref()
             .ok_or_else(|| Error::msg("an order needs its customer id as its key"))?;
-        let order: Order = record.value_json()?;
-        let customer = ctx.kafka_table(CUSTOMERS).get_json::<Customer>(key)?;
+        let customer = ctx.kafka_table(CUSTOMERS).get_json::<Value>(key)?;
         if customer.is_none() && !self.left {
             return Ok(());
         }
         let enriched = Enriched {
-            order: &order.id,
-            amount: order.amount,
+            order: record.value_json()?,
             customer,
         };
         ctx.send_json(key.to_vec(), &enriched)
@@ -99,7 +85,7 @@ mod tests {
         let out = harness.process(order("c1", "o1", 1))?;
         assert_eq!(
             out[0].value_str()?,
-            r#"{"order":"o1","amount":12.5,"customer":{"name":"Ada","region":"eu"}}"#
+            r#"{"order":{"id":"o1","amount":12.5},"customer":{"name":"Ada","region":"eu"}}"#
         );
         harness.set_table_row(CUSTOMERS, "c1", customer("Ada", "us"));
         let out = harness.process(order("c1", "o2", 2))?;
@@ -120,7 +106,7 @@ mod tests {
         let out = left.process(order("c9", "o1", 1))?;
         assert_eq!(
             out[0].value_str()?,
-            r#"{"order":"o1","amount":12.5,"customer":null}"#
+            r#"{"order":{"id":"o1","amount":12.5},"customer":null}"#
         );
         Ok(())
     }
