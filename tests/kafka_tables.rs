@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::{Value, json};
 use weir_tests::daemon::Daemon;
 use weir_tests::wordcount::{Setup, WAIT, read_committed, wait_until};
 use weir_tests::{Dice, guest};
@@ -94,36 +95,31 @@ fn orders() -> Vec<Keyed> {
         .collect()
 }
 
-/// What the inner join sends for each order, by order id: the customer's latest row
-/// at or before the order's time, if it has one.
-fn reference(table: &[Keyed], orders: &[Keyed]) -> BTreeMap<String, String> {
+/// What the inner join sends for each order, by order id: the order with the
+/// customer's latest row at or before the order's time, if it has one.
+fn reference(table: &[Keyed], orders: &[Keyed]) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
-    for (i, (key, _, at)) in orders.iter().enumerate() {
+    for (i, (key, order, at)) in orders.iter().enumerate() {
         let row = table
             .iter()
-            .filter(|(k, _, t)| k == key && t <= at)
-            .next_back()
-            .and_then(|(_, value, _)| value.clone());
+            .rfind(|(k, _, t)| k == key && t <= at)
+            .and_then(|(_, value, _)| value.as_deref());
         if let Some(row) = row {
-            let order = format!("o{i}");
-            let amount = format!("{}.5", i % 50);
-            out.insert(
-                order.clone(),
-                format!(r#"{{"order":"{order}","amount":{amount},"customer":{row}}}"#),
-            );
+            let order: Value = serde_json::from_str(order.as_deref().unwrap()).unwrap();
+            let row: Value = serde_json::from_str(row).unwrap();
+            out.insert(format!("o{i}"), json!({"order": order, "customer": row}));
         }
     }
     out
 }
 
 /// The committed outputs by order id; an order sent twice fails the test.
-fn enriched(setup: &Setup, topic: &str) -> BTreeMap<String, String> {
+fn enriched(setup: &Setup, topic: &str) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for (_, value) in read_committed(&setup.broker.bootstrap, topic) {
-        let value = String::from_utf8(value.unwrap_or_default()).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&value).unwrap();
-        let order = json["order"].as_str().unwrap().to_owned();
-        let twice = out.insert(order.clone(), value);
+        let json: Value = serde_json::from_slice(&value.unwrap_or_default()).unwrap();
+        let order = json["order"]["id"].as_str().unwrap().to_owned();
+        let twice = out.insert(order.clone(), json);
         assert!(twice.is_none(), "order {order} was sent twice");
     }
     out
