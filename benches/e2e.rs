@@ -13,7 +13,11 @@
 //!    windows, 10 s of grace, each emitted once when it closes) over keyed records with
 //!    timestamps up to 5 s out of order, beside Kafka Streams' windowed count with
 //!    suppression (benches/kstreams/WindowedCount) on the same broker and cores;
-//! 5. end-to-end latency, from the produce call to the output seen by a
+//! 5. an enrichment join (the enrich example: orders keyed by customer id, each joined
+//!    with its row of a compacted `customers` table of 100,000 customers, kept by the
+//!    host per partition), beside Kafka Streams' KStream-KTable join
+//!    (benches/kstreams/EnrichJoin) on the same broker and cores;
+//! 6. end-to-end latency, from the produce call to the output seen by a
 //!    `read_committed` consumer, at a fixed moderate rate with a commit interval of
 //!    100 ms: Weir stateless under exactly-once and at-least-once, Weir's word count and
 //!    Kafka Streams' under exactly-once. The load runs 3 s before it is measured, so a
@@ -30,7 +34,7 @@
 //! WEIR_BENCH_COMMIT_MS sets the pipelines' commit interval (default: Weir's default),
 //! WEIR_BENCH_PRODUCER adds producer properties (`linger.ms=20,batch.size=1000000`) and
 //! WEIR_BENCH_CONSUMER consumer properties to Weir's config, and
-//! WEIR_BENCH_CASES picks cases: stateless,stateful,windowed,lines,latency (default:
+//! WEIR_BENCH_CASES picks cases: stateless,stateful,windowed,enrich,lines,latency (default:
 //! all), and
 //! WEIR_BENCH_ROUNDS how many rounds of pass-through and Weir each case runs (default 3;
 //! with an even count the upper of the two middle ratios is reported), and how many
@@ -168,6 +172,55 @@ fn fill_clicks(bootstrap: &str, topic: &str, records: u64) {
         .flush(Duration::from_secs(120))
         .expect("inputs acknowledged");
     println!("input {topic:?}: {records} keyed clicks in {PARTITIONS} partitions");
+}
+
+/// Customers of the enrichment join's table.
+const CUSTOMERS: u64 = 100_000;
+/// The join's table topic.
+const CUSTOMERS_TOPIC: &str = "customers";
+
+/// The customers table, all rows older than every order: keyed by id, partitioned by
+/// librdkafka's default partitioner on the key, as the orders are (co-partitioned).
+fn fill_customers(bootstrap: &str) {
+    let producer = producer(bootstrap);
+    for n in 0..CUSTOMERS {
+        let key = format!("c{n:06}");
+        let value = format!(r#"{{"name":"customer {n}","region":"r{}"}}"#, n % 17);
+        let record = BaseRecord::<str, [u8]>::to(CUSTOMERS_TOPIC)
+            .key(key.as_str())
+            .payload(value.as_bytes())
+            .timestamp(EVENT_TIME_BASE - 1_000);
+        deliver(&producer, record);
+        if n % 1000 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .expect("customers acknowledged");
+    println!("table {CUSTOMERS_TOPIC:?}: {CUSTOMERS} customers in {PARTITIONS} partitions");
+}
+
+/// Orders keyed by a scattered customer id (every one known), 1 ms of event time apart.
+fn fill_orders(bootstrap: &str, topic: &str, records: u64) {
+    let producer = producer(bootstrap);
+    for i in 0..records {
+        let customer = (i.wrapping_mul(6364136223846793005) >> 33) % CUSTOMERS;
+        let key = format!("c{customer:06}");
+        let value = format!(r#"{{"id":"o{i}","amount":{}.5}}"#, i % 500);
+        let record = BaseRecord::<str, [u8]>::to(topic)
+            .key(key.as_str())
+            .payload(value.as_bytes())
+            .timestamp(EVENT_TIME_BASE + i as i64);
+        deliver(&producer, record);
+        if i % 1000 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .expect("orders acknowledged");
+    println!("input {topic:?}: {records} orders in {PARTITIONS} partitions");
 }
 
 fn fill_input(bootstrap: &str, topic: &str, records: u64, value: impl Fn(u64) -> String) {
@@ -505,6 +558,8 @@ fn main() {
         "in".to_owned(),
         "words".to_owned(),
         "clicks".to_owned(),
+        "orders".to_owned(),
+        CUSTOMERS_TOPIC.to_owned(),
         "out-lines".to_owned(),
     ];
     for case in &LATENCY_CASES {
@@ -527,6 +582,8 @@ fn main() {
             // tell the pipeline's part from the commit's and the reader's.
             let append = [("message.timestamp.type", "LogAppendTime")];
             broker.create_topic_with(topic, PARTITIONS, &append);
+        } else if topic == CUSTOMERS_TOPIC {
+            broker.create_topic_with(topic, PARTITIONS, &[("cleanup.policy", "compact")]);
         } else {
             broker.create_topic(topic, PARTITIONS);
         }
@@ -536,6 +593,10 @@ fn main() {
     fill_input(&bootstrap, "words", records, word);
     if wanted("windowed") {
         fill_clicks(&bootstrap, "clicks", records);
+    }
+    if wanted("enrich") {
+        fill_customers(&bootstrap);
+        fill_orders(&bootstrap, "orders", records);
     }
 
     for case in &ROUND_CASES {
@@ -633,7 +694,7 @@ struct RoundCase {
     kstreams: Option<Job>,
 }
 
-const ROUND_CASES: [RoundCase; 3] = [
+const ROUND_CASES: [RoundCase; 4] = [
     RoundCase {
         name: "stateless",
         what: "weir stateless (byte map, EOS; target 70%)",
@@ -657,6 +718,16 @@ const ROUND_CASES: [RoundCase; 3] = [
         input: "clicks",
         extra: "max_out_of_orderness_ms = 0\nconfig = { window_ms = \"60000\", grace_ms = \"10000\" }\n",
         kstreams: Some(Job::WindowedCount),
+    },
+    RoundCase {
+        name: "enrich",
+        what: "weir enrichment join (100k-row table, EOS)",
+        example: "enrich",
+        input: "orders",
+        extra: "tables = { customers = { topic = \"customers\" } }\n",
+        kstreams: Some(Job::EnrichJoin {
+            table: CUSTOMERS_TOPIC,
+        }),
     },
 ];
 

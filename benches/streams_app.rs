@@ -2,7 +2,7 @@
 //! bench: the Java apps in benches/kstreams (per-partition, RocksDB stores,
 //! `exactly_once_v2`), built with Maven on first use and run as a child JVM.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ fn project() -> PathBuf {
 fn class_path() -> String {
     let target = project().join("target");
     let jar = target.join("weir-kstreams-bench.jar");
-    if !jar.exists() {
+    if is_stale(&jar) {
         println!("building the Kafka Streams word count with Maven (benches/kstreams)");
         let status = Command::new("mvn")
             .args(["-q", "-B", "-Dstyle.color=never", "package", "-f"])
@@ -29,6 +29,22 @@ fn class_path() -> String {
     format!("{}:{}/lib/*", jar.display(), target.display())
 }
 
+/// Whether `jar` is missing or older than a source it is built from.
+fn is_stale(jar: &Path) -> bool {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let Some(built) = modified(jar) else {
+        return true;
+    };
+    let sources = project().join("src/main/java/dev/weir/bench");
+    let mut inputs = vec![project().join("pom.xml")];
+    if let Ok(entries) = std::fs::read_dir(&sources) {
+        inputs.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()));
+    }
+    inputs
+        .iter()
+        .any(|input| modified(input).is_some_and(|m| m > built))
+}
+
 /// Which Kafka Streams app: the class of benches/kstreams it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
@@ -37,6 +53,9 @@ pub enum Job {
     /// `WindowedCount`: Weir's tumbling-count example (1-minute windows, 10 s grace,
     /// emitted when closed).
     WindowedCount,
+    /// `EnrichJoin`: Weir's enrichment-join example, with its KTable read from
+    /// `table`.
+    EnrichJoin { table: &'static str },
 }
 
 impl Job {
@@ -44,6 +63,15 @@ impl Job {
         match self {
             Job::WordCount => "dev.weir.bench.WordCount",
             Job::WindowedCount => "dev.weir.bench.WindowedCount",
+            Job::EnrichJoin { .. } => "dev.weir.bench.EnrichJoin",
+        }
+    }
+
+    /// Arguments after the ones every app takes.
+    fn extra_args(self) -> Vec<&'static str> {
+        match self {
+            Job::EnrichJoin { table } => vec![table],
+            Job::WordCount | Job::WindowedCount => Vec::new(),
         }
     }
 }
@@ -73,6 +101,7 @@ impl StreamsApp {
             .args([bootstrap, application_id, input, output])
             .arg(state.path())
             .args([threads.to_string(), commit_interval_ms.to_string()])
+            .args(job.extra_args())
             .stdout(Stdio::null())
             .spawn()
             .expect("java runs");

@@ -47,7 +47,13 @@ fn every_languages_enrichment_join_meets_the_rows_set_before_each_order() {
         }
         let left = weir_test(&module, &input, &[&"--config", &"join=left"]);
         let text = String::from_utf8_lossy(&left.stdout);
-        assert_eq!(text.lines().count(), 6, "{}: {text}{}", module.display(), stderr(&left));
+        assert_eq!(
+            text.lines().count(),
+            6,
+            "{}: {text}{}",
+            module.display(),
+            stderr(&left)
+        );
         assert!(text.contains(r#""customer":null"#), "{text}");
 
         let orders = tempfile::NamedTempFile::new().unwrap();

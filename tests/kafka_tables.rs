@@ -66,7 +66,13 @@ fn customer(name: &str, region: &str) -> String {
 /// during the orders, a few deleted, and one unknown until late.
 fn customers() -> Vec<Keyed> {
     let mut table: Vec<Keyed> = (0..20)
-        .map(|n| (format!("c{n}"), Some(customer(&format!("n{n}"), "eu")), BASE))
+        .map(|n| {
+            (
+                format!("c{n}"),
+                Some(customer(&format!("n{n}"), "eu")),
+                BASE,
+            )
+        })
         .collect();
     for n in (0..20).step_by(3) {
         table.push((
@@ -200,9 +206,11 @@ fn an_enrichment_join_is_exact_across_sigkills_and_a_rebalance() {
 fn a_table_partitioned_unlike_the_input_is_refused_at_start() {
     let mut setup = Setup::new(EXE, PARTITIONS, &["counts"]);
     setup.module = guest("enrich");
-    setup
-        .broker
-        .create_topic_with(&setup.topic("customers"), 3, &[("cleanup.policy", "compact")]);
+    setup.broker.create_topic_with(
+        &setup.topic("customers"),
+        3,
+        &[("cleanup.policy", "compact")],
+    );
     let mut daemon = setup.start_with("a", &table_lines(&setup), None);
     let status = daemon.wait(WAIT);
     assert!(!status.success());

@@ -253,7 +253,11 @@ pub mod native {
             let within = |key: &[u8]| [&rows[..], key].concat();
             let entries = self
                 .0
-                .scan(&within(prefix), start_after.map(within).as_deref(), limit as usize)
+                .scan(
+                    &within(prefix),
+                    start_after.map(within).as_deref(),
+                    limit as usize,
+                )
                 .expect("state scan");
             entries
                 .into_iter()

@@ -473,8 +473,16 @@ mod tests {
         let bad = r#"{"table":"customers","value":"no key"}
 {"table":"customers","key":"c1","timestamp":5}"#;
         let errors = parse_steps(bad, "in").unwrap_err();
-        assert!(errors[0].message.contains("needs the row's `key`"), "{}", errors[0]);
-        assert!(errors[1].message.contains("holds nothing else"), "{}", errors[1]);
+        assert!(
+            errors[0].message.contains("needs the row's `key`"),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[1].message.contains("holds nothing else"),
+            "{}",
+            errors[1]
+        );
         assert!(parse_outputs(r#"{"table":"t","key":"k"}"#).is_err());
     }
 

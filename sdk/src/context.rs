@@ -247,7 +247,8 @@ impl<'a> Context<'a> {
     /// A table the pipeline declares (`[pipelines.NAME.tables.<name>]`): a compacted
     /// topic the host keeps materialized for this partition, to join records with.
     /// It is read only, and holds every table record at or before this record's
-    /// timestamp (see the README's "Tables and joins").
+    /// timestamp (and, for a record older than its partition's stream time, up to
+    /// that; see the README's "Tables and joins").
     pub fn kafka_table<'t>(&'t mut self, name: &'t str) -> KafkaTable<'t> {
         KafkaTable {
             backend: &mut *self.state,
@@ -391,7 +392,9 @@ impl Iterator for Scan<'_> {
         let after = self.last.as_deref();
         let page = match &self.table {
             None => self.backend.scan(&self.prefix, after, SCAN_PAGE),
-            Some(table) => self.backend.table_scan(table, &self.prefix, after, SCAN_PAGE),
+            Some(table) => self
+                .backend
+                .table_scan(table, &self.prefix, after, SCAN_PAGE),
         };
         self.done = page.len() < SCAN_PAGE as usize;
         self.page = page.into_iter();

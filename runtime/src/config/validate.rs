@@ -434,7 +434,30 @@ fn extra_output_checks(
 }
 
 /// A table is read, never written: not an input, nor anything the pipeline writes.
+/// Each input partition is a task of its own, which reads the table partition of its
+/// number: with two inputs, two tasks would read one table partition (and one task
+/// would read a topic twice under two names). Tasks that read co-partitioned inputs
+/// together lift that.
 fn table_checks(check: &mut Checker, name: &str, pipeline: &PipelineConfig) {
+    if !pipeline.tables.is_empty() && pipeline.inputs.len() > 1 {
+        check.fail(
+            format!("pipelines.{name}.tables"),
+            "a pipeline with tables reads one input topic (it has several): give each \
+             input a pipeline of its own with the tables it joins",
+        );
+    }
+    let mut topics = std::collections::BTreeMap::new();
+    for (table, config) in &pipeline.tables {
+        if let Some(other) = topics.insert(&config.topic, table) {
+            check.fail(
+                format!("pipelines.{name}.tables.{table}.topic"),
+                format!(
+                    "{:?} is table {other:?} already: declare a topic as one table",
+                    config.topic
+                ),
+            );
+        }
+    }
     for (table, config) in &pipeline.tables {
         let at = format!("pipelines.{name}.tables.{table}");
         if let Err(message) = check_topic_name(table) {
@@ -830,6 +853,44 @@ mod tests {
                 "pipelines.wc.extra_outputs[5]: \"weir.wc-text-changelog\" is a changelog",
                 "pipelines.wc.extra_outputs[6]: \"no spaces\" contains",
                 "pipelines.other.output: \"__transaction_state\" is one of Kafka's internal",
+            ],
+        );
+    }
+
+    /// Tables are read only, one table per topic, in pipelines of one input.
+    #[test]
+    fn tables_are_read_only_topics_of_one_input_pipelines() {
+        let dir = module_dir();
+        let found = problems(
+            r#"
+            [kafka]
+            brokers = "kafka:9092"
+            [pipelines.enrich]
+            module = "t.wasm"
+            inputs = ["orders"]
+            output = "enriched"
+            [pipelines.enrich.tables]
+            customers = { topic = "customers" }
+            again = { topic = "customers" }
+            orders = { topic = "orders" }
+            mine = { topic = "enriched" }
+            "no/slash" = { topic = "x" }
+            [pipelines.two]
+            module = "t.wasm"
+            inputs = ["a", "b"]
+            output = "out"
+            tables = { customers = { topic = "customers" } }
+            "#,
+            dir.path(),
+        );
+        assert_problems(
+            &found,
+            &[
+                "pipelines.enrich.tables.customers.topic: \"customers\" is table \"again\" already",
+                "pipelines.enrich.tables.mine.topic: \"enriched\" is also written by this pipeline",
+                "pipelines.enrich.tables.no/slash: a table's name \"no/slash\" contains",
+                "pipelines.enrich.tables.orders.topic: \"orders\" is also an input",
+                "pipelines.two.tables: a pipeline with tables reads one input topic",
             ],
         );
     }

@@ -260,10 +260,12 @@ impl Daemon {
             tracing::warn!(pipeline = %name, "the pipeline starts paused, as it was left: `weir resume` it to process");
         }
         let config = lock(&self.config);
+        // Each input partition reads a partition of every table too, with the same share.
         let partitions = input_partitions
             .values()
             .map(|&n| u64::try_from(n).unwrap_or(0));
-        let fetch = fetch_bounds(&config, partitions.sum());
+        let readers = 1 + pipeline.tables.len() as u64;
+        let fetch = fetch_bounds(&config, partitions.sum::<u64>() * readers);
         let ctx = PipelineContext {
             name: name.to_owned(),
             group: pipeline.group_id(name),

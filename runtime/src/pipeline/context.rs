@@ -108,6 +108,16 @@ pub enum TaskError {
          and start again to rebuild it"
     )]
     TableAhead { table: String, rows: i64, read: i64 },
+    #[error(
+        "table {table:?} was read from topic {was:?}, and the config now reads it from \
+         {now:?}: its rows and offsets belong to the other topic. Give the table a new \
+         name, or stop Weir and delete the pipeline's state directory to read it afresh"
+    )]
+    TableMoved {
+        table: String,
+        was: String,
+        now: String,
+    },
     #[error("librdkafka gave no queue of its own for the partition (a Weir bug)")]
     NoQueue,
     /// The partition was revoked while starting; nothing to clean up.

@@ -285,7 +285,7 @@ pub fn run(
     shutdown: &AtomicBool,
 ) -> Result<(), PipelineError> {
     let failure = Arc::new(Failure::default());
-    let tables = table_consumer(&ctx.settings, &ctx.tables)?;
+    let tables = table_consumer(&ctx)?;
     let context = GroupContext {
         ctx: ctx.clone(),
         run: RunId::next(),

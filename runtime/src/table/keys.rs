@@ -9,6 +9,8 @@
 //!   processing had applied at its checkpoint. In the changelog, so a restored state
 //!   knows how far to read the table topic before processing again.
 //!
+//! - Read from: `<reserved> "tabletopic\0" <name>`, the table's topic (local only).
+//!
 //! The two positions are equal except after a restore from the changelog, which moves
 //! the second but brings no rows: the rows are then read from the table topic up to it.
 
@@ -17,6 +19,7 @@ use crate::time::timers::RESERVED_PREFIX;
 const ROW_TAG: &[u8] = b"table\x00";
 const ROWS_READ_TAG: &[u8] = b"tablerows\x00";
 const READ_TAG: &[u8] = b"tableread\x00";
+const TOPIC_TAG: &[u8] = b"tabletopic\x00";
 
 /// The scan prefix of every row of `table`.
 pub fn rows_prefix(table: &str) -> Vec<u8> {
@@ -45,6 +48,12 @@ pub fn read_key(table: &str) -> Vec<u8> {
     tagged(READ_TAG, table)
 }
 
+/// The topic `table`'s rows and positions were read from (local only): a table
+/// pointed at another topic must not go on from the other topic's offsets.
+pub fn topic_key(table: &str) -> Vec<u8> {
+    tagged(TOPIC_TAG, table)
+}
+
 fn tagged(tag: &[u8], table: &str) -> Vec<u8> {
     [RESERVED_PREFIX, tag, table.as_bytes()].concat()
 }
@@ -52,8 +61,11 @@ fn tagged(tag: &[u8], table: &str) -> Vec<u8> {
 /// Whether `key` is kept in the partition's store only, never in the changelog: a
 /// table's rows and how far they are read.
 pub fn is_local_only(key: &[u8]) -> bool {
-    key.strip_prefix(RESERVED_PREFIX)
-        .is_some_and(|rest| rest.starts_with(ROW_TAG) || rest.starts_with(ROWS_READ_TAG))
+    key.strip_prefix(RESERVED_PREFIX).is_some_and(|rest| {
+        [ROW_TAG, ROWS_READ_TAG, TOPIC_TAG]
+            .iter()
+            .any(|tag| rest.starts_with(tag))
+    })
 }
 
 /// An offset as stored under a position key.
@@ -77,6 +89,7 @@ mod tests {
         assert!(is_reserved(&row) && is_local_only(&row));
         assert!(row.starts_with(&rows_prefix("customers")));
         assert!(is_local_only(&rows_read_key("customers")));
+        assert!(is_local_only(&topic_key("customers")));
         assert!(is_reserved(&read_key("customers")));
         assert!(!is_local_only(&read_key("customers")));
         for other in [

@@ -7,7 +7,8 @@
 //! to the pipeline's changelog. What the changelog does carry is how far into the
 //! table topic each checkpoint had read, so a partition restored on another machine
 //! reads the table topic up to exactly there before it processes a record, and sees
-//! the table each of its records saw before.
+//! the table each of its records saw before (but for keys whose older records
+//! compaction removed, as in Kafka Streams).
 //!
 //! The parts: [`keys`] (where rows and positions are stored) and [`order`] (which
 //! comes next, a table record or a stream record: timestamp order), both pure; the

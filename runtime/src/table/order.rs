@@ -2,8 +2,9 @@
 //! order, as Kafka Streams processes a task's table and stream inputs.
 //!
 //! A stream record at time `t` is processed once every table record at or before `t`
-//! is applied, and a table record is applied once the stream has reached its time. A table is known to have none left only when its next fetched record is
-//! later, or when its reader is at the end of the table topic: a table reader behind
+//! is applied, and a table record is applied once the stream has reached its time.
+//! A table is known to have none left only when its next fetched record is later, or
+//! when its reader is at the end of the table topic: a table reader behind
 //! with nothing fetched yet makes the stream wait (Kafka Streams waits the same way
 //! for an input known to lag, KIP-695), or the record would miss table updates older
 //! than itself merely because they arrived later.
@@ -94,7 +95,10 @@ mod tests {
     fn a_stream_record_waits_for_the_table_records_at_or_before_it() {
         assert_eq!(next(Some(10), None, &[fetched(10)]), Next::Table(0));
         assert_eq!(next(Some(10), None, &[fetched(11)]), Next::Stream);
-        assert_eq!(next(Some(10), None, &[fetched(11), fetched(3)]), Next::Table(1));
+        assert_eq!(
+            next(Some(10), None, &[fetched(11), fetched(3)]),
+            Next::Table(1)
+        );
         assert_eq!(next(Some(10), None, &[AT_END]), Next::Stream);
         assert_eq!(next(Some(10), None, &[fetched(20), AT_END]), Next::Stream);
     }
@@ -109,7 +113,10 @@ mod tests {
 
     #[test]
     fn an_idle_stream_lets_the_tables_keep_up_to_its_time_only() {
-        assert_eq!(next(None, Some(45), &[fetched(50), fetched(40)]), Next::Table(1));
+        assert_eq!(
+            next(None, Some(45), &[fetched(50), fetched(40)]),
+            Next::Table(1)
+        );
         assert_eq!(next(None, Some(45), &[fetched(50), AT_END]), Next::Wait);
         assert_eq!(next(None, None, &[fetched(50)]), Next::Wait);
         assert_eq!(next(None, Some(99), &[AT_END, BEHIND]), Next::Wait);

@@ -130,13 +130,22 @@ impl<C: ConsumerContext + 'static> Task<C> {
                 None => self.instance.stream_time()?,
             };
             match order::next(record.as_ref().map(|r| r.timestamp), stream_time, &feeds) {
-                Next::Stream => batch.push(record.expect("the stream goes next only with a record")),
+                Next::Stream => {
+                    batch.push(record.expect("the stream goes next only with a record"))
+                }
                 Next::Table(i) if batch.is_empty() && applied < limit => {
                     self.held = record;
                     self.tables[i].apply_head(self.instance.state());
                     applied += 1;
                 }
-                Next::Table(_) | Next::Wait => {
+                Next::Wait => {
+                    if record.is_some() {
+                        self.tables.iter_mut().for_each(|table| table.note_wait());
+                    }
+                    self.held = record;
+                    break;
+                }
+                Next::Table(_) => {
                     self.held = record;
                     break;
                 }
@@ -249,7 +258,7 @@ pub(super) fn seek<C: ConsumerContext>(
 
 /// The low and high watermarks librdkafka last saw for a partition (from fetch
 /// responses), without asking the broker. rdkafka has no safe wrapper for this.
-fn cached_watermarks<C: rdkafka::ClientContext>(
+pub(super) fn cached_watermarks<C: rdkafka::ClientContext>(
     client: &rdkafka::client::Client<C>,
     topic: &str,
     partition: i32,

@@ -156,6 +156,13 @@ impl<C: ConsumerContext + 'static> Task<C> {
         }
     }
 
+    /// Pause or resume reading the tables, as the input is.
+    pub fn pause_tables(&self, pause: bool) -> Result<(), crate::kafka::KafkaFailure> {
+        self.tables
+            .iter()
+            .try_for_each(|table| table.set_paused(pause))
+    }
+
     /// Whether anything happened since the last checkpoint.
     pub fn is_dirty(&mut self) -> bool {
         self.checkpointed != self.next_offset || !self.instance.state().pending().is_empty()
@@ -163,6 +170,12 @@ impl<C: ConsumerContext + 'static> Task<C> {
 
     pub fn next_offset(&self) -> i64 {
         self.next_offset
+    }
+
+    /// Whether the input offset moved since the last checkpoint (a partition can be
+    /// dirty without: table records, timers).
+    pub fn offset_moved(&self) -> bool {
+        self.next_offset != self.checkpointed
     }
 
     /// Where the fetch stands (what the next record must be).

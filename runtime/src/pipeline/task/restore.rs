@@ -92,6 +92,31 @@ impl<C: ConsumerContext + 'static> Assigned<C> {
     }
 }
 
+impl<C: ConsumerContext + 'static> super::Task<C> {
+    /// Whether checkpoint `id`'s block is in this partition's changelog, as a
+    /// read_committed reader sees it (after its last checkpoint's position): whether
+    /// the transaction that wrote it committed.
+    pub fn changelog_holds(&self, id: u64) -> Result<bool, TaskError> {
+        let this = &self.assigned;
+        let mut reader = ChangelogReader::open(
+            &this.ctx.settings,
+            &this.changelog_topic,
+            this.partition,
+            self.position.max(0),
+            Remaining {
+                gauge: Gauge::default(),
+                status: Arc::new(PartitionStatus::new()),
+            },
+        )?;
+        while let Some(record) = reader.next()? {
+            if record.checkpoint == id {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// Counts and position of a restore, and applying its decisions.
 pub(super) struct RestoreProgress {
     pub(super) head: u64,

@@ -9,18 +9,22 @@
 //! with the checkpoint and is undone with a rewind; the reader then seeks back too.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often a reader an input waits on says so.
+const WAIT_WARNING_EVERY: Duration = Duration::from_secs(30);
 
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::kafka::{ClientSettings, KafkaFailure};
+use crate::kafka::KafkaFailure;
+use crate::pipeline::context::PipelineContext;
 use crate::state::PartitionState;
+use crate::table::TableSpec;
 use crate::table::keys;
 use crate::table::order::Feed;
-use crate::table::TableSpec;
 
 use super::TaskError;
 
@@ -47,21 +51,34 @@ impl rdkafka::ClientContext for TableContext {
 impl ConsumerContext for TableContext {}
 
 /// A consumer for a pipeline run's tables, or `None` when it declares none.
-pub fn table_consumer(
-    settings: &ClientSettings,
-    tables: &[TableSpec],
-) -> Result<Option<Arc<TableConsumer>>, KafkaFailure> {
-    if tables.is_empty() {
+pub fn table_consumer(ctx: &PipelineContext) -> Result<Option<Arc<TableConsumer>>, KafkaFailure> {
+    if ctx.tables.is_empty() {
         return Ok(None);
     }
-    let consumer = settings
-        .consumer_config()
+    let mut config = ctx.settings.consumer_config();
+    // Each table partition gets the share of the fetch buffer an input partition gets
+    // (the daemon counts them), unless the config says otherwise.
+    for (key, value) in [
+        ("queued.max.messages.kbytes", ctx.fetch_queue_kbytes),
+        ("fetch.message.max.bytes", ctx.fetch_bytes),
+    ] {
+        if config.get(key).is_none() {
+            config.set(key, value.to_string());
+        }
+    }
+    let consumer = config
         // A reader knows it has every record up to the end when the end is reported.
         .set("enable.partition.eof", "true")
+        // The end is a fetch that finds nothing, which the broker holds for this long
+        // (500 ms by default) hoping for data; an input record waiting on a table that
+        // was just updated waits as long.
+        .set("fetch.wait.max.ms", "10")
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("group.id", "weir-tables")
+        // Never joined (partitions are assigned by hand), but named after the
+        // pipeline's group so that ACLs granted for it cover it.
+        .set("group.id", format!("{}-tables", ctx.group))
         // A table partition read from offset 0 starts wherever its log starts.
         .set("auto.offset.reset", "earliest")
         .create_with_context(TableContext)
@@ -94,6 +111,9 @@ pub(super) struct TableFeed {
     /// Where processing had read the table at the checkpoint the partition started
     /// from: records before it are re-read first, whatever their times.
     replay_until: i64,
+    /// Since when an input record has waited on this reader, which has fetched
+    /// nothing and not reported the end; and when that was last logged.
+    waiting: Option<(Instant, Instant)>,
 }
 
 impl TableFeed {
@@ -112,6 +132,18 @@ impl TableFeed {
                 .and_then(keys::decode_offset)
                 .unwrap_or(0))
         };
+        let topic_key = keys::topic_key(&table.name);
+        match state.get(&topic_key)? {
+            Some(read_from) if read_from != table.topic.as_bytes() => {
+                return Err(TaskError::TableMoved {
+                    table: table.name.clone(),
+                    was: String::from_utf8_lossy(&read_from).into_owned(),
+                    now: table.topic.clone(),
+                });
+            }
+            Some(_) => {}
+            None => state.put(topic_key, table.topic.as_bytes().to_vec()),
+        }
         let rows = position(state, keys::rows_read_key(&table.name))?;
         let read = position(state, keys::read_key(&table.name))?;
         if rows > read {
@@ -143,6 +175,7 @@ impl TableFeed {
             next: rows,
             checkpointed: rows,
             replay_until: read,
+            waiting: None,
         })
     }
 
@@ -158,6 +191,8 @@ impl TableFeed {
                 None => return,
                 Some(Err(KafkaError::PartitionEOF(_))) => {
                     self.at_end = true;
+                    self.waiting = None;
+                    self.warn_if_short();
                     return;
                 }
                 Some(Err(error)) => {
@@ -166,6 +201,7 @@ impl TableFeed {
                 }
                 Some(Ok(message)) => {
                     self.at_end = false;
+                    self.waiting = None;
                     // A record before the position was fetched before a seek back.
                     if message.offset() < self.next {
                         continue;
@@ -181,11 +217,45 @@ impl TableFeed {
         }
     }
 
+    /// The end came before the position the checkpoint had read the table to, and
+    /// the topic ends there: it was truncated or recreated since (records between the
+    /// last one and that position that are only transaction markers or compacted away
+    /// end the replay quietly). The rows are what the topic holds now.
+    fn warn_if_short(&self) {
+        if self.next >= self.replay_until {
+            return;
+        }
+        let high =
+            super::fetch::cached_watermarks(self.consumer.client(), &self.topic, self.partition)
+                .map(|(_, high)| high);
+        if high.is_some_and(|high| high < self.replay_until) {
+            tracing::warn!(table = %self.name, topic = %self.topic, partition = self.partition, read_to = self.replay_until, ends_at = ?high, "the table topic ends before where the checkpoint had read it (truncated or recreated?): going on with what it holds");
+        }
+    }
+
+    /// An input record waits on this reader if it has fetched nothing and not
+    /// reported the end: say so now and then, since a table partition that never
+    /// answers (a leader down, no read permission) holds its input for as long.
+    pub(super) fn note_wait(&mut self) {
+        if self.head.is_some() || self.at_end {
+            return;
+        }
+        let now = Instant::now();
+        let (since, logged) = self.waiting.get_or_insert((now, now));
+        if now.duration_since(*logged) >= WAIT_WARNING_EVERY {
+            *logged = now;
+            tracing::warn!(table = %self.name, topic = %self.topic, partition = self.partition, waited_s = now.duration_since(*since).as_secs(), "the input waits for the table to be read up to its records' time, and the table reader has received nothing: check the table topic's partition on the brokers");
+        }
+    }
+
     /// What the ordering needs to know of this reader.
     pub(super) fn view(&self) -> Feed {
         let past_replay = self.next >= self.replay_until
             || self.at_end
-            || self.head.as_ref().is_some_and(|h| h.offset >= self.replay_until);
+            || self
+                .head
+                .as_ref()
+                .is_some_and(|h| h.offset >= self.replay_until);
         Feed {
             head: self.head.as_ref().map(|h| h.timestamp),
             at_end: self.at_end,
@@ -215,6 +285,18 @@ impl TableFeed {
         }
     }
 
+    /// Stop or go on fetching, with the task's input.
+    pub(super) fn set_paused(&self, pause: bool) -> Result<(), KafkaFailure> {
+        let mut partition = TopicPartitionList::new();
+        partition.add_partition(&self.topic, self.partition);
+        let result = if pause {
+            self.consumer.pause(&partition)
+        } else {
+            self.consumer.resume(&partition)
+        };
+        result.map_err(|e| KafkaFailure::new("cannot pause or resume a table partition", e))
+    }
+
     /// The checkpoint committed what was applied.
     pub(super) fn checkpointed(&mut self) {
         self.checkpointed = self.next;
@@ -222,7 +304,12 @@ impl TableFeed {
 
     /// Go back to the last checkpoint (the task's state is rewound with it).
     pub(super) fn rewind(&mut self) -> Result<(), TaskError> {
-        super::fetch::seek(&self.consumer, &self.topic, self.partition, self.checkpointed)?;
+        super::fetch::seek(
+            &self.consumer,
+            &self.topic,
+            self.partition,
+            self.checkpointed,
+        )?;
         self.head = None;
         self.at_end = false;
         self.next = self.checkpointed;

@@ -133,7 +133,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 }
             }
         }
-        if let Some(&(first, ..)) = transactional.first() {
+        if !transactional.is_empty() {
             let producer = self
                 .producers
                 .get(Guarantee::ExactlyOnce)
@@ -147,7 +147,7 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
                 Err(CommitError::NotCommitted(failure)) => return Err(failure.into()),
                 Err(CommitError::InDoubt(failure)) => {
                     let committed = self
-                        .settle(first, &dirty, &failure)
+                        .settle(&blocks, &dirty, &failure)
                         .map_err(|e| TaskError::Unsettled(Box::new(e)))?;
                     if !committed {
                         return Ok(Outcome::Rewound);
@@ -189,11 +189,16 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
     }
 
     /// Settle a commit that went unanswered: true when it committed; when it did not,
-    /// every task is sent back to its last checkpoint. Task `first` is one the
-    /// transaction committed offsets for: its group's committed offset tells.
+    /// every task is sent back to its last checkpoint. `blocks` are the checkpoint's
+    /// (task, checkpoint id, records). A task of the transaction whose input offset
+    /// moved tells by its group's committed offset; when none moved (a partition that
+    /// only applied table records or fired timers while its input was idle, whose
+    /// committed offset is the same either way), by whether its block is in its
+    /// changelog for a read_committed reader. The new producer's start has settled the
+    /// old transaction by then, one way or the other.
     fn settle(
         &mut self,
-        first: usize,
+        blocks: &[(usize, u64, usize)],
         dirty: &[usize],
         failure: &KafkaFailure,
     ) -> Result<bool, TaskError> {
@@ -201,8 +206,22 @@ impl<C: ConsumerContext + 'static> ProcessingThread<C> {
         self.producers.drop_exactly_once();
         self.producers
             .ensure(Guarantee::ExactlyOnce, self.interval)?;
-        let task = &self.tasks[first];
-        let committed = task.assigned.committed(None)? == Some(task.next_offset());
+        let in_transaction = blocks
+            .iter()
+            .filter(|(i, ..)| self.tasks[*i].assigned.ctx.guarantee == Guarantee::ExactlyOnce);
+        let moved = in_transaction
+            .clone()
+            .find(|(i, ..)| self.tasks[*i].offset_moved());
+        let committed = if let Some(&(i, ..)) = moved {
+            let task = &self.tasks[i];
+            task.assigned.committed(None)? == Some(task.next_offset())
+        } else {
+            let mut blocks = in_transaction;
+            let &(i, id, _) = blocks
+                .next()
+                .expect("an unanswered commit had a transaction");
+            self.tasks[i].changelog_holds(id)?
+        };
         tracing::warn!(
             thread = self.index,
             committed,

@@ -519,6 +519,8 @@ fn set_paused<C: ConsumerContext + 'static>(
         assigned.consumer.resume(&tpl)
     };
     result.map_err(|e| KafkaFailure::new("cannot pause or resume fetching", e))?;
+    task.pause_tables(pause)?;
+    let assigned = &task.assigned;
     assigned
         .status
         .set_phase(if pause { Phase::Paused } else { Phase::Running });
