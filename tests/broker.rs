@@ -21,6 +21,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord};
 
 /// A Kafka cluster on loopback.
 pub struct Kafka {
@@ -77,6 +78,19 @@ fn script(args: &[&str]) -> String {
         .unwrap_or_default()
         .trim()
         .to_owned()
+}
+
+/// Send `record`, waiting while the producer's queue is full (it drains as the
+/// producer is polled).
+pub fn send_waiting<K, P>(producer: &BaseProducer, mut record: BaseRecord<'_, K, P>)
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    while let Err((_, back)) = producer.send(record) {
+        record = back;
+        producer.poll(Duration::from_millis(10));
+    }
 }
 
 /// A name no other test (in this run or an earlier one against the same cluster) uses:

@@ -104,13 +104,10 @@ fn word_count_runs_on_kafka(lang: Lang) {
         .create()
         .expect("a producer");
     let send = |partition: i32, value: &[u8]| {
-        let mut record = BaseRecord::<(), [u8]>::to(&text_topic)
+        let record = BaseRecord::<(), [u8]>::to(&text_topic)
             .partition(partition)
             .payload(value);
-        while let Err((_, back)) = producer.send(record) {
-            record = back;
-            producer.poll(Duration::from_millis(10));
-        }
+        weir_tests::broker::send_waiting(&producer, record);
     };
     // Expected (word, count) outputs and final state, per partition.
     let mut outputs: BTreeMap<(String, u64), usize> = BTreeMap::new();

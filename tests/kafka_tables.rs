@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::{Value, json};
+use weir_tests::broker::send_waiting;
 use weir_tests::daemon::Daemon;
 use weir_tests::wordcount::{Setup, WAIT, read_committed, wait_until};
 use weir_tests::{Dice, guest};
@@ -43,15 +44,7 @@ fn send(producer: &BaseProducer, topic: &str, records: &[Keyed]) {
         if let Some(value) = value {
             record = record.payload(value.as_str());
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
+        send_waiting(producer, record);
     }
     producer
         .flush(Duration::from_secs(30))

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use weir_tests::broker::send_waiting;
 use weir_tests::daemon::{Daemon, admin_url, variant, version_headers};
 use weir_tests::windows::{closed_window, reference};
 use weir_tests::wordcount::{Setup, WAIT, read_committed, wait_until};
@@ -38,20 +39,12 @@ fn producer(setup: &Setup) -> BaseProducer {
 /// Send `records` (key, timestamp) with value "click" to `topic`'s partition 0.
 fn send(producer: &BaseProducer, topic: &str, records: &[(String, i64)]) {
     for (key, timestamp) in records {
-        let mut record = BaseRecord::<str, str>::to(topic)
+        let record = BaseRecord::<str, str>::to(topic)
             .partition(0)
             .key(key.as_str())
             .payload("click")
             .timestamp(*timestamp);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
+        send_waiting(producer, record);
     }
     producer
         .flush(Duration::from_secs(30))
@@ -235,13 +228,10 @@ fn a_processing_time_timer_fires_on_a_partition_that_receives_nothing_more() {
         .as_millis() as i64;
     let command = format!("ptimer:{}:later", now + 2_000);
     let input = setup.topic("text");
-    let mut record = BaseRecord::<str, str>::to(&input)
+    let record = BaseRecord::<str, str>::to(&input)
         .partition(0)
         .payload(&command);
-    while let Err((_, back)) = producer.send(record) {
-        record = back;
-        producer.poll(Duration::from_millis(10));
-    }
+    send_waiting(&producer, record);
     producer.flush(Duration::from_secs(30)).unwrap();
     let output = setup.topic("counts");
     let fired = || {

@@ -99,18 +99,10 @@ impl Input {
     }
 
     pub fn send(&self, partition: i32, value: &[u8]) {
-        let mut record = BaseRecord::<(), [u8]>::to(&self.topic)
+        let record = BaseRecord::<(), [u8]>::to(&self.topic)
             .partition(partition)
             .payload(value);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((_, back)) => {
-                    record = back;
-                    self.producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
+        crate::broker::send_waiting(&self.producer, record);
     }
 }
 

@@ -183,6 +183,15 @@ pub fn is_transient(error: &KafkaError) -> bool {
     )
 }
 
+/// The end of a partition, which a consumer with `enable.partition.eof` reports as an
+/// error (once on the partition's queue, and again to its context's error callback).
+pub fn is_end_of_partition(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    )
+}
+
 /// What to do about the common failures.
 fn hint(error: &KafkaError) -> &'static str {
     match error.rdkafka_error_code() {

@@ -174,12 +174,7 @@ struct RestoreContext;
 
 impl rdkafka::ClientContext for RestoreContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        let eof = matches!(
-            error,
-            KafkaError::PartitionEOF(_)
-                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-        );
-        if !eof {
+        if !crate::kafka::is_end_of_partition(&error) {
             tracing::warn!(%error, reason, "Kafka restore consumer error");
         }
     }

@@ -37,12 +37,7 @@ pub struct TableContext;
 
 impl rdkafka::ClientContext for TableContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        let eof = matches!(
-            error,
-            KafkaError::PartitionEOF(_)
-                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-        );
-        if !eof {
+        if !crate::kafka::is_end_of_partition(&error) {
             tracing::warn!(%error, reason, "Kafka table consumer error");
         }
     }
