@@ -84,6 +84,15 @@ impl Processor for Instance {
         if !self.module.contract().has_event_time() {
             return Ok(None);
         }
+        // Asked at every firing point: without timers (the queue knows, mostly without
+        // reading the store), the clock need not be read and decoded.
+        let mut pending = false;
+        for domain in [TimeDomain::Event, TimeDomain::Processing] {
+            pending |= self.next_timer(domain).map_err(FireError::Host)?.is_some();
+        }
+        if !pending {
+            return Ok(None);
+        }
         let clock = self.clock().map_err(FireError::Host)?;
         let watermark = clock.watermark();
         let now = self.processing_time(&clock);
@@ -170,11 +179,11 @@ impl Instance {
         if !self.module.contract().has_event_time() {
             return Ok(false);
         }
+        let Some(at) = self.next_timer(TimeDomain::Processing)? else {
+            return Ok(false);
+        };
         let clock = self.clock()?;
-        let now = self.processing_time(&clock);
-        Ok(self
-            .next_timer(TimeDomain::Processing)?
-            .is_some_and(|at| at <= now))
+        Ok(at <= self.processing_time(&clock))
     }
 
     /// The first record after the first whose watermark (`met`) passes a timer set
